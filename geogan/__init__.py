@@ -1,3 +1,8 @@
 """geogan: synthetic georeferenced aerial imagery and heights from OpenStreetMap."""
 
 __version__ = "0.1.0"
+
+from .api import rasterize, rasterize_array, render  # noqa: E402
+from .errors import GeoganError  # noqa: E402
+
+__all__ = ["render", "rasterize", "rasterize_array", "GeoganError", "__version__"]

@@ -1,0 +1,162 @@
+"""The public Python API: :func:`render` and :func:`rasterize`.
+
+Both take plain values (paths, a bbox, CRS strings, a GSD in ground metres),
+validate everything before any heavy work, and report progress through
+``progress(fraction, message)`` and stop when ``cancel()`` returns True. The
+CLI, the QGIS plugin and the Dask front are thin layers over these.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import pyproj
+
+from .classes import Schema, load_schema
+from .errors import InputError, SourceError
+from .features import FeatureSet, build_features
+from .grid import Grid, grid_from_bbox, parse_crs
+from .infer import load_model
+from .render import CancelFn, OutputPaths, ProgressFn, RenderResult, rasterize_to_file, render_grid
+from .sources import data_bounds_lonlat, osm_file_bounds, read_sources
+from .tiles import TileSpec
+from .write import check_outputs
+
+log = logging.getLogger("geogan")
+
+PathLike = str | os.PathLike
+BBox = tuple[float, float, float, float]
+
+
+def sample_osm_path() -> Path:
+    """The bundled fictional sample town (OSM XML)."""
+    return Path(str(resources.files("geogan").joinpath("data/sample/sample_town.osm")))
+
+
+def _as_paths(osm: PathLike | Sequence[PathLike] | None) -> list[Path]:
+    if osm is None:
+        return []
+    if isinstance(osm, (str, os.PathLike)):
+        return [Path(osm)]
+    return [Path(p) for p in osm]
+
+
+def _resolve_sources(osm, bbox, bbox_crs) -> tuple[list[Path], BBox | None, str]:
+    paths = _as_paths(osm)
+    if not paths:
+        if bbox is not None:
+            raise InputError("no --osm file given for this bbox; pass --osm FILE (.osm/.pbf/GPKG/GeoJSON/Shapefile)")
+        sample = sample_osm_path()
+        bounds = osm_file_bounds(sample)
+        return [sample], bounds, "EPSG:4326"
+    if bbox is None and len(paths) == 1:
+        bounds = osm_file_bounds(paths[0]) if paths[0].is_file() else None
+        if bounds is not None:
+            return paths, bounds, "EPSG:4326"
+    return paths, bbox, bbox_crs
+
+
+def _margin_bbox_lonlat(grid: Grid, margin_px: int) -> BBox:
+    """Grid bounds plus a margin (tile context beyond the edges), in lon/lat."""
+    left, bottom, right, top = grid.bounds
+    rx, ry = grid.res_xy
+    box = (left - margin_px * rx, bottom - margin_px * ry, right + margin_px * rx, top + margin_px * ry)
+    t = pyproj.Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    return tuple(float(v) for v in t.transform_bounds(*box, densify_pts=21))  # type: ignore[return-value]
+
+
+def _prepare(osm, bbox, bbox_crs, crs, gsd_m, schema: Schema, class_field, margin_px: int
+             ) -> tuple[Grid, FeatureSet, list[str]]:
+    paths, bbox, bbox_crs = _resolve_sources(osm, bbox, bbox_crs)
+    warnings_: list[str] = []
+    if bbox is None:
+        report = read_sources(paths, None, class_field)
+        bbox, bbox_crs = data_bounds_lonlat(report), "EPSG:4326"
+    grid = grid_from_bbox(tuple(bbox), bbox_crs, crs, gsd_m)  # type: ignore[arg-type]
+    report = read_sources(paths, _margin_bbox_lonlat(grid, margin_px), class_field)
+    feats = build_features(report, schema, grid.crs, grid.center_lonlat(), class_field)
+    if len(feats) == 0:
+        msg = "the bbox holds no mapped features; rendering it as background"
+        log.warning(msg)
+        warnings_.append(msg)
+    if feats.repaired or feats.skipped:
+        msg = f"{feats.repaired} broken geometries repaired, {feats.skipped} skipped (unclosed or clipped rings)"
+        log.warning(msg)
+        warnings_.append(msg)
+    log.info("%d features drawn: %s", len(feats),
+             ", ".join(f"{schema.by_id(k).name} {v}" for k, v in sorted(feats.counts_by_class.items())))
+    return grid, feats, warnings_
+
+
+def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326",
+           crs: str = "EPSG:3857", gsd_m: float | None = None, out_dir: PathLike = "out", model: str = "default",
+           device: str = "auto", tile_px: int = 256, overlap_px: int = 64, seed: int = 0, overwrite: bool = False,
+           rules: PathLike | None = None, force: bool = False, class_field: str | None = None,
+           dem: PathLike | None = None, progress: ProgressFn | None = None,
+           cancel: CancelFn | None = None) -> RenderResult:
+    """Render synthetic aerial imagery, heights and a class map for an area.
+
+    Parameters
+    ----------
+    osm : path or paths to vector sources (OSM .osm/.pbf, GPKG, GeoJSON, Shapefile);
+        None with ``bbox=None`` renders the bundled sample town.
+    bbox : (xmin, ymin, xmax, ymax) in ``bbox_crs``; None = the data's extent.
+    crs : output CRS. gsd_m : output pixel size in *ground* metres (default: the model's native GSD).
+    out_dir : directory receiving aerial.tif, height.tif, classes.tif (COGs).
+    model : a zoo name (``geogan models``) or a path to a model .json/.safetensors.
+    device : auto, cpu or cuda. tile_px, overlap_px : tiling. seed : same seed -> identical output.
+    overwrite : replace existing outputs. rules : a class rules TOML (default: built-in schema).
+    force : run even when the estimate is over a day. class_field : attribute with a schema class
+        name or id (for hand-drawn layers) instead of OSM tags.
+    progress : ``progress(fraction, message)``. cancel : ``cancel() -> bool``, checked once per tile.
+
+    Returns
+    -------
+    RenderResult with the three paths, the grid, tile count and timing.
+    """
+    if dem is not None:
+        raise InputError("--dem is not supported yet; render without it (terrain heights are a planned feature)")
+    spec = TileSpec(int(tile_px), int(overlap_px))
+    schema = load_schema(rules)
+    paths = OutputPaths.in_dir(Path(out_dir))
+    parse_crs(crs)
+    loaded = load_model(model, schema, device)
+    if spec.tile_px % loaded.size_multiple:
+        raise InputError(f"tile size {spec.tile_px} px must be a multiple of {loaded.size_multiple} for model "
+                         f"'{loaded.name}'; change --tile-size")
+    check_outputs(paths.all(), overwrite)
+    grid, feats, warnings_ = _prepare(osm, bbox, bbox_crs, crs, gsd_m if gsd_m is not None else loaded.gsd_m,
+                                      schema, class_field, margin_px=spec.tile_px)
+    result = render_grid(feats, grid, loaded, schema, paths, spec=spec, seed=seed, force=force,
+                         progress=progress, cancel=cancel)
+    result.warnings.extend(warnings_)
+    return result
+
+
+def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None = None,
+              bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m: float = 0.5,
+              out: PathLike = "classes.tif", rules: PathLike | None = None, class_field: str | None = None,
+              overwrite: bool = False, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Path:
+    """Rasterize vector sources into a class-map COG (uint8 with the schema palette). Same parameters as render."""
+    schema = load_schema(rules)
+    out = Path(out)
+    parse_crs(crs)
+    check_outputs([out], overwrite)
+    grid, feats, _ = _prepare(osm, bbox, bbox_crs, crs, gsd_m, schema, class_field, margin_px=2)
+    return rasterize_to_file(feats, grid, schema, out, progress=progress, cancel=cancel)
+
+
+def rasterize_array(osm, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857",
+                    gsd_m: float = 0.5, rules: PathLike | None = None, class_field: str | None = None):
+    """Class map as an in-memory array: returns ``(classes uint8 (H, W), grid)``."""
+    from .rasterize import rasterize_classes
+
+    schema = load_schema(rules)
+    grid, feats, _ = _prepare(osm, bbox, bbox_crs, crs, gsd_m, schema, class_field, margin_px=2)
+    if grid.width * grid.height > 20_000 ** 2:
+        raise SourceError("this grid is too large for an in-memory array; use rasterize(..., out=PATH)")
+    return rasterize_classes(feats, grid), grid

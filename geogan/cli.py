@@ -1,0 +1,238 @@
+"""The ``geogan`` command line: a thin front over :mod:`geogan.api`.
+
+Errors: one line on stderr, exit code 2 for bad input/usage and 1 for
+runtime failures; ``--verbose`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from . import __version__
+from .errors import GeoganError, InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Synthetic georeferenced aerial imagery and heights from OpenStreetMap.")
+err = Console(stderr=True)
+_state = {"verbose": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"geogan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output; tracebacks on errors."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    _state["verbose"] = verbose
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logger = logging.getLogger("geogan")
+    logger.handlers[:] = [RichHandler(console=err, show_time=False, show_path=False, markup=False)]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def run_guarded(fn: Callable[[], object]) -> object:
+    """Run ``fn``; turn geogan errors into one stderr line and an exit code."""
+    try:
+        return fn()
+    except GeoganError as exc:
+        if _state["verbose"]:
+            traceback.print_exc()
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("error: interrupted; no output was written", markup=False)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug or an environment failure: still one line unless --verbose
+        if _state["verbose"]:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err.print(f"error: {type(exc).__name__}: {first} (rerun with --verbose for details)", markup=False,
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def parse_bbox(text: Optional[str]) -> Optional[tuple[float, float, float, float]]:
+    if text is None:
+        return None
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--bbox '{text}' must be four numbers xmin,ymin,xmax,ymax") from None
+    if len(values) != 4:
+        raise InputError(f"--bbox '{text}' must be four numbers xmin,ymin,xmax,ymax; got {len(values)}")
+    return values  # type: ignore[return-value]
+
+
+class _Progress:
+    """A rich progress bar fed by the API's progress(fraction, message) callback."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.enabled = enabled
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
+        self.task = None
+
+    def __enter__(self):
+        if self.enabled:
+            self.bar.start()
+            self.task = self.bar.add_task("rendering", total=1.0)
+        return self
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, completed=fraction, description=message)
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+OSM_HELP = "Vector source(s): OSM .osm/.osm.pbf, GPKG, GeoJSON or Shapefile. Repeat for several."
+BBOX_HELP = "Area as xmin,ymin,xmax,ymax in --bbox-crs (default: the data's extent)."
+
+
+@app.command()
+def render(
+    osm: Optional[list[Path]] = typer.Option(None, "--osm", help=OSM_HELP),
+    bbox: Optional[str] = typer.Option(None, help=BBOX_HELP),
+    bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
+    crs: str = typer.Option("EPSG:3857", help="Output CRS."),
+    gsd: Optional[float] = typer.Option(None, help="Output pixel size in ground metres (default: the model's)."),
+    out: Path = typer.Option(Path("out"), help="Output directory (aerial.tif, height.tif, classes.tif)."),
+    model: str = typer.Option("default", help="Model name (see 'geogan models') or path to a model .json."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    tile_size: int = typer.Option(256, help="Tile size in output pixels."),
+    overlap: int = typer.Option(64, help="Tile overlap in output pixels (blended)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives identical output."),
+    rules: Optional[Path] = typer.Option(None, help="Class rules TOML (default: built-in schema)."),
+    class_field: Optional[str] = typer.Option(None, help="Attribute holding a class name/id (non-OSM layers)."),
+    overwrite: bool = typer.Option(False, help="Replace existing outputs."),
+    force: bool = typer.Option(False, help="Run even if the estimate is over a day."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Render aerial.tif, height.tif and classes.tif for an area (default: the bundled sample town)."""
+    from .api import render as api_render
+
+    def go():
+        with _Progress(progress and err.is_terminal) as bar:
+            return api_render(osm=osm or None, bbox=parse_bbox(bbox), bbox_crs=bbox_crs, crs=crs, gsd_m=gsd,
+                              out_dir=out, model=model, device=device, tile_px=tile_size, overlap_px=overlap,
+                              seed=seed, overwrite=overwrite, rules=rules, force=force, class_field=class_field,
+                              progress=bar)
+
+    result = run_guarded(go)
+    g = result.grid
+    typer.echo(f"wrote {result.aerial}, {result.height}, {result.classes} "
+               f"({g.width}x{g.height} px, {g.crs.to_string()}, {result.tiles} tiles, {result.seconds:.1f} s)")
+
+
+@app.command()
+def rasterize(
+    osm: Optional[list[Path]] = typer.Option(None, "--osm", help=OSM_HELP),
+    bbox: Optional[str] = typer.Option(None, help=BBOX_HELP),
+    bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
+    crs: str = typer.Option("EPSG:3857", help="Output CRS."),
+    gsd: float = typer.Option(0.5, help="Pixel size in ground metres."),
+    out: Path = typer.Option(Path("classes.tif"), help="Output class-map GeoTIFF."),
+    rules: Optional[Path] = typer.Option(None, help="Class rules TOML (default: built-in schema)."),
+    class_field: Optional[str] = typer.Option(None, help="Attribute holding a class name/id (non-OSM layers)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output."),
+) -> None:
+    """Rasterize vector data into a class map only (uint8 COG with the class palette)."""
+    from .api import rasterize as api_rasterize
+
+    path = run_guarded(lambda: api_rasterize(osm=osm or None, bbox=parse_bbox(bbox), bbox_crs=bbox_crs, crs=crs,
+                                             gsd_m=gsd, out=out, rules=rules, class_field=class_field,
+                                             overwrite=overwrite))
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def classes(
+    rules: Optional[Path] = typer.Option(None, help="Show this rules file instead of the built-in schema."),
+    dump: bool = typer.Option(False, help="Print the rules TOML (a starting point for --rules)."),
+) -> None:
+    """Print the class schema table (id, name, colour, priority, OSM tags)."""
+    from rich.table import Table
+
+    from .classes import default_rules_text, load_schema
+
+    if dump:
+        typer.echo(default_rules_text())
+        return
+    schema = run_guarded(lambda: load_schema(rules))
+    table = Table(title=f"geogan class schema v{schema.version} ({schema.source})")
+    for col in ("id", "name", "colour", "priority", "OSM tags"):
+        table.add_column(col)
+    for c in schema.classes:
+        tags = []
+        for rule in schema.rules:
+            if rule.class_name == c.name:
+                tags.append(" & ".join(f"{k}={'|'.join(v)}" for k, v in rule.match) + f" ({rule.geometry})")
+        hexcol = "#%02x%02x%02x" % c.color
+        table.add_row(str(c.id), c.name, f"[on {hexcol}]   [/] {hexcol}", str(c.priority), "\n".join(tags) or "-")
+    Console().print(table)
+
+
+@app.command()
+def models() -> None:
+    """List available models (user directory first, then built-in) with their cards."""
+    from rich.table import Table
+
+    from .zoo import list_models, model_dirs
+
+    table = Table(title="geogan models")
+    for col in ("name", "arch", "classes", "GSD m", "outputs", "training data", "licence", "path"):
+        table.add_column(col, overflow="fold")
+    for card in list_models():
+        data = card.get("training", {}).get("data", "")
+        table.add_row(card.get("name", "?"), card.get("arch", "?"), ", ".join(card.get("classes", [])),
+                      str(card.get("gsd_m", "?")), ", ".join(card.get("outputs", [])), str(data),
+                      str(card.get("license", "")), card["path"])
+    Console().print(table)
+    typer.echo("searched: " + ", ".join(str(d) for d in model_dirs()))
+
+
+def _register_extensions() -> None:
+    """Commands that live beside their feature (training, plugin build, ...)."""
+    import importlib
+
+    for mod in ("geogan.training.commands", "geogan.plugin_build"):
+        try:
+            module = importlib.import_module(mod)
+        except ImportError:
+            continue
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_extensions()
+
+
+def main() -> None:
+    app(prog_name="geogan")
+
+
+if __name__ == "__main__":
+    main()

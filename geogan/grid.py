@@ -1,0 +1,223 @@
+"""The output grid as a value (CRS + affine + shape) and ground-scale maths.
+
+A ground sample distance (GSD) is given in *ground* metres. A CRS's projected
+unit is generally not a ground metre: in EPSG:3857 at 60°N one projected
+metre is half a ground metre. :func:`ground_scale` asks PROJ for the local
+scale factors, and :func:`grid_from_bbox` uses them so that one output pixel
+covers ``gsd_m`` ground metres at the centre of the area.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pyproj
+from affine import Affine
+from pyproj.exceptions import CRSError as _ProjCRSError
+
+from .errors import GridError
+
+LONLAT = "EPSG:4326"
+MAX_GSD_M = 10_000.0
+MIN_GSD_M = 0.01
+
+
+@lru_cache(maxsize=64)
+def parse_crs(value: object) -> pyproj.CRS:
+    """A pyproj CRS from user input, or a one-line :class:`GridError`."""
+    if isinstance(value, pyproj.CRS):
+        return value
+    try:
+        return pyproj.CRS.from_user_input(value)
+    except (_ProjCRSError, TypeError, ValueError):
+        raise GridError(f"unknown CRS '{value}'; give one PROJ understands, e.g. EPSG:3857 or EPSG:32635") from None
+
+
+@lru_cache(maxsize=64)
+def _to_lonlat(crs: pyproj.CRS) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(crs, LONLAT, always_xy=True)
+
+
+@lru_cache(maxsize=64)
+def _from_lonlat(crs: pyproj.CRS) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(LONLAT, crs, always_xy=True)
+
+
+def _unit_to_m(crs: pyproj.CRS) -> float:
+    return float(crs.axis_info[0].unit_conversion_factor) if crs.axis_info else 1.0
+
+
+def ground_scale(crs: pyproj.CRS, lon: float, lat: float) -> tuple[float, float]:
+    """CRS units per ground metre along x and y at (lon, lat).
+
+    For a projected CRS this is PROJ's parallel (x) and meridional (y) scale
+    factor divided by the CRS unit in metres: EPSG:3857 at 60°N gives
+    (2.0, 2.0), a UTM zone about (0.9996, 0.9996). For a geographic CRS it is
+    degrees per ground metre along a parallel and along a meridian.
+    """
+    crs = parse_crs(crs)
+    if crs.is_geographic:
+        geod = crs.get_geod() or pyproj.Geod(ellps="WGS84")
+        d = 1e-4
+        _, _, dx_m = geod.inv(lon - d / 2, lat, lon + d / 2, lat)
+        _, _, dy_m = geod.inv(lon, lat - d / 2, lon, lat + d / 2)
+        return d / dx_m, d / dy_m
+    factors = pyproj.Proj(crs).get_factors(lon, lat)
+    unit = _unit_to_m(crs)
+    kx, ky = float(factors.parallel_scale), float(factors.meridional_scale)
+    if not (math.isfinite(kx) and math.isfinite(ky)) or kx <= 0 or ky <= 0:
+        raise GridError(f"{crs.to_string()} has no usable scale at lon {lon:.4f}, lat {lat:.4f}; "
+                        "choose a CRS valid for this area")
+    return kx / unit, ky / unit
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A georeferenced pixel grid: CRS, affine transform and shape (rows, cols)."""
+
+    crs: pyproj.CRS
+    transform: Affine
+    shape_yx: tuple[int, int]
+
+    @property
+    def height(self) -> int:
+        return self.shape_yx[0]
+
+    @property
+    def width(self) -> int:
+        return self.shape_yx[1]
+
+    @property
+    def res_xy(self) -> tuple[float, float]:
+        return abs(self.transform.a), abs(self.transform.e)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in CRS units."""
+        left, top = self.transform @ (0, 0)
+        right, bottom = self.transform @ (self.width, self.height)
+        return (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+
+    def xy(self, row: float, col: float) -> tuple[float, float]:
+        """CRS coordinates of a (fractional) pixel position."""
+        return self.transform @ (col, row)
+
+    def lonlat(self, row: float, col: float) -> tuple[float, float]:
+        x, y = self.xy(row, col)
+        lon, lat = _to_lonlat(self.crs).transform(x, y)
+        return float(lon), float(lat)
+
+    def center_lonlat(self) -> tuple[float, float]:
+        return self.lonlat(self.height / 2, self.width / 2)
+
+    def window(self, row0: int, col0: int, height: int, width: int) -> "Grid":
+        """The sub-grid starting at (row0, col0); it may reach past this grid."""
+        return Grid(self.crs, self.transform * Affine.translation(col0, row0), (height, width))
+
+    def resized(self, height: int, width: int) -> "Grid":
+        """The same bounds divided into ``height`` x ``width`` pixels."""
+        scale = Affine.scale(self.width / width, self.height / height)
+        return Grid(self.crs, self.transform * scale, (height, width))
+
+    def gsd_m_at(self, row: float, col: float) -> tuple[float, float]:
+        """Ground metres covered by one pixel along x and y at a pixel position."""
+        lon, lat = self.lonlat(row, col)
+        kx, ky = ground_scale(self.crs, lon, lat)
+        rx, ry = self.res_xy
+        return rx / kx, ry / ky
+
+    def __hash__(self) -> int:
+        return hash((self.crs.to_wkt(), tuple(self.transform), self.shape_yx))
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Grid) and self.shape_yx == other.shape_yx
+                and np.allclose(tuple(self.transform), tuple(other.transform), rtol=0, atol=1e-9)
+                and self.crs == other.crs)
+
+
+def bbox_to_crs(bbox: tuple[float, float, float, float], bbox_crs: object,
+                crs: object) -> tuple[float, float, float, float]:
+    """Bounds of ``bbox`` (xmin, ymin, xmax, ymax in ``bbox_crs``) in ``crs``."""
+    src, dst = parse_crs(bbox_crs), parse_crs(crs)
+    validate_bbox(bbox, src)
+    check_area_of_use(bbox, src, dst)
+    if src == dst:
+        return tuple(float(v) for v in bbox)  # type: ignore[return-value]
+    t = pyproj.Transformer.from_crs(src, dst, always_xy=True)
+    out = t.transform_bounds(*bbox, densify_pts=21)
+    if not all(math.isfinite(v) for v in out):
+        raise GridError(f"bbox {bbox} cannot be transformed to {dst.to_string()}; choose a CRS valid for this area")
+    return tuple(float(v) for v in out)  # type: ignore[return-value]
+
+
+def validate_bbox(bbox: tuple[float, float, float, float], crs: pyproj.CRS) -> None:
+    if len(bbox) != 4:
+        raise GridError(f"bbox needs 4 numbers xmin,ymin,xmax,ymax; got {len(bbox)}")
+    xmin, ymin, xmax, ymax = (float(v) for v in bbox)
+    if not all(math.isfinite(v) for v in (xmin, ymin, xmax, ymax)):
+        raise GridError(f"bbox {bbox} holds a non-finite number; give four finite numbers")
+    if crs.is_geographic and xmin > 0 > xmax and xmin - xmax > 180 and xmin <= 180 and xmax >= -180:
+        raise GridError(f"bbox {bbox} crosses the antimeridian (xmin > xmax); split it into two renders "
+                        "or use a projected CRS bbox")
+    if xmin >= xmax or ymin >= ymax:
+        what = "zero-area" if (xmin == xmax or ymin == ymax) else "inverted"
+        raise GridError(f"bbox {bbox} is {what}; give xmin,ymin,xmax,ymax with xmin < xmax and ymin < ymax")
+    if crs.is_geographic and (ymin < -90 or ymax > 90 or xmin < -180 or xmax > 180):
+        raise GridError(f"bbox {bbox} is outside -180..180 / -90..90 degrees; check the order lon,lat and --bbox-crs")
+
+
+def check_area_of_use(bbox: tuple[float, float, float, float], bbox_crs: pyproj.CRS, crs: pyproj.CRS,
+                      lon_margin_deg: float = 3.0) -> None:
+    """Refuse a bbox that lies outside where ``crs`` is defined (e.g. |lat| > 85° in EPSG:3857)."""
+    aou = crs.area_of_use
+    if aou is None:
+        return
+    if bbox_crs.is_geographic:
+        lon0, lat0, lon1, lat1 = bbox
+    else:
+        lon0, lat0, lon1, lat1 = _to_lonlat(bbox_crs).transform_bounds(*bbox, densify_pts=21)
+    lat_tol = 0.01
+    if lat0 < aou.south - lat_tol or lat1 > aou.north + lat_tol:
+        raise GridError(f"bbox latitudes {lat0:.3f}..{lat1:.3f} are outside where {crs.to_string()} is defined "
+                        f"({aou.south:.2f}..{aou.north:.2f}); choose another --crs (e.g. a polar stereographic one)")
+    if aou.west > -180 or aou.east < 180:
+        west, east = aou.west - lon_margin_deg, aou.east + lon_margin_deg
+        if lon0 < west or lon1 > east:
+            raise GridError(f"bbox longitudes {lon0:.3f}..{lon1:.3f} are far outside {crs.to_string()}'s area "
+                            f"({aou.west:.2f}..{aou.east:.2f}); choose a CRS for this area (e.g. its UTM zone)")
+
+
+def grid_from_bbox(bbox: tuple[float, float, float, float], bbox_crs: object, crs: object,
+                   gsd_m: float) -> Grid:
+    """The grid covering ``bbox`` exactly, with pixels of ``gsd_m`` ground metres.
+
+    The pixel count is the bbox extent divided by the projected pixel size at
+    the bbox centre (GSD times the local scale factor), rounded to whole
+    pixels; the pixel size is then adjusted (by less than half a pixel over
+    the extent) so the grid's bounds equal the bbox exactly.
+    """
+    gsd_m = validate_gsd(gsd_m)
+    dst = parse_crs(crs)
+    xmin, ymin, xmax, ymax = bbox_to_crs(bbox, bbox_crs, dst)
+    cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+    lon, lat = _to_lonlat(dst).transform(cx, cy)
+    kx, ky = ground_scale(dst, lon, lat)
+    width = max(1, int(round((xmax - xmin) / (gsd_m * kx))))
+    height = max(1, int(round((ymax - ymin) / (gsd_m * ky))))
+    transform = Affine((xmax - xmin) / width, 0.0, xmin, 0.0, -(ymax - ymin) / height, ymax)
+    return Grid(dst, transform, (height, width))
+
+
+def validate_gsd(gsd_m: object) -> float:
+    try:
+        value = float(gsd_m)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise GridError(f"GSD '{gsd_m}' is not a number; give ground metres per pixel, e.g. --gsd 0.5") from None
+    if not math.isfinite(value) or value <= 0:
+        raise GridError(f"GSD {gsd_m} must be a positive number of ground metres per pixel, e.g. --gsd 0.5")
+    if value < MIN_GSD_M or value > MAX_GSD_M:
+        raise GridError(f"GSD {value} m is absurd for aerial imagery; use {MIN_GSD_M}..{MAX_GSD_M:.0f} m per pixel")
+    return value

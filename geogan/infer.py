@@ -1,0 +1,148 @@
+"""Running a generator on batches of class-map tiles.
+
+Holds the loaded model and the table that maps schema classes to the
+model's own classes; turns class maps (schema ids) into one-hot tensors on
+the chosen device, runs the generator under ``torch.inference_mode`` and
+resizes outputs to the tile size. Noise is a pure function of (seed, pixel
+position), so overlapping tiles see the same noise and renders repeat
+exactly for the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .classes import Schema
+from .errors import InputError, ModelError
+from .zoo import resolve_model
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    device = (device or "auto").lower()
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise InputError(f"unknown device '{device}'; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+@dataclass
+class LoadedModel:
+    module: torch.nn.Module
+    card: dict
+    device: torch.device
+    lut: np.ndarray  # schema class id -> model class index
+    n_classes: int
+    size_multiple: int
+
+    @property
+    def gsd_m(self) -> float:
+        return float(self.card["gsd_m"])
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", "model"))
+
+    @property
+    def throughput_mp_s(self) -> float:
+        """Output megapixels per second on this device class (from the card; conservative default)."""
+        key = "throughput_mp_s_cuda" if self.device.type == "cuda" else "throughput_mp_s_cpu"
+        return float(self.card.get("benchmarks", {}).get(key, 0.5))
+
+
+def class_lut(card: dict, schema: Schema) -> np.ndarray:
+    """Lookup table schema id -> model class index, from the card's ``schema_to_model``."""
+    classes = list(card["classes"])
+    mapping = card.get("schema_to_model", {})
+    lut = np.zeros(256, dtype=np.uint8)
+    for c in schema.classes:
+        target = mapping.get(c.name)
+        if target is None:
+            raise ModelError(f"model '{card.get('name')}' does not say which of its classes stands for schema class "
+                             f"'{c.name}'; add it to schema_to_model in the model card")
+        if target not in classes:
+            raise ModelError(f"model '{card.get('name')}' maps '{c.name}' to '{target}', which is not one of its "
+                             f"classes {classes}; fix the model card")
+        lut[c.id] = classes.index(target)
+    return lut
+
+
+def load_model(name_or_path: str, schema: Schema, device: str = "auto") -> LoadedModel:
+    from .models.checkpoint import load_generator
+
+    card_path = resolve_model(name_or_path)
+    dev = resolve_device(device)
+    module, card = load_generator(card_path, device="cpu")
+    module = module.to(dev).eval()
+    multiple = int(getattr(module, "size_multiple", 1))
+    return LoadedModel(module, card, dev, class_lut(card, schema), len(card["classes"]), multiple)
+
+
+def model_input_px(tile_px: int, tile_gsd_m: float, native_gsd_m: float, multiple: int) -> int:
+    """Model pixels for a tile so that one model pixel is ``native_gsd_m`` on the ground.
+
+    Rounded to a multiple of the model's size multiple; within 1 % of the
+    tile size it stays the tile size (no resampling at the native GSD).
+    """
+    exact = tile_px * tile_gsd_m / native_gsd_m
+    if abs(exact - tile_px) <= 0.01 * tile_px and tile_px % multiple == 0:
+        return tile_px
+    return max(multiple, int(round(exact / multiple)) * multiple)
+
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix(z: np.ndarray) -> np.ndarray:
+    z = z ^ (z >> np.uint64(30))
+    z = z * _M1
+    z = z ^ (z >> np.uint64(27))
+    z = z * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def hashed_noise(seed: int, row0: int, col0: int, size_px: int) -> np.ndarray:
+    """Standard-normal noise (size, size) that depends only on seed and global pixel position."""
+    with np.errstate(over="ignore"):
+        rows = (np.arange(size_px, dtype=np.int64) + row0).astype(np.uint64)
+        cols = (np.arange(size_px, dtype=np.int64) + col0).astype(np.uint64)
+        key = np.uint64(seed & 0xFFFFFFFF) * _GOLD
+        z = _splitmix(key + rows[:, None] * _M2 + cols[None, :] * _GOLD + _M1)
+    u1 = ((z >> np.uint64(40)).astype(np.float64) + 0.5) / float(1 << 24)
+    u2 = ((z & np.uint64(0xFFFFFF)).astype(np.float64) + 0.5) / float(1 << 24)
+    return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * math.pi * u2)).astype(np.float32)
+
+
+def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out_px: int) -> np.ndarray:
+    """Generate outputs for a batch of schema-id class maps.
+
+    Parameters
+    ----------
+    class_maps : uint8 (B, m, m) schema class ids at model resolution
+    noise : float32 (B, 1, m, m)
+    out_px : output size; outputs are resized (bilinear, antialiased) when m differs
+
+    Returns
+    -------
+    float32 (B, C, out_px, out_px) in [-1, 1]
+    """
+    dev = model.device
+    with torch.inference_mode():
+        ids = torch.from_numpy(model.lut[class_maps].astype(np.int64)).to(dev)
+        onehot = F.one_hot(ids, model.n_classes).permute(0, 3, 1, 2).float()
+        z = torch.from_numpy(noise).to(dev)
+        out = model.module(onehot, noise=z)
+        if out.shape[-1] != out_px:
+            out = F.interpolate(out, size=(out_px, out_px), mode="bilinear", align_corners=False,
+                                antialias=out.shape[-1] > out_px)
+        return out.float().clamp_(-1, 1).cpu().numpy()

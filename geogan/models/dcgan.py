@@ -1,0 +1,124 @@
+"""DCGAN (Radford et al. 2016) for unconditional class-map tiles."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._validate import positive_int
+from .init import init_weights
+
+__all__ = ["DCGANGenerator", "DCGANDiscriminator"]
+
+
+def _check_size(owner: str, size) -> int:
+    positive_int(owner, "size", size, minimum=8)
+    if size & (size - 1):
+        raise ValueError(f"{owner}: size must be a power of two >= 8, got {size}")
+    return size
+
+
+class DCGANGenerator(nn.Module):
+    """Latent vector to a class-probability map ``[B, n_classes, size, size]``.
+
+    A 4x4 transposed convolution from ``z`` then ``log2(size) - 3`` stride-2
+    transposed convolutions (batch norm, ReLU) halving the channels from
+    ``ngf * min(2**(n-1), 8)`` down to ``ngf``, and a last one to
+    ``n_classes`` logits.
+
+    Parameters
+    ----------
+    z_dim : int, default 100
+    n_classes : int, default 12
+    ngf : int, default 64
+    size : int, default 64
+        Output side in px, a power of two >= 8.
+
+    Notes
+    -----
+    ``forward(z)`` (``z`` ``[B, z_dim]`` or ``[B, z_dim, 1, 1]``) returns the
+    softmax over classes, comparable with one-hot real tiles;
+    :meth:`logits` returns the raw class scores (``argmax`` gives a class map).
+    """
+
+    def __init__(self, z_dim: int = 100, n_classes: int = 12, ngf: int = 64, size: int = 64):
+        super().__init__()
+        owner = "DCGANGenerator"
+        self.z_dim = positive_int(owner, "z_dim", z_dim)
+        self.n_classes = positive_int(owner, "n_classes", n_classes)
+        positive_int(owner, "ngf", ngf)
+        self.size = _check_size(owner, size)
+        n_up = size.bit_length() - 1 - 2  # stride-2 layers after the 4x4 start
+        chans = [ngf * min(2 ** (n_up - 1 - i), 8) for i in range(n_up)]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(z_dim, chans[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(chans[0]),
+            nn.ReLU(),
+        ]
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            layers += [
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+            ]
+        layers.append(nn.ConvTranspose2d(chans[-1], n_classes, 4, 2, 1))
+        self.net = nn.Sequential(*layers)
+        init_weights(self)
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Class scores ``[B, n_classes, size, size]``."""
+        if z.dim() == 2:
+            z = z[:, :, None, None]
+        if z.dim() != 4 or z.shape[1] != self.z_dim or z.shape[2:] != (1, 1):
+            raise ValueError(f"DCGANGenerator: z must be [B, {self.z_dim}], got {list(z.shape)}")
+        return self.net(z)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(z), dim=1)
+
+
+class DCGANDiscriminator(nn.Module):
+    """Class map ``[B, n_classes, size, size]`` to one real/fake logit per tile.
+
+    Stride-2 4x4 convolutions (LeakyReLU 0.2, batch norm except the first)
+    from ``ndf`` channels doubling (capped at ``8 * ndf``) down to 4x4, then
+    a 4x4 convolution to one logit.
+
+    Parameters
+    ----------
+    n_classes : int, default 12
+    ndf : int, default 64
+    size : int, default 64
+        Input side in px, a power of two >= 8.
+
+    Notes
+    -----
+    ``forward(x)`` returns logits ``[B]``.
+    """
+
+    def __init__(self, n_classes: int = 12, ndf: int = 64, size: int = 64):
+        super().__init__()
+        owner = "DCGANDiscriminator"
+        self.n_classes = positive_int(owner, "n_classes", n_classes)
+        positive_int(owner, "ndf", ndf)
+        self.size = _check_size(owner, size)
+        n_down = size.bit_length() - 1 - 2
+        chans = [ndf * min(2**i, 8) for i in range(n_down)]
+        layers: list[nn.Module] = [nn.Conv2d(n_classes, chans[0], 4, 2, 1), nn.LeakyReLU(0.2)]
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            layers += [
+                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2),
+            ]
+        layers.append(nn.Conv2d(chans[-1], 1, 4, 1, 0))
+        self.net = nn.Sequential(*layers)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.n_classes or tuple(x.shape[2:]) != (self.size, self.size):
+            raise ValueError(
+                f"DCGANDiscriminator: input must be [B, {self.n_classes}, {self.size}, {self.size}], "
+                f"got {list(x.shape)}"
+            )
+        return self.net(x).flatten()

@@ -1,0 +1,249 @@
+"""GAN, feature-matching, KL and VGG perceptual losses."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .vgg import VGG19Features, load_vgg19_state
+
+__all__ = [
+    "GAN_MODES",
+    "GANLoss",
+    "feature_matching_loss",
+    "kld_loss",
+    "VGGPerceptualLoss",
+    "maybe_vgg_loss",
+]
+
+#: Modes accepted by :class:`GANLoss`.
+GAN_MODES = ("hinge", "vanilla", "lsgan")
+
+
+def _logit_maps(pred) -> list[torch.Tensor]:
+    """Normalise discriminator output to a list of logit maps.
+
+    Accepts a tensor, a list of tensors (one per scale) or a list of feature
+    lists (multi-scale discriminator; the last feature of each is the logits).
+    """
+    if isinstance(pred, torch.Tensor):
+        return [pred]
+    maps = []
+    for item in pred:
+        maps.append(item[-1] if isinstance(item, (list, tuple)) else item)
+    if not maps:
+        raise ValueError("GANLoss: empty discriminator output")
+    return maps
+
+
+class GANLoss(nn.Module):
+    """Adversarial loss on discriminator logits.
+
+    Parameters
+    ----------
+    mode : {"hinge", "vanilla", "lsgan"}
+        ``"vanilla"``: binary cross-entropy with logits; ``"lsgan"``: mean
+        squared error to the target; ``"hinge"``: for the discriminator
+        ``mean(relu(1 - D(real)))`` / ``mean(relu(1 + D(fake)))``, for the
+        generator ``-mean(D(fake))``.
+    real_label, fake_label : float, default 1.0 and 0.0
+        Targets of the vanilla and lsgan modes.
+
+    Raises
+    ------
+    ValueError
+        For an unknown mode.
+
+    Notes
+    -----
+    ``forward(pred, target_is_real, for_discriminator=True)``: ``pred`` is a
+    logit tensor, a list of them, or the list of feature lists of a
+    :class:`~geogan.models.discriminator.MultiScaleDiscriminator`; the loss is
+    averaged over scales. The generator loss is ``forward(D(fake), True,
+    for_discriminator=False)``.
+    """
+
+    def __init__(self, mode: str = "hinge", real_label: float = 1.0, fake_label: float = 0.0):
+        super().__init__()
+        if mode not in GAN_MODES:
+            raise ValueError(f"GANLoss: unknown mode {mode!r}; use one of {', '.join(GAN_MODES)}")
+        self.mode = mode
+        self.real_label = float(real_label)
+        self.fake_label = float(fake_label)
+
+    def _single(self, logits: torch.Tensor, target_is_real: bool, for_discriminator: bool):
+        if self.mode == "hinge":
+            if for_discriminator:
+                if target_is_real:
+                    return F.relu(1.0 - logits).mean()
+                return F.relu(1.0 + logits).mean()
+            if not target_is_real:
+                raise ValueError("GANLoss: the hinge generator loss needs target_is_real=True")
+            return -logits.mean()
+        target = torch.full_like(logits, self.real_label if target_is_real else self.fake_label)
+        if self.mode == "vanilla":
+            return F.binary_cross_entropy_with_logits(logits, target)
+        return F.mse_loss(logits, target)
+
+    def forward(self, pred, target_is_real: bool, for_discriminator: bool = True) -> torch.Tensor:
+        maps = _logit_maps(pred)
+        total = sum(self._single(m, target_is_real, for_discriminator) for m in maps)
+        return total / len(maps)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"
+
+
+def feature_matching_loss(real_feats: Sequence, fake_feats: Sequence) -> torch.Tensor:
+    """pix2pixHD feature matching: L1 between discriminator features of real and fake.
+
+    Parameters
+    ----------
+    real_feats, fake_feats : list
+        Output of a multi-scale discriminator (list of per-scale feature
+        lists) or of ``PatchGANDiscriminator.features`` (one feature list).
+        The last entry of each list is the logit map and is skipped.
+
+    Returns
+    -------
+    torch.Tensor
+        Sum over layers of the mean absolute difference, averaged over
+        scales. Real features are detached (no gradient to the real branch).
+
+    Raises
+    ------
+    ValueError
+        If the two structures differ in length.
+    """
+    if real_feats and isinstance(real_feats[0], torch.Tensor):
+        real_feats, fake_feats = [real_feats], [fake_feats]
+    if len(real_feats) != len(fake_feats) or not real_feats:
+        raise ValueError(
+            f"feature_matching_loss: {len(real_feats)} real vs {len(fake_feats)} fake scales"
+        )
+    total = None
+    for real_scale, fake_scale in zip(real_feats, fake_feats):
+        if len(real_scale) != len(fake_scale):
+            raise ValueError(
+                f"feature_matching_loss: {len(real_scale)} real vs {len(fake_scale)} fake layers"
+            )
+        for real, fake in zip(real_scale[:-1], fake_scale[:-1]):
+            term = F.l1_loss(fake, real.detach())
+            total = term if total is None else total + term
+    if total is None:  # only logit maps given
+        return fake_feats[0][-1].new_zeros(())
+    return total / len(real_feats)
+
+
+def kld_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL divergence of ``N(mu, exp(logvar))`` from ``N(0, 1)``, summed over z, mean over batch."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+
+
+class VGGPerceptualLoss(nn.Module):
+    """Perceptual loss: weighted L1 between VGG19 relu1_1 ... relu5_1 activations.
+
+    Parameters
+    ----------
+    weights_path : str or os.PathLike
+        Local VGG19 weights (``.safetensors``, or a torch state dict read with
+        ``weights_only=True``). Nothing is downloaded.
+    layer_weights : sequence of 5 floats, default (1/32, 1/16, 1/8, 1/4, 1)
+        Weights of the five layers (pix2pixHD's choice).
+
+    Raises
+    ------
+    ModelError
+        If the weights file is missing or unusable.
+    ValueError
+        If ``layer_weights`` does not hold 5 numbers.
+
+    Notes
+    -----
+    ``forward(fake, real)`` takes images in [-1, 1] with RGB in channels 0-2
+    (extra channels such as height are ignored), maps them to ImageNet
+    normalisation, and returns a scalar. Gradients flow to ``fake`` only; the
+    VGG parameters are frozen. Move the module to the images' device yourself.
+    Memory: roughly 30 MB of weights plus VGG activations at the image size.
+    """
+
+    def __init__(
+        self,
+        weights_path: str | os.PathLike,
+        layer_weights: Sequence[float] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0),
+    ):
+        super().__init__()
+        layer_weights = tuple(float(w) for w in layer_weights)
+        if len(layer_weights) != 5:
+            raise ValueError(
+                f"VGGPerceptualLoss: layer_weights needs 5 values, got {len(layer_weights)}"
+            )
+        self.layer_weights = layer_weights
+        self.vgg = VGG19Features()
+        self.vgg.load_state_dict(load_vgg19_state(weights_path))
+        self.vgg.eval()
+        for param in self.vgg.parameters():
+            param.requires_grad_(False)
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.vgg.eval()  # frozen feature net: keep it in eval mode
+        return self
+
+    def _prep(self, image: torch.Tensor) -> torch.Tensor:
+        if image.dim() != 4 or image.shape[1] < 3:
+            raise ValueError(
+                f"VGGPerceptualLoss: images must be [B, >=3, H, W], got {list(image.shape)}"
+            )
+        rgb = (image[:, :3] + 1.0) * 0.5
+        return (rgb - self.mean) / self.std
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        fake_taps = self.vgg(self._prep(fake))
+        with torch.no_grad():
+            real_taps = self.vgg(self._prep(real))
+        total = None
+        for weight, f_tap, r_tap in zip(self.layer_weights, fake_taps, real_taps):
+            term = weight * F.l1_loss(f_tap, r_tap)
+            total = term if total is None else total + term
+        return total
+
+
+def maybe_vgg_loss(path: str | os.PathLike | None) -> VGGPerceptualLoss | None:
+    """Build a :class:`VGGPerceptualLoss` if ``path`` names an existing file.
+
+    Returns None, issuing one ``UserWarning``, when ``path`` is None or the
+    file does not exist, so training can go on without the perceptual term.
+
+    Raises
+    ------
+    ModelError
+        If the file exists but is not usable VGG19 weights.
+    """
+    if path is None:
+        warnings.warn(
+            "no VGG19 weights given: training without the perceptual loss; "
+            "pass a local vgg19 .safetensors path to enable it",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+    if not Path(path).is_file():
+        warnings.warn(
+            f"VGG19 weights {path} not found: training without the perceptual loss; "
+            f"pass an existing local file to enable it",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+    return VGGPerceptualLoss(path)

@@ -1,0 +1,298 @@
+"""SPADE (GauGAN) generator with per-block noise injection and an optional style encoder."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validate import check_generator_input, choice, positive_int
+from .init import init_weights
+from .normalization import NORM_KINDS, SPADE, NoiseInjection, make_norm, resize_labels
+
+__all__ = ["SPADEResBlock", "StyleEncoder", "SPADEGenerator", "reparameterize"]
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Draw ``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, 1)``."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+class SPADEResBlock(nn.Module):
+    """Residual block whose normalisations are SPADE layers.
+
+    ``x_s + conv_1(act(SPADE_1(noise(conv_0(act(SPADE_0(x)))))))`` where the
+    shortcut ``x_s`` is ``x`` when ``fin == fout`` and otherwise a learned
+    ``SPADE -> 1x1 conv``.
+
+    Parameters
+    ----------
+    fin, fout : int
+        Input and output channels.
+    label_nc : int
+        Label channels fed to the SPADE layers.
+    hidden_nc : int, default 128
+        Hidden channels of each SPADE layer.
+    noise : bool, default True
+        Inject noise after the first convolution.
+    param_free_norm : {"batch", "instance"}, default "batch"
+    """
+
+    def __init__(
+        self,
+        fin: int,
+        fout: int,
+        label_nc: int,
+        hidden_nc: int = 128,
+        noise: bool = True,
+        param_free_norm: str = "batch",
+    ):
+        super().__init__()
+        positive_int("SPADEResBlock", "fin", fin)
+        positive_int("SPADEResBlock", "fout", fout)
+        fmiddle = min(fin, fout)
+        self.learned_shortcut = fin != fout
+        # conv_0 feeds a normalisation, which would cancel its bias.
+        self.conv_0 = nn.Conv2d(fin, fmiddle, 3, padding=1, bias=False)
+        self.conv_1 = nn.Conv2d(fmiddle, fout, 3, padding=1)
+        self.norm_0 = SPADE(fin, label_nc, hidden_nc, param_free_norm=param_free_norm)
+        self.norm_1 = SPADE(fmiddle, label_nc, hidden_nc, param_free_norm=param_free_norm)
+        self.noise_0 = NoiseInjection(fmiddle) if noise else None
+        if self.learned_shortcut:
+            self.conv_s = nn.Conv2d(fin, fout, 1, bias=False)
+            self.norm_s = SPADE(fin, label_nc, hidden_nc, param_free_norm=param_free_norm)
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x_s = self.conv_s(self.norm_s(x, labels)) if self.learned_shortcut else x
+        dx = self.conv_0(self.act(self.norm_0(x, labels)))
+        if self.noise_0 is not None:
+            dx = self.noise_0(dx, noise)
+        dx = self.conv_1(self.act(self.norm_1(dx, labels)))
+        return x_s + dx
+
+
+class StyleEncoder(nn.Module):
+    """VAE encoder from a reference image to a style latent ``(mu, logvar)``.
+
+    ``n_layers`` 3x3 stride-2 convolutions (instance norm, LeakyReLU 0.2) with
+    ``nef * min(2**i, 8)`` channels, global average pooling, then two linear
+    heads. Global pooling makes the latent describe the overall look (colour,
+    texture) rather than the layout, and lets any image size through.
+
+    Parameters
+    ----------
+    in_nc : int, default 3
+        Image channels.
+    z_dim : int, default 64
+    nef : int, default 32
+    n_layers : int, default 4
+        The image should be at least ``2**(n_layers + 1)`` px on each side.
+    """
+
+    def __init__(self, in_nc: int = 3, z_dim: int = 64, nef: int = 32, n_layers: int = 4):
+        super().__init__()
+        owner = "StyleEncoder"
+        positive_int(owner, "in_nc", in_nc)
+        positive_int(owner, "z_dim", z_dim)
+        positive_int(owner, "nef", nef)
+        positive_int(owner, "n_layers", n_layers)
+        self.in_channels = in_nc
+        self.z_dim = z_dim
+        layers: list[nn.Module] = []
+        c_in = in_nc
+        for i in range(n_layers):
+            c_out = nef * min(2**i, 8)
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                make_norm("instance", c_out),
+                nn.LeakyReLU(0.2),
+            ]
+            c_in = c_out
+        self.body = nn.Sequential(*layers)
+        self.fc_mu = nn.Linear(c_in, z_dim)
+        self.fc_logvar = nn.Linear(c_in, z_dim)
+        init_weights(self)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if image.dim() != 4 or image.shape[1] != self.in_channels:
+            raise ValueError(
+                f"StyleEncoder: image must be [B, {self.in_channels}, H, W], "
+                f"got {list(image.shape)}"
+            )
+        feats = self.body(image).mean(dim=(2, 3))
+        return self.fc_mu(feats), self.fc_logvar(feats)
+
+
+class SPADEGenerator(nn.Module):
+    """SPADE / GauGAN generator (Park et al. 2019) with StyleGAN-like noise.
+
+    Starts from the label map area-downsampled by ``2**n_up`` (SPADE's no-VAE
+    mode), optionally concatenated with a style latent ``z`` broadcast over
+    space, maps it to ``16 * ngf`` channels with a 3x3 convolution, then runs
+    two SPADE residual blocks at that scale and ``n_up`` (upsample x2, SPADE
+    residual block) stages with ``ngf * min(16, 2**(n_up - 1 - i))`` output
+    channels, then LeakyReLU, a 3x3 convolution to ``out_nc`` and tanh. With
+    ``n_up=5`` the block layout equals NVlabs' "normal" generator.
+
+    Parameters
+    ----------
+    label_nc : int
+        Input label channels.
+    out_nc : int, default 3
+        Output channels (3 = RGB, 4 = RGB + height).
+    ngf : int, default 64
+        Width multiplier. Cost is roughly proportional to ``ngf**2``; use 16-32 on CPU.
+    n_up : int, default 5
+        Upsampling stages; tiles must be multiples of ``2**n_up`` px (``size_multiple``).
+    z_dim : int, default 0
+        Style latent size; 0 disables the latent.
+    noise : bool, default True
+        Per-block :class:`NoiseInjection`.
+    use_style_encoder : bool, default False
+        Build a :class:`StyleEncoder` (needs ``z_dim > 0``) so a reference
+        image can set the look.
+    hidden_nc : int, default 128
+        Hidden channels of every SPADE layer.
+    norm : {"batch", "instance"}, default "batch"
+        Parameter-free normalisation inside SPADE. "batch" uses running
+        statistics at inference, so a pixel's output does not depend on the
+        rest of its tile (seamless tiling).
+    style_nc : int, default 3
+        Channels of reference images given to the style encoder.
+
+    Attributes
+    ----------
+    in_channels, out_channels, size_multiple, z_dim : int
+
+    Notes
+    -----
+    ``forward(labels, noise=None, style=None)``: ``style`` is None, a latent
+    ``[B or 1, z_dim]`` or a reference image ``[B, style_nc, h, w]``. With
+    ``z_dim > 0`` and no style, ``z`` is drawn from N(0, 1) in train mode and
+    is 0 (the prior mean) in eval mode, so tiles rendered separately share a
+    look. Image styles are encoded with :meth:`encode_style` (the mean in eval mode).
+    """
+
+    def __init__(
+        self,
+        label_nc: int,
+        out_nc: int = 3,
+        ngf: int = 64,
+        n_up: int = 5,
+        z_dim: int = 0,
+        noise: bool = True,
+        use_style_encoder: bool = False,
+        hidden_nc: int = 128,
+        norm: str = "batch",
+        style_nc: int = 3,
+    ):
+        super().__init__()
+        owner = "SPADEGenerator"
+        positive_int(owner, "label_nc", label_nc)
+        positive_int(owner, "out_nc", out_nc)
+        positive_int(owner, "ngf", ngf)
+        positive_int(owner, "n_up", n_up)
+        positive_int(owner, "z_dim", z_dim, minimum=0)
+        positive_int(owner, "hidden_nc", hidden_nc)
+        positive_int(owner, "style_nc", style_nc)
+        choice(owner, "norm", norm, NORM_KINDS)
+        for name, flag in (("noise", noise), ("use_style_encoder", use_style_encoder)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{owner}: {name} must be a bool, got {flag!r}")
+        if use_style_encoder and z_dim == 0:
+            raise ValueError(f"{owner}: use_style_encoder=True needs z_dim > 0")
+        self.in_channels = label_nc
+        self.out_channels = out_nc
+        self.size_multiple = 2**n_up
+        self.z_dim = z_dim
+        self.n_up = n_up
+
+        top = 16 * ngf
+        self.fc = nn.Conv2d(label_nc + z_dim, top, 3, padding=1)
+
+        def block(fin: int, fout: int) -> SPADEResBlock:
+            return SPADEResBlock(fin, fout, label_nc, hidden_nc, noise=noise, param_free_norm=norm)
+
+        self.head = nn.ModuleList([block(top, top), block(top, top)])
+        self.ups = nn.ModuleList()
+        c_in = top
+        for i in range(n_up):
+            c_out = ngf * min(16, 2 ** (n_up - 1 - i))
+            self.ups.append(block(c_in, c_out))
+            c_in = c_out
+        self.conv_img = nn.Conv2d(c_in, out_nc, 3, padding=1)
+        self.style_encoder = (
+            StyleEncoder(style_nc, z_dim) if use_style_encoder else None
+        )
+        init_weights(self)
+
+    def encode_style(
+        self, image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode a reference image to ``(z, mu, logvar)``.
+
+        ``z`` is reparameterised in train mode and equals ``mu`` in eval mode.
+        Use ``mu``/``logvar`` for the KL term (:func:`geogan.models.loss.kld_loss`).
+
+        Raises
+        ------
+        ValueError
+            If the generator has no style encoder.
+        """
+        if self.style_encoder is None:
+            raise ValueError(
+                "SPADEGenerator: no style encoder; build with use_style_encoder=True and z_dim > 0"
+            )
+        mu, logvar = self.style_encoder(image)
+        z = reparameterize(mu, logvar) if self.training else mu
+        return z, mu, logvar
+
+    def _latent(self, labels: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor | None:
+        batch = labels.shape[0]
+        if self.z_dim == 0:
+            if style is not None:
+                raise ValueError("SPADEGenerator: style given but z_dim is 0; build with z_dim > 0")
+            return None
+        if style is None:
+            shape = (batch, self.z_dim)
+            if self.training:
+                return torch.randn(shape, device=labels.device, dtype=labels.dtype)
+            return torch.zeros(shape, device=labels.device, dtype=labels.dtype)
+        if style.dim() == 4:
+            if style.shape[0] not in (1, batch):
+                raise ValueError(
+                    f"SPADEGenerator: style image batch {style.shape[0]} does not match "
+                    f"labels batch {batch}; give 1 or {batch} images"
+                )
+            return self.encode_style(style)[0].expand(batch, -1)
+        if style.dim() == 2 and style.shape[1] == self.z_dim and style.shape[0] in (1, batch):
+            return style.to(dtype=labels.dtype).expand(batch, -1)
+        raise ValueError(
+            f"SPADEGenerator: style must be [B, {self.z_dim}] or an image [B, C, H, W], "
+            f"got {list(style.shape)}"
+        )
+
+    def forward(
+        self,
+        labels: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        style: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        check_generator_input(
+            "SPADEGenerator", labels, self.in_channels, self.size_multiple, noise
+        )
+        z = self._latent(labels, style)
+        h0, w0 = labels.shape[2] // self.size_multiple, labels.shape[3] // self.size_multiple
+        x = resize_labels(labels, (h0, w0))
+        if z is not None:
+            x = torch.cat([x, z[:, :, None, None].expand(-1, -1, h0, w0)], dim=1)
+        x = self.fc(x)
+        for blk in self.head:
+            x = blk(x, labels, noise)
+        for blk in self.ups:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = blk(x, labels, noise)
+        return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))

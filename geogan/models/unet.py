@@ -1,0 +1,165 @@
+"""pix2pix U-Net generator (Isola et al. 2017), with optional noise injection."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._validate import check_generator_input, choice, positive_int
+from .init import init_weights
+from .normalization import NORM_KINDS, NoiseInjection, make_norm
+
+__all__ = ["UNetGenerator", "unet_channels"]
+
+
+def unet_channels(ngf: int, n_down: int) -> list[int]:
+    """Encoder output channels per level: ``ngf * min(2**i, 8)``.
+
+    For ``ngf=64, n_down=8`` this is the paper's C64-C128-C256-C512-C512-C512-C512-C512.
+    """
+    return [ngf * min(2**i, 8) for i in range(n_down)]
+
+
+class _Down(nn.Module):
+    """Encoder block: [LeakyReLU(0.2)] -> Conv4x4/2 -> [norm]."""
+
+    def __init__(self, in_nc: int, out_nc: int, activate: bool, norm: str | None):
+        super().__init__()
+        layers: list[nn.Module] = []
+        if activate:
+            layers.append(nn.LeakyReLU(0.2))
+        # A bias in front of a normalisation layer is cancelled by it: leave it out.
+        layers.append(nn.Conv2d(in_nc, out_nc, 4, stride=2, padding=1, bias=norm is None))
+        if norm is not None:
+            layers.append(make_norm(norm, out_nc))
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class _Up(nn.Module):
+    """Decoder block: ReLU -> ConvT4x4/2 -> norm -> [noise] -> [dropout 0.5]."""
+
+    def __init__(self, in_nc: int, out_nc: int, norm: str, noise: bool, dropout: bool):
+        super().__init__()
+        self.act = nn.ReLU()
+        self.conv = nn.ConvTranspose2d(in_nc, out_nc, 4, stride=2, padding=1, bias=False)
+        self.norm = make_norm(norm, out_nc)
+        self.noise = NoiseInjection(out_nc) if noise else None
+        self.dropout = nn.Dropout(0.5) if dropout else None
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        x = self.norm(self.conv(self.act(x)))
+        if self.noise is not None:
+            x = self.noise(x, noise)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return x
+
+
+class UNetGenerator(nn.Module):
+    """pix2pix U-Net: an encoder-decoder with skip connections between mirrored levels.
+
+    Encoder (``n_down`` levels, 4x4 convolutions with stride 2, LeakyReLU 0.2):
+    ``C{c0} - C{c1} - ...`` with ``c_i = ngf * min(2**i, 8)``; no normalisation
+    on the first level (as in the paper) nor on the innermost one, whose output
+    is 1x1 at a tile of ``2**n_down`` px (batch/instance statistics of a single
+    pixel are degenerate). The decoder mirrors it with ReLU, 4x4 transposed
+    convolutions and normalisation; each decoder level after the first takes the
+    concatenation of the previous decoder output and the matching encoder
+    output. Dropout 0.5 sits on the first three decoder blocks; the last
+    block maps to ``out_nc`` channels through tanh.
+
+    Parameters
+    ----------
+    in_nc : int
+        Input channels (one-hot label classes).
+    out_nc : int, default 3
+        Output channels: 3 for RGB, 4 for RGB + height.
+    ngf : int, default 64
+        Channels of the first encoder level.
+    n_down : int, default 8
+        Number of stride-2 levels (>= 2). Tiles must be multiples of
+        ``2**n_down`` px (``size_multiple``).
+    dropout : bool, default True
+        Dropout 0.5 on the first three decoder blocks (active in train mode only).
+    noise : bool, default False
+        Add a :class:`NoiseInjection` to every decoder block but the last,
+        fed from the ``noise`` map given to ``forward``.
+    norm : {"batch", "instance"}, default "batch"
+
+    Attributes
+    ----------
+    in_channels, out_channels, size_multiple : int
+
+    Notes
+    -----
+    ``forward(labels, noise=None)`` takes ``labels`` ``[B, in_nc, H, W]`` and
+    optional full-resolution noise ``[B, 1, H, W]`` and returns
+    ``[B, out_nc, H, W]`` in [-1, 1]. Memory grows with ``H*W*ngf``; the full
+    ``ngf=64, n_down=8`` network has about 54.4 M parameters.
+    """
+
+    def __init__(
+        self,
+        in_nc: int,
+        out_nc: int = 3,
+        ngf: int = 64,
+        n_down: int = 8,
+        dropout: bool = True,
+        noise: bool = False,
+        norm: str = "batch",
+    ):
+        super().__init__()
+        owner = "UNetGenerator"
+        positive_int(owner, "in_nc", in_nc)
+        positive_int(owner, "out_nc", out_nc)
+        positive_int(owner, "ngf", ngf)
+        positive_int(owner, "n_down", n_down, minimum=2)
+        choice(owner, "norm", norm, NORM_KINDS)
+        for name, flag in (("dropout", dropout), ("noise", noise)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{owner}: {name} must be a bool, got {flag!r}")
+        self.in_channels = in_nc
+        self.out_channels = out_nc
+        self.size_multiple = 2**n_down
+        self.use_noise = noise
+
+        chans = unet_channels(ngf, n_down)
+        self.down = nn.ModuleList()
+        for i, c_out in enumerate(chans):
+            first, innermost = i == 0, i == n_down - 1
+            c_in = in_nc if first else chans[i - 1]
+            self.down.append(
+                _Down(c_in, c_out, activate=not first, norm=None if first or innermost else norm)
+            )
+        self.up = nn.ModuleList()
+        for j in range(n_down - 1):
+            level = n_down - 1 - j  # encoder level whose output this block receives
+            c_in = chans[level] if j == 0 else 2 * chans[level]
+            self.up.append(
+                _Up(c_in, chans[level - 1], norm, noise=noise, dropout=dropout and j < 3)
+            )
+        self.out = nn.Sequential(
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * chans[0], out_nc, 4, stride=2, padding=1),
+            nn.Tanh(),
+        )
+        init_weights(self)
+
+    def forward(self, labels: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        check_generator_input(
+            "UNetGenerator", labels, self.in_channels, self.size_multiple, noise
+        )
+        x = labels
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        layer_noise = noise if self.use_noise else None
+        for j, block in enumerate(self.up):
+            if j > 0:
+                x = torch.cat([x, skips[-1 - j]], dim=1)
+            x = block(x, layer_noise)
+        return self.out(torch.cat([x, skips[0]], dim=1))

@@ -1,0 +1,189 @@
+"""The only module that wires the stages: features + grid + model -> three COGs.
+
+Tiles are processed one tile row at a time. For each tile the class map is
+rasterized directly at the model's native ground resolution for that tile
+(the CRS's scale factor varies across a tall area, so each tile gets its own
+rescaling), the generator runs on a batch of tiles, outputs are resized back
+to the output grid, blended, and finished rows are streamed to disk together
+with the class map and heights rasterized at output resolution.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .blend import StripBlender
+from .classes import Schema
+from .errors import Cancelled, TooLargeError
+from .features import FeatureSet
+from .grid import Grid
+from .infer import LoadedModel, hashed_noise, model_input_px, run_batch
+from .rasterize import rasterize_classes, rasterize_heights
+from .tiles import Tile, TileSpec, tile_rows
+from .write import OutputSet, RasterSpec
+
+log = logging.getLogger("geogan")
+
+ProgressFn = Callable[[float, str], None]
+CancelFn = Callable[[], bool]
+
+HEIGHT_NODATA = -9999.0
+MAX_HOURS_DEFAULT = 24.0
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    aerial: Path
+    height: Path
+    classes: Path
+
+    @classmethod
+    def in_dir(cls, out_dir: Path) -> "OutputPaths":
+        return cls(out_dir / "aerial.tif", out_dir / "height.tif", out_dir / "classes.tif")
+
+    def all(self) -> list[Path]:
+        return [self.aerial, self.height, self.classes]
+
+
+@dataclass
+class RenderResult:
+    aerial: Path
+    height: Path
+    classes: Path
+    grid: Grid
+    tiles: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        return {"aerial": self.aerial, "height": self.height, "classes": self.classes}
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Model-input size for each tile row (the ground scale varies with latitude)."""
+
+    model_px_by_row: tuple[int, ...]
+    tiles: int
+    model_megapixels: float
+
+
+def plan_tiles(grid: Grid, spec: TileSpec, model: LoadedModel) -> TilePlan:
+    rows = tile_rows(grid.shape_yx, spec)
+    sizes = []
+    mp = 0.0
+    for row in rows:
+        r_center = row[0].row0 + spec.tile_px / 2
+        gx, gy = grid.gsd_m_at(min(r_center, grid.height - 0.5), grid.width / 2)
+        m = model_input_px(spec.tile_px, (gx + gy) / 2, model.gsd_m, model.size_multiple)
+        sizes.append(m)
+        mp += len(row) * m * m / 1e6
+    return TilePlan(tuple(sizes), sum(len(r) for r in rows), mp)
+
+
+def estimate_seconds(plan: TilePlan, model: LoadedModel) -> float:
+    return plan.model_megapixels / max(model.throughput_mp_s, 1e-6)
+
+
+def check_size(plan: TilePlan, model: LoadedModel, force: bool, max_hours: float = MAX_HOURS_DEFAULT) -> None:
+    secs = estimate_seconds(plan, model)
+    if secs > max_hours * 3600 and not force:
+        raise TooLargeError(
+            f"this area needs {plan.tiles} tiles ({plan.model_megapixels:.0f} model megapixels), about "
+            f"{secs / 3600:.1f} h on {model.device.type} ({secs / 86400:.1f} days); "
+            "shrink the bbox, raise --gsd, or pass --force to run anyway")
+
+
+def output_specs(paths: OutputPaths, schema: Schema) -> dict[str, RasterSpec]:
+    return {
+        "aerial": RasterSpec(paths.aerial, 3, "uint8", None, "average",
+                             descriptions=("red", "green", "blue"), photometric="RGB"),
+        "height": RasterSpec(paths.height, 1, "float32", HEIGHT_NODATA, "average",
+                             descriptions=("height_m",), units="metre"),
+        "classes": RasterSpec(paths.classes, 1, "uint8", None, "nearest", colormap=schema.palette(),
+                              descriptions=("class",)),
+    }
+
+
+def _to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint((rgb + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def render_grid(feats: FeatureSet, grid: Grid, model: LoadedModel, schema: Schema, paths: OutputPaths, *,
+                spec: TileSpec, seed: int = 0, batch_tiles: int = 4, force: bool = False,
+                progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
+    """Render ``feats`` on ``grid`` with ``model`` into three COGs at ``paths``."""
+    t0 = time.perf_counter()
+    plan = plan_tiles(grid, spec, model)
+    check_size(plan, model, force)
+    rx, ry = grid.res_xy
+    gx, gy = grid.gsd_m_at(grid.height / 2, grid.width / 2)
+    log.info("grid %dx%d px, pixel %.4g x %.4g %s = %.3f x %.3f ground m at centre; %d tiles of %d px "
+             "(overlap %d), model %s native GSD %.3g m",
+             grid.width, grid.height, rx, ry, grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "units",
+             gx, gy, plan.tiles, spec.tile_px, spec.overlap_px, model.name, model.gsd_m)
+    distinct = sorted(set(plan.model_px_by_row))
+    if distinct != [spec.tile_px]:
+        log.info("per-tile rescaling: model input %s px for %d px tiles", distinct, spec.tile_px)
+    torch.manual_seed(seed)
+
+    rows = tile_rows(grid.shape_yx, spec)
+    blender = StripBlender(grid.shape_yx, 3, spec.tile_px, spec.overlap_px)
+    done = 0
+
+    def check_cancel() -> None:
+        if cancel is not None and cancel():
+            raise Cancelled("render cancelled; no output was written")
+
+    with OutputSet(grid, output_specs(paths, schema)) as outputs:
+        for r, row in enumerate(rows):
+            m = plan.model_px_by_row[r]
+            scale = m / spec.tile_px
+            for b in range(0, len(row), batch_tiles):
+                batch: list[Tile] = row[b:b + batch_tiles]
+                maps, noise = [], []
+                for tile in batch:
+                    check_cancel()
+                    model_grid = grid.window(tile.row0, tile.col0, spec.tile_px, spec.tile_px).resized(m, m)
+                    maps.append(rasterize_classes(feats, model_grid))
+                    noise.append(hashed_noise(seed, int(round(tile.row0 * scale)), int(round(tile.col0 * scale)), m))
+                out = run_batch(model, np.stack(maps), np.stack(noise)[:, None], spec.tile_px)
+                for tile, values in zip(batch, out):
+                    blender.add(tile.row0, tile.col0, values[:3])
+                done += len(batch)
+                if progress is not None:
+                    progress(done / plan.tiles, f"tile {done}/{plan.tiles}")
+            for row0, strip in blender.finish_row(last=(r == len(rows) - 1)):
+                strip_grid = grid.window(row0, 0, strip.shape[1], grid.width)
+                outputs.write("aerial", row0, _to_uint8(strip))
+                outputs.write("classes", row0, rasterize_classes(feats, strip_grid))
+                outputs.write("height", row0, rasterize_heights(feats, strip_grid))
+        check_cancel()
+        if progress is not None:
+            progress(1.0, "writing Cloud-Optimized GeoTIFFs")
+    secs = time.perf_counter() - t0
+    log.info("rendered %d tiles in %.1f s (%.2f output MP/s)", plan.tiles, secs, grid.width * grid.height / 1e6 / secs)
+    return RenderResult(paths.aerial, paths.height, paths.classes, grid, plan.tiles, secs)
+
+
+def rasterize_to_file(feats: FeatureSet, grid: Grid, schema: Schema, out: Path, *, strip_px: int = 512,
+                      progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Path:
+    """Write only the class map, strip by strip, as a COG with the class palette."""
+    spec = {"classes": output_specs(OutputPaths(out, out, out), schema)["classes"]}
+    with OutputSet(grid, spec) as outputs:
+        for row0 in range(0, grid.height, strip_px):
+            if cancel is not None and cancel():
+                raise Cancelled("rasterize cancelled; no output was written")
+            n = min(strip_px, grid.height - row0)
+            outputs.write("classes", row0, rasterize_classes(feats, grid.window(row0, 0, n, grid.width)))
+            if progress is not None:
+                progress((row0 + n) / grid.height, f"rows {row0 + n}/{grid.height}")
+    return out

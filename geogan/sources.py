@@ -1,0 +1,211 @@
+"""Reading vector sources: OSM (.osm/.osm.pbf via GDAL's OSM driver), GPKG,
+GeoJSON and Shapefile, through pyogrio, restricted to a bbox.
+
+The result is a list of :class:`RawLayer`: geometries in EPSG:4326 with one
+tag dictionary per feature. Classification and reprojection into the output
+grid happen in ``features.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyogrio
+import pyproj
+import shapely
+
+from .errors import SourceError
+
+OSM_SUFFIXES = (".osm", ".pbf", ".osm.pbf", ".o5m")
+OSM_LAYERS = ("lines", "multipolygons")
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".gml", ".kml", ".sqlite")
+_OTHER_TAGS = re.compile(r'"((?:[^"\\]|\\.)*)"=>"((?:[^"\\]|\\.)*)"')
+# OSM driver columns that are bookkeeping, not tags.
+_NOT_TAGS = {"osm_id", "osm_way_id", "other_tags", "z_order", "fid"}
+
+
+@dataclass
+class RawLayer:
+    """Features of one source layer, in EPSG:4326."""
+
+    source: str
+    geometries: np.ndarray  # shapely geometries (object array)
+    tags: list[dict[str, str]]
+    is_osm: bool
+    dropped: int = 0  # features whose geometry GDAL could not build
+
+
+@dataclass
+class SourceReport:
+    layers: list[RawLayer] = field(default_factory=list)
+
+    @property
+    def feature_count(self) -> int:
+        return sum(len(layer.tags) for layer in self.layers)
+
+    @property
+    def dropped(self) -> int:
+        return sum(layer.dropped for layer in self.layers)
+
+
+def is_osm_path(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(OSM_SUFFIXES)
+
+
+def parse_other_tags(text: object) -> dict[str, str]:
+    """Parse GDAL's hstore-like ``other_tags`` column: ``"k"=>"v","k2"=>"v2"``."""
+    if not text or not isinstance(text, str):
+        return {}
+    return {k.replace('\\"', '"'): v.replace('\\"', '"') for k, v in _OTHER_TAGS.findall(text)}
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise SourceError(f"input '{path}' does not exist; check the path given to --osm")
+    if path.is_file() and path.stat().st_size == 0:
+        raise SourceError(f"input '{path}' is empty; give an OSM/GPKG/GeoJSON/Shapefile with features")
+    if path.is_file() and is_osm_path(path):
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+        name = path.name.lower()
+        if name.endswith(".osm") and b"<osm" not in head:
+            raise SourceError(f"input '{path}' is named .osm but is not OSM XML; export it again from OSM "
+                              "or rename it to its real format")
+
+
+def _layer_names(path: Path) -> list[str]:
+    if is_osm_path(path):
+        return list(OSM_LAYERS)
+    try:
+        layers = pyogrio.list_layers(path)
+    except Exception as exc:  # pyogrio raises DataSourceError and friends
+        raise SourceError(f"cannot open '{path}' as a vector file ({_short(exc)}); "
+                          "use OSM .osm/.pbf, GPKG, GeoJSON or Shapefile") from None
+    return [str(name) for name, geom_type in layers if geom_type is not None]
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def _bbox_in_layer_crs(bbox_lonlat: tuple[float, float, float, float] | None,
+                       layer_crs: str | None) -> tuple[float, float, float, float] | None:
+    if bbox_lonlat is None:
+        return None
+    if layer_crs is None:
+        return bbox_lonlat
+    crs = pyproj.CRS.from_user_input(layer_crs)
+    if crs.equals(pyproj.CRS.from_epsg(4326), ignore_axis_order=True):
+        return bbox_lonlat
+    t = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    return tuple(t.transform_bounds(*bbox_lonlat, densify_pts=11))  # type: ignore[return-value]
+
+
+def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, float] | None,
+               class_field: str | None) -> RawLayer:
+    osm = is_osm_path(path)
+    try:
+        info = pyogrio.read_info(path, layer=layer) if not osm else {"crs": "EPSG:4326"}
+        layer_crs = info.get("crs")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta, _, wkb, fields = pyogrio.raw.read(
+                path, layer=layer, bbox=_bbox_in_layer_crs(bbox_lonlat, layer_crs))
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise SourceError(f"cannot read layer '{layer}' of '{path}' ({_short(exc)}); "
+                          "check that the file is complete and in a supported format") from None
+    names = list(meta["fields"])
+    if class_field is not None and class_field not in names:
+        raise SourceError(f"layer '{layer}' of '{path}' has no field '{class_field}'; "
+                          f"its fields are: {', '.join(names) or '(none)'}")
+    geoms = shapely.from_wkb(wkb, on_invalid="ignore") if wkb is not None else np.array([], dtype=object)
+    n = len(geoms)
+    tags: list[dict[str, str]] = []
+    for i in range(n):
+        t: dict[str, str] = {}
+        for name, column in zip(names, fields):
+            if name in _NOT_TAGS:
+                continue
+            value = column[i]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            t[name] = str(value) if not isinstance(value, (int, np.integer)) else str(int(value))
+        if osm and "other_tags" in names:
+            t.update(parse_other_tags(fields[names.index("other_tags")][i]))
+        tags.append(t)
+    missing = np.array([g is None or shapely.is_empty(g) for g in geoms], dtype=bool)
+    if layer_crs and n:
+        crs = pyproj.CRS.from_user_input(layer_crs)
+        if not crs.equals(pyproj.CRS.from_epsg(4326), ignore_axis_order=True):
+            t = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+            ok = ~missing
+            geoms[ok] = shapely.transform(geoms[ok], lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    keep = ~missing
+    return RawLayer(f"{path.name}:{layer}", geoms[keep], [t for t, k in zip(tags, keep) if k], osm,
+                    dropped=int(missing.sum()))
+
+
+def read_sources(paths: Sequence[str | Path], bbox_lonlat: tuple[float, float, float, float] | None,
+                 class_field: str | None = None) -> SourceReport:
+    """Read every usable layer of every path, keeping features inside ``bbox_lonlat``.
+
+    OSM files are read from their ``lines`` and ``multipolygons`` layers with
+    the driver's spatial filter; other formats from all their vector layers.
+    """
+    report = SourceReport()
+    for p in paths:
+        path = Path(p)
+        _check_file(path)
+        for layer in _layer_names(path):
+            report.layers.append(read_layer(path, layer, bbox_lonlat, class_field if not is_osm_path(path) else None))
+    if all(layer.is_osm for layer in report.layers) and report.layers:
+        _check_osm_not_garbage(paths, report)
+    return report
+
+
+def _check_osm_not_garbage(paths: Sequence[str | Path], report: SourceReport) -> None:
+    """A .pbf that GDAL reads as empty may be truncated; say so instead of rendering nothing."""
+    if report.feature_count:
+        return
+    for p in paths:
+        path = Path(p)
+        if path.name.lower().endswith(".pbf"):
+            try:
+                pyogrio.read_info(path, layer="points")
+            except Exception as exc:
+                raise SourceError(f"input '{path}' is not a readable OSM PBF ({_short(exc)}); "
+                                  "download or export it again") from None
+
+
+def data_bounds_lonlat(report: SourceReport) -> tuple[float, float, float, float]:
+    """Bounds of all features (used when no bbox is given)."""
+    geoms = [layer.geometries for layer in report.layers if len(layer.geometries)]
+    if not geoms:
+        raise SourceError("the input has no features to take a bbox from; pass --bbox")
+    b = shapely.total_bounds(np.concatenate(geoms))
+    return tuple(float(v) for v in b)  # type: ignore[return-value]
+
+
+def osm_file_bounds(path: Path) -> tuple[float, float, float, float] | None:
+    """The <bounds> element of an OSM XML file, if it has one."""
+    if not path.name.lower().endswith(".osm"):
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(8192).decode("utf-8", "replace")
+    m = re.search(r"<bounds\s+([^>]*)/?>", head)
+    if not m:
+        return None
+    attrs = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+    try:
+        return (float(attrs["minlon"]), float(attrs["minlat"]), float(attrs["maxlon"]), float(attrs["maxlat"]))
+    except (KeyError, ValueError):
+        return None

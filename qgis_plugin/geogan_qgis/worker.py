@@ -1,0 +1,217 @@
+"""Runs geogan for the QGIS plugin, in a Python process of its own.
+
+QGIS never imports geogan, torch, rasterio or pyproj itself: its own numpy,
+GDAL, PROJ and GEOS stay as they are, and geogan's wheels (with their own
+bundled GDAL/PROJ/GEOS and a possibly newer numpy) live in a separate
+interpreter (by default the plugin-owned venv made by ``installer.py``).
+
+This file is run as a script by that interpreter, never imported by QGIS::
+
+    PYTHON worker.py < request.json
+
+Protocol (stdlib only, so any Python >= 3.10 with geogan can run it):
+
+* stdin, first line: one JSON object ``{"op": OP, "kwargs": {...}}`` with
+  OP one of ``check``, ``schema``, ``rasterize``, ``render``.
+* stdin, later lines: ``cancel`` asks the job to stop (checked by geogan once
+  per tile). End of stdin (the plugin went away) also cancels.
+* stdout: only protocol lines, each ``@@geogan@@ {json}`` with ``type`` one of
+  ``progress`` (fraction, message), ``result`` (op-specific) or ``error``
+  (message: one line, exit_code, kind). Anything the libraries print goes to
+  stderr, which the plugin keeps for its log.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+import traceback
+
+PREFIX = "@@geogan@@ "
+
+# import name -> distribution name, for the dependency check and its message
+REQUIRED = {
+    "geogan": "geogan",
+    "numpy": "numpy",
+    "torch": "torch",
+    "rasterio": "rasterio",
+    "pyproj": "pyproj",
+    "shapely": "shapely",
+    "pyogrio": "pyogrio",
+    "safetensors": "safetensors",
+}
+
+_out = None  # the protocol stream (the original stdout)
+
+
+def emit(obj: dict) -> None:
+    _out.write(PREFIX + json.dumps(obj) + "\n")
+    _out.flush()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:
+        return None
+
+
+def op_check(kwargs: dict) -> dict:
+    """Which required modules are findable, and their versions (fast: no imports).
+
+    With ``kwargs["import"]`` true, each module is really imported, which is
+    slower (torch) but catches broken installs.
+    """
+    missing, broken, versions = [], {}, {}
+    for mod, dist in REQUIRED.items():
+        if importlib.util.find_spec(mod) is None:
+            missing.append(dist)
+            continue
+        if kwargs.get("import"):
+            try:
+                __import__(mod)
+            except Exception as exc:  # noqa: BLE001 - report any import failure
+                broken[dist] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                continue
+        versions[dist] = _version(dist) or "?"
+    geogan_version = versions.get("geogan")
+    if "geogan" not in missing and geogan_version in (None, "?"):
+        geogan_version = _source_version()  # a source checkout on the path
+        versions["geogan"] = geogan_version or "?"
+    return {
+        "ok": not missing and not broken,
+        "python": sys.executable,
+        "python_version": ".".join(map(str, sys.version_info[:3])),
+        "missing": missing,
+        "broken": broken,
+        "versions": versions,
+        "geogan_version": geogan_version,
+    }
+
+
+def _source_version() -> str | None:
+    """geogan.__version__ read from its __init__.py, without importing geogan."""
+    import re
+
+    spec = importlib.util.find_spec("geogan")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        with open(spec.origin, encoding="utf-8") as fh:
+            match = re.search(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", fh.read(), re.M)
+    except OSError:
+        return None
+    return match.group(1) if match else None
+
+
+def _schema_json() -> list[dict]:
+    from geogan.classes import load_schema
+
+    return [{"id": int(c.id), "name": str(c.name), "color": [int(v) for v in c.color]}
+            for c in load_schema().classes]
+
+
+def _progress(fraction: float, message: str = "") -> None:
+    emit({"type": "progress", "fraction": float(fraction), "message": str(message)})
+
+
+def _path_or_none(p) -> str | None:
+    return None if p is None else str(p)
+
+
+def op_render(kwargs: dict, cancel) -> dict:
+    import geogan
+
+    result = geogan.render(**kwargs, progress=_progress, cancel=cancel)
+    return {
+        "aerial": _path_or_none(getattr(result, "aerial", None)),
+        "height": _path_or_none(getattr(result, "height", None)),
+        "classes": _path_or_none(getattr(result, "classes", None)),
+        "schema": _schema_json(),
+    }
+
+
+def op_rasterize(kwargs: dict, cancel) -> dict:
+    import geogan
+
+    path = geogan.rasterize(**kwargs, progress=_progress, cancel=cancel)
+    return {"classes": str(path), "schema": _schema_json()}
+
+
+def op_schema(kwargs: dict, cancel) -> dict:
+    return {"schema": _schema_json()}
+
+
+OPS = {"render": op_render, "rasterize": op_rasterize, "schema": op_schema}
+
+
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+def main() -> int:
+    global _out
+    # Keep fd 1 for the protocol; send everything else (print, C libraries) to stderr.
+    _out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    line = sys.stdin.readline()
+    try:
+        request = json.loads(line)
+        op = request["op"]
+        kwargs = dict(request.get("kwargs") or {})
+    except (ValueError, KeyError, TypeError):
+        emit({"type": "error", "message": "geogan worker: the request is not valid JSON",
+              "exit_code": 2, "kind": "ProtocolError"})
+        return 2
+
+    if op == "check":
+        emit({"type": "result", **op_check(kwargs)})
+        return 0
+    if op not in OPS:
+        emit({"type": "error", "message": f"geogan worker: unknown op '{op}'",
+              "exit_code": 2, "kind": "ProtocolError"})
+        return 2
+
+    cancelled = threading.Event()
+
+    def watch_stdin() -> None:
+        for ln in sys.stdin:
+            if ln.strip() == "cancel":
+                break
+        cancelled.set()  # 'cancel' or end of input (the plugin went away)
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+
+    try:
+        from geogan.errors import GeoganError
+    except Exception as exc:  # noqa: BLE001
+        emit({"type": "error", "exit_code": 3, "kind": "ImportError",
+              "message": f"geogan cannot be imported by {sys.executable}: "
+                         f"{_one_line(f'{type(exc).__name__}: {exc}')}"})
+        return 3
+
+    try:
+        result = OPS[op](kwargs, cancelled.is_set)
+    except GeoganError as exc:
+        emit({"type": "error", "message": _one_line(str(exc)) or type(exc).__name__,
+              "exit_code": int(getattr(exc, "exit_code", 1)), "kind": type(exc).__name__})
+        return int(getattr(exc, "exit_code", 1)) or 1
+    except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, traceback in the log
+        traceback.print_exc()
+        emit({"type": "error", "exit_code": 1, "kind": type(exc).__name__,
+              "message": f"geogan failed unexpectedly: {type(exc).__name__}: {_one_line(str(exc))}"})
+        return 1
+    emit({"type": "result", **result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
