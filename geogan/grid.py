@@ -115,12 +115,12 @@ class Grid:
 
     def window(self, row0: int, col0: int, height: int, width: int) -> "Grid":
         """The sub-grid starting at (row0, col0); it may reach past this grid."""
-        return Grid(self.crs, self.transform * Affine.translation(col0, row0), (height, width))
+        return Grid(self.crs, self.transform @ Affine.translation(col0, row0), (height, width))
 
     def resized(self, height: int, width: int) -> "Grid":
         """The same bounds divided into ``height`` x ``width`` pixels."""
         scale = Affine.scale(self.width / width, self.height / height)
-        return Grid(self.crs, self.transform * scale, (height, width))
+        return Grid(self.crs, self.transform @ scale, (height, width))
 
     def gsd_m_at(self, row: float, col: float) -> tuple[float, float]:
         """Ground metres covered by one pixel along x and y at a pixel position."""

@@ -430,8 +430,14 @@ class Town:
         return [(a, s), (a + w, s), (a + w, s + d), (a, s + d)]
 
     # buildings --------------------------------------------------------
-    def row(self, origin, t, n, a0, a1, kind, street):
+    @staticmethod
+    def _place(origin, t, n, local):
+        return [(origin[0] + la * t[0] + lb * n[0], origin[1] + la * t[1] + lb * n[1]) for la, lb in local]
+
+    def row(self, origin, t, n, a0, a1, kind, street, sheds=False, a_max=None):
+        """Buildings along one street edge: along-street range [a0, a1] from origin."""
         rng, k = self.rng, BUILDING_KINDS[kind]
+        a_max = a1 if a_max is None else a_max
         a = a0 + rng.uniform(0.0, 3.0)
         count = 0
         while True:
@@ -442,9 +448,19 @@ class Town:
             local = self.footprint(kind, a, w, s, d)
             gap = rng.uniform(*k["gap"])
             if rng.random() >= k["skip"]:
-                ring = [(origin[0] + la * t[0] + lb * n[0], origin[1] + la * t[1] + lb * n[1]) for la, lb in local]
-                self.osm.area(ring, self.building_tags(kind, street))
+                self.osm.area(self._place(origin, t, n, local), self.building_tags(kind, street))
                 count += 1
+                # a shed or garage in the back yard (kept clear of the block's side rows)
+                if sheds and rng.random() < 0.35:
+                    ws, ds = rng.uniform(3.0, 6.0), rng.uniform(3.0, 5.0)
+                    sa = rng.uniform(a, a + w - ws)
+                    sb = k["s"][1] + k["d"][1] + 5.0 + rng.uniform(2.0, 4.0)
+                    if SIDE_ROW_START + 1.0 <= sa and sa + ws <= a_max - 1.0:
+                        self.osm.area(
+                            self._place(origin, t, n, [(sa, sb), (sa + ws, sb), (sa + ws, sb + ds), (sa, sb + ds)]),
+                            {"building": rng.choice(["shed", "garage", "yes"])},
+                        )
+                        count += 1
             a += w + gap
         return count
 
@@ -466,7 +482,8 @@ class Town:
                 continue
             origin, t, n, length, street = edges[e]
             m = LONG_ROW_START if e in long_edges else SIDE_ROW_START
-            self.row(origin, t, n, m, length - m, kind, street)
+            sheds = kind == "house" and e in long_edges
+            self.row(origin, t, n, m, length - m, kind, street, sheds=sheds, a_max=length - SIDE_ROW_START)
 
     # network ----------------------------------------------------------
     def street_tags(self, coord, axis):

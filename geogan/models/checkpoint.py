@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -443,6 +444,13 @@ def _encode(obj, path: str, store: dict[str, torch.Tensor]):
                     f"{type(key).__name__}; use str or int keys"
                 )
             items.append([key, _encode(value, f"{path}.{key}" if path else str(key), store)])
+        if isinstance(obj, OrderedDict):
+            # state_dict() is an OrderedDict whose _metadata holds module versions.
+            node = {"odict": items}
+            metadata = getattr(obj, "_metadata", None)
+            if metadata is not None:
+                node["_metadata"] = _encode(dict(metadata), f"{path}._metadata", store)
+            return node
         return {"dict": items}
     if isinstance(obj, (list, tuple)):
         encoded = [
@@ -458,6 +466,11 @@ def _encode(obj, path: str, store: dict[str, torch.Tensor]):
 def _decode(node, tensors: dict[str, torch.Tensor], where: str):
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
+    if isinstance(node, dict) and "odict" in node and set(node) <= {"odict", "_metadata"}:
+        result = OrderedDict(_decode({"dict": node["odict"]}, tensors, where))
+        if "_metadata" in node:
+            result._metadata = _decode(node["_metadata"], tensors, where)
+        return result
     if isinstance(node, dict) and len(node) == 1:
         (kind, body), = node.items()
         if kind == "tensor" and isinstance(body, str):

@@ -69,6 +69,7 @@ def _pump(stream, tag: str, out: "queue.Queue") -> None:
 def run_worker(python: str, op: str, kwargs: dict | None = None, *,
                on_progress: Callable[[float, str], None] | None = None,
                on_log: Callable[[str], None] | None = None,
+               on_message: Callable[[str, str], None] | None = None,
                is_canceled: Callable[[], bool] | None = None,
                cancel_grace_s: float = 120.0, timeout_s: float | None = None) -> dict:
     """Run one request in a fresh worker process; return its result dict.
@@ -133,6 +134,9 @@ def run_worker(python: str, op: str, kwargs: dict | None = None, *,
         if kind == "progress":
             if on_progress is not None:
                 on_progress(float(msg.get("fraction", 0.0)), str(msg.get("message", "")))
+        elif kind == "log":
+            if on_message is not None:
+                on_message(str(msg.get("level", "INFO")), str(msg.get("message", "")))
         elif kind == "result":
             result = msg
         elif kind == "error":
@@ -142,6 +146,13 @@ def run_worker(python: str, op: str, kwargs: dict | None = None, *,
     except OSError:
         pass
     rc = proc.wait()
+    for t in threads:
+        t.join(timeout=5)
+    for stream in (proc.stdout, proc.stderr):
+        try:
+            stream.close()
+        except OSError:
+            pass
     tail = "\n".join(stderr_tail)
     if error is not None:
         raise WorkerError(str(error.get("message") or "geogan failed"),

@@ -16,7 +16,7 @@ Protocol (stdlib only, so any Python >= 3.10 with geogan can run it):
 * stdin, later lines: ``cancel`` asks the job to stop (checked by geogan once
   per tile). End of stdin (the plugin went away) also cancels.
 * stdout: only protocol lines, each ``@@geogan@@ {json}`` with ``type`` one of
-  ``progress`` (fraction, message), ``result`` (op-specific) or ``error``
+  ``progress`` (fraction, message), ``log`` (level, message), ``result`` (op-specific) or ``error``
   (message: one line, exit_code, kind). Anything the libraries print goes to
   stderr, which the plugin keeps for its log.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import sys
 import threading
@@ -116,6 +117,16 @@ def _schema_json() -> list[dict]:
             for c in load_schema().classes]
 
 
+class _LogToPlugin(logging.Handler):
+    """geogan's log records (INFO and up) as protocol lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            emit({"type": "log", "level": record.levelname, "message": record.getMessage()})
+        except Exception:  # noqa: BLE001 - logging must never break a render
+            pass
+
+
 def _progress(fraction: float, message: str = "") -> None:
     emit({"type": "progress", "fraction": float(fraction), "message": str(message)})
 
@@ -189,6 +200,9 @@ def main() -> int:
         cancelled.set()  # 'cancel' or end of input (the plugin went away)
 
     threading.Thread(target=watch_stdin, daemon=True).start()
+    geogan_log = logging.getLogger("geogan")
+    geogan_log.addHandler(_LogToPlugin())
+    geogan_log.setLevel(logging.INFO)
 
     try:
         from geogan.errors import GeoganError

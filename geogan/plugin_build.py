@@ -1,0 +1,126 @@
+"""Build the QGIS plugin zip (``geogan plugin build --out DIR``).
+
+The plugin's sources are ``qgis_plugin/geogan_qgis/`` and the top-level
+``metadata.txt`` of a geogan source checkout. The zip holds one folder,
+``geogan_qgis/`` (not ``geogan/``: QGIS imports a plugin by its folder name,
+and a plugin called ``geogan`` would hide the geogan library), with the
+plugin package and ``metadata.txt`` whose ``version`` is ``geogan.__version__``.
+The zip is reproducible: sorted entries, fixed timestamps.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError, OutputError
+
+PLUGIN_PACKAGE = "geogan_qgis"
+ZIP_NAME = "geogan.zip"
+_FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+_SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+_SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".swp"}
+
+
+def source_root() -> Path:
+    """The geogan source checkout holding ``qgis_plugin/`` and ``metadata.txt``."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "qgis_plugin" / PLUGIN_PACKAGE / "__init__.py").is_file():
+        raise InputError(f"the QGIS plugin sources are not next to this geogan ({root}); "
+                         "build the plugin from a geogan source checkout")
+    return root
+
+
+def metadata_with_version(text: str, version: str = __version__) -> str:
+    """``metadata.txt`` text with its ``version=`` line set to ``version``."""
+    new, count = re.subn(r"(?m)^version\s*=.*$", f"version={version}", text)
+    if count != 1:
+        raise InputError("metadata.txt must have exactly one 'version=' line in [general]")
+    return new
+
+
+def metadata_version(path: str | Path | None = None) -> str:
+    """The version written in ``metadata.txt``."""
+    path = Path(path) if path else source_root() / "metadata.txt"
+    match = re.search(r"(?m)^version\s*=\s*(\S+)\s*$", path.read_text(encoding="utf-8"))
+    if not match:
+        raise InputError(f"{path} has no 'version=' line; add 'version={__version__}' to [general]")
+    return match.group(1)
+
+
+def sync_metadata(path: str | Path | None = None, check: bool = False) -> bool:
+    """Set ``metadata.txt``'s version to ``geogan.__version__``.
+
+    With ``check=True`` nothing is written. Returns True when the file was
+    (or, with ``check``, already is) in sync.
+    """
+    path = Path(path) if path else source_root() / "metadata.txt"
+    text = path.read_text(encoding="utf-8")
+    new = metadata_with_version(text)
+    if new == text:
+        return True
+    if check:
+        return False
+    path.write_text(new, encoding="utf-8")
+    return True
+
+
+def _plugin_files(package_dir: Path) -> list[Path]:
+    files = []
+    for p in sorted(package_dir.rglob("*")):
+        rel = p.relative_to(package_dir)
+        if any(part in _SKIP_DIRS or part.startswith(".") for part in rel.parts):
+            continue
+        if p.is_file() and p.suffix not in _SKIP_SUFFIXES and p.name != "metadata.txt":
+            files.append(p)
+    return files
+
+
+def build_plugin_zip(out_dir: str | Path, root: str | Path | None = None) -> Path:
+    """Write ``out_dir/geogan.zip``, installable with QGIS's "Install from ZIP".
+
+    Parameters
+    ----------
+    out_dir : folder for the zip (created if missing; an existing zip is replaced).
+    root : geogan source checkout (default: the one this module lives in).
+
+    Returns
+    -------
+    Path of the zip.
+
+    Raises
+    ------
+    InputError
+        The plugin sources or ``metadata.txt`` are missing or malformed.
+    OutputError
+        ``out_dir`` cannot be written.
+    """
+    root = Path(root) if root else source_root()
+    package_dir = root / "qgis_plugin" / PLUGIN_PACKAGE
+    meta_path = root / "metadata.txt"
+    if not (package_dir / "__init__.py").is_file() or not meta_path.is_file():
+        raise InputError(f"{root} lacks qgis_plugin/{PLUGIN_PACKAGE}/ or metadata.txt; "
+                         "pass a geogan source checkout")
+    metadata = metadata_with_version(meta_path.read_text(encoding="utf-8"))
+    out_dir = Path(out_dir)
+    zip_path = out_dir / ZIP_NAME
+    tmp = out_dir / (ZIP_NAME + ".tmp")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            entries = [(f"{PLUGIN_PACKAGE}/{p.relative_to(package_dir).as_posix()}", p.read_bytes())
+                       for p in _plugin_files(package_dir)]
+            entries.append((f"{PLUGIN_PACKAGE}/metadata.txt", metadata.encode("utf-8")))
+            for arcname, data in sorted(entries):
+                info = zipfile.ZipInfo(arcname, date_time=_FIXED_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, data)
+        tmp.replace(zip_path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {zip_path}: {exc.strerror or exc}; "
+                          "choose a writable --out folder") from None
+    return zip_path

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny random models and small synthetic OSM data made by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from geogan.classes import load_schema
+
+os.environ.setdefault("GEOGAN_MODEL_DIR", str(Path(__file__).parent / "_no_user_models"))
+torch.set_num_threads(2)
+
+LANDCOVER_MAP = {
+    "background": "background", "building": "building", "road": "road", "path": "road", "railway": "road",
+    "water": "water", "woodland": "woodland", "grass": "background", "farmland": "background",
+    "impervious": "road", "bare": "background", "wetland": "water",
+}
+
+
+def make_tiny_model(path_stem: Path, arch: str = "unet", gsd_m: float = 0.5, seed: int = 0,
+                    arch_params: dict | None = None) -> Path:
+    """A randomly initialised small generator with a valid card; returns the card path."""
+    from geogan.models.checkpoint import save_generator
+    from geogan.models.registry import build_generator
+
+    torch.manual_seed(seed)
+    params = {"in_nc": 5, "out_nc": 3, "ngf": 8, "n_down": 5, "dropout": False, "noise": True}
+    params.update(arch_params or {})
+    module = build_generator(arch, params)
+    from geogan.models.normalization import NoiseInjection
+    with torch.no_grad():  # an untrained net is nearly flat grey: give it contrast and make the noise count
+        for m in module.modules():
+            if isinstance(m, NoiseInjection):
+                m.weight.fill_(0.5)
+        for p in module.parameters():
+            p.mul_(3.0)
+    card = {
+        "name": path_stem.name, "arch": arch, "arch_params": params,
+        "classes": ["background", "building", "woodland", "water", "road"],
+        "schema_to_model": LANDCOVER_MAP, "outputs": ["rgb"], "gsd_m": gsd_m,
+        "training": {"data": "none (random weights, for tests)"}, "license": "MIT", "metrics": {},
+    }
+    _, card_path = save_generator(module, card, path_stem)
+    return card_path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def schema():
+    return load_schema()

@@ -1,0 +1,103 @@
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from geogan.classes import load_schema, parse_length_m
+from geogan.errors import RulesError
+
+
+def test_schema_has_the_required_classes(schema):
+    for name in ("background", "building", "road", "path", "railway", "water", "woodland", "grass",
+                 "farmland", "impervious", "bare", "wetland"):
+        schema.by_name(name)
+    assert schema.classes[0].name == "background"
+    assert len({c.color for c in schema.classes}) == len(schema.classes)  # palette colours are distinct
+
+
+@pytest.mark.parametrize("tags,kind,expected", [
+    ({"building": "yes"}, "area", "building"),
+    ({"building": "yes", "landuse": "grass"}, "area", "building"),  # priority
+    ({"highway": "residential"}, "line", "road"),
+    ({"highway": "residential", "tunnel": "yes"}, "line", None),
+    ({"highway": "footway"}, "line", "path"),
+    ({"railway": "rail"}, "line", "railway"),
+    ({"waterway": "river"}, "line", "water"),
+    ({"natural": "water"}, "area", "water"),
+    ({"landuse": "forest"}, "area", "woodland"),
+    ({"leisure": "park"}, "area", "grass"),
+    ({"landuse": "farmland"}, "area", "farmland"),
+    ({"amenity": "parking"}, "area", "impervious"),
+    ({"natural": "beach"}, "area", "bare"),
+    ({"natural": "wetland"}, "area", "wetland"),
+    ({"building": "no"}, "area", None),
+    ({"highway": "residential"}, "area", None),
+    ({"shop": "bakery"}, "area", None),
+])
+def test_tag_rules(schema, tags, kind, expected):
+    got = schema.classify(tags, kind)
+    assert (got and schema.by_id(got.class_id).name) == (expected if expected else None) or (
+        got is None and expected is None)
+
+
+def test_road_widths(schema):
+    assert schema.classify({"highway": "primary"}, "line").width_m == 10.0
+    assert schema.classify({"highway": "primary", "lanes": "4"}, "line").width_m == pytest.approx(13.0)
+    assert schema.classify({"highway": "primary", "width": "7.5 m"}, "line").width_m == 7.5
+    assert schema.classify({"highway": "service"}, "line").width_m == 4.0
+
+
+def test_length_parsing():
+    assert parse_length_m("12") == 12
+    assert parse_length_m("12.5 m") == 12.5
+    assert parse_length_m("40 ft") == pytest.approx(12.192)
+    assert parse_length_m("tall") is None
+
+
+_KEYS = ["building", "highway", "landuse", "natural", "leisure", "amenity", "waterway", "railway", "tunnel",
+         "area", "covered", "water", "place", "aeroway"]
+_VALUES = ["yes", "no", "residential", "primary", "footway", "forest", "water", "park", "parking", "river", "rail",
+           "grass", "beach", "wetland", "farmland", "square", "apron", "platform", "house"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(tags=st.dictionaries(st.sampled_from(_KEYS), st.sampled_from(_VALUES), max_size=5),
+       kind=st.sampled_from(["area", "line"]))
+def test_every_tag_combination_maps_to_exactly_one_class(schema, tags, kind):
+    got = schema.classify(tags, kind)
+    matching = [r for r in schema.rules if r.matches(tags, kind)]
+    if not matching:
+        assert got is None
+    else:
+        top = max(schema.by_name(r.class_name).priority for r in matching)
+        winners = {r.class_name for r in matching if schema.by_name(r.class_name).priority == top}
+        assert len(winners) == 1  # priorities are unique: no ties possible
+        assert schema.by_id(got.class_id).name in winners
+
+
+def test_priorities_are_unique(schema):
+    prios = [c.priority for c in schema.classes]
+    assert len(set(prios)) == len(prios)
+
+
+def test_user_rules_file(tmp_path):
+    from geogan.classes import default_rules_text
+    text = default_rules_text().replace('name = "building"\ncolor = [214, 39, 40]',
+                                        'name = "building"\ncolor = [1, 2, 3]')
+    p = tmp_path / "rules.toml"
+    p.write_text(text)
+    assert load_schema(p).by_name("building").color == (1, 2, 3)
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("classes = [", "not valid TOML"),
+    ("x = 1", "no \\[\\[classes\\]\\]"),
+    ('[[classes]]\nid = 0\nname = "water"\ncolor = [0,0,0]\npriority = 0', "class 0 must be 'background'"),
+    ('[[classes]]\nid = 0\nname = "background"\ncolor = [0,0,0]\npriority = 0\n'
+     '[[rules]]\nclass = "nope"\nmatch = {a = "b"}', "not one of the schema classes"),
+])
+def test_bad_rules_files(tmp_path, text, msg):
+    p = tmp_path / "rules.toml"
+    p.write_text(text)
+    with pytest.raises(RulesError, match=msg):
+        load_schema(p)
+    with pytest.raises(RulesError, match="does not exist"):
+        load_schema(tmp_path / "missing.toml")
