@@ -17,11 +17,12 @@ from typing import Sequence
 import pyproj
 
 from .classes import Schema, load_schema
-from .errors import InputError, SourceError
+from .errors import InputError, TooLargeError
 from .features import FeatureSet, build_features
 from .grid import Grid, grid_from_bbox, parse_crs
 from .infer import load_model
-from .render import CancelFn, OutputPaths, ProgressFn, RenderResult, rasterize_to_file, render_grid
+from .render import (CancelFn, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
+                     render_grid)
 from .sources import data_bounds_lonlat, osm_file_bounds, read_sources
 from .tiles import TileSpec
 from .write import check_outputs
@@ -30,6 +31,7 @@ log = logging.getLogger("geogan")
 
 PathLike = str | os.PathLike
 BBox = tuple[float, float, float, float]
+MAX_RASTERIZE_PX = 100_000 ** 2
 
 
 def sample_osm_path() -> Path:
@@ -69,14 +71,19 @@ def _margin_bbox_lonlat(grid: Grid, margin_px: int) -> BBox:
     return tuple(float(v) for v in t.transform_bounds(*box, densify_pts=21))  # type: ignore[return-value]
 
 
-def _prepare(osm, bbox, bbox_crs, crs, gsd_m, schema: Schema, class_field, margin_px: int
-             ) -> tuple[Grid, FeatureSet, list[str]]:
+def _grid(osm, bbox, bbox_crs, crs, gsd_m, class_field) -> tuple[list[Path], Grid]:
+    """Sources and the output grid (reads the data only when no bbox is known)."""
     paths, bbox, bbox_crs = _resolve_sources(osm, bbox, bbox_crs)
-    warnings_: list[str] = []
     if bbox is None:
         report = read_sources(paths, None, class_field)
         bbox, bbox_crs = data_bounds_lonlat(report), "EPSG:4326"
-    grid = grid_from_bbox(tuple(bbox), bbox_crs, crs, gsd_m)  # type: ignore[arg-type]
+    return paths, grid_from_bbox(tuple(bbox), bbox_crs, crs, gsd_m)  # type: ignore[arg-type]
+
+
+def _features(paths: list[Path], grid: Grid, schema: Schema, class_field, margin_px: int
+              ) -> tuple[FeatureSet, list[str]]:
+    """Read and classify the features on (and a margin around) ``grid``."""
+    warnings_: list[str] = []
     report = read_sources(paths, _margin_bbox_lonlat(grid, margin_px), class_field)
     feats = build_features(report, schema, grid.crs, grid.center_lonlat(), class_field)
     if len(feats) == 0:
@@ -89,7 +96,7 @@ def _prepare(osm, bbox, bbox_crs, crs, gsd_m, schema: Schema, class_field, margi
         warnings_.append(msg)
     log.info("%d features drawn: %s", len(feats),
              ", ".join(f"{schema.by_id(k).name} {v}" for k, v in sorted(feats.counts_by_class.items())))
-    return grid, feats, warnings_
+    return feats, warnings_
 
 
 def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326",
@@ -129,8 +136,9 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         raise InputError(f"tile size {spec.tile_px} px must be a multiple of {loaded.size_multiple} for model "
                          f"'{loaded.name}'; change --tile-size")
     check_outputs(paths.all(), overwrite)
-    grid, feats, warnings_ = _prepare(osm, bbox, bbox_crs, crs, gsd_m if gsd_m is not None else loaded.gsd_m,
-                                      schema, class_field, margin_px=spec.tile_px)
+    paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m if gsd_m is not None else loaded.gsd_m, class_field)
+    check_size(quick_estimate(grid, spec, loaded), loaded, force)
+    feats, warnings_ = _features(paths_in, grid, schema, class_field, margin_px=spec.tile_px)
     result = render_grid(feats, grid, loaded, schema, paths, spec=spec, seed=seed, force=force,
                          progress=progress, cancel=cancel)
     result.warnings.extend(warnings_)
@@ -140,13 +148,18 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
 def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None = None,
               bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m: float = 0.5,
               out: PathLike = "classes.tif", rules: PathLike | None = None, class_field: str | None = None,
-              overwrite: bool = False, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Path:
+              overwrite: bool = False, force: bool = False, progress: ProgressFn | None = None,
+              cancel: CancelFn | None = None) -> Path:
     """Rasterize vector sources into a class-map COG (uint8 with the schema palette). Same parameters as render."""
     schema = load_schema(rules)
     out = Path(out)
     parse_crs(crs)
     check_outputs([out], overwrite)
-    grid, feats, _ = _prepare(osm, bbox, bbox_crs, crs, gsd_m, schema, class_field, margin_px=2)
+    paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m, class_field)
+    if grid.width * grid.height > MAX_RASTERIZE_PX and not force:
+        raise TooLargeError(f"the class map would be {grid.width}x{grid.height} px; raise --gsd, shrink the bbox "
+                            "or pass --force")
+    feats, _ = _features(paths_in, grid, schema, class_field, margin_px=2)
     return rasterize_to_file(feats, grid, schema, out, progress=progress, cancel=cancel)
 
 
@@ -156,7 +169,8 @@ def rasterize_array(osm, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326", 
     from .rasterize import rasterize_classes
 
     schema = load_schema(rules)
-    grid, feats, _ = _prepare(osm, bbox, bbox_crs, crs, gsd_m, schema, class_field, margin_px=2)
+    paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m, class_field)
     if grid.width * grid.height > 20_000 ** 2:
-        raise SourceError("this grid is too large for an in-memory array; use rasterize(..., out=PATH)")
+        raise TooLargeError("this grid is too large for an in-memory array; use rasterize(..., out=PATH)")
+    feats, _ = _features(paths_in, grid, schema, class_field, margin_px=2)
     return rasterize_classes(feats, grid), grid

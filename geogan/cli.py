@@ -157,13 +157,14 @@ def rasterize(
     rules: Optional[Path] = typer.Option(None, help="Class rules TOML (default: built-in schema)."),
     class_field: Optional[str] = typer.Option(None, help="Attribute holding a class name/id (non-OSM layers)."),
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
+    force: bool = typer.Option(False, help="Run even for a huge class map."),
 ) -> None:
     """Rasterize vector data into a class map only (uint8 COG with the class palette)."""
     from .api import rasterize as api_rasterize
 
     path = run_guarded(lambda: api_rasterize(osm=osm or None, bbox=parse_bbox(bbox), bbox_crs=bbox_crs, crs=crs,
                                              gsd_m=gsd, out=out, rules=rules, class_field=class_field,
-                                             overwrite=overwrite))
+                                             overwrite=overwrite, force=force))
     typer.echo(f"wrote {path}")
 
 

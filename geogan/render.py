@@ -89,6 +89,14 @@ def plan_tiles(grid: Grid, spec: TileSpec, model: LoadedModel) -> TilePlan:
     return TilePlan(tuple(sizes), sum(len(r) for r in rows), mp)
 
 
+def quick_estimate(grid: Grid, spec: TileSpec, model: LoadedModel) -> TilePlan:
+    """Tile count and model megapixels from the centre scale alone: cheap for any area."""
+    gx, gy = grid.gsd_m_at(grid.height / 2, grid.width / 2)
+    m = model_input_px(spec.tile_px, (gx + gy) / 2, model.gsd_m, model.size_multiple)
+    rows, cols = spec.count(grid.height), spec.count(grid.width)
+    return TilePlan((m,) * min(rows, 1), rows * cols, rows * cols * m * m / 1e6)
+
+
 def estimate_seconds(plan: TilePlan, model: LoadedModel) -> float:
     return plan.model_megapixels / max(model.throughput_mp_s, 1e-6)
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geogan.errors import ModelError
 from geogan.models import (
@@ -47,16 +51,14 @@ from geogan.models import (
 
 N_CLASSES = len(SCHEMA_V1_CLASSES)
 
-torch.set_num_threads(2)
-
-
 # ----------------------------------------------------------------- helpers
 
 
-def one_hot_labels(batch: int, size: int, n_classes: int = N_CLASSES, seed: int = 0) -> torch.Tensor:
+def one_hot_labels(batch: int, size: int, n_classes: int = N_CLASSES, seed: int = 0):
     """Blocky random class map as float one-hot [B, C, H, W]."""
     gen = torch.Generator().manual_seed(seed)
-    coarse = torch.randint(0, n_classes, (batch, max(size // 8, 1), max(size // 8, 1)), generator=gen)
+    cells = max(size // 8, 1)
+    coarse = torch.randint(0, n_classes, (batch, cells, cells), generator=gen)
     ids = coarse.repeat_interleave(8, dim=1).repeat_interleave(8, dim=2)[:, :size, :size]
     return torch.nn.functional.one_hot(ids, n_classes).permute(0, 3, 1, 2).float()
 
@@ -168,7 +170,8 @@ def test_pix2pix_layout():
     # no norm on the first or innermost encoder level; dropout on 3 decoder blocks
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.down[0].modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.down[-1].modules())
-    assert all(any(isinstance(m, torch.nn.BatchNorm2d) for m in b.modules()) for b in net.down[1:-1])
+    for block in net.down[1:-1]:
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in block.modules())
     assert [blk.dropout is not None for blk in net.up] == [True] * 3 + [False] * 4
     assert isinstance(net.out[-1], torch.nn.Tanh)
 
@@ -477,8 +480,10 @@ def test_registry():
         build_generator("unet", {"in_nc": 3, "bogus": 1})
     with pytest.raises(ModelError):
         build_generator("unet", {"in_nc": 3, "n_down": 0})
-    assert isinstance(build_discriminator("patchgan", {"in_nc": 15, "ndf": 8}), PatchGANDiscriminator)
-    assert isinstance(build_discriminator("multiscale", {"in_nc": 15, "ndf": 8}), MultiScaleDiscriminator)
+    patch = build_discriminator("patchgan", {"in_nc": 15, "ndf": 8})
+    multi = build_discriminator("multiscale", {"in_nc": 15, "ndf": 8})
+    assert isinstance(patch, PatchGANDiscriminator)
+    assert isinstance(multi, MultiScaleDiscriminator)
     with pytest.raises(ModelError, match="patchgan"):
         build_discriminator("stylegan", {})
 
@@ -704,3 +709,36 @@ def test_training_state_errors(tmp_path):
     assert_one_line(info)
     with pytest.raises(ModelError, match="not found"):
         load_training_state(tmp_path / "missing")
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+)
+_tensors = st.builds(
+    lambda shape, dtype: (torch.randn(shape) * 100).to(dtype),
+    st.lists(st.integers(0, 3), max_size=3).map(tuple),
+    st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.bool]),
+)
+_trees = st.recursive(
+    st.one_of(_scalars, _tensors),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.one_of(st.integers(0, 9), st.text(max_size=3)), inner, max_size=3),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(tree=st.dictionaries(st.text(max_size=4), _trees, max_size=4))
+def test_training_state_round_trip_property(tree):
+    with tempfile.TemporaryDirectory() as tmp:
+        save_training_state(Path(tmp) / "state", tree, {"tree": tree})
+        loaded, meta = load_training_state(Path(tmp) / "state")
+    assert_same_tree(tree, loaded)
+    assert_same_tree({"tree": tree}, meta)

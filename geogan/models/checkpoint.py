@@ -105,10 +105,15 @@ def _write_json(path: Path, obj) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({_first_line(exc)}); check the directory exists and is writable") from None
+        raise OutputError(
+            f"{path}: cannot write ({_first_line(exc)}); "
+            f"check the directory exists and is writable"
+        ) from None
 
 
-def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+def _write_safetensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> str:
     """Write tensors atomically; return the file's SHA-256."""
     from safetensors.torch import save_file
 
@@ -119,7 +124,10 @@ def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: d
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({_first_line(exc)}); check the directory exists and is writable") from None
+        raise OutputError(
+            f"{path}: cannot write ({_first_line(exc)}); "
+            f"check the directory exists and is writable"
+        ) from None
     return digest
 
 
@@ -140,7 +148,9 @@ def _read_json(path: Path, what: str) -> dict:
         with open(path, encoding="utf-8") as fh:
             obj = json.load(fh)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{what} {path}: not readable JSON ({_first_line(exc)}); re-export the model") from None
+        raise ModelError(
+            f"{what} {path}: not readable JSON ({_first_line(exc)}); re-export the model"
+        ) from None
     if not isinstance(obj, dict):
         raise ModelError(f"{what} {path}: top level must be a JSON object; re-export the model")
     return obj
@@ -191,7 +201,10 @@ def validate_card(
     if missing:
         fail(f"missing key(s) {', '.join(missing)}")
     if card["format"] != MODEL_FORMAT:
-        fail(f"format {card['format']!r} is not {MODEL_FORMAT!r}", "use a model made for this geogan version")
+        fail(
+            f"format {card['format']!r} is not {MODEL_FORMAT!r}",
+            "use a model made for this geogan version",
+        )
     if not isinstance(card["name"], str) or not card["name"]:
         fail("name must be a non-empty string")
     if not isinstance(card["arch"], str) or card["arch"] not in GENERATOR_ARCHS:
@@ -326,7 +339,10 @@ def save_generator(
     try:
         out_card = json.loads(json.dumps(dict(card), allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise ModelError(f"{where}: not JSON-serialisable ({_first_line(exc)}); use plain numbers, strings, lists and dicts") from None
+        raise ModelError(
+            f"{where}: not JSON-serialisable ({_first_line(exc)}); "
+            f"use plain numbers, strings, lists and dicts"
+        ) from None
     out_card["format"] = MODEL_FORMAT
     out_card["weights_sha256"] = "0" * 64  # placeholder while validating
     validate_card(out_card, schema_classes, where)
@@ -384,7 +400,9 @@ def load_generator(
     card_path, weights_path = model_paths(path)
     for p, what in ((card_path, "model card"), (weights_path, "model weights")):
         if not p.is_file():
-            raise ModelError(f"{what} {p}: file not found; pass the path of an existing NAME.json model")
+            raise ModelError(
+                f"{what} {p}: file not found; pass the path of an existing NAME.json model"
+            )
     card = _read_json(card_path, "model card")
     where = f"model card {card_path}"
     validate_card(card, schema_classes, where)
@@ -398,7 +416,10 @@ def load_generator(
         )
     tensors = _read_safetensors(weights_path, "model weights")
 
-    module = build_generator(card["arch"], card["arch_params"])
+    try:
+        module = build_generator(card["arch"], card["arch_params"])
+    except ModelError as exc:
+        raise ModelError(f"{where}: {exc}") from None
     _check_fits(module, card, where)
     reference = module.state_dict()
     _compare_state(reference, tensors, f"model weights {weights_path}")
@@ -475,7 +496,10 @@ def _decode(node, tensors: dict[str, torch.Tensor], where: str):
         (kind, body), = node.items()
         if kind == "tensor" and isinstance(body, str):
             if body not in tensors:
-                raise ModelError(f"{where}: tensor {body} listed in the JSON is missing; the files do not belong together")
+                raise ModelError(
+                    f"{where}: tensor {body} listed in the JSON is missing; "
+                    f"the files do not belong together"
+                )
             return tensors[body]
         if kind == "dict" and isinstance(body, list):
             if not all(isinstance(item, list) and len(item) == 2 for item in body):
@@ -559,8 +583,13 @@ def load_training_state(path: str | os.PathLike) -> tuple[dict, dict]:
             raise ModelError(f"{what} {p}: file not found; pass the stem of an existing checkpoint")
     side = _read_json(json_path, "training state")
     where = f"training state {json_path}"
-    if side.get("format") != TRAIN_STATE_FORMAT or not {"tensors_sha256", "tree", "meta"} <= set(side):
-        raise ModelError(f"{where}: not a {TRAIN_STATE_FORMAT} file; pass a checkpoint written by save_training_state")
+    if side.get("format") != TRAIN_STATE_FORMAT or not {"tensors_sha256", "tree", "meta"} <= set(
+        side
+    ):
+        raise ModelError(
+            f"{where}: not a {TRAIN_STATE_FORMAT} file; "
+            f"pass a checkpoint written by save_training_state"
+        )
     digest = sha256_file(weights_path)
     if digest != side["tensors_sha256"]:
         _read_safetensors(weights_path, "training state tensors")

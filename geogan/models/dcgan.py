@@ -116,9 +116,10 @@ class DCGANDiscriminator(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.n_classes or tuple(x.shape[2:]) != (self.size, self.size):
+        expected = (self.n_classes, self.size, self.size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(
-                f"DCGANDiscriminator: input must be [B, {self.n_classes}, {self.size}, {self.size}], "
+                f"DCGANDiscriminator: input must be [B, {', '.join(map(str, expected))}], "
                 f"got {list(x.shape)}"
             )
         return self.net(x).flatten()

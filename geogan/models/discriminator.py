@@ -94,7 +94,9 @@ class PatchGANDiscriminator(nn.Module):
         self.stages = nn.ModuleList(stages)
         init_weights(self)
 
-    def features(self, labels: torch.Tensor, image: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def features(
+        self, labels: torch.Tensor, image: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """Return every stage output; the last one is the logit map."""
         x = _pair(labels, image)
         if x.dim() != 4 or x.shape[1] != self.in_channels:

@@ -68,7 +68,9 @@ class ShadowGenerator(nn.Module):
 
     def forward(self, texture: torch.Tensor, height: torch.Tensor) -> torch.Tensor:
         if texture.dim() != 4 or texture.shape[1] != 3:
-            raise ValueError(f"ShadowGenerator: texture must be [B, 3, H, W], got {list(texture.shape)}")
+            raise ValueError(
+                f"ShadowGenerator: texture must be [B, 3, H, W], got {list(texture.shape)}"
+            )
         if height.dim() != 4 or height.shape[1] != 1 or height.shape[2:] != texture.shape[2:]:
             raise ValueError(
                 f"ShadowGenerator: height must be [B, 1, {texture.shape[2]}, {texture.shape[3]}], "

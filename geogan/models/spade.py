@@ -159,7 +159,8 @@ class SPADEGenerator(nn.Module):
     norm : {"batch", "instance"}, default "batch"
         Parameter-free normalisation inside SPADE. "batch" uses running
         statistics at inference, so a pixel's output does not depend on the
-        rest of its tile (seamless tiling).
+        rest of its tile (seamless tiling). "instance" needs at least 2x2 px
+        at the start scale, i.e. tiles of ``2 * size_multiple`` px or more.
     style_nc : int, default 3
         Channels of reference images given to the style encoder.
 

@@ -89,7 +89,8 @@ def load_vgg19_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(
-            f"VGG weights {path}: cannot be read ({reason}); give a VGG19 .safetensors or .pth state dict"
+            f"VGG weights {path}: cannot be read ({reason}); "
+            f"give a VGG19 .safetensors or .pth state dict"
         ) from None
     if not isinstance(state, dict):
         raise ModelError(f"VGG weights {path}: not a state dict; give a VGG19 state dict file")

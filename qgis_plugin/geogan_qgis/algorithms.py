@@ -172,8 +172,9 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
             optional=True))
         self.addParameter(QgsProcessingParameterExtent(
             self.EXTENT, tr("Extent (empty: the data's extent)"), optional=True))
+        # optional + default: qgis_process 3.22 treats a required CRS's default as missing
         self.addParameter(QgsProcessingParameterCrs(
-            self.OUTPUT_CRS, tr("Output CRS"), defaultValue="EPSG:3857"))
+            self.OUTPUT_CRS, tr("Output CRS"), defaultValue="EPSG:3857", optional=True))
 
     def _add_rules_param(self):
         rules = QgsProcessingParameterFile(
@@ -224,7 +225,8 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
             options.driverName = "GPKG"
             options.layerName = _safe_name(name)
             options.fileEncoding = "UTF-8"
-            writer = QgsVectorFileWriter.create(str(path), out_fields, QgsWkbTypes.multiType(wkb),
+            # geometry type GEOMETRY: layers may mix polygons and lines (GeoJSON, memory)
+            writer = QgsVectorFileWriter.create(str(path), out_fields, QgsWkbTypes.Unknown,
                                                 crs, context.transformContext(), options)
             if writer.hasError() != QgsVectorFileWriter.NoError:
                 raise QgsProcessingException(f"cannot export layer '{name}' for geogan: "
@@ -237,7 +239,6 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
                 geom = feat.geometry()
                 if geom.isNull():
                     continue
-                geom.convertToMultiType()
                 out = QgsFeature(out_fields)
                 out.setGeometry(geom)
                 out.setAttributes([feat[n] for n in names])
@@ -249,10 +250,12 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
         return paths
 
     def _common_kwargs(self, parameters, context, feedback, tmpdir: Path) -> dict:
-        out_crs = self.parameterAsCrs(parameters, self.OUTPUT_CRS, context)
-        crs = crs_text(out_crs)
-        if crs is None:
-            raise QgsProcessingException("the output CRS is not valid; choose one, e.g. EPSG:3857")
+        crs = "EPSG:3857"
+        if parameters.get(self.OUTPUT_CRS) not in (None, ""):
+            crs = crs_text(self.parameterAsCrs(parameters, self.OUTPUT_CRS, context))
+            if crs is None:
+                raise QgsProcessingException(f"output CRS '{parameters.get(self.OUTPUT_CRS)}' is not "
+                                             "valid; give one such as EPSG:3857")
         kwargs: dict = {"crs": crs}
         paths = self._export_sources(tmpdir, context, feedback)
         kwargs["osm"] = paths or None
@@ -490,7 +493,8 @@ class CreateSketchLayerAlgorithm(GeoganAlgorithm):
             "then run 'Render synthetic aerial imagery' with this layer and class field 'class'.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterCrs(self.CRS, tr("CRS"), defaultValue="EPSG:3857"))
+        self.addParameter(QgsProcessingParameterCrs(self.CRS, tr("CRS"), defaultValue="EPSG:3857",
+                                                    optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.GEOMETRY, tr("Geometry"),
                                                      options=self.GEOMETRIES, defaultValue=0))
         self.addParameter(QgsProcessingParameterString(self.LAYER_NAME, tr("Layer name"),
@@ -509,6 +513,8 @@ class CreateSketchLayerAlgorithm(GeoganAlgorithm):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         layer_name = _safe_name(self.parameterAsString(parameters, self.LAYER_NAME, context) or "sketch")
         crs = self.parameterAsCrs(parameters, self.CRS, context)
+        if not crs.isValid():
+            crs = QgsCoordinateReferenceSystem("EPSG:3857")
         wkb = (QgsWkbTypes.Polygon, QgsWkbTypes.LineString)[
             self.parameterAsEnum(parameters, self.GEOMETRY, context)]
 

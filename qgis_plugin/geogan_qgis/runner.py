@@ -191,21 +191,18 @@ def check_python(python: str, full_import: bool = False, timeout_s: float = 60.0
 
 
 def base_python() -> str:
-    """The interpreter QGIS embeds, as a runnable python executable.
+    """The interpreter QGIS embeds (or that runs this code), as a runnable python.
 
-    Inside QGIS ``sys.executable`` is often QGIS itself; the python binary is
-    found from ``sys.base_prefix`` instead (Linux: bin/python3.X; Windows
-    OSGeo4W/standalone: apps/PythonXY/python.exe; macOS: bin/python3).
+    Inside QGIS ``sys.executable`` is unreliable: it is QGIS itself on Windows
+    and whatever ``python3`` comes first on PATH on Linux (a pyenv shim, say).
+    The interpreter is found from ``sys.base_prefix`` instead: Linux/macOS
+    ``bin/python3.X``, Windows (OSGeo4W, standalone) ``python.exe``.
     """
-    exe = Path(getattr(sys, "_base_executable", "") or sys.executable or "")
-    if exe.name.lower().startswith("python") and exe.exists():
-        return str(exe)
     major, minor = sys.version_info[:2]
     base = Path(sys.base_prefix)
     candidates = ([base / "python.exe", base / "python3.exe"] if os.name == "nt" else
-                  [base / "bin" / f"python{major}.{minor}", base / "bin" / "python3",
-                   Path(f"/usr/bin/python{major}.{minor}"), Path("/usr/bin/python3")])
+                  [base / "bin" / f"python{major}.{minor}", base / "bin" / "python3"])
     for cand in candidates:
-        if cand.exists():
+        if cand.is_file():
             return str(cand)
-    return str(exe)
+    return sys.executable
