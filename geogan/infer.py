@@ -80,7 +80,7 @@ def load_model(name_or_path: str, schema: Schema, device: str = "auto") -> Loade
 
     card_path = resolve_model(name_or_path)
     dev = resolve_device(device)
-    module, card = load_generator(card_path, device="cpu")
+    module, card = load_generator(card_path, device="cpu", schema_classes=schema.names)
     module = module.to(dev).eval()
     multiple = int(getattr(module, "size_multiple", 1))
     return LoadedModel(module, card, dev, class_lut(card, schema), len(card["classes"]), multiple)
