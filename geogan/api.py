@@ -21,6 +21,7 @@ from .errors import InputError, TooLargeError
 from .features import FeatureSet, build_features
 from .grid import Grid, grid_from_bbox, parse_crs
 from .infer import load_model
+from .zoo import resolve_model
 from .render import (CancelFn, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
                      render_grid)
 from .sources import data_bounds_lonlat, osm_file_bounds, read_sources
@@ -103,8 +104,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            crs: str = "EPSG:3857", gsd_m: float | None = None, out_dir: PathLike = "out", model: str = "default",
            device: str = "auto", tile_px: int = 256, overlap_px: int = 64, seed: int = 0, overwrite: bool = False,
            rules: PathLike | None = None, force: bool = False, class_field: str | None = None,
-           dem: PathLike | None = None, progress: ProgressFn | None = None,
-           cancel: CancelFn | None = None) -> RenderResult:
+           dem: PathLike | None = None, scheduler: str | None = None, workers: int | None = None,
+           progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
     """Render synthetic aerial imagery, heights and a class map for an area.
 
     Parameters
@@ -119,6 +120,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     overwrite : replace existing outputs. rules : a class rules TOML (default: built-in schema).
     force : run even when the estimate is over a day. class_field : attribute with a schema class
         name or id (for hand-drawn layers) instead of OSM tags.
+    scheduler : a Dask scheduler address (``tcp://host:8786``) to render blocks of tiles on a cluster;
+        workers : or the number of workers of a local Dask cluster. Output equals the local render.
     progress : ``progress(fraction, message)``. cancel : ``cancel() -> bool``, checked once per tile.
 
     Returns
@@ -139,8 +142,23 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m if gsd_m is not None else loaded.gsd_m, class_field)
     check_size(quick_estimate(grid, spec, loaded), loaded, force)
     feats, warnings_ = _features(paths_in, grid, schema, class_field, margin_px=spec.tile_px)
-    result = render_grid(feats, grid, loaded, schema, paths, spec=spec, seed=seed, force=force,
-                         progress=progress, cancel=cancel)
+    if scheduler or workers:
+        from .distributed import get_client, render_grid_dask
+
+        client = get_client(scheduler, workers)
+        try:
+            result = render_grid_dask(feats, grid, loaded, str(resolve_model(model)), schema, paths, spec=spec,
+                                      client=client, seed=seed, force=force, progress=progress, cancel=cancel)
+        finally:
+            if not scheduler:
+                cluster = client.cluster
+                client.close()
+                cluster.close()
+            else:
+                client.close()
+    else:
+        result = render_grid(feats, grid, loaded, schema, paths, spec=spec, seed=seed, force=force,
+                             progress=progress, cancel=cancel)
     result.warnings.extend(warnings_)
     return result
 

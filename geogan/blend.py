@@ -43,14 +43,15 @@ class StripBlender:
     tile_px, overlap_px : the tiling
     """
 
-    def __init__(self, shape_yx: tuple[int, int], bands: int, tile_px: int, overlap_px: int) -> None:
+    def __init__(self, shape_yx: tuple[int, int], bands: int, tile_px: int, overlap_px: int,
+                 first_row0: int = 0) -> None:
         self.shape_yx = shape_yx
         self.tile_px = tile_px
         self.stride_px = tile_px - overlap_px
         self.weights = blend_weights(tile_px, overlap_px)
         self._sum = np.zeros((bands, tile_px, shape_yx[1]), dtype=np.float32)
         self._wsum = np.zeros((tile_px, shape_yx[1]), dtype=np.float32)
-        self._row0 = 0  # grid row of buffer row 0
+        self._row0 = first_row0  # grid row of buffer row 0
 
     def add(self, row0: int, col0: int, values: np.ndarray) -> None:
         """Add one tile (bands, tile_px, tile_px) whose top-left is (row0, col0)."""

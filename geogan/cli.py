@@ -128,6 +128,8 @@ def render(
     class_field: Optional[str] = typer.Option(None, help="Attribute holding a class name/id (non-OSM layers)."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
     force: bool = typer.Option(False, help="Run even if the estimate is over a day."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address (tcp://host:8786) to render on."),
+    workers: Optional[int] = typer.Option(None, help="Render on a local Dask cluster of N worker processes."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Render aerial.tif, height.tif and classes.tif for an area (default: the bundled sample town)."""
@@ -138,7 +140,7 @@ def render(
             return api_render(osm=osm or None, bbox=parse_bbox(bbox), bbox_crs=bbox_crs, crs=crs, gsd_m=gsd,
                               out_dir=out, model=model, device=device, tile_px=tile_size, overlap_px=overlap,
                               seed=seed, overwrite=overwrite, rules=rules, force=force, class_field=class_field,
-                              progress=bar)
+                              scheduler=scheduler, workers=workers, progress=bar)
 
     result = run_guarded(go)
     g = result.grid

@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -125,56 +125,115 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((rgb + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def render_grid(feats: FeatureSet, grid: Grid, model: LoadedModel, schema: Schema, paths: OutputPaths, *,
-                spec: TileSpec, seed: int = 0, batch_tiles: int = 4, force: bool = False,
-                progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
-    """Render ``feats`` on ``grid`` with ``model`` into three COGs at ``paths``."""
-    t0 = time.perf_counter()
-    plan = plan_tiles(grid, spec, model)
-    check_size(plan, model, force)
+def blend_tile_rows(feats: FeatureSet, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
+                    first_row: int, stop_row: int, seed: int = 0, batch_tiles: int = 4,
+                    on_batch: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Render tile rows ``first_row .. stop_row-1`` and yield finished, blended output strips.
+
+    Yields ``(grid_row0, float32 (3, rows, width) in [-1, 1])``. Rows above
+    ``first_row``'s stride start are only final when ``first_row`` is 0: a
+    block of tile rows that starts lower must begin one tile row earlier and
+    drop what that extra row alone finishes (see :func:`render_block`).
+    ``on_batch(n_tiles)`` is called before each batch (progress, cancel).
+    """
+    rows = tile_rows(grid.shape_yx, spec)
+    blender = StripBlender(grid.shape_yx, 3, spec.tile_px, spec.overlap_px, first_row0=rows[first_row][0].row0)
+    for r in range(first_row, stop_row):
+        row = rows[r]
+        m = plan.model_px_by_row[r]
+        scale = m / spec.tile_px
+        for b in range(0, len(row), batch_tiles):
+            batch: list[Tile] = row[b:b + batch_tiles]
+            if on_batch is not None:
+                on_batch(len(batch))
+            maps, noise = [], []
+            for tile in batch:
+                model_grid = grid.window(tile.row0, tile.col0, spec.tile_px, spec.tile_px).resized(m, m)
+                maps.append(rasterize_classes(feats, model_grid))
+                noise.append(hashed_noise(seed, int(round(tile.row0 * scale)), int(round(tile.col0 * scale)), m))
+            out = run_batch(model, np.stack(maps), np.stack(noise)[:, None], spec.tile_px)
+            for tile, values in zip(batch, out):
+                blender.add(tile.row0, tile.col0, values[:3])
+        yield from blender.finish_row(last=(r == len(rows) - 1))
+
+
+def block_rows(grid: Grid, spec: TileSpec, first_row: int, stop_row: int) -> tuple[int, int]:
+    """Output rows [start, stop) owned by the block of tile rows [first_row, stop_row)."""
+    n_rows = spec.count(grid.height)
+    start = 0 if first_row == 0 else first_row * spec.stride_px
+    stop = grid.height if stop_row >= n_rows else stop_row * spec.stride_px
+    return start, stop
+
+
+def render_block(feats: FeatureSet, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
+                 first_row: int, stop_row: int, seed: int = 0) -> list[tuple[int, np.ndarray]]:
+    """The uint8 RGB strips owned by a block of tile rows, identical to a whole render's.
+
+    Tiles are pure functions of their inputs and noise, so re-rendering the
+    tile row above the block gives exactly the values the whole render blends.
+    """
+    start, stop = block_rows(grid, spec, first_row, stop_row)
+    out = []
+    for row0, strip in blend_tile_rows(feats, grid, model, spec, plan, first_row=max(0, first_row - 1),
+                                       stop_row=stop_row, seed=seed):
+        lo, hi = max(row0, start), min(row0 + strip.shape[1], stop)
+        if lo < hi:
+            out.append((lo, _to_uint8(strip[:, lo - row0:hi - row0])))
+    return out
+
+
+def write_strip(outputs: OutputSet, feats: FeatureSet, grid: Grid, row0: int, rgb_u8: np.ndarray) -> None:
+    """Write the aerial rows and the matching class-map and height rows."""
+    strip_grid = grid.window(row0, 0, rgb_u8.shape[1], grid.width)
+    outputs.write("aerial", row0, rgb_u8)
+    outputs.write("classes", row0, rasterize_classes(feats, strip_grid))
+    outputs.write("height", row0, rasterize_heights(feats, strip_grid))
+
+
+def log_plan(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel) -> None:
     rx, ry = grid.res_xy
     gx, gy = grid.gsd_m_at(grid.height / 2, grid.width / 2)
+    unit = grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "units"
     log.info("grid %dx%d px, pixel %.4g x %.4g %s = %.3f x %.3f ground m at centre; %d tiles of %d px "
-             "(overlap %d), model %s native GSD %.3g m",
-             grid.width, grid.height, rx, ry, grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "units",
-             gx, gy, plan.tiles, spec.tile_px, spec.overlap_px, model.name, model.gsd_m)
+             "(overlap %d), model %s native GSD %.3g m on %s", grid.width, grid.height, rx, ry, unit, gx, gy,
+             plan.tiles, spec.tile_px, spec.overlap_px, model.name, model.gsd_m, model.device)
     distinct = sorted(set(plan.model_px_by_row))
     if distinct != [spec.tile_px]:
         log.info("per-tile rescaling: model input %s px for %d px tiles", distinct, spec.tile_px)
-    torch.manual_seed(seed)
 
-    rows = tile_rows(grid.shape_yx, spec)
-    blender = StripBlender(grid.shape_yx, 3, spec.tile_px, spec.overlap_px)
+
+def render_grid(feats: FeatureSet, grid: Grid, model: LoadedModel, schema: Schema, paths: OutputPaths, *,
+                spec: TileSpec, seed: int = 0, batch_tiles: int | None = None, force: bool = False,
+                progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
+    """Render ``feats`` on ``grid`` with ``model`` into three COGs at ``paths``.
+
+    ``batch_tiles``: tiles per generator call (default 1 on CPU, where batching
+    gains nothing and cancel then acts within one tile; 8 on CUDA).
+    """
+    t0 = time.perf_counter()
+    if batch_tiles is None:
+        batch_tiles = 8 if model.device.type == "cuda" else 1
+    plan = plan_tiles(grid, spec, model)
+    check_size(plan, model, force)
+    log_plan(grid, spec, plan, model)
+    torch.manual_seed(seed)
     done = 0
 
-    def check_cancel() -> None:
+    def on_batch(n: int) -> None:
+        nonlocal done
         if cancel is not None and cancel():
             raise Cancelled("render cancelled; no output was written")
+        if progress is not None and done:
+            progress(done / plan.tiles, f"tile {done}/{plan.tiles}")
+        done += n
 
     with OutputSet(grid, output_specs(paths, schema)) as outputs:
-        for r, row in enumerate(rows):
-            m = plan.model_px_by_row[r]
-            scale = m / spec.tile_px
-            for b in range(0, len(row), batch_tiles):
-                batch: list[Tile] = row[b:b + batch_tiles]
-                maps, noise = [], []
-                for tile in batch:
-                    check_cancel()
-                    model_grid = grid.window(tile.row0, tile.col0, spec.tile_px, spec.tile_px).resized(m, m)
-                    maps.append(rasterize_classes(feats, model_grid))
-                    noise.append(hashed_noise(seed, int(round(tile.row0 * scale)), int(round(tile.col0 * scale)), m))
-                out = run_batch(model, np.stack(maps), np.stack(noise)[:, None], spec.tile_px)
-                for tile, values in zip(batch, out):
-                    blender.add(tile.row0, tile.col0, values[:3])
-                done += len(batch)
-                if progress is not None:
-                    progress(done / plan.tiles, f"tile {done}/{plan.tiles}")
-            for row0, strip in blender.finish_row(last=(r == len(rows) - 1)):
-                strip_grid = grid.window(row0, 0, strip.shape[1], grid.width)
-                outputs.write("aerial", row0, _to_uint8(strip))
-                outputs.write("classes", row0, rasterize_classes(feats, strip_grid))
-                outputs.write("height", row0, rasterize_heights(feats, strip_grid))
-        check_cancel()
+        for row0, strip in blend_tile_rows(feats, grid, model, spec, plan, first_row=0,
+                                           stop_row=len(plan.model_px_by_row), seed=seed,
+                                           batch_tiles=batch_tiles, on_batch=on_batch):
+            write_strip(outputs, feats, grid, row0, _to_uint8(strip))
+        if cancel is not None and cancel():
+            raise Cancelled("render cancelled; no output was written")
         if progress is not None:
             progress(1.0, "writing Cloud-Optimized GeoTIFFs")
     secs = time.perf_counter() - t0

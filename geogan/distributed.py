@@ -1,0 +1,119 @@
+"""Dask front: render blocks of tile rows on a dask.distributed cluster.
+
+The grid's tile rows are split into blocks; each block is rendered by a
+worker (which loads the model once and keeps it), and the driver streams
+the returned strips into the same three COGs as a local render. Tiles are
+pure functions of their inputs and (seed, position) noise, so a block that
+re-renders the tile row above it reproduces the local render bit for bit.
+
+Point it at an existing cluster with ``scheduler="tcp://host:8786"`` (for
+example one started by dask-kubernetes or dask-jobqueue), or let it start a
+``LocalCluster`` with ``workers=N``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Iterator
+
+from .classes import Schema
+from .errors import Cancelled, InputError
+from .features import FeatureSet
+from .grid import Grid
+from .infer import LoadedModel, load_model
+from .render import (CancelFn, OutputPaths, ProgressFn, RenderResult, block_rows, check_size, log_plan,
+                     output_specs, plan_tiles, render_block, write_strip)
+from .tiles import TileSpec
+from .write import OutputSet
+
+log = logging.getLogger("geogan")
+
+_WORKER_MODELS: dict[tuple[str, str], LoadedModel] = {}
+
+
+def _worker_model(model_ref: str, schema: Schema, device: str) -> LoadedModel:
+    """Load a model once per worker process and keep it."""
+    key = (model_ref, device)
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS[key] = load_model(model_ref, schema, device)
+    return _WORKER_MODELS[key]
+
+
+def _render_block_task(feats: FeatureSet, grid: Grid, model_ref: str, schema: Schema, device: str,
+                       spec: TileSpec, plan, first_row: int, stop_row: int, seed: int):
+    model = _worker_model(model_ref, schema, device)
+    return first_row, render_block(feats, grid, model, spec, plan, first_row=first_row, stop_row=stop_row, seed=seed)
+
+
+def blocks(n_tile_rows: int, rows_per_block: int) -> Iterator[tuple[int, int]]:
+    for first in range(0, n_tile_rows, rows_per_block):
+        yield first, min(n_tile_rows, first + rows_per_block)
+
+
+def get_client(scheduler: str | None, workers: int | None):
+    """A dask.distributed Client: connect to ``scheduler`` or start a LocalCluster of ``workers``."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("Dask rendering needs dask.distributed; pip install 'geogan[dask]'") from None
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); check the address "
+                             "or use --workers N for a local cluster") from None
+    if workers is None or workers < 1:
+        raise InputError("--workers must be 1 or more")
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Client(cluster)
+
+
+def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_ref: str, schema: Schema,
+                     paths: OutputPaths, *, spec: TileSpec, client, seed: int = 0, rows_per_block: int = 2,
+                     retries: int = 2, force: bool = False, progress: ProgressFn | None = None,
+                     cancel: CancelFn | None = None) -> RenderResult:
+    """Like :func:`geogan.render.render_grid`, with blocks of tile rows rendered on Dask workers."""
+    from dask.distributed import as_completed
+
+    t0 = time.perf_counter()
+    plan = plan_tiles(grid, spec, model)
+    check_size(plan, model, force)
+    log_plan(grid, spec, plan, model)
+    device = model.device.type
+    n_rows = len(plan.model_px_by_row)
+    block_list = list(blocks(n_rows, rows_per_block))
+    log.info("dask: %d blocks of up to %d tile rows on %d workers", len(block_list), rows_per_block,
+             len(client.scheduler_info().get("workers", {})))
+    feats_f, grid_f, schema_f, plan_f = client.scatter([feats, grid, schema, plan], broadcast=True)
+    futures = [client.submit(_render_block_task, feats_f, grid_f, model_ref, schema_f, device, spec, plan_f,
+                             first, stop, seed, retries=retries, pure=False, key=f"geogan-block-{first}-{stop}")
+               for first, stop in block_list]
+    done = 0
+    try:
+        with OutputSet(grid, output_specs(paths, schema)) as outputs:
+            for fut in as_completed(futures):
+                if cancel is not None and cancel():
+                    raise Cancelled("render cancelled; no output was written")
+                first, strips = fut.result()
+                for row0, rgb in strips:
+                    write_strip(outputs, feats, grid, row0, rgb)
+                done += 1
+                if progress is not None:
+                    progress(done / len(block_list), f"block {done}/{len(block_list)}")
+    finally:
+        for fut in futures:
+            fut.cancel()
+    secs = time.perf_counter() - t0
+    log.info("dask render: %d tiles in %.1f s", plan.tiles, secs)
+    return RenderResult(paths.aerial, paths.height, paths.classes, grid, plan.tiles, secs)
+
+
+def covered_rows(grid: Grid, spec: TileSpec, rows_per_block: int) -> list[tuple[int, int]]:
+    """Output row ranges of each block (for tests: they tile the grid exactly once)."""
+    n = spec.count(grid.height)
+    return [block_rows(grid, spec, a, b) for a, b in blocks(n, rows_per_block)]
+
+
+__all__ = ["render_grid_dask", "get_client", "covered_rows", "blocks", "Path"]
