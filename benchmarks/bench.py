@@ -1,0 +1,186 @@
+"""geogan benchmark: prints and writes (--json) the numbers the README quotes.
+
+    .venv/bin/python benchmarks/bench.py --json bench.json [--model default] [--quick]
+
+Measures, in one run on this machine:
+- generator-only throughput (output MP/s, overlap included in the cost) and end-to-end render
+  throughput (OSM -> three COGs) on the same area, and their ratio;
+- peak RSS of a 1 km^2 and a 16 km^2 render at the same GSD (separate processes);
+- rasterizing the class map vs gdal_rasterize of the same layers on the same grid (when installed);
+- the generator's FLOP/s (torch.utils.flop_counter) vs this machine's measured fp32 matmul FLOP/s;
+- the reference pix2pix (ngf=64) generator throughput;
+- Dask LocalCluster (2 workers) vs single-process render time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def _town_bbox(area_km2: float):
+    """A square bbox of area_km2 centred on the sample town (lon/lat)."""
+    from geogan.api import sample_osm_path
+    from geogan.sources import osm_file_bounds
+    from osm_factory import metres_to_degrees
+
+    x0, y0, x1, y1 = osm_file_bounds(sample_osm_path())
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half = (area_km2 ** 0.5) * 1000 / 2
+    dx, dy = metres_to_degrees(cy)
+    return (cx - half * dx, cy - half * dy, cx + half * dx, cy + half * dy)
+
+
+def _synthetic_town(area_km2: float, out: Path) -> Path:
+    """The sample town repeated over a larger area (for the memory test)."""
+    from geogan.api import sample_osm_path
+    import re
+    text = sample_osm_path().read_text()
+    x0, y0, x1, y1 = _town_bbox(area_km2)
+    # one copy is enough for reading; the memory test is about grid size, not feature count
+    out.write_text(re.sub(r"<bounds [^>]*/>", f'<bounds minlon="{x0}" minlat="{y0}" maxlon="{x1}" maxlat="{y1}"/>',
+                          text, count=1))
+    return out
+
+
+def matmul_flops(n: int = 1024, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+
+
+def generator_stats(model_name: str, tile_px: int = 256, batch: int = 1, reps: int = 5) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from geogan.classes import load_schema
+    from geogan.infer import load_model
+    m = load_model(model_name, load_schema(), "cpu")
+    x = torch.zeros(batch, m.n_classes, tile_px, tile_px)
+    x[:, 0] = 1
+    z = torch.randn(batch, 1, tile_px, tile_px)
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as fc:
+            m.module(x, noise=z)
+        flops = fc.get_total_flops()
+        m.module(x, noise=z)
+        t = time.perf_counter()
+        for _ in range(reps):
+            m.module(x, noise=z)
+        dt = (time.perf_counter() - t) / reps
+    return {"flops_per_tile": flops / batch, "seconds_per_batch": dt, "flop_s": flops / dt,
+            "tile_mp_s": batch * tile_px * tile_px / 1e6 / dt}
+
+
+def pix2pix_mp_s(tile_px: int = 256, reps: int = 3) -> float:
+    from geogan.models.registry import build_generator
+    g = build_generator("pix2pix", {"in_nc": 5}).eval()
+    x = torch.zeros(1, 5, tile_px, tile_px)
+    with torch.inference_mode():
+        g(x)
+        t = time.perf_counter()
+        for _ in range(reps):
+            g(x)
+    return tile_px * tile_px / 1e6 / ((time.perf_counter() - t) / reps)
+
+
+def render_in_subprocess(bbox, osm: Path, out: Path, model: str, extra=()) -> dict:
+    code = (
+        "import json, resource, sys, time, geogan\n"
+        f"t=time.perf_counter(); r=geogan.render(osm={str(osm)!r}, bbox={tuple(bbox)!r}, out_dir={str(out)!r}, "
+        f"model={model!r}, overwrite=True, force=True{''.join(', ' + e for e in extra)})\n"
+        "print(json.dumps({'seconds': time.perf_counter()-t, 'tiles': r.tiles, 'shape': r.grid.shape_yx, "
+        "'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def rasterize_vs_gdal(osm: Path, bbox, tmp: Path) -> dict:
+    from geogan.api import _features, _grid
+    from geogan.classes import load_schema
+    from geogan.rasterize import rasterize_classes
+    schema = load_schema()
+    paths, grid = _grid(osm, bbox, "EPSG:4326", "EPSG:3857", 0.5, None)
+    feats, _ = _features(paths, grid, schema, None, margin_px=2)
+    t = time.perf_counter()
+    rasterize_classes(feats, grid)
+    ours = time.perf_counter() - t
+    out = {"rasterize_s": ours, "features": len(feats)}
+    exe = shutil.which("gdal_rasterize")
+    if exe:
+        import pyogrio
+        import geopandas as gpd
+        gdf = gpd.GeoDataFrame({"cls": feats.class_ids.astype(int)}, geometry=list(feats.geometries), crs=grid.crs)
+        src = tmp / "feats.gpkg"
+        pyogrio.write_dataframe(gdf, src)
+        left, bottom, right, top = grid.bounds
+        cmd = [exe, "-q", "-a", "cls", "-te", str(left), str(bottom), str(right), str(top), "-ts", str(grid.width),
+               str(grid.height), "-ot", "Byte", "-of", "MEM" if False else "GTiff", str(src), str(tmp / "g.tif")]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        out["gdal_rasterize_s"] = time.perf_counter() - t
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--quick", action="store_true", help="smaller areas (for a smoke run)")
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    from geogan.api import sample_osm_path
+    res: dict = {"cpu_count": os.cpu_count(), "torch": torch.__version__}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        osm = sample_osm_path()
+        # end-to-end vs generator-only on the same area
+        small = 0.1 if args.quick else 1.0
+        e2e = render_in_subprocess(_town_bbox(small), osm, tmp / "e2e", args.model)
+        h, w = e2e["shape"]
+        gen = generator_stats(args.model)
+        out_mp = h * w / 1e6
+        gen_seconds = e2e["tiles"] * gen["seconds_per_batch"]  # same tiles, overlap included
+        res.update(e2e_mp_s=out_mp / e2e["seconds"], generator_mp_s=out_mp / gen_seconds,
+                   e2e_ratio=gen_seconds / e2e["seconds"], e2e_seconds=e2e["seconds"], e2e_area_km2=small,
+                   e2e_shape=[h, w])
+        # memory: 1 km2 vs 16 km2
+        big = 1.0 if args.quick else 16.0
+        big_osm = _synthetic_town(big, tmp / "big.osm")
+        m1 = render_in_subprocess(_town_bbox(small), osm, tmp / "m1", args.model)
+        m16 = render_in_subprocess(_town_bbox(big), big_osm, tmp / "m16", args.model)
+        res.update(peak_rss_1km2_mb=m1["maxrss_mb"], peak_rss_16km2_mb=m16["maxrss_mb"],
+                   rss_ratio=m16["maxrss_mb"] / m1["maxrss_mb"], big_area_km2=big, big_seconds=m16["seconds"])
+        res.update(rasterize_vs_gdal(osm, _town_bbox(small), tmp))
+        peak = matmul_flops()
+        res.update(generator_flop_s=gen["flop_s"], matmul_peak_flop_s=peak, flop_efficiency=gen["flop_s"] / peak,
+                   generator_gflops_per_tile=gen["flops_per_tile"] / 1e9)
+        res["pix2pix_mp_s"] = pix2pix_mp_s()
+        res["speedup_vs_pix2pix"] = gen["tile_mp_s"] / res["pix2pix_mp_s"]
+        d1 = render_in_subprocess(_town_bbox(small), osm, tmp / "d1", args.model, extra=["workers=2"])
+        res.update(dask_2workers_s=d1["seconds"], single_process_s=e2e["seconds"],
+                   dask_speedup=e2e["seconds"] / d1["seconds"])
+    for k, v in res.items():
+        print(f"{k:>24}: {v:.4g}" if isinstance(v, float) else f"{k:>24}: {v}")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""A small segmentation network for the FCN-score (pix2pix / SPADE evaluation protocol).
+
+It is trained on *real* aerial images only; at evaluation it segments
+generated images, and its mIoU against the input label map says how well the
+generator drew what it was asked to draw. Its pooled bottleneck features also
+serve as the embedding for KID/FID (no Inception weights can be downloaded).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _block(in_nc: int, out_nc: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_nc, out_nc, 3, padding=1, bias=False), nn.BatchNorm2d(out_nc), nn.ReLU(inplace=True),
+        nn.Conv2d(out_nc, out_nc, 3, padding=1, bias=False), nn.BatchNorm2d(out_nc), nn.ReLU(inplace=True),
+    )
+
+
+class Segmenter(nn.Module):
+    """U-Net style segmenter: RGB in [-1, 1] -> class logits at full resolution.
+
+    Parameters
+    ----------
+    n_classes : number of output classes
+    width : channels at the first level (doubling per level)
+    depth : number of 2x downsamplings (input sizes must be multiples of 2**depth)
+    """
+
+    def __init__(self, n_classes: int, width: int = 16, depth: int = 4) -> None:
+        super().__init__()
+        if n_classes < 2 or width < 1 or depth < 1:
+            raise ValueError("Segmenter needs n_classes >= 2, width >= 1, depth >= 1")
+        self.n_classes, self.width, self.depth = n_classes, width, depth
+        self.size_multiple = 2 ** depth
+        chans = [width * 2 ** i for i in range(depth + 1)]
+        self.down = nn.ModuleList([_block(3, chans[0])] + [_block(chans[i], chans[i + 1]) for i in range(depth)])
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList([nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth))])
+        self.dec = nn.ModuleList([_block(chans[i] * 2, chans[i]) for i in reversed(range(depth))])
+        self.head = nn.Conv2d(chans[0], n_classes, 1)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else self.pool(x))
+            skips.append(x)
+        bottleneck = x
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips[:-1])):
+            x = dec(torch.cat([up(x), skip], 1))
+        logits = self.head(x)
+        if return_features:
+            feats = torch.cat([bottleneck.mean((2, 3)), bottleneck.amax((2, 3))], 1)
+            return logits, feats
+        return logits
