@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import nullcontext
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
@@ -22,9 +23,10 @@ from .features import FeatureSet, build_features
 from .grid import Grid, grid_from_bbox, parse_crs
 from .infer import load_model
 from .zoo import resolve_model
-from .render import (CancelFn, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
+from .render import (CancelFn, make_height_spec, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
                      render_grid)
 from .sources import data_bounds_lonlat, osm_file_bounds, read_sources
+from .terrain import CanopyParams, DemSource, check_dem_overlaps
 from .tiles import TileSpec
 from .write import check_outputs
 
@@ -104,7 +106,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            crs: str = "EPSG:3857", gsd_m: float | None = None, out_dir: PathLike = "out", model: str = "default",
            device: str = "auto", tile_px: int = 256, overlap_px: int = 64, seed: int = 0, overwrite: bool = False,
            rules: PathLike | None = None, force: bool = False, class_field: str | None = None,
-           dem: PathLike | None = None, scheduler: str | None = None, workers: int | None = None,
+           dem: PathLike | None = None, hillshade: bool = False, canopy: CanopyParams | None = None,
+           scheduler: str | None = None, workers: int | None = None,
            progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
     """Render synthetic aerial imagery, heights and a class map for an area.
 
@@ -120,6 +123,9 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     overwrite : replace existing outputs. rules : a class rules TOML (default: built-in schema).
     force : run even when the estimate is over a day. class_field : attribute with a schema class
         name or id (for hand-drawn layers) instead of OSM tags.
+    dem : a DEM raster (any GDAL raster, any CRS): terrain under objects, in the DEM's vertical datum;
+        without it the ground is flat at 0. hillshade : also write hillshade.tif (light from the NW).
+    canopy : vegetation canopy heights per class (default: woodland 15 m +-30 %, wetland 1 m).
     scheduler : a Dask scheduler address (``tcp://host:8786``) to render blocks of tiles on a cluster;
         workers : or the number of workers of a local Dask cluster. Output equals the local render.
     progress : ``progress(fraction, message)``. cancel : ``cancel() -> bool``, checked once per tile.
@@ -128,11 +134,9 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     -------
     RenderResult with the three paths, the grid, tile count and timing.
     """
-    if dem is not None:
-        raise InputError("--dem is not supported yet; render without it (terrain heights are a planned feature)")
     spec = TileSpec(int(tile_px), int(overlap_px))
     schema = load_schema(rules)
-    paths = OutputPaths.in_dir(Path(out_dir))
+    paths = OutputPaths.in_dir(Path(out_dir), hillshade)
     parse_crs(crs)
     loaded = load_model(model, schema, device)
     if spec.tile_px % loaded.size_multiple:
@@ -140,15 +144,29 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
                          f"'{loaded.name}'; change --tile-size")
     check_outputs(paths.all(), overwrite)
     paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m if gsd_m is not None else loaded.gsd_m, class_field)
+    dem_check = check_dem_overlaps(dem, grid) if dem is not None else None
     check_size(quick_estimate(grid, spec, loaded), loaded, force)
     feats, warnings_ = _features(paths_in, grid, schema, class_field, margin_px=spec.tile_px)
+    with (DemSource(dem, reference_grid=grid) if dem is not None else nullcontext()) as dem_src:
+        heights = make_height_spec(grid, dem_src, canopy, hillshade)
+        result = _run(feats, grid, loaded, model, schema, paths, spec, seed, force, heights, scheduler, workers,
+                      progress, cancel)
+        if dem_src is not None:
+            warnings_.extend(dem_check.warnings + dem_src.warnings())
+    result.warnings.extend(warnings_)
+    return result
+
+
+def _run(feats, grid, loaded, model, schema, paths, spec, seed, force, heights, scheduler, workers, progress,
+         cancel) -> RenderResult:
     if scheduler or workers:
         from .distributed import get_client, render_grid_dask
 
         client = get_client(scheduler, workers)
         try:
-            result = render_grid_dask(feats, grid, loaded, str(resolve_model(model)), schema, paths, spec=spec,
-                                      client=client, seed=seed, force=force, progress=progress, cancel=cancel)
+            return render_grid_dask(feats, grid, loaded, str(resolve_model(model)), schema, paths, spec=spec,
+                                    client=client, seed=seed, force=force, heights=heights, progress=progress,
+                                    cancel=cancel)
         finally:
             if not scheduler:
                 cluster = client.cluster
@@ -156,11 +174,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
                 cluster.close()
             else:
                 client.close()
-    else:
-        result = render_grid(feats, grid, loaded, schema, paths, spec=spec, seed=seed, force=force,
-                             progress=progress, cancel=cancel)
-    result.warnings.extend(warnings_)
-    return result
+    return render_grid(feats, grid, loaded, schema, paths, spec=spec, seed=seed, force=force, heights=heights,
+                       progress=progress, cancel=cancel)
 
 
 def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None = None,

@@ -126,6 +126,8 @@ def render(
     seed: int = typer.Option(0, help="Random seed; the same seed gives identical output."),
     rules: Optional[Path] = typer.Option(None, help="Class rules TOML (default: built-in schema)."),
     class_field: Optional[str] = typer.Option(None, help="Attribute holding a class name/id (non-OSM layers)."),
+    dem: Optional[Path] = typer.Option(None, help="DEM raster (any CRS) for terrain heights; else flat ground at 0."),
+    hillshade: bool = typer.Option(False, help="Also write hillshade.tif (light from the north-west)."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
     force: bool = typer.Option(False, help="Run even if the estimate is over a day."),
     scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address (tcp://host:8786) to render on."),
@@ -140,6 +142,7 @@ def render(
             return api_render(osm=osm or None, bbox=parse_bbox(bbox), bbox_crs=bbox_crs, crs=crs, gsd_m=gsd,
                               out_dir=out, model=model, device=device, tile_px=tile_size, overlap_px=overlap,
                               seed=seed, overwrite=overwrite, rules=rules, force=force, class_field=class_field,
+                              dem=dem, hillshade=hillshade,
                               scheduler=scheduler, workers=workers, progress=bar)
 
     result = run_guarded(go)

@@ -23,8 +23,8 @@ from .errors import Cancelled, InputError
 from .features import FeatureSet
 from .grid import Grid
 from .infer import LoadedModel, load_model
-from .render import (CancelFn, OutputPaths, ProgressFn, RenderResult, block_rows, check_size, log_plan,
-                     output_specs, plan_tiles, render_block, write_strip)
+from .render import (CancelFn, HeightSpec, OutputPaths, ProgressFn, RenderResult, block_rows, check_size, log_plan,
+                     make_height_spec, output_specs, plan_tiles, render_block, write_strip)
 from .tiles import TileSpec
 from .write import OutputSet
 
@@ -72,8 +72,8 @@ def get_client(scheduler: str | None, workers: int | None):
 
 def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_ref: str, schema: Schema,
                      paths: OutputPaths, *, spec: TileSpec, client, seed: int = 0, rows_per_block: int = 2,
-                     retries: int = 2, force: bool = False, progress: ProgressFn | None = None,
-                     cancel: CancelFn | None = None) -> RenderResult:
+                     retries: int = 2, force: bool = False, heights: HeightSpec | None = None,
+                     progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
     """Like :func:`geogan.render.render_grid`, with blocks of tile rows rendered on Dask workers."""
     from dask.distributed import as_completed
 
@@ -81,6 +81,7 @@ def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_re
     plan = plan_tiles(grid, spec, model)
     check_size(plan, model, force)
     log_plan(grid, spec, plan, model)
+    heights = heights if heights is not None else make_height_spec(grid)
     device = model.device.type
     n_rows = len(plan.model_px_by_row)
     block_list = list(blocks(n_rows, rows_per_block))
@@ -98,7 +99,7 @@ def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_re
                     raise Cancelled("render cancelled; no output was written")
                 first, strips = fut.result()
                 for row0, rgb in strips:
-                    write_strip(outputs, feats, grid, row0, rgb)
+                    write_strip(outputs, feats, grid, schema, heights, seed, row0, rgb)
                 done += 1
                 if progress is not None:
                     progress(done / len(block_list), f"block {done}/{len(block_list)}")
@@ -107,7 +108,7 @@ def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_re
             fut.cancel()
     secs = time.perf_counter() - t0
     log.info("dask render: %d tiles in %.1f s", plan.tiles, secs)
-    return RenderResult(paths.aerial, paths.height, paths.classes, grid, plan.tiles, secs)
+    return RenderResult(paths.aerial, paths.height, paths.classes, grid, plan.tiles, secs, hillshade=paths.hillshade)
 
 
 def covered_rows(grid: Grid, spec: TileSpec, rows_per_block: int) -> list[tuple[int, int]]:

@@ -26,6 +26,7 @@ from .features import FeatureSet
 from .grid import Grid
 from .infer import LoadedModel, hashed_noise, model_input_px, run_batch
 from .rasterize import rasterize_classes, rasterize_heights
+from .terrain import CanopyParams, DemSource, compose_heights, hillshade
 from .tiles import Tile, TileSpec, tile_rows
 from .write import OutputSet, RasterSpec
 
@@ -43,13 +44,15 @@ class OutputPaths:
     aerial: Path
     height: Path
     classes: Path
+    hillshade: Path | None = None
 
     @classmethod
-    def in_dir(cls, out_dir: Path) -> "OutputPaths":
-        return cls(out_dir / "aerial.tif", out_dir / "height.tif", out_dir / "classes.tif")
+    def in_dir(cls, out_dir: Path, hillshade: bool = False) -> "OutputPaths":
+        return cls(out_dir / "aerial.tif", out_dir / "height.tif", out_dir / "classes.tif",
+                   out_dir / "hillshade.tif" if hillshade else None)
 
     def all(self) -> list[Path]:
-        return [self.aerial, self.height, self.classes]
+        return [p for p in (self.aerial, self.height, self.classes, self.hillshade) if p is not None]
 
 
 @dataclass
@@ -61,10 +64,14 @@ class RenderResult:
     tiles: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    hillshade: Path | None = None
 
     @property
     def paths(self) -> dict[str, Path]:
-        return {"aerial": self.aerial, "height": self.height, "classes": self.classes}
+        out = {"aerial": self.aerial, "height": self.height, "classes": self.classes}
+        if self.hillshade is not None:
+            out["hillshade"] = self.hillshade
+        return out
 
 
 @dataclass(frozen=True)
@@ -111,14 +118,17 @@ def check_size(plan: TilePlan, model: LoadedModel, force: bool, max_hours: float
 
 
 def output_specs(paths: OutputPaths, schema: Schema) -> dict[str, RasterSpec]:
-    return {
+    specs = {
         "aerial": RasterSpec(paths.aerial, 3, "uint8", None, "average",
                              descriptions=("red", "green", "blue"), photometric="RGB"),
         "height": RasterSpec(paths.height, 1, "float32", HEIGHT_NODATA, "average",
-                             descriptions=("height_m",), units="metre"),
+                             descriptions=("surface_height_m",), units="metre"),
         "classes": RasterSpec(paths.classes, 1, "uint8", None, "nearest", colormap=schema.palette(),
                               descriptions=("class",)),
     }
+    if paths.hillshade is not None:
+        specs["hillshade"] = RasterSpec(paths.hillshade, 1, "uint8", None, "average", descriptions=("hillshade",))
+    return specs
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
@@ -182,12 +192,53 @@ def render_block(feats: FeatureSet, grid: Grid, model: LoadedModel, spec: TileSp
     return out
 
 
-def write_strip(outputs: OutputSet, feats: FeatureSet, grid: Grid, row0: int, rgb_u8: np.ndarray) -> None:
-    """Write the aerial rows and the matching class-map and height rows."""
-    strip_grid = grid.window(row0, 0, rgb_u8.shape[1], grid.width)
+@dataclass
+class HeightSpec:
+    """How height.tif is made: optional DEM terrain, vegetation canopy, optional hillshade.tif."""
+
+    dem: DemSource | None = None
+    canopy: CanopyParams | None = None
+    hillshade: bool = False
+    gsd_m: float = 1.0  # one canopy scale for the whole output (seamless)
+    res_xy_m: tuple[float, float] = (1.0, 1.0)
+
+
+def _surface(feats: FeatureSet, grid: Grid, schema: Schema, heights: HeightSpec, seed: int, row0: int,
+             n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class map and surface height (terrain + objects + canopy) of rows row0..row0+n_rows."""
+    g = grid.window(row0, 0, n_rows, grid.width)
+    classes = rasterize_classes(feats, g)
+    terrain = heights.dem.read(g) if heights.dem is not None else None
+    surface = compose_heights(terrain, rasterize_heights(feats, g), classes, schema, seed, heights.canopy,
+                              row0=row0, col0=0, gsd_m=heights.gsd_m, nodata=HEIGHT_NODATA)
+    return classes, surface
+
+
+def write_strip(outputs: OutputSet, feats: FeatureSet, grid: Grid, schema: Schema, heights: HeightSpec, seed: int,
+                row0: int, rgb_u8: np.ndarray) -> None:
+    """Write the aerial rows and the matching class-map, height (and hillshade) rows."""
+    n = rgb_u8.shape[1]
     outputs.write("aerial", row0, rgb_u8)
-    outputs.write("classes", row0, rasterize_classes(feats, strip_grid))
-    outputs.write("height", row0, rasterize_heights(feats, strip_grid))
+    if not heights.hillshade:
+        classes, surface = _surface(feats, grid, schema, heights, seed, row0, n)
+    else:  # one extra row above and below so strip borders shade seamlessly
+        top = 1 if row0 > 0 else 0
+        bottom = 1 if row0 + n < grid.height else 0
+        classes, surface = _surface(feats, grid, schema, heights, seed, row0 - top, n + top + bottom)
+        classes, core = classes[top:top + n], surface[top:top + n]
+        z = np.where(surface == HEIGHT_NODATA, np.nan, surface)
+        shade = hillshade(z[top:top + n], heights.res_xy_m, above=z[0] if top else None,
+                          below=z[-1] if bottom else None)
+        outputs.write("hillshade", row0, shade)
+        surface = core
+    outputs.write("classes", row0, classes)
+    outputs.write("height", row0, surface)
+
+
+def make_height_spec(grid: Grid, dem: DemSource | None = None, canopy: CanopyParams | None = None,
+                     hillshade: bool = False) -> HeightSpec:
+    gx, gy = grid.gsd_m_at(grid.height / 2, grid.width / 2)
+    return HeightSpec(dem, canopy if canopy is not None else CanopyParams(), hillshade, (gx + gy) / 2, (gx, gy))
 
 
 def log_plan(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel) -> None:
@@ -204,7 +255,8 @@ def log_plan(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel) -> 
 
 def render_grid(feats: FeatureSet, grid: Grid, model: LoadedModel, schema: Schema, paths: OutputPaths, *,
                 spec: TileSpec, seed: int = 0, batch_tiles: int | None = None, force: bool = False,
-                progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
+                heights: HeightSpec | None = None, progress: ProgressFn | None = None,
+                cancel: CancelFn | None = None) -> RenderResult:
     """Render ``feats`` on ``grid`` with ``model`` into three COGs at ``paths``.
 
     ``batch_tiles``: tiles per generator call (default 1 on CPU, where batching
@@ -213,6 +265,7 @@ def render_grid(feats: FeatureSet, grid: Grid, model: LoadedModel, schema: Schem
     t0 = time.perf_counter()
     if batch_tiles is None:
         batch_tiles = 8 if model.device.type == "cuda" else 1
+    heights = heights if heights is not None else make_height_spec(grid)
     plan = plan_tiles(grid, spec, model)
     check_size(plan, model, force)
     log_plan(grid, spec, plan, model)
@@ -231,14 +284,14 @@ def render_grid(feats: FeatureSet, grid: Grid, model: LoadedModel, schema: Schem
         for row0, strip in blend_tile_rows(feats, grid, model, spec, plan, first_row=0,
                                            stop_row=len(plan.model_px_by_row), seed=seed,
                                            batch_tiles=batch_tiles, on_batch=on_batch):
-            write_strip(outputs, feats, grid, row0, _to_uint8(strip))
+            write_strip(outputs, feats, grid, schema, heights, seed, row0, _to_uint8(strip))
         if cancel is not None and cancel():
             raise Cancelled("render cancelled; no output was written")
         if progress is not None:
             progress(1.0, "writing Cloud-Optimized GeoTIFFs")
     secs = time.perf_counter() - t0
     log.info("rendered %d tiles in %.1f s (%.2f output MP/s)", plan.tiles, secs, grid.width * grid.height / 1e6 / secs)
-    return RenderResult(paths.aerial, paths.height, paths.classes, grid, plan.tiles, secs)
+    return RenderResult(paths.aerial, paths.height, paths.classes, grid, plan.tiles, secs, hillshade=paths.hillshade)
 
 
 def rasterize_to_file(feats: FeatureSet, grid: Grid, schema: Schema, out: Path, *, strip_px: int = 512,

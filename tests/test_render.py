@@ -50,7 +50,9 @@ def test_render_writes_three_aligned_cogs(tmp_path, tiny_model):
     assert transform.c + transform.a * shape[1] == pytest.approx(x1, abs=1e-6)
     assert transform.a == pytest.approx(0.5 / np.cos(np.radians((bbox[1] + bbox[3]) / 2)), rel=0.01)
     assert set(np.unique(classes)) >= {0, 1, 2}  # background, buildings and roads in the town centre
-    assert (height[classes == 1] > 0).mean() > 0.95 and (height[classes != 1] == 0).all()
+    assert (height[classes == 1] > 0).mean() > 0.95
+    # no DEM: flat ground at 0 except buildings and vegetation canopy (woodland, wetland)
+    assert (height[~np.isin(classes, [1, 6, 11])] == 0).all()
     assert aerial.std() > 1  # not a blank image
 
 
@@ -143,3 +145,32 @@ def test_rasterize_api_and_array(tmp_path):
         assert ds.crs.to_epsg() == 32635
         assert np.array_equal(ds.read(1), arr)
         assert ds.res[0] == pytest.approx(1.0, rel=0.01)
+
+
+def test_dem_and_hillshade(tmp_path, tiny_model):
+    """Terrain from a DEM in another CRS sits under the buildings; hillshade.tif is written."""
+    from rasterio.transform import from_origin
+    bbox = _small_bbox(0.2)
+    # a DEM in UTM 35N rising 1 m per 10 m eastwards, covering the bbox with margin
+    from pyproj import Transformer
+    t = Transformer.from_crs("EPSG:4326", "EPSG:32635", always_xy=True)
+    x0, y0, x1, y1 = t.transform_bounds(*bbox)
+    x0, y0, x1, y1 = x0 - 200, y0 - 200, x1 + 200, y1 + 200
+    nx, ny = int((x1 - x0) / 5), int((y1 - y0) / 5)
+    xs = x0 + (np.arange(nx) + 0.5) * 5
+    dem = np.tile(((xs - x0) / 10 + 100).astype(np.float32), (ny, 1))
+    dem_path = tmp_path / "dem.tif"
+    with rasterio.open(dem_path, "w", driver="GTiff", width=nx, height=ny, count=1, dtype="float32",
+                       crs="EPSG:32635", transform=from_origin(x0, y1, 5, 5)) as ds:
+        ds.write(dem, 1)
+    res = geogan.render(osm=SAMPLE, bbox=bbox, out_dir=tmp_path / "o", model=str(tiny_model), tile_px=128,
+                        overlap_px=32, dem=dem_path, hillshade=True)
+    classes = rasterio.open(res.classes).read(1)
+    height = rasterio.open(res.height).read(1)
+    ground = height[classes == 0]
+    assert ground.min() > 100 and ground.max() < 100 + (x1 - x0) / 10
+    # rows rise eastwards: the ground on the east side is higher than on the west side
+    west, east = height[:, :20][classes[:, :20] == 0], height[:, -20:][classes[:, -20:] == 0]
+    assert east.mean() > west.mean() + 10
+    with rasterio.open(res.hillshade) as ds:
+        assert ds.dtypes[0] == "uint8" and ds.shape == classes.shape

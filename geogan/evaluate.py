@@ -1,0 +1,234 @@
+"""`geogan evaluate`: how good is a generator on held-out real aerial/label pairs?
+
+Metrics (see ``metrics.py``):
+- FCN-score (pix2pix / SPADE protocol): a segmenter trained on *real* aerial images of the
+  training split segments the generated images; mIoU against the input labels
+  (``fcn_miou_generated``), the same segmenter's mIoU on the real images (``fcn_miou_real``),
+  and their ratio (``fcn_ratio``).
+- L1, PSNR, SSIM against the real image.
+- KID and FID between generated and real images on the segmenter's pooled features. These are
+  NOT comparable with published FID/KID numbers, which use Inception-v3 features.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .errors import InputError
+from .metrics import confusion, fid, kid, l1, miou, psnr, ssim
+
+log = logging.getLogger("geogan")
+
+# Label-map pixel values of the shared LandCover.ai pairs.
+LANDCOVERAI_VALUES = {0: "background", 45: "building", 74: "woodland", 176: "water", 255: "road"}
+LANDCOVERAI_CLASSES = ["background", "building", "woodland", "water", "road"]
+VAL_FROM_NUMBER = 896  # pairs numbered >= this are the validation split (by file number, not at random)
+
+
+@dataclass(frozen=True)
+class Pair:
+    number: int
+    image: np.ndarray  # uint8 (H, W, 3)
+    labels: np.ndarray  # uint8 (H, W) class index into the class list
+
+
+def pair_number(path: Path) -> int:
+    digits = "".join(ch for ch in path.stem if ch.isdigit())
+    if not digits:
+        raise InputError(f"pair file '{path.name}' has no number in its name; name pairs like pair_0001.png")
+    return int(digits)
+
+
+def list_pairs(pairs_dir: Path, split: str = "val") -> list[Path]:
+    """Pair files of a split: 'train' (< VAL_FROM_NUMBER), 'val' (>=), or 'all'."""
+    pairs_dir = Path(pairs_dir)
+    if not pairs_dir.is_dir():
+        raise InputError(f"pairs directory '{pairs_dir}' does not exist; give a folder of side-by-side PNG pairs")
+    files = sorted(pairs_dir.glob("*.png"), key=pair_number)
+    if split == "train":
+        files = [f for f in files if pair_number(f) < VAL_FROM_NUMBER]
+    elif split == "val":
+        files = [f for f in files if pair_number(f) >= VAL_FROM_NUMBER]
+    if not files:
+        raise InputError(f"no {split} pairs (*.png) in '{pairs_dir}'; validation pairs are numbered >= "
+                         f"{VAL_FROM_NUMBER}")
+    return files
+
+
+def read_pair(path: Path, values: dict[int, str], classes: Sequence[str]) -> Pair:
+    """A side-by-side pair: left half the aerial image, right half the grey label map."""
+    try:
+        arr = np.asarray(Image.open(path).convert("RGB"))
+    except OSError as exc:
+        raise InputError(f"cannot read pair '{path}' ({exc}); give PNG pairs") from None
+    h, w, _ = arr.shape
+    if w != 2 * h and w % 2:
+        raise InputError(f"pair '{path.name}' is {w}x{h}; expected the image and the label map side by side")
+    image, label_rgb = arr[:, : w // 2], arr[:, w // 2:]
+    grey = label_rgb[..., 0].astype(np.int64)
+    keys = np.array(sorted(values), dtype=np.int64)
+    nearest = keys[np.abs(grey[..., None] - keys[None, None, :]).argmin(-1)]  # tolerant to resampled edges
+    lut = np.zeros(256, dtype=np.uint8)
+    for v, name in values.items():
+        lut[v] = list(classes).index(name)
+    return Pair(pair_number(path), np.ascontiguousarray(image), lut[nearest])
+
+
+def to_tensor_image(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def one_hot(labels: np.ndarray, n: int) -> torch.Tensor:
+    return F.one_hot(torch.from_numpy(labels.astype(np.int64)), n).permute(0, 3, 1, 2).float()
+
+
+def load_segmenter(path: Path):
+    """The FCN-score segmenter (safetensors + JSON card)."""
+    from safetensors.torch import load_file
+
+    from .models.segmenter import Segmenter
+
+    card_path = Path(path).with_suffix(".json")
+    weights = Path(path).with_suffix(".safetensors")
+    if not card_path.is_file() or not weights.is_file():
+        raise InputError(f"segmenter '{path}' not found (.json + .safetensors); train one with "
+                         "'geogan evaluate --train-segmenter' or pass --segmenter PATH")
+    card = json.loads(card_path.read_text())
+    net = Segmenter(len(card["classes"]), card["width"], card["depth"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(weights).items()}
+    net.load_state_dict(state)
+    return net.eval(), card
+
+
+def default_segmenter_path() -> Path:
+    from importlib import resources
+    return Path(str(resources.files("geogan").joinpath("data/models/segmenter_landcoverai")))
+
+
+def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int = 8, width: int = 16,
+                    depth: int = 4, crop_px: int = 128, lr: float = 2e-3, seed: int = 0,
+                    values: dict[int, str] = LANDCOVERAI_VALUES, classes: Sequence[str] = LANDCOVERAI_CLASSES,
+                    log_every: int = 100) -> Path:
+    """Train the FCN-score segmenter on the *real* images of the training split."""
+    from safetensors.torch import save_file
+
+    from .models.segmenter import Segmenter
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    files = list_pairs(pairs_dir, "train")
+    pairs = [read_pair(f, values, classes) for f in files]
+    images = np.stack([p.image for p in pairs])
+    labels = np.stack([p.labels for p in pairs])
+    freq = np.bincount(labels.ravel(), minlength=len(classes)) / labels.size
+    weight = torch.tensor(1 / np.sqrt(np.maximum(freq, 1e-4)), dtype=torch.float32)
+    weight = weight / weight.mean()
+    net = Segmenter(len(classes), width, depth)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    t0 = time.perf_counter()
+    h = images.shape[1]
+    for step in range(1, steps + 1):
+        idx = rng.integers(0, len(pairs), batch)
+        ys, xs = rng.integers(0, h - crop_px + 1, batch), rng.integers(0, h - crop_px + 1, batch)
+        img = np.stack([images[i, y:y + crop_px, x:x + crop_px] for i, y, x in zip(idx, ys, xs)])
+        lab = np.stack([labels[i, y:y + crop_px, x:x + crop_px] for i, y, x in zip(idx, ys, xs)])
+        if rng.random() < 0.5:
+            img, lab = img[:, :, ::-1], lab[:, :, ::-1]
+        k = int(rng.integers(0, 4))
+        img, lab = np.rot90(img, k, axes=(1, 2)).copy(), np.rot90(lab, k, axes=(1, 2)).copy()
+        x = to_tensor_image(img)
+        x = x * (1 + 0.1 * torch.randn(batch, 1, 1, 1)) + 0.1 * torch.randn(batch, 3, 1, 1)  # colour jitter
+        loss = F.cross_entropy(net(x), torch.from_numpy(lab.astype(np.int64)), weight=weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % log_every == 0:
+            log.info("segmenter step %d/%d loss %.3f (%.0f s)", step, steps, loss.item(), time.perf_counter() - t0)
+    net.eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
+              str(out.with_suffix(".safetensors")))
+    card = {"kind": "segmenter", "classes": list(classes), "width": width, "depth": depth,
+            "training": {"data": str(Path(pairs_dir).name), "split": f"pairs numbered < {VAL_FROM_NUMBER}",
+                         "steps": steps, "batch": batch, "crop_px": crop_px, "seconds": time.perf_counter() - t0},
+            "license": "CC BY-NC-SA 4.0 (trained on LandCover.ai)"}
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2))
+    return out
+
+
+def _segment(net, images: torch.Tensor, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    preds, feats = [], []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            logits, f = net(images[i:i + batch], return_features=True)
+            preds.append(logits.argmax(1).numpy())
+            feats.append(f.numpy())
+    return np.concatenate(preds), np.concatenate(feats)
+
+
+def generate(model, labels: np.ndarray, seed: int = 0, batch: int = 8) -> torch.Tensor:
+    """Generated images for label maps given as *model* class indices."""
+    torch.manual_seed(seed)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(labels), batch):
+            x = one_hot(labels[i:i + batch], model.n_classes)
+            z = torch.randn(x.shape[0], 1, *x.shape[2:])
+            out.append(model.module(x, noise=z)[:, :3].clamp(-1, 1))
+    return torch.cat(out)
+
+
+def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = None, max_pairs: int | None = None,
+                   seed: int = 0, generator_fn: Callable | None = None) -> dict:
+    """All metrics of one model on the validation pairs; returns a JSON-ready dict."""
+    from .classes import load_schema
+    from .infer import load_model
+
+    model = load_model(model_ref, load_schema(), "cpu")
+    classes = list(model.card["classes"])
+    if sorted(classes) != sorted(LANDCOVERAI_CLASSES):
+        raise InputError(f"model '{model.name}' has classes {classes}; evaluation on these pairs needs "
+                         f"{LANDCOVERAI_CLASSES}")
+    net, seg_card = load_segmenter(segmenter or default_segmenter_path())
+    files = list_pairs(pairs_dir, "val")[:max_pairs]
+    pairs = [read_pair(f, LANDCOVERAI_VALUES, classes) for f in files]
+    real = to_tensor_image(np.stack([p.image for p in pairs]))
+    labels = np.stack([p.labels for p in pairs])
+    t0 = time.perf_counter()
+    fake = generate(model, labels, seed)
+    gen_s = time.perf_counter() - t0
+    # the segmenter's class order may differ from the model's
+    seg_idx = np.array([seg_card["classes"].index(c) for c in classes])
+    target = seg_idx[labels]
+    n = len(seg_card["classes"])
+    pred_fake, f_fake = _segment(net, fake)
+    pred_real, f_real = _segment(net, real)
+    m_fake, iou_fake = miou(confusion(pred_fake, target, n))
+    m_real, iou_real = miou(confusion(pred_real, target, n))
+    k_mean, k_std = kid(f_fake, f_real)
+    return {
+        "model": model.name, "pairs": len(pairs), "pairs_dir": str(pairs_dir),
+        "split": f"numbers >= {VAL_FROM_NUMBER}",
+        "fcn_miou_generated": m_fake, "fcn_miou_real": m_real, "fcn_ratio": m_fake / m_real if m_real else None,
+        "fcn_iou_generated_per_class": dict(zip(seg_card["classes"], iou_fake)),
+        "fcn_iou_real_per_class": dict(zip(seg_card["classes"], iou_real)),
+        "l1": l1(fake, real), "psnr": psnr(fake, real), "ssim": ssim(fake, real),
+        "kid": k_mean, "kid_std": k_std, "fid": fid(f_fake, f_real),
+        "feature_note": "KID/FID use the project's segmenter features, not Inception-v3: not comparable "
+                        "with published numbers",
+        "generator_seconds": gen_s, "generator_mp_s": fake.shape[0] * fake.shape[2] * fake.shape[3] / 1e6 / gen_s,
+    }
