@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import nullcontext
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +26,8 @@ from .infer import load_model
 from .zoo import resolve_model
 from .render import (CancelFn, make_height_spec, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
                      render_grid)
-from .sources import data_bounds_lonlat, osm_file_bounds, read_sources
+from .overpass import clip_large_osm, fetch_osm
+from .sources import data_bounds_lonlat, is_osm_path, osm_file_bounds, read_sources
 from .terrain import CanopyParams, DemSource, check_dem_overlaps
 from .tiles import TileSpec
 from .write import check_outputs
@@ -34,6 +36,15 @@ log = logging.getLogger("geogan")
 
 PathLike = str | os.PathLike
 BBox = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class OsmFetch:
+    """Where OSM data comes from when no file is given: an Overpass endpoint and an on-disk cache."""
+
+    url: str | None = None  # default: $GEOGAN_OVERPASS_URL, else the public instance
+    cache_dir: PathLike | None = None  # default: $XDG_CACHE_HOME/geogan or ~/.cache/geogan
+    use_cache: bool = True
 MAX_RASTERIZE_PX = 100_000 ** 2
 
 
@@ -54,7 +65,7 @@ def _resolve_sources(osm, bbox, bbox_crs) -> tuple[list[Path], BBox | None, str]
     paths = _as_paths(osm)
     if not paths:
         if bbox is not None:
-            raise InputError("no --osm file given for this bbox; pass --osm FILE (.osm/.pbf/GPKG/GeoJSON/Shapefile)")
+            return [], bbox, bbox_crs  # fetched from Overpass once the grid is known
         sample = sample_osm_path()
         bounds = osm_file_bounds(sample)
         return [sample], bounds, "EPSG:4326"
@@ -83,11 +94,23 @@ def _grid(osm, bbox, bbox_crs, crs, gsd_m, class_field) -> tuple[list[Path], Gri
     return paths, grid_from_bbox(tuple(bbox), bbox_crs, crs, gsd_m)  # type: ignore[arg-type]
 
 
-def _features(paths: list[Path], grid: Grid, schema: Schema, class_field, margin_px: int
-              ) -> tuple[FeatureSet, list[str]]:
-    """Read and classify the features on (and a margin around) ``grid``."""
+def _features(paths: list[Path], grid: Grid, schema: Schema, class_field, margin_px: int,
+              fetch: OsmFetch | None = None, progress: ProgressFn | None = None) -> tuple[FeatureSet, list[str]]:
+    """Read and classify the features on (and a margin around) ``grid``.
+
+    With no paths the features are fetched from Overpass (cached); large local
+    OSM files are clipped to the area first (cached) when pyosmium is present.
+    """
+    fetch = fetch or OsmFetch()
+    margin_bbox = _margin_bbox_lonlat(grid, margin_px)
+    if not paths:
+        paths = [fetch_osm(margin_bbox, schema, url=fetch.url, cache_dir=fetch.cache_dir, use_cache=fetch.use_cache,
+                           progress=progress)]
+    else:
+        paths = [clip_large_osm(p, margin_bbox, cache_dir=fetch.cache_dir, use_cache=fetch.use_cache)
+                 if p.is_file() and is_osm_path(p) else p for p in paths]
     warnings_: list[str] = []
-    report = read_sources(paths, _margin_bbox_lonlat(grid, margin_px), class_field)
+    report = read_sources(paths, margin_bbox, class_field)
     feats = build_features(report, schema, grid.crs, grid.center_lonlat(), class_field)
     if len(feats) == 0:
         msg = "the bbox holds no mapped features; rendering it as background"
@@ -107,14 +130,15 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            device: str = "auto", tile_px: int = 256, overlap_px: int = 64, seed: int = 0, overwrite: bool = False,
            rules: PathLike | None = None, force: bool = False, class_field: str | None = None,
            dem: PathLike | None = None, hillshade: bool = False, canopy: CanopyParams | None = None,
-           scheduler: str | None = None, workers: int | None = None,
+           scheduler: str | None = None, workers: int | None = None, osm_fetch: OsmFetch | None = None,
            progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
     """Render synthetic aerial imagery, heights and a class map for an area.
 
     Parameters
     ----------
     osm : path or paths to vector sources (OSM .osm/.pbf, GPKG, GeoJSON, Shapefile);
-        None with ``bbox=None`` renders the bundled sample town.
+        None with ``bbox=None`` renders the bundled sample town; None with a bbox fetches the area
+        from an Overpass API (see ``osm_fetch``: endpoint and cache).
     bbox : (xmin, ymin, xmax, ymax) in ``bbox_crs``; None = the data's extent.
     crs : output CRS. gsd_m : output pixel size in *ground* metres (default: the model's native GSD).
     out_dir : directory receiving aerial.tif, height.tif, classes.tif (COGs).
@@ -146,7 +170,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m if gsd_m is not None else loaded.gsd_m, class_field)
     dem_check = check_dem_overlaps(dem, grid) if dem is not None else None
     check_size(quick_estimate(grid, spec, loaded), loaded, force)
-    feats, warnings_ = _features(paths_in, grid, schema, class_field, margin_px=spec.tile_px)
+    feats, warnings_ = _features(paths_in, grid, schema, class_field, spec.tile_px, osm_fetch, progress)
     with (DemSource(dem, reference_grid=grid) if dem is not None else nullcontext()) as dem_src:
         heights = make_height_spec(grid, dem_src, canopy, hillshade)
         result = _run(feats, grid, loaded, model, schema, paths, spec, seed, force, heights, scheduler, workers,
@@ -181,8 +205,8 @@ def _run(feats, grid, loaded, model, schema, paths, spec, seed, force, heights, 
 def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None = None,
               bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m: float = 0.5,
               out: PathLike = "classes.tif", rules: PathLike | None = None, class_field: str | None = None,
-              overwrite: bool = False, force: bool = False, progress: ProgressFn | None = None,
-              cancel: CancelFn | None = None) -> Path:
+              overwrite: bool = False, force: bool = False, osm_fetch: OsmFetch | None = None,
+              progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Path:
     """Rasterize vector sources into a class-map COG (uint8 with the schema palette). Same parameters as render."""
     schema = load_schema(rules)
     out = Path(out)
@@ -192,12 +216,13 @@ def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | Non
     if grid.width * grid.height > MAX_RASTERIZE_PX and not force:
         raise TooLargeError(f"the class map would be {grid.width}x{grid.height} px; raise --gsd, shrink the bbox "
                             "or pass --force")
-    feats, _ = _features(paths_in, grid, schema, class_field, margin_px=2)
+    feats, _ = _features(paths_in, grid, schema, class_field, 2, osm_fetch, progress)
     return rasterize_to_file(feats, grid, schema, out, progress=progress, cancel=cancel)
 
 
 def rasterize_array(osm, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857",
-                    gsd_m: float = 0.5, rules: PathLike | None = None, class_field: str | None = None):
+                    gsd_m: float = 0.5, rules: PathLike | None = None, class_field: str | None = None,
+                    osm_fetch: OsmFetch | None = None):
     """Class map as an in-memory array: returns ``(classes uint8 (H, W), grid)``."""
     from .rasterize import rasterize_classes
 
@@ -205,5 +230,5 @@ def rasterize_array(osm, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326", 
     paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m, class_field)
     if grid.width * grid.height > 20_000 ** 2:
         raise TooLargeError("this grid is too large for an in-memory array; use rasterize(..., out=PATH)")
-    feats, _ = _features(paths_in, grid, schema, class_field, margin_px=2)
+    feats, _ = _features(paths_in, grid, schema, class_field, 2, osm_fetch)
     return rasterize_classes(feats, grid), grid

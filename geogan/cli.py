@@ -81,6 +81,12 @@ def parse_bbox(text: Optional[str]) -> Optional[tuple[float, float, float, float
     return values  # type: ignore[return-value]
 
 
+def _fetch(url, cache_dir, no_cache):
+    from .api import OsmFetch
+
+    return OsmFetch(url=url, cache_dir=cache_dir, use_cache=not no_cache)
+
+
 class _Progress:
     """A rich progress bar fed by the API's progress(fraction, message) callback."""
 
@@ -98,7 +104,7 @@ class _Progress:
             self.task = self.bar.add_task("rendering", total=1.0)
         return self
 
-    def __call__(self, fraction: float, message: str) -> None:
+    def __call__(self, fraction: float | None, message: str) -> None:
         if self.task is not None:
             self.bar.update(self.task, completed=fraction, description=message)
 
@@ -126,6 +132,10 @@ def render(
     seed: int = typer.Option(0, help="Random seed; the same seed gives identical output."),
     rules: Optional[Path] = typer.Option(None, help="Class rules TOML (default: built-in schema)."),
     class_field: Optional[str] = typer.Option(None, help="Attribute holding a class name/id (non-OSM layers)."),
+    overpass_url: Optional[str] = typer.Option(None, help="Overpass API endpoint when no --osm is given "
+                                               "(default $GEOGAN_OVERPASS_URL, else the public instance)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Cache for downloaded/clipped OSM (default ~/.cache/geogan)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the OSM cache (still writes it)."),
     dem: Optional[Path] = typer.Option(None, help="DEM raster (any CRS) for terrain heights; else flat ground at 0."),
     hillshade: bool = typer.Option(False, help="Also write hillshade.tif (light from the north-west)."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
@@ -142,7 +152,7 @@ def render(
             return api_render(osm=osm or None, bbox=parse_bbox(bbox), bbox_crs=bbox_crs, crs=crs, gsd_m=gsd,
                               out_dir=out, model=model, device=device, tile_px=tile_size, overlap_px=overlap,
                               seed=seed, overwrite=overwrite, rules=rules, force=force, class_field=class_field,
-                              dem=dem, hillshade=hillshade,
+                              dem=dem, hillshade=hillshade, osm_fetch=_fetch(overpass_url, cache_dir, no_cache),
                               scheduler=scheduler, workers=workers, progress=bar)
 
     result = run_guarded(go)
@@ -162,6 +172,10 @@ def rasterize(
     rules: Optional[Path] = typer.Option(None, help="Class rules TOML (default: built-in schema)."),
     class_field: Optional[str] = typer.Option(None, help="Attribute holding a class name/id (non-OSM layers)."),
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
+    overpass_url: Optional[str] = typer.Option(None, help="Overpass API endpoint when no --osm is given "
+                                               "(default $GEOGAN_OVERPASS_URL, else the public instance)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Cache for downloaded/clipped OSM (default ~/.cache/geogan)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the OSM cache (still writes it)."),
     force: bool = typer.Option(False, help="Run even for a huge class map."),
 ) -> None:
     """Rasterize vector data into a class map only (uint8 COG with the class palette)."""
@@ -169,7 +183,8 @@ def rasterize(
 
     path = run_guarded(lambda: api_rasterize(osm=osm or None, bbox=parse_bbox(bbox), bbox_crs=bbox_crs, crs=crs,
                                              gsd_m=gsd, out=out, rules=rules, class_field=class_field,
-                                             overwrite=overwrite, force=force))
+                                             overwrite=overwrite, force=force,
+                                             osm_fetch=_fetch(overpass_url, cache_dir, no_cache)))
     typer.echo(f"wrote {path}")
 
 
