@@ -27,6 +27,7 @@ from .zoo import resolve_model
 from .render import (CancelFn, make_height_spec, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
                      render_grid)
 from .overpass import clip_large_osm, fetch_osm
+from .sketch import sketch_source
 from .sources import data_bounds_lonlat, is_osm_path, osm_file_bounds, read_sources
 from .terrain import CanopyParams, DemSource, check_dem_overlaps
 from .tiles import TileSpec
@@ -131,7 +132,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            rules: PathLike | None = None, force: bool = False, class_field: str | None = None,
            dem: PathLike | None = None, hillshade: bool = False, canopy: CanopyParams | None = None,
            scheduler: str | None = None, workers: int | None = None, osm_fetch: OsmFetch | None = None,
-           progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
+           sketch: PathLike | None = None, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
     """Render synthetic aerial imagery, heights and a class map for an area.
 
     Parameters
@@ -150,6 +151,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     dem : a DEM raster (any GDAL raster, any CRS): terrain under objects, in the DEM's vertical datum;
         without it the ground is flat at 0. hillshade : also write hillshade.tif (light from the NW).
     canopy : vegetation canopy heights per class (default: woodland 15 m +-30 %, wetland 1 m).
+    sketch : a PNG painted with the class palette, stretched over ``bbox`` (instead of vector sources).
     scheduler : a Dask scheduler address (``tcp://host:8786``) to render blocks of tiles on a cluster;
         workers : or the number of workers of a local Dask cluster. Output equals the local render.
     progress : ``progress(fraction, message)``. cancel : ``cancel() -> bool``, checked once per tile.
@@ -159,6 +161,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     RenderResult with the three paths, the grid, tile count and timing.
     """
     spec = TileSpec(int(tile_px), int(overlap_px))
+    if sketch is not None and (bbox is None or osm is not None):
+        raise InputError("a sketch is placed by --bbox and replaces --osm; pass --bbox and no --osm")
     schema = load_schema(rules)
     paths = OutputPaths.in_dir(Path(out_dir), hillshade)
     parse_crs(crs)
@@ -167,10 +171,17 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         raise InputError(f"tile size {spec.tile_px} px must be a multiple of {loaded.size_multiple} for model "
                          f"'{loaded.name}'; change --tile-size")
     check_outputs(paths.all(), overwrite)
-    paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m if gsd_m is not None else loaded.gsd_m, class_field)
+    gsd_m = gsd_m if gsd_m is not None else loaded.gsd_m
+    if sketch is not None:
+        grid = grid_from_bbox(tuple(bbox), bbox_crs, crs, gsd_m)  # type: ignore[arg-type]
+    else:
+        paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m, class_field)
     dem_check = check_dem_overlaps(dem, grid) if dem is not None else None
     check_size(quick_estimate(grid, spec, loaded), loaded, force)
-    feats, warnings_ = _features(paths_in, grid, schema, class_field, spec.tile_px, osm_fetch, progress)
+    if sketch is not None:
+        feats, warnings_ = sketch_source(sketch, grid, schema), []
+    else:
+        feats, warnings_ = _features(paths_in, grid, schema, class_field, spec.tile_px, osm_fetch, progress)
     with (DemSource(dem, reference_grid=grid) if dem is not None else nullcontext()) as dem_src:
         heights = make_height_spec(grid, dem_src, canopy, hillshade)
         result = _run(feats, grid, loaded, model, schema, paths, spec, seed, force, heights, scheduler, workers,
@@ -224,7 +235,7 @@ def rasterize_array(osm, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326", 
                     gsd_m: float = 0.5, rules: PathLike | None = None, class_field: str | None = None,
                     osm_fetch: OsmFetch | None = None):
     """Class map as an in-memory array: returns ``(classes uint8 (H, W), grid)``."""
-    from .rasterize import rasterize_classes
+    from .rasterizer import rasterize_classes
 
     schema = load_schema(rules)
     paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m, class_field)

@@ -53,6 +53,15 @@ class FeatureSet:
             return np.zeros(0, dtype=np.int64)
         return np.sort(self.tree.query(shapely.box(*bounds)))
 
+    # the ClassSource interface used by render.py (a sketch raster offers the same two methods)
+    def classes(self, grid) -> np.ndarray:
+        from .rasterizer import rasterize_classes
+        return rasterize_classes(self, grid)
+
+    def object_heights(self, grid) -> np.ndarray:
+        from .rasterizer import rasterize_heights
+        return rasterize_heights(self, grid)
+
 
 def utm_crs_for(lon: float, lat: float) -> pyproj.CRS:
     zone = int((lon + 180) // 6) % 60 + 1

@@ -157,6 +157,8 @@ def build_plugin_zip(out_dir: str | Path, root: str | Path | None = None,
             entries = [(f"{PLUGIN_PACKAGE}/{p.relative_to(package_dir).as_posix()}", p.read_bytes())
                        for p in _plugin_files(package_dir)]
             entries.append((f"{PLUGIN_PACKAGE}/metadata.txt", metadata.encode("utf-8")))
+            if (root / "LICENSE").is_file():  # the QGIS plugin repository asks for one
+                entries.append((f"{PLUGIN_PACKAGE}/LICENSE", (root / "LICENSE").read_bytes()))
             entries += extra
             for arcname, data in sorted(entries):
                 info = zipfile.ZipInfo(arcname, date_time=_FIXED_TIME)

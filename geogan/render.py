@@ -23,9 +23,9 @@ from .blend import StripBlender
 from .classes import Schema
 from .errors import Cancelled, TooLargeError
 from .features import FeatureSet
+from .sketch import ClassSource
 from .grid import Grid
 from .infer import LoadedModel, hashed_noise, model_input_px, run_batch
-from .rasterize import rasterize_classes, rasterize_heights
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
 from .tiles import Tile, TileSpec, tile_rows
 from .write import OutputSet, RasterSpec
@@ -135,7 +135,7 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((rgb + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def blend_tile_rows(feats: FeatureSet, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
+def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
                     first_row: int, stop_row: int, seed: int = 0, batch_tiles: int = 4,
                     on_batch: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Render tile rows ``first_row .. stop_row-1`` and yield finished, blended output strips.
@@ -159,7 +159,7 @@ def blend_tile_rows(feats: FeatureSet, grid: Grid, model: LoadedModel, spec: Til
             maps, noise = [], []
             for tile in batch:
                 model_grid = grid.window(tile.row0, tile.col0, spec.tile_px, spec.tile_px).resized(m, m)
-                maps.append(rasterize_classes(feats, model_grid))
+                maps.append(feats.classes(model_grid))
                 noise.append(hashed_noise(seed, int(round(tile.row0 * scale)), int(round(tile.col0 * scale)), m))
             out = run_batch(model, np.stack(maps), np.stack(noise)[:, None], spec.tile_px)
             for tile, values in zip(batch, out):
@@ -175,7 +175,7 @@ def block_rows(grid: Grid, spec: TileSpec, first_row: int, stop_row: int) -> tup
     return start, stop
 
 
-def render_block(feats: FeatureSet, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
+def render_block(feats: ClassSource, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
                  first_row: int, stop_row: int, seed: int = 0) -> list[tuple[int, np.ndarray]]:
     """The uint8 RGB strips owned by a block of tile rows, identical to a whole render's.
 
@@ -203,18 +203,18 @@ class HeightSpec:
     res_xy_m: tuple[float, float] = (1.0, 1.0)
 
 
-def _surface(feats: FeatureSet, grid: Grid, schema: Schema, heights: HeightSpec, seed: int, row0: int,
+def _surface(feats: ClassSource, grid: Grid, schema: Schema, heights: HeightSpec, seed: int, row0: int,
              n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Class map and surface height (terrain + objects + canopy) of rows row0..row0+n_rows."""
     g = grid.window(row0, 0, n_rows, grid.width)
-    classes = rasterize_classes(feats, g)
+    classes = feats.classes(g)
     terrain = heights.dem.read(g) if heights.dem is not None else None
-    surface = compose_heights(terrain, rasterize_heights(feats, g), classes, schema, seed, heights.canopy,
+    surface = compose_heights(terrain, feats.object_heights(g), classes, schema, seed, heights.canopy,
                               row0=row0, col0=0, gsd_m=heights.gsd_m, nodata=HEIGHT_NODATA)
     return classes, surface
 
 
-def write_strip(outputs: OutputSet, feats: FeatureSet, grid: Grid, schema: Schema, heights: HeightSpec, seed: int,
+def write_strip(outputs: OutputSet, feats: ClassSource, grid: Grid, schema: Schema, heights: HeightSpec, seed: int,
                 row0: int, rgb_u8: np.ndarray) -> None:
     """Write the aerial rows and the matching class-map, height (and hillshade) rows."""
     n = rgb_u8.shape[1]
@@ -253,7 +253,7 @@ def log_plan(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel) -> 
         log.info("per-tile rescaling: model input %s px for %d px tiles", distinct, spec.tile_px)
 
 
-def render_grid(feats: FeatureSet, grid: Grid, model: LoadedModel, schema: Schema, paths: OutputPaths, *,
+def render_grid(feats: ClassSource, grid: Grid, model: LoadedModel, schema: Schema, paths: OutputPaths, *,
                 spec: TileSpec, seed: int = 0, batch_tiles: int | None = None, force: bool = False,
                 heights: HeightSpec | None = None, progress: ProgressFn | None = None,
                 cancel: CancelFn | None = None) -> RenderResult:
@@ -294,7 +294,7 @@ def render_grid(feats: FeatureSet, grid: Grid, model: LoadedModel, schema: Schem
     return RenderResult(paths.aerial, paths.height, paths.classes, grid, plan.tiles, secs, hillshade=paths.hillshade)
 
 
-def rasterize_to_file(feats: FeatureSet, grid: Grid, schema: Schema, out: Path, *, strip_px: int = 512,
+def rasterize_to_file(feats: ClassSource, grid: Grid, schema: Schema, out: Path, *, strip_px: int = 512,
                       progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Path:
     """Write only the class map, strip by strip, as a COG with the class palette."""
     spec = {"classes": output_specs(OutputPaths(out, out, out), schema)["classes"]}
@@ -303,7 +303,7 @@ def rasterize_to_file(feats: FeatureSet, grid: Grid, schema: Schema, out: Path, 
             if cancel is not None and cancel():
                 raise Cancelled("rasterize cancelled; no output was written")
             n = min(strip_px, grid.height - row0)
-            outputs.write("classes", row0, rasterize_classes(feats, grid.window(row0, 0, n, grid.width)))
+            outputs.write("classes", row0, feats.classes(grid.window(row0, 0, n, grid.width)))
             if progress is not None:
                 progress((row0 + n) / grid.height, f"rows {row0 + n}/{grid.height}")
     return out

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from geogan.features import build_features
 from geogan.grid import grid_from_bbox
-from geogan.rasterize import rasterize_classes, rasterize_heights
+from geogan.rasterizer import rasterize_classes, rasterize_heights
 from geogan.sources import RawLayer, SourceReport
 
 

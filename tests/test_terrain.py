@@ -14,7 +14,7 @@ from affine import Affine
 from geogan.errors import InputError
 from geogan.features import build_features
 from geogan.grid import grid_from_bbox
-from geogan.rasterize import rasterize_classes, rasterize_heights
+from geogan.rasterizer import rasterize_classes, rasterize_heights
 from geogan.sources import RawLayer, SourceReport
 from geogan.terrain import (NODATA, CanopyParams, DemSource, canopy_field, check_dem_overlaps, compose_heights,
                             hillshade, read_dem_window, value_noise)
