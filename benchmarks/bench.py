@@ -114,7 +114,7 @@ def render_in_subprocess(bbox, osm: Path, out: Path, model: str, extra=()) -> di
 def rasterize_vs_gdal(osm: Path, bbox, tmp: Path) -> dict:
     from geogan.api import _features, _grid
     from geogan.classes import load_schema
-    from geogan.rasterize import rasterize_classes
+    from geogan.rasterizer import rasterize_classes
     schema = load_schema()
     paths, grid = _grid(osm, bbox, "EPSG:4326", "EPSG:3857", 0.5, None)
     feats, _ = _features(paths, grid, schema, None, margin_px=2)

@@ -423,13 +423,7 @@ class RenderAlgorithm(GeoganAlgorithm):
             raise QgsProcessingException(f"cannot create output folder '{out_dir}': "
                                          f"{exc.strerror}; choose a writable folder") from None
         dem = self.parameterAsRasterLayer(parameters, self.DEM, context)
-        dem_path = None
-        if dem is not None:
-            if dem.providerType() != "gdal":
-                raise QgsProcessingException(f"DEM '{dem.name()}' is not a file raster; "
-                                             "save it as a GeoTIFF first")
-            dem_path = QgsProviderRegistry.instance().decodeUri("gdal", dem.source()).get("path") \
-                or dem.source()
+        dem_path = _raster_file(dem, "DEM") if dem is not None else None
         gsd = parameters.get(self.GSD_M)
         gsd_m = None
         if gsd not in (None, ""):
@@ -553,5 +547,70 @@ class CreateSketchLayerAlgorithm(GeoganAlgorithm):
         return {self.OUTPUT: path}
 
 
+def _raster_file(layer, what: str) -> str:
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(f"{what} '{layer.name()}' is not a file raster; save it as a GeoTIFF first")
+    return QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or layer.source()
+
+
+class MeshAlgorithm(GeoganAlgorithm):
+    AERIAL = "AERIAL"
+    HEIGHT = "HEIGHT"
+    EXAGGERATION = "EXAGGERATION"
+    MAX_VERTICES = "MAX_VERTICES"
+    MAX_TEXTURE = "MAX_TEXTURE"
+    OUTPUT = "OUTPUT"
+
+    def name(self):
+        return "mesh"
+
+    def displayName(self):  # noqa: N802
+        return tr("Export textured 3D mesh")
+
+    def shortHelpString(self):  # noqa: N802
+        return tr(
+            "Writes a textured terrain mesh (binary glTF .glb, or Wavefront .obj with .mtl/.png) "
+            "from a render's height.tif, draped with its aerial.tif. Coordinates: ground metres "
+            "from the raster's lower-left corner; a .prj beside the mesh records the CRS.\n\n"
+            "Max vertices picks the grid step; the texture is downsampled to at most "
+            "'max texture' pixels per side.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.AERIAL, tr("Aerial image (RGB)")))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.HEIGHT, tr("Heights (metres)")))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.EXAGGERATION, tr("Height exaggeration"), QgsProcessingParameterNumber.Double,
+            defaultValue=1.0, minValue=0.001))
+        for name, label, default in ((self.MAX_VERTICES, "Max vertices", 1_000_000),
+                                     (self.MAX_TEXTURE, "Max texture size (px)", 4096)):
+            p = QgsProcessingParameterNumber(name, tr(label), QgsProcessingParameterNumber.Integer,
+                                             defaultValue=default, minValue=16)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT, tr("Mesh"), fileFilter="glTF binary (*.glb);;Wavefront OBJ (*.obj)"))
+
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        return True
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        aerial = self.parameterAsRasterLayer(parameters, self.AERIAL, context)
+        height = self.parameterAsRasterLayer(parameters, self.HEIGHT, context)
+        if aerial is None or height is None:
+            raise QgsProcessingException("give the aerial.tif and height.tif of one render")
+        out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        if Path(out).suffix.lower() not in (".glb", ".obj"):
+            out = str(Path(out).with_suffix(".glb"))
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        result = self._run("mesh", {
+            "aerial": _raster_file(aerial, "aerial image"), "height": _raster_file(height, "heights"),
+            "out": out, "overwrite": True,
+            "exaggeration": self.parameterAsDouble(parameters, self.EXAGGERATION, context),
+            "max_vertices": self.parameterAsInt(parameters, self.MAX_VERTICES, context),
+            "max_texture": self.parameterAsInt(parameters, self.MAX_TEXTURE, context),
+        }, feedback)
+        return {self.OUTPUT: result["mesh"]}
+
+
 def all_algorithms() -> list[QgsProcessingAlgorithm]:
-    return [RasterizeAlgorithm(), RenderAlgorithm(), CreateSketchLayerAlgorithm()]
+    return [RasterizeAlgorithm(), RenderAlgorithm(), CreateSketchLayerAlgorithm(), MeshAlgorithm()]

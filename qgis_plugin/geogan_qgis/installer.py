@@ -18,6 +18,8 @@ What it does, and why:
   folder (plugin upgrades keep it) and is *isolated*: QGIS's own
   site-packages are never written to, and old distro packages (attrs,
   pyproj, ...) do not leak into geogan's environment.
+* installs geogan from the wheel bundled in the plugin zip (``wheels/``)
+  unless ``--geogan`` names another wheel, source folder or version;
 * installs PyTorch first, by itself (``--torch``, default ``torch``; give a
   CPU build spec or ``--torch-index-url`` to avoid a multi-GB CUDA build),
   then geogan with torch pinned to what was installed, so pip cannot swap it.
@@ -69,6 +71,18 @@ def env_python(env_dir: Path) -> Path:
     return Path(env_dir) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def bundled_wheel() -> Path | None:
+    """The geogan wheel shipped in the plugin zip (``wheels/``), if any."""
+    wheels = sorted((Path(__file__).resolve().parent / "wheels").glob("geogan-*.whl"))
+    return wheels[-1] if wheels else None
+
+
+def default_geogan_spec() -> str:
+    """The bundled wheel when the zip has one, else geogan from the package index."""
+    wheel = bundled_wheel()
+    return str(wheel) if wheel else "geogan"
+
+
 def _clean_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in runner._STRIP_ENV}
     env["PYTHONIOENCODING"] = "utf-8"
@@ -99,7 +113,12 @@ def _make_venv(env_dir: Path, base: str, log) -> list[str]:
     py = env_python(env_dir)
     if py.exists():
         log(f"using existing venv {env_dir}")
-        return [str(py), "-m", "pip"]
+        if _run([str(py), "-m", "pip", "--version"], log) == 0:
+            return [str(py), "-m", "pip"]
+        if _run([base, "-m", "pip", "--python", str(py), "--version"], log) == 0:
+            return [base, "-m", "pip", "--python", str(py)]
+        raise InstallError(f"the venv {env_dir} has no pip and {base} has none to lend; "
+                           "run again with --recreate")
     if env_dir.exists() and any(env_dir.iterdir()) and not (env_dir / "pyvenv.cfg").exists():
         raise InstallError(f"{env_dir} exists and is not a venv; choose another --env or empty it")
     log(f"creating venv {env_dir} from {base}")
@@ -130,7 +149,7 @@ def _installed_version(py: Path, dist: str) -> str | None:
 
 
 def install(env_dir: str | Path | None = None, base: str | None = None, *,
-            geogan_spec: str = "geogan", torch_spec: str = "torch",
+            geogan_spec: str | None = None, torch_spec: str = "torch",
             torch_index_url: str | None = None, pip_args: Sequence[str] = (),
             upgrade: bool = False, recreate: bool = False,
             log: Callable[[str], None] = print) -> dict:
@@ -141,6 +160,7 @@ def install(env_dir: str | Path | None = None, base: str | None = None, *,
     """
     env_dir = Path(env_dir) if env_dir else default_env_dir()
     base = base or runner.base_python()
+    geogan_spec = geogan_spec or default_geogan_spec()
     if recreate and env_dir.exists():
         if not (env_dir / "pyvenv.cfg").exists():
             raise InstallError(f"{env_dir} is not a venv; refusing to delete it")
@@ -155,7 +175,7 @@ def install(env_dir: str | Path | None = None, base: str | None = None, *,
         cmd = pip + ["install", *extra]
         if torch_index_url:
             cmd += ["--index-url", torch_index_url]
-        cmd += torch_spec.split()
+        cmd.append(torch_spec)
         if _run(cmd, log) != 0:
             raise InstallError(f"pip could not install PyTorch ('{torch_spec}'); see the log above")
         torch_version = _installed_version(py, "torch")
@@ -170,9 +190,10 @@ def install(env_dir: str | Path | None = None, base: str | None = None, *,
         cmd = pip + ["install", *extra, "-c", str(constraints)]
         if upgrade:
             cmd.append("--upgrade")
-        cmd += geogan_spec.split()
+        cmd.append(geogan_spec)
         if _run(cmd, log) != 0:
-            raise InstallError(f"pip could not install '{geogan_spec}'; see the log above")
+            raise InstallError(f"pip could not install '{geogan_spec}'; see the log above "
+                               "(give --geogan a geogan wheel or source folder)")
 
     info = runner.check_python(str(py), full_import=True, timeout_s=300)
     if not info.get("ok"):
@@ -203,8 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--env", help=f"venv folder (default: {default_env_dir()})")
     ap.add_argument("--python", help="base Python to make the venv from "
                                      f"(default: QGIS's Python, here {runner.base_python()})")
-    ap.add_argument("--geogan", default="geogan",
-                    help="pip spec for geogan: a version, a wheel or a source folder")
+    ap.add_argument("--geogan", default=None,
+                    help="pip spec for geogan: a wheel, a source folder or a version "
+                         f"(default: {default_geogan_spec()})")
     ap.add_argument("--torch", default="torch",
                     help="pip spec for PyTorch, installed first (default: torch)")
     ap.add_argument("--torch-index-url",

@@ -26,7 +26,7 @@ from qgis.PyQt.QtWidgets import (
 
 from . import runner
 from .deps import INSTALLER
-from .installer import default_env_dir
+from .installer import default_env_dir, default_geogan_spec
 from .status import configured_python, dep_status, set_configured_python
 
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -47,8 +47,9 @@ class InstallerDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Install into", QLabel(str(default_env_dir())))
-        self.geogan_spec = QLineEdit("geogan")
-        self.geogan_spec.setToolTip("pip spec: 'geogan', 'geogan==0.1.0', a wheel file or a source folder")
+        self.geogan_spec = QLineEdit(default_geogan_spec())
+        self.geogan_spec.setToolTip("pip spec: the bundled wheel, another wheel file, a source folder "
+                                    "or 'geogan==VERSION'")
         form.addRow("geogan", self.geogan_spec)
         self.torch_spec = QLineEdit("torch")
         form.addRow("PyTorch", self.torch_spec)
@@ -92,7 +93,7 @@ class InstallerDialog(QDialog):
     def _install(self):
         if self.proc is not None:
             return
-        args = [str(INSTALLER), "--geogan", self.geogan_spec.text().strip() or "geogan",
+        args = [str(INSTALLER), "--geogan", self.geogan_spec.text().strip() or default_geogan_spec(),
                 "--torch", self.torch_spec.text().strip() or "torch"]
         if self.cpu_torch.isVisible() and self.cpu_torch.isChecked():
             args += ["--torch-index-url", CPU_TORCH_INDEX]

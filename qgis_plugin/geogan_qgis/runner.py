@@ -74,6 +74,10 @@ def run_worker(python: str, op: str, kwargs: dict | None = None, *,
                cancel_grace_s: float = 120.0, timeout_s: float | None = None) -> dict:
     """Run one request in a fresh worker process; return its result dict.
 
+    ``on_progress(fraction, message)`` gets geogan's progress,
+    ``on_message(level, message)`` its log records (INFO and up) and
+    ``on_log(line)`` whatever else the worker writes to stderr.
+
     Raises ``WorkerError`` with a one-line message when geogan reports an
     error, the worker cannot start, dies, or is cancelled. On cancel the
     worker is asked to stop (geogan checks once per tile); if it has not

@@ -12,7 +12,7 @@ This file is run as a script by that interpreter, never imported by QGIS::
 Protocol (stdlib only, so any Python >= 3.10 with geogan can run it):
 
 * stdin, first line: one JSON object ``{"op": OP, "kwargs": {...}}`` with
-  OP one of ``check``, ``schema``, ``rasterize``, ``render``.
+  OP one of ``check``, ``schema``, ``rasterize``, ``render``, ``mesh``.
 * stdin, later lines: ``cancel`` asks the job to stop (checked by geogan once
   per tile). End of stdin (the plugin went away) also cancels.
 * stdout: only protocol lines, each ``@@geogan@@ {json}`` with ``type`` one of
@@ -154,11 +154,29 @@ def op_rasterize(kwargs: dict, cancel) -> dict:
     return {"classes": str(path), "schema": _schema_json()}
 
 
+def op_mesh(kwargs: dict, cancel) -> dict:
+    from pathlib import Path
+
+    from geogan.errors import InputError
+
+    try:
+        from geogan.mesh import export_mesh
+    except ImportError:
+        raise InputError("this geogan has no mesh export; upgrade geogan "
+                         "(installer.py --upgrade)") from None
+    kwargs = dict(kwargs)
+    aerial, height, out = (Path(kwargs.pop(k)) for k in ("aerial", "height", "out"))
+    _progress(0.0, f"writing mesh {out.name}")
+    path = export_mesh(aerial, height, out, **kwargs)
+    _progress(1.0, f"wrote {path}")
+    return {"mesh": str(path)}
+
+
 def op_schema(kwargs: dict, cancel) -> dict:
     return {"schema": _schema_json()}
 
 
-OPS = {"render": op_render, "rasterize": op_rasterize, "schema": op_schema}
+OPS = {"render": op_render, "rasterize": op_rasterize, "mesh": op_mesh, "schema": op_schema}
 
 
 def _one_line(text: str) -> str:
