@@ -8,6 +8,7 @@ grid happen in ``features.py``.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import warnings
@@ -21,6 +22,8 @@ import pyproj
 import shapely
 
 from .errors import SourceError
+
+log = logging.getLogger("geogan")
 
 OSM_SUFFIXES = (".osm", ".pbf", ".osm.pbf", ".o5m")
 OSM_LAYERS = ("lines", "multipolygons")
@@ -112,8 +115,10 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
                class_field: str | None) -> RawLayer:
     osm = is_osm_path(path)
     try:
-        info = pyogrio.read_info(path, layer=layer) if not osm else {"crs": "EPSG:4326"}
+        info = pyogrio.read_info(path, layer=layer, force_total_bounds=True) if not osm else {"crs": "EPSG:4326"}
         layer_crs = info.get("crs")
+        if not osm:
+            layer_crs = _check_declared_crs(path, layer, layer_crs, info.get("total_bounds"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             meta, _, wkb, fields = pyogrio.raw.read(
@@ -152,6 +157,23 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
     keep = ~missing
     return RawLayer(f"{path.name}:{layer}", geoms[keep], [t for t, k in zip(tags, keep) if k], osm,
                     dropped=int(missing.sum()))
+
+
+def _check_declared_crs(path: Path, layer: str, layer_crs: str | None, bounds) -> str:
+    """Catch a layer whose coordinates do not fit its declared (or missing) CRS."""
+    degree_like = bounds is not None and all(np.isfinite(bounds)) and \
+        -180.5 <= bounds[0] and bounds[2] <= 180.5 and -90.5 <= bounds[1] and bounds[3] <= 90.5
+    if layer_crs is None:
+        if bounds is None or not all(np.isfinite(bounds)) or degree_like:
+            log.warning("layer '%s' of '%s' declares no CRS; assuming EPSG:4326 (lon/lat)", layer, path.name)
+            return "EPSG:4326"
+        raise SourceError(f"layer '{layer}' of '{path}' declares no CRS and its coordinates are not degrees; "
+                          "assign its CRS (e.g. ogr2ogr -a_srs EPSG:32635 out.gpkg in.shp)")
+    if pyproj.CRS.from_user_input(layer_crs).is_geographic and bounds is not None and not degree_like:
+        raise SourceError(f"layer '{layer}' of '{path}' declares {layer_crs} (degrees) but its coordinates reach "
+                          f"{max(abs(float(b)) for b in bounds):.0f}; it is in another CRS: assign the right one "
+                          "(e.g. ogr2ogr -a_srs EPSG:3857 out.geojson in.geojson)")
+    return layer_crs
 
 
 def read_sources(paths: Sequence[str | Path], bbox_lonlat: tuple[float, float, float, float] | None,

@@ -15,6 +15,7 @@ from typing import Mapping
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window
 
 from .errors import OutputError, RenderError
@@ -34,6 +35,14 @@ class RasterSpec:
     descriptions: tuple[str, ...] = ()
     units: str | None = None
     photometric: str | None = None
+
+
+_WRITE_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError, OSError)
+
+
+def _write_failed(path: Path, exc: BaseException) -> RenderError:
+    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    return RenderError(f"writing '{path}' failed ({first}); check free disk space and write permission, then rerun")
 
 
 def _partial(path: Path, stage: str) -> Path:
@@ -106,12 +115,15 @@ class OutputSet:
         window = Window(0, row0, arr.shape[2], arr.shape[1])
         try:
             ds.write(arr.astype(ds.dtypes[0], copy=False), window=window)
-        except rasterio.errors.RasterioIOError as exc:
-            raise RenderError(f"writing '{self.specs[key].path}' failed ({exc}); check free disk space") from None
+        except _WRITE_ERRORS as exc:
+            raise _write_failed(self.specs[key].path, exc) from None
 
     def _commit(self) -> None:
-        for ds in self._datasets.values():
-            ds.close()
+        for key, ds in self._datasets.items():
+            try:
+                ds.close()
+            except _WRITE_ERRORS as exc:
+                raise _write_failed(self.specs[key].path, exc) from None
         finals = []
         for key, spec in self.specs.items():
             src = _partial(spec.path, "stream")
@@ -123,8 +135,8 @@ class OutputSet:
                     OVERVIEWS="AUTO", OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), BLOCKSIZE=self.block_px,
                     BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
                 )
-            except rasterio.errors.RasterioIOError as exc:
-                raise RenderError(f"writing '{spec.path}' failed ({exc}); check free disk space") from None
+            except _WRITE_ERRORS as exc:
+                raise _write_failed(spec.path, exc) from None
             src.unlink(missing_ok=True)
             finals.append((cog, spec.path))
         for cog, final in finals:
