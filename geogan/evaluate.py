@@ -15,74 +15,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-
 from .errors import InputError
 from .metrics import confusion, fid, kid, l1, miou, psnr, ssim
+from .training.pairs import VAL_FROM_NUMBER, PairSet, load_label_map
 
 log = logging.getLogger("geogan")
-
-# Label-map pixel values of the shared LandCover.ai pairs.
-LANDCOVERAI_VALUES = {0: "background", 45: "building", 74: "woodland", 176: "water", 255: "road"}
-LANDCOVERAI_CLASSES = ["background", "building", "woodland", "water", "road"]
-VAL_FROM_NUMBER = 896  # pairs numbered >= this are the validation split (by file number, not at random)
-
-
-@dataclass(frozen=True)
-class Pair:
-    number: int
-    image: np.ndarray  # uint8 (H, W, 3)
-    labels: np.ndarray  # uint8 (H, W) class index into the class list
-
-
-def pair_number(path: Path) -> int:
-    digits = "".join(ch for ch in path.stem if ch.isdigit())
-    if not digits:
-        raise InputError(f"pair file '{path.name}' has no number in its name; name pairs like pair_0001.png")
-    return int(digits)
-
-
-def list_pairs(pairs_dir: Path, split: str = "val") -> list[Path]:
-    """Pair files of a split: 'train' (< VAL_FROM_NUMBER), 'val' (>=), or 'all'."""
-    pairs_dir = Path(pairs_dir)
-    if not pairs_dir.is_dir():
-        raise InputError(f"pairs directory '{pairs_dir}' does not exist; give a folder of side-by-side PNG pairs")
-    files = sorted(pairs_dir.glob("*.png"), key=pair_number)
-    if split == "train":
-        files = [f for f in files if pair_number(f) < VAL_FROM_NUMBER]
-    elif split == "val":
-        files = [f for f in files if pair_number(f) >= VAL_FROM_NUMBER]
-    if not files:
-        raise InputError(f"no {split} pairs (*.png) in '{pairs_dir}'; validation pairs are numbered >= "
-                         f"{VAL_FROM_NUMBER}")
-    return files
-
-
-def read_pair(path: Path, values: dict[int, str], classes: Sequence[str]) -> Pair:
-    """A side-by-side pair: left half the aerial image, right half the grey label map."""
-    try:
-        arr = np.asarray(Image.open(path).convert("RGB"))
-    except OSError as exc:
-        raise InputError(f"cannot read pair '{path}' ({exc}); give PNG pairs") from None
-    h, w, _ = arr.shape
-    if w != 2 * h and w % 2:
-        raise InputError(f"pair '{path.name}' is {w}x{h}; expected the image and the label map side by side")
-    image, label_rgb = arr[:, : w // 2], arr[:, w // 2:]
-    grey = label_rgb[..., 0].astype(np.int64)
-    keys = np.array(sorted(values), dtype=np.int64)
-    nearest = keys[np.abs(grey[..., None] - keys[None, None, :]).argmin(-1)]  # tolerant to resampled edges
-    lut = np.zeros(256, dtype=np.uint8)
-    for v, name in values.items():
-        lut[v] = list(classes).index(name)
-    return Pair(pair_number(path), np.ascontiguousarray(image), lut[nearest])
-
 
 def to_tensor_image(images: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
@@ -118,8 +60,7 @@ def default_segmenter_path() -> Path:
 
 def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int = 8, width: int = 16,
                     depth: int = 4, crop_px: int = 128, lr: float = 2e-3, seed: int = 0,
-                    values: dict[int, str] = LANDCOVERAI_VALUES, classes: Sequence[str] = LANDCOVERAI_CLASSES,
-                    log_every: int = 100) -> Path:
+                    label_map: str = "landcoverai", log_every: int = 100) -> Path:
     """Train the FCN-score segmenter on the *real* images of the training split."""
     from safetensors.torch import save_file
 
@@ -127,10 +68,10 @@ def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    files = list_pairs(pairs_dir, "train")
-    pairs = [read_pair(f, values, classes) for f in files]
-    images = np.stack([p.image for p in pairs])
-    labels = np.stack([p.labels for p in pairs])
+    lm = load_label_map(label_map)
+    classes = lm.classes
+    data = PairSet.load(pairs_dir, lm, "train")
+    images, labels = data.images, data.labels
     freq = np.bincount(labels.ravel(), minlength=len(classes)) / labels.size
     weight = torch.tensor(1 / np.sqrt(np.maximum(freq, 1e-4)), dtype=torch.float32)
     weight = weight / weight.mean()
@@ -140,7 +81,7 @@ def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int
     t0 = time.perf_counter()
     h = images.shape[1]
     for step in range(1, steps + 1):
-        idx = rng.integers(0, len(pairs), batch)
+        idx = rng.integers(0, len(data), batch)
         ys, xs = rng.integers(0, h - crop_px + 1, batch), rng.integers(0, h - crop_px + 1, batch)
         img = np.stack([images[i, y:y + crop_px, x:x + crop_px] for i, y, x in zip(idx, ys, xs)])
         lab = np.stack([labels[i, y:y + crop_px, x:x + crop_px] for i, y, x in zip(idx, ys, xs)])
@@ -165,7 +106,7 @@ def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int
     card = {"kind": "segmenter", "classes": list(classes), "width": width, "depth": depth,
             "training": {"data": str(Path(pairs_dir).name), "split": f"pairs numbered < {VAL_FROM_NUMBER}",
                          "steps": steps, "batch": batch, "crop_px": crop_px, "seconds": time.perf_counter() - t0},
-            "license": "CC BY-NC-SA 4.0 (trained on LandCover.ai)"}
+            "license": lm.license}
     out.with_suffix(".json").write_text(json.dumps(card, indent=2))
     return out
 
@@ -193,36 +134,37 @@ def generate(model, labels: np.ndarray, seed: int = 0, batch: int = 8) -> torch.
 
 
 def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = None, max_pairs: int | None = None,
-                   seed: int = 0, generator_fn: Callable | None = None) -> dict:
+                   seed: int = 0, label_map: str = "landcoverai") -> dict:
     """All metrics of one model on the validation pairs; returns a JSON-ready dict."""
     from .classes import load_schema
     from .infer import load_model
 
     model = load_model(model_ref, load_schema(), "cpu")
+    lm = load_label_map(label_map)
     classes = list(model.card["classes"])
-    if sorted(classes) != sorted(LANDCOVERAI_CLASSES):
-        raise InputError(f"model '{model.name}' has classes {classes}; evaluation on these pairs needs "
-                         f"{LANDCOVERAI_CLASSES}")
+    if sorted(classes) != sorted(lm.classes):
+        raise InputError(f"model '{model.name}' has classes {classes}; the '{lm.name}' pairs have {list(lm.classes)}")
     net, seg_card = load_segmenter(segmenter or default_segmenter_path())
-    files = list_pairs(pairs_dir, "val")[:max_pairs]
-    pairs = [read_pair(f, LANDCOVERAI_VALUES, classes) for f in files]
-    real = to_tensor_image(np.stack([p.image for p in pairs]))
-    labels = np.stack([p.labels for p in pairs])
+    data = PairSet.load(pairs_dir, lm, "val")
+    n = len(data) if max_pairs is None else min(max_pairs, len(data))
+    real = to_tensor_image(data.images[:n])
+    # the pairs' class order may differ from the model's
+    to_model = np.array([classes.index(c) for c in lm.classes], dtype=np.uint8)
+    labels = to_model[data.labels[:n]]
     t0 = time.perf_counter()
     fake = generate(model, labels, seed)
     gen_s = time.perf_counter() - t0
     # the segmenter's class order may differ from the model's
     seg_idx = np.array([seg_card["classes"].index(c) for c in classes])
     target = seg_idx[labels]
-    n = len(seg_card["classes"])
+    n_seg = len(seg_card["classes"])
     pred_fake, f_fake = _segment(net, fake)
     pred_real, f_real = _segment(net, real)
-    m_fake, iou_fake = miou(confusion(pred_fake, target, n))
-    m_real, iou_real = miou(confusion(pred_real, target, n))
+    m_fake, iou_fake = miou(confusion(pred_fake, target, n_seg))
+    m_real, iou_real = miou(confusion(pred_real, target, n_seg))
     k_mean, k_std = kid(f_fake, f_real)
     return {
-        "model": model.name, "pairs": len(pairs), "pairs_dir": str(pairs_dir),
-        "split": f"numbers >= {VAL_FROM_NUMBER}",
+        "model": model.name, "pairs": n, "pairs_dir": str(pairs_dir), "split": f"numbers >= {VAL_FROM_NUMBER}",
         "fcn_miou_generated": m_fake, "fcn_miou_real": m_real, "fcn_ratio": m_fake / m_real if m_real else None,
         "fcn_iou_generated_per_class": dict(zip(seg_card["classes"], iou_fake)),
         "fcn_iou_real_per_class": dict(zip(seg_card["classes"], iou_real)),

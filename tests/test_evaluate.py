@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from geogan.evaluate import LANDCOVERAI_VALUES, VAL_FROM_NUMBER, evaluate_model, list_pairs, read_pair, train_segmenter
+from geogan.evaluate import evaluate_model, train_segmenter
+from geogan.training.pairs import VAL_FROM_NUMBER, list_pairs, load_label_map, read_pair
+from data_factory import make_pairs as _pairs
 from geogan.metrics import confusion, fid, kid, l1, miou, psnr, ssim
 
 
@@ -30,33 +32,12 @@ def test_metrics_on_known_inputs():
     assert fid(x, x) == pytest.approx(0, abs=1e-6) and fid(x, y) == pytest.approx(8.0, rel=0.3)
 
 
-def _pairs(dir_, n=12, size=64):
-    """Synthetic pairs whose colour is a function of the class (so a segmenter can learn them)."""
-    rng = np.random.default_rng(1)
-    colours = {0: (200, 200, 150), 45: (180, 60, 60), 74: (30, 90, 30), 176: (40, 60, 120), 255: (90, 90, 90)}
-    dir_.mkdir()
-    for i in range(n):
-        lab = np.zeros((size, size), dtype=np.uint8)
-        for v in (45, 74, 176, 255):
-            y, x = rng.integers(0, size - 20, 2)
-            lab[y:y + 20, x:x + 20] = v
-        img = np.array([colours[v] for v in range(256) if v in colours])
-        lut = np.zeros((256, 3), dtype=np.uint8)
-        for v, c in colours.items():
-            lut[v] = c
-        rgb = np.clip(lut[lab] + rng.normal(0, 5, (size, size, 3)), 0, 255).astype(np.uint8)
-        pair = np.concatenate([rgb, np.repeat(lab[..., None], 3, -1)], axis=1)
-        number = i if i < n // 2 else VAL_FROM_NUMBER + i
-        Image.fromarray(pair).save(dir_ / f"pair_{number:04d}.png")
-    return dir_
-
-
 def test_split_is_by_file_number_and_labels_map(tmp_path):
     d = _pairs(tmp_path / "pairs")
     train, val = list_pairs(d, "train"), list_pairs(d, "val")
     assert len(train) == 6 and len(val) == 6 and not set(train) & set(val)
-    p = read_pair(val[0], LANDCOVERAI_VALUES, ["background", "building", "woodland", "water", "road"])
-    assert p.image.shape == (64, 64, 3) and set(np.unique(p.labels)) <= {0, 1, 2, 3, 4}
+    image, labels = read_pair(val[0], load_label_map("landcoverai"))
+    assert image.shape == (64, 64, 3) and set(np.unique(labels)) <= {0, 1, 2, 3, 4}
 
 
 def test_evaluate_end_to_end(tmp_path, tiny_model):

@@ -1,0 +1,342 @@
+"""The GAN training loop: pix2pix, compact U-Net or SPADE generators against patch discriminators.
+
+- pix2pix recipe (Isola et al.): U-Net ngf 64, 70x70 PatchGAN on (labels, image), vanilla GAN loss,
+  L1 x 100, Adam 2e-4 / beta1 0.5, random jitter (286 -> 256 crop) and mirroring, batch 1.
+- unet recipe (the default model): compact U-Net with noise injection, 2-scale PatchGAN, hinge loss,
+  feature matching x 10, L1 x 30, flips and 90-degree rotations, batch 4.
+- spade recipe (GauGAN): SPADE generator with noise injection, 2-scale PatchGAN, hinge, feature
+  matching x 10, L1 x 10 (x VGG 10 when local VGG weights are given).
+- Texture + height: with ``shadow=True`` the generator outputs RGB + height, a ShadowGenerator shades
+  them, and the discriminator sees the shaded image -- once as generated and once after the same
+  random flip/rotation of texture and height, so shadows baked into the texture are punished.
+
+Training state (both networks, both optimisers, RNG states, step, ratio controller) is saved to
+``RUN/state.safetensors`` (+ JSON) every ``checkpoint_every`` steps and on exit or Ctrl-C; ``resume``
+continues exactly. The deployable generator (+ model card) goes to ``RUN/export/NAME``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..models.checkpoint import load_training_state, save_generator, save_training_state
+from ..models.loss import GANLoss, feature_matching_loss, maybe_vgg_loss
+from ..models.registry import build_discriminator, build_generator
+from ..models.shadow import ShadowGenerator, random_flip_rotate
+from .pairs import PairSet
+from .ratio import DynamicRatio, FixedRatio
+
+log = logging.getLogger("geogan")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Architecture, losses and optimiser of one training run."""
+
+    arch: str
+    g_params: dict
+    d_arch: str
+    d_params: dict
+    gan_mode: str = "hinge"
+    l1_weight: float = 30.0
+    fm_weight: float = 10.0
+    vgg_weight: float = 10.0
+    vgg_weights: str | None = None
+    lr: float = 2e-4
+    beta1: float = 0.5
+    batch: int = 4
+    jitter: bool = False
+    flip: bool = True
+    balance: bool = True
+    shadow: bool = False
+
+
+def recipe_for(arch: str, n_classes: int, **overrides) -> Recipe:
+    """The project's recipe for ``arch`` ('pix2pix', 'unet' or 'spade'), with overrides."""
+    out_nc = 4 if overrides.get("shadow") else 3
+    if arch == "pix2pix":
+        r = Recipe("pix2pix", {"in_nc": n_classes, "out_nc": out_nc, "ngf": 64, "n_down": 8},
+                   "patchgan", {"in_nc": n_classes + 3, "ndf": 64, "n_layers": 3}, gan_mode="vanilla",
+                   l1_weight=100.0, fm_weight=0.0, batch=1, jitter=True, balance=False)
+    elif arch == "unet":
+        r = Recipe("unet", {"in_nc": n_classes, "out_nc": out_nc, "ngf": 16, "n_down": 7, "dropout": False,
+                            "noise": True, "norm": "batch"},
+                   "multiscale", {"in_nc": n_classes + 3, "ndf": 32, "n_layers": 3, "num_d": 2})
+    elif arch == "spade":
+        r = Recipe("spade", {"label_nc": n_classes, "out_nc": out_nc, "ngf": 32, "n_up": 5, "noise": True},
+                   "multiscale", {"in_nc": n_classes + 3, "ndf": 32, "n_layers": 3, "num_d": 2},
+                   l1_weight=10.0, batch=2)
+    else:
+        raise InputError(f"unknown --arch '{arch}'; use pix2pix, unet or spade")
+    g_params = {**r.g_params, **overrides.pop("g_params", {})}
+    d_params = {**r.d_params, **overrides.pop("d_params", {})}
+    return replace(r, g_params=g_params, d_params=d_params, **overrides)
+
+
+@dataclass
+class TrainLog:
+    step: int = 0
+    seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """One training run in ``run_dir`` on a :class:`PairSet` (or any set with the same ``batch``)."""
+
+    def __init__(self, recipe: Recipe, train_set: PairSet, run_dir: Path, *, val_set: PairSet | None = None,
+                 ratio: DynamicRatio | FixedRatio | None = None, seed: int = 0, device: str = "cpu",
+                 amp: bool = False, channels_last: bool = False, compile: bool = False, name: str = "model",
+                 gsd_m: float = 0.5) -> None:
+        self.recipe, self.train_set, self.val_set = recipe, train_set, val_set
+        self.run_dir = Path(run_dir)
+        self.ratio = ratio or DynamicRatio()
+        self.device = torch.device(device)
+        self.amp = amp and self.device.type == "cuda"
+        self.name, self.gsd_m, self.seed = name, gsd_m, seed
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.G = build_generator(recipe.arch, recipe.g_params).to(self.device)
+        self.D = build_discriminator(recipe.d_arch, recipe.d_params).to(self.device)
+        self.shadow = ShadowGenerator().to(self.device) if recipe.shadow else None
+        if channels_last:
+            self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
+        g_params = list(self.G.parameters()) + (list(self.shadow.parameters()) if self.shadow else [])
+        self.opt_g = torch.optim.Adam(g_params, lr=recipe.lr, betas=(recipe.beta1, 0.999))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=recipe.lr, betas=(recipe.beta1, 0.999))
+        self.gan = GANLoss(recipe.gan_mode)
+        self.vgg = maybe_vgg_loss(recipe.vgg_weights) if recipe.vgg_weights is not None else None
+        self.g_fwd = torch.compile(self.G) if compile else self.G
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.weights = train_set.class_balanced_weights(0.5) if recipe.balance else None
+        self.log = TrainLog()
+        self._stop = False
+
+    # ------------------------------------------------------------ state
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "state.safetensors"
+
+    def save_state(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tensors = {"G": self.G.state_dict(), "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(),
+                   "opt_d": self.opt_d.state_dict(), "torch_rng": torch.get_rng_state()}
+        if self.shadow is not None:
+            tensors["shadow"] = self.shadow.state_dict()
+        meta = {"step": self.log.step, "seconds": self.log.seconds, "numpy_rng": self.rng.bit_generator.state,
+                "ratio": self.ratio.state(), "recipe": asdict(self.recipe)}
+        save_training_state(self.state_path, tensors, meta)
+
+    def resume(self) -> bool:
+        """Load the run's state if there is one; True when resumed."""
+        if not self.state_path.exists():
+            return False
+        tensors, meta = load_training_state(self.state_path)
+        saved = meta.get("recipe")
+        if saved is not None and (saved["arch"] != self.recipe.arch or saved["g_params"] != self.recipe.g_params):
+            raise InputError(f"run '{self.run_dir}' was trained as {saved['arch']} {saved['g_params']}; resume it "
+                             "with the same --arch and parameters, or choose another --out")
+        self.G.load_state_dict(tensors["G"])
+        self.D.load_state_dict(tensors["D"])
+        self.opt_g.load_state_dict(tensors["opt_g"])
+        self.opt_d.load_state_dict(tensors["opt_d"])
+        if self.shadow is not None and "shadow" in tensors:
+            self.shadow.load_state_dict(tensors["shadow"])
+        torch.set_rng_state(tensors["torch_rng"])
+        self.rng.bit_generator.state = meta["numpy_rng"]
+        if "ratio" in meta:
+            self.ratio.load_state(meta["ratio"])
+        self.log.step, self.log.seconds = int(meta["step"]), float(meta["seconds"])
+        log.info("resumed %s at step %d (%.2f h trained)", self.run_dir, self.log.step, self.log.seconds / 3600)
+        return True
+
+    # ------------------------------------------------------------ one step
+    def _batch(self):
+        ts = self.train_set
+        idx = self.rng.choice(len(ts), self.recipe.batch, p=self.weights)
+        out = ts.batch(idx, self.rng, flip=self.recipe.flip, jitter=self.recipe.jitter)
+        return tuple(t.to(self.device) for t in out)
+
+    def _shade(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        texture, height = out[:, :3], out[:, 3:4]
+        return self.shadow(texture, height), texture, height
+
+    def step(self) -> dict:
+        x, real, *extra = self._batch()
+        with torch.autocast(self.device.type, enabled=self.amp):
+            out = self.g_fwd(x)
+            if self.shadow is not None:
+                fake, texture, height = self._shade(out)
+            else:
+                fake = out
+            d_fake = self.D(x, fake.detach())
+            d_real = self.D(x, real)
+            loss_d = self.gan(d_fake, False) + self.gan(d_real, True)
+        step_d = self.ratio.should_step_d()
+        if step_d:
+            self._backward(loss_d, self.opt_d)
+        step_g = self.ratio.should_step_g(loss_d.item())
+        rec = {"loss_d": loss_d.item()}
+        if step_g:
+            with torch.autocast(self.device.type, enabled=self.amp):
+                d_fake = self.D(x, fake)
+                loss_adv = self.gan(d_fake, True, for_discriminator=False)
+                loss = loss_adv
+                if self.recipe.fm_weight and isinstance(d_fake[0], (list, tuple)):
+                    loss_fm = feature_matching_loss([[f.detach() for f in s] for s in d_real], d_fake)
+                    loss = loss + self.recipe.fm_weight * loss_fm
+                    rec["loss_fm"] = loss_fm.item()
+                loss_l1 = (fake - real).abs().mean()
+                loss = loss + self.recipe.l1_weight * loss_l1
+                if self.vgg is not None:
+                    loss = loss + self.recipe.vgg_weight * self.vgg(fake, real)
+                if self.shadow is not None:
+                    # second route: flip/rotate texture and height together before shading
+                    t2, h2, x2 = random_flip_rotate(texture, height, x)
+                    loss = loss + self.gan(self.D(x2, self.shadow(t2, h2)), True, for_discriminator=False)
+                    if extra:  # real heights available
+                        loss_h = (height - extra[0]).abs().mean()
+                        loss = loss + self.recipe.l1_weight * loss_h
+                        rec["loss_height"] = loss_h.item()
+            self._backward(loss, self.opt_g)
+            rec.update(loss_adv=loss_adv.item(), loss_l1=loss_l1.item())
+        self.ratio.record(step_d, step_g)
+        rec["g_step"] = step_g
+        return rec
+
+    def _backward(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+
+    # ------------------------------------------------------------ validation, samples, export
+    def validate(self, max_pairs: int = 64) -> float | None:
+        if self.val_set is None:
+            return None
+        self.G.eval()
+        gen = torch.Generator().manual_seed(123)
+        errs = []
+        with torch.inference_mode():
+            n = min(len(self.val_set), max_pairs)
+            for i in range(0, n, 8):
+                x, real = self.val_set.batch(range(i, min(n, i + 8)), self.rng, flip=False)
+                z = torch.randn(x.shape[0], 1, *x.shape[2:], generator=gen)
+                fake = self.G(x.to(self.device), noise=z.to(self.device))[:, :3].float().cpu()
+                errs.append(float((fake - real).abs().mean() / 2))
+        self.G.train()
+        return float(np.mean(errs))
+
+    def save_samples(self, path: Path, n: int = 4) -> Path:
+        """A PNG grid: rows of (labels colourised | output | target)."""
+        from PIL import Image
+        source = self.val_set or self.train_set
+        x, real = source.batch(range(min(n, len(source))), np.random.default_rng(0), flip=False)
+        self.G.eval()
+        with torch.inference_mode():
+            fake = self.G(x.to(self.device))[:, :3].float().cpu()
+        self.G.train()
+        colours = np.array([(255, 255, 255), (214, 39, 40), (20, 110, 40), (31, 119, 220), (0, 0, 0),
+                            (230, 210, 120), (110, 110, 110), (170, 170, 170)] * 4, dtype=np.uint8)
+        rows = []
+        for i in range(x.shape[0]):
+            lab = colours[x[i].argmax(0).numpy()]
+            to_u8 = lambda t: ((t.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+            rows.append(np.concatenate([lab, to_u8(fake[i]), to_u8(real[i])], 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.concatenate(rows, 0)).save(path)
+        return path
+
+    def card(self, val_l1: float | None) -> dict:
+        lm = self.train_set.label_map
+        return {
+            "name": self.name, "arch": self.recipe.arch, "arch_params": self.recipe.g_params,
+            "classes": list(lm.classes), "schema_to_model": lm.schema_to_model,
+            "outputs": ["rgb", "height"] if self.recipe.shadow else ["rgb"], "height_scale_m": 50.0,
+            "gsd_m": self.gsd_m,
+            "training": {"data": lm.data or lm.name, "label_map": lm.name, "steps": self.log.step,
+                         "cpu_hours": self.log.seconds / 3600, "recipe": asdict(self.recipe)},
+            "license": lm.license or "see the training data's licence",
+            "metrics": {"val_l1": val_l1},
+        }
+
+    def export(self) -> Path:
+        val = self.validate()
+        (self.run_dir / "export").mkdir(parents=True, exist_ok=True)
+        _, card_path = save_generator(self.G, self.card(val), self.run_dir / "export" / self.name, fp16=True)
+        self.G.train()
+        return card_path
+
+    # ------------------------------------------------------------ loop
+    def train(self, steps: int, *, checkpoint_every: int = 500, sample_every: int = 500,
+              log_every: int = 25, max_seconds: float | None = None, progress: bool = False) -> TrainLog:
+        """Train until ``steps`` total steps (counting resumed ones); checkpoint on exit and Ctrl-C."""
+        self.G.train()
+        self.D.train()
+        old = signal.signal(signal.SIGTERM, lambda *a: setattr(self, "_stop", True)) \
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None) else None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        logf = open(self.run_dir / "log.jsonl", "a")
+        t_start = last = time.perf_counter()
+        epoch_len = max(1, len(self.train_set) // self.recipe.batch)
+        try:
+            for _ in self._steps(steps, progress):
+                if self._stop or (max_seconds is not None and time.perf_counter() - t_start > max_seconds):
+                    break
+                rec = self.step()
+                self.log.step += 1
+                now = time.perf_counter()
+                self.log.seconds += now - last
+                last = now
+                if self.log.step % log_every == 0:
+                    rec.update(step=self.log.step, seconds=round(self.log.seconds, 1))
+                    self.log.history.append(rec)
+                    logf.write(json.dumps(rec) + "\n")
+                    logf.flush()
+                if self.log.step % epoch_len == 0:
+                    c = self.ratio.take_counts()
+                    line = {"epoch_end_step": self.log.step, "d_steps": c.d_steps, "g_steps": c.g_steps,
+                            "d_to_g": round(c.ratio, 3)}
+                    logf.write(json.dumps(line) + "\n")
+                    log.info("epoch done at step %d: realised D:G ratio %.2f", self.log.step, c.ratio)
+                if self.log.step % sample_every == 0:
+                    self.save_samples(self.run_dir / "samples" / f"step_{self.log.step:07d}.png")
+                if self.log.step % checkpoint_every == 0:
+                    self.save_state()
+                    self.export()
+        except KeyboardInterrupt:
+            log.info("interrupted: saving a checkpoint at step %d", self.log.step)
+        finally:
+            self.save_state()
+            self.export()
+            logf.close()
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
+        return self.log
+
+    def _steps(self, steps: int, progress: bool) -> Iterator[int]:
+        todo = range(self.log.step, steps)
+        if not progress:
+            yield from todo
+            return
+        from rich.progress import Progress
+        with Progress() as bar:
+            task = bar.add_task("training", total=len(todo))
+            for i in todo:
+                yield i
+                h = self.log.history[-1] if self.log.history else {}
+                bar.update(task, advance=1, description=f"step {self.log.step} D {h.get('loss_d', 0):.3f} "
+                                                         f"L1 {h.get('loss_l1', 0):.3f}")
