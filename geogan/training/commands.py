@@ -9,6 +9,11 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    register_train(app)
+    register_chips(app)
+
+
+def register_train(app: typer.Typer) -> None:
     @app.command()
     def train(
         arch: str = typer.Option("unet", help="pix2pix (the paper's network), unet (compact) or spade."),
@@ -76,3 +81,26 @@ def register(app: typer.Typer) -> None:
         rate = log.step / log.seconds if log.seconds else 0.0
         typer.echo(f"trained to step {log.step} ({log.seconds / 3600:.2f} h, {rate:.2f} steps/s); "
                    f"model: {out / 'export' / name}.json")
+
+
+def register_chips(app: typer.Typer) -> None:
+    @app.command()
+    def chips(
+        ortho: Path = typer.Option(..., help="Orthophoto GeoTIFF (any CRS)."),
+        out: Path = typer.Option(..., help="Output folder for the chips."),
+        vector: Optional[list[Path]] = typer.Option(None, help="Vector class source(s) (OSM tags or --class-field)."),
+        class_raster: Optional[Path] = typer.Option(None, help="Class GeoTIFF (schema ids) instead of vectors."),
+        class_field: Optional[str] = typer.Option(None, help="Attribute with a class name/id in the vectors."),
+        dem: Optional[Path] = typer.Option(None, help="DEM GeoTIFF for height chips."),
+        gsd: float = typer.Option(0.5, help="Chip pixel size in ground metres."),
+        chip_size: int = typer.Option(256, help="Chip size in pixels."),
+        crs: Optional[str] = typer.Option(None, help="Chip CRS (default: the orthophoto's)."),
+    ) -> None:
+        """Cut aligned training chips (image | classes [| heights]) from an orthophoto and a class source."""
+        from ..cli import run_guarded
+        from .chips import make_chips
+
+        index = run_guarded(lambda: make_chips(ortho, out, vectors=vector or (), class_raster=class_raster,
+                                               class_field=class_field, gsd_m=gsd, chip_px=chip_size, crs=crs,
+                                               dem=dem))
+        typer.echo(f"wrote {len(index['chips'])} chips to {out} (validation from chip {index['val_from']})")
