@@ -10,7 +10,6 @@ exactly for the same seed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .classes import Schema
+
 from .errors import InputError, ModelError
 from .zoo import resolve_model
 
@@ -96,31 +96,6 @@ def model_input_px(tile_px: int, tile_gsd_m: float, native_gsd_m: float, multipl
     if abs(exact - tile_px) <= 0.01 * tile_px and tile_px % multiple == 0:
         return tile_px
     return max(multiple, int(round(exact / multiple)) * multiple)
-
-
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLD = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _splitmix(z: np.ndarray) -> np.ndarray:
-    z = z ^ (z >> np.uint64(30))
-    z = z * _M1
-    z = z ^ (z >> np.uint64(27))
-    z = z * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-def hashed_noise(seed: int, row0: int, col0: int, size_px: int) -> np.ndarray:
-    """Standard-normal noise (size, size) that depends only on seed and global pixel position."""
-    with np.errstate(over="ignore"):
-        rows = (np.arange(size_px, dtype=np.int64) + row0).astype(np.uint64)
-        cols = (np.arange(size_px, dtype=np.int64) + col0).astype(np.uint64)
-        key = np.uint64(seed & 0xFFFFFFFF) * _GOLD
-        z = _splitmix(key + rows[:, None] * _M2 + cols[None, :] * _GOLD + _M1)
-    u1 = ((z >> np.uint64(40)).astype(np.float64) + 0.5) / float(1 << 24)
-    u2 = ((z & np.uint64(0xFFFFFF)).astype(np.float64) + 0.5) / float(1 << 24)
-    return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * math.pi * u2)).astype(np.float32)
 
 
 def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out_px: int) -> np.ndarray:

@@ -25,7 +25,8 @@ from .errors import Cancelled, TooLargeError
 from .features import FeatureSet
 from .sketch import ClassSource
 from .grid import Grid
-from .infer import LoadedModel, hashed_noise, model_input_px, run_batch
+from .infer import LoadedModel, model_input_px, run_batch
+from .noise import hashed_noise
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
 from .tiles import Tile, TileSpec, tile_rows
 from .write import OutputSet, RasterSpec

@@ -52,6 +52,7 @@ from rasterio.windows import Window, from_bounds
 from .classes import Schema
 from .errors import InputError
 from .grid import Grid
+from .noise import GOLD, M1, M2, splitmix64
 
 log = logging.getLogger("geogan")
 
@@ -329,26 +330,13 @@ def read_dem_window(dem_path: str | os.PathLike, grid: Grid, fill_distance_px: i
 
 # --------------------------------------------------------------------------- canopy noise
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLD = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _splitmix(z: np.ndarray) -> np.ndarray:
-    z = z ^ (z >> np.uint64(30))
-    z = z * _M1
-    z = z ^ (z >> np.uint64(27))
-    z = z * _M2
-    return z ^ (z >> np.uint64(31))
-
-
 def _lattice(seed: int, octave: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Uniform [-1, 1] values at integer lattice points (i rows, j cols): a pure hash."""
     with np.errstate(over="ignore"):
         iu = i.astype(np.int64).view(np.uint64)
         ju = j.astype(np.int64).view(np.uint64)
-        key = _splitmix(np.uint64(seed & 0xFFFFFFFF) * _GOLD + np.uint64(octave + 1) * _M1)
-        z = _splitmix(key + iu[:, None] * _M2 + ju[None, :] * _GOLD)
+        key = splitmix64(np.uint64(seed & 0xFFFFFFFF) * GOLD + np.uint64(octave + 1) * M1)
+        z = splitmix64(key + iu[:, None] * M2 + ju[None, :] * GOLD)
     return ((z >> np.uint64(40)).astype(np.float64) + 0.5) / float(1 << 23) - 1.0
 
 

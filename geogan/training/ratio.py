@@ -23,8 +23,22 @@ class RatioCounts:
         return self.d_steps / max(self.g_steps, 1)
 
 
+class _Counting:
+    """Counts of the steps actually taken, collected per epoch."""
+
+    counts: RatioCounts
+
+    def record(self, d: bool, g: bool) -> None:
+        self.counts.d_steps += int(d)
+        self.counts.g_steps += int(g)
+
+    def take_counts(self) -> RatioCounts:
+        out, self.counts = self.counts, RatioCounts()
+        return out
+
+
 @dataclass
-class DynamicRatio:
+class DynamicRatio(_Counting):
     low: float = 1.0  # D loss = sum of its real and fake terms: hinge and BCE sit near 1.4-2.0 when
     high: float = 2.2  # D cannot tell real from fake; above `high` it is losing, so G pauses
     ema: float = 0.9
@@ -48,14 +62,6 @@ class DynamicRatio:
             self.g_on = True
         return self.g_on
 
-    def record(self, d: bool, g: bool) -> None:
-        self.counts.d_steps += int(d)
-        self.counts.g_steps += int(g)
-
-    def take_counts(self) -> RatioCounts:
-        out, self.counts = self.counts, RatioCounts()
-        return out
-
     def state(self) -> dict:
         return {"kind": "dynamic", "low": self.low, "high": self.high, "ema": self.ema, "g_on": self.g_on,
                 "loss_ema": self.loss_ema, "d_steps": self.counts.d_steps, "g_steps": self.counts.g_steps}
@@ -66,7 +72,7 @@ class DynamicRatio:
 
 
 @dataclass
-class FixedRatio:
+class FixedRatio(_Counting):
     d_steps: int = 1
     g_steps: int = 1
     position: int = 0
@@ -86,14 +92,6 @@ class FixedRatio:
         step_g = self.position % self._cycle() < self.g_steps
         self.position += 1
         return step_g
-
-    def record(self, d: bool, g: bool) -> None:
-        self.counts.d_steps += int(d)
-        self.counts.g_steps += int(g)
-
-    def take_counts(self) -> RatioCounts:
-        out, self.counts = self.counts, RatioCounts()
-        return out
 
     def state(self) -> dict:
         return {"kind": "fixed", "d": self.d_steps, "g": self.g_steps, "position": self.position,
