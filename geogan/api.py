@@ -22,7 +22,7 @@ from .classes import Schema, load_schema
 from .errors import InputError, TooLargeError
 from .features import FeatureSet, build_features
 from .grid import Grid, grid_from_bbox, parse_crs
-from .infer import load_model
+from .infer import LoadedModel, load_model
 from .zoo import resolve_model
 from .render import (CancelFn, make_height_spec, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
                      render_grid)
@@ -127,12 +127,13 @@ def _features(paths: list[Path], grid: Grid, schema: Schema, class_field, margin
 
 
 def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326",
-           crs: str = "EPSG:3857", gsd_m: float | None = None, out_dir: PathLike = "out", model: str = "default",
+           crs: str = "EPSG:3857", gsd_m: float | None = None, out_dir: PathLike | None = "out", model: str = "default",
            device: str = "auto", tile_px: int = 256, overlap_px: int = 64, seed: int = 0, overwrite: bool = False,
            rules: PathLike | None = None, force: bool = False, class_field: str | None = None,
            dem: PathLike | None = None, hillshade: bool = False, canopy: CanopyParams | None = None,
            scheduler: str | None = None, workers: int | None = None, osm_fetch: OsmFetch | None = None,
-           sketch: PathLike | None = None, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
+           sketch: PathLike | None = None, progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+           _preloaded: LoadedModel | None = None):
     """Render synthetic aerial imagery, heights and a class map for an area.
 
     Parameters
@@ -142,7 +143,9 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         from an Overpass API (see ``osm_fetch``: endpoint and cache).
     bbox : (xmin, ymin, xmax, ymax) in ``bbox_crs``; None = the data's extent.
     crs : output CRS. gsd_m : output pixel size in *ground* metres (default: the model's native GSD).
-    out_dir : directory receiving aerial.tif, height.tif, classes.tif (COGs).
+    out_dir : directory receiving aerial.tif, height.tif, classes.tif (COGs); None returns an
+        ``xarray.Dataset`` (``aerial`` (band, y, x), ``height`` (y, x), ``classes`` (y, x); rioxarray CRS).
+    osm may also be a GeoDataFrame (any CRS; its ``class`` column, or OSM tag columns, say the class).
     model : a zoo name (``geogan models``) or a path to a model .json/.safetensors.
     device : auto, cpu or cuda. tile_px, overlap_px : tiling. seed : same seed -> identical output.
     overwrite : replace existing outputs. rules : a class rules TOML (default: built-in schema).
@@ -158,15 +161,24 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
 
     Returns
     -------
-    RenderResult with the three paths, the grid, tile count and timing.
+    RenderResult with the three paths, the grid, tile count and timing (an xarray.Dataset when
+    ``out_dir`` is None).
     """
     spec = TileSpec(int(tile_px), int(overlap_px))
     if sketch is not None and (bbox is None or osm is not None):
         raise InputError("a sketch is placed by --bbox and replaces --osm; pass --bbox and no --osm")
     schema = load_schema(rules)
+    if out_dir is None:  # notebook use: render into a scratch folder and hand back an xarray.Dataset
+        import tempfile
+
+        from .xarray_io import load_dataset
+        with tempfile.TemporaryDirectory(prefix="geogan-") as tmp:
+            res = render(**{**locals_for_render(locals()), "out_dir": tmp, "overwrite": True})
+            return load_dataset(res)
+    osm, class_field, _keep = materialize_sources(osm, class_field)
     paths = OutputPaths.in_dir(Path(out_dir), hillshade)
     parse_crs(crs)
-    loaded = load_model(model, schema, device)
+    loaded = _preloaded if _preloaded is not None else load_model(model, schema, device)
     if spec.tile_px % loaded.size_multiple:
         raise InputError(f"tile size {spec.tile_px} px must be a multiple of {loaded.size_multiple} for model "
                          f"'{loaded.name}'; change --tile-size")
@@ -190,6 +202,51 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
             warnings_.extend(dem_check.warnings + dem_src.warnings())
     result.warnings.extend(warnings_)
     return result
+
+
+def locals_for_render(scope: dict) -> dict:
+    """The keyword arguments of :func:`render` from its own ``locals()``."""
+    import inspect
+    return {k: scope[k] for k in inspect.signature(render).parameters if k in scope}
+
+
+def materialize_sources(osm, class_field: str | None):
+    """GeoDataFrames become a temporary GeoPackage (kept alive by the returned handle)."""
+    try:
+        import geopandas as gpd
+    except ImportError:
+        return osm, class_field, None
+    frames = [osm] if isinstance(osm, gpd.GeoDataFrame) else None
+    if frames is None:
+        return osm, class_field, None
+    import tempfile
+
+    import pyogrio
+    tmp = tempfile.TemporaryDirectory(prefix="geogan-src-")
+    path = Path(tmp.name) / "layer.gpkg"
+    frame = frames[0]
+    if frame.crs is None:
+        raise InputError("the GeoDataFrame has no CRS; set one with gdf.set_crs('EPSG:4326') (or the right EPSG)")
+    pyogrio.write_dataframe(frame, path, layer="features")
+    if class_field is None and "class" in frame.columns:
+        class_field = "class"
+    return [path], class_field, tmp
+
+
+class Renderer:
+    """Loads a model once and renders many areas (what long-lived fronts use).
+
+    >>> r = Renderer(model="default", device="auto")
+    >>> r.render(osm="town.osm", out_dir="a"); r.render(osm="town.osm", bbox=..., out_dir="b")
+    """
+
+    def __init__(self, model: str = "default", device: str = "auto", rules: PathLike | None = None) -> None:
+        self.model_name, self.rules = model, rules
+        self.loaded = load_model(model, load_schema(rules), device)
+
+    def render(self, **kwargs) -> RenderResult:
+        kwargs.setdefault("rules", self.rules)
+        return render(model=self.model_name, _preloaded=self.loaded, **kwargs)
 
 
 def _run(feats, grid, loaded, model, schema, paths, spec, seed, force, heights, scheduler, workers, progress,
