@@ -53,3 +53,19 @@ def test_example_script_runs(tmp_path):
     assert "class fractions" in p.stdout
     with rasterio.open(tmp_path / "classes.tif") as ds:
         assert ds.crs.to_epsg() == 32635 and ds.res == pytest.approx((0.5, 0.5))
+
+
+def test_frame_crs_does_not_matter_and_dataset_matches_files(tmp_path, tiny_model):
+    gdf, bbox = _scene()
+    kw = dict(bbox=bbox, bbox_crs="EPSG:32635", crs="EPSG:32635", gsd_m=0.5, model=str(tiny_model), tile_px=128,
+              overlap_px=32, seed=2)
+    ds_utm = geogan.render(osm=gdf, out_dir=None, **kw)
+    ds_ll = geogan.render(osm=gdf.to_crs("EPSG:4326"), out_dir=None, **kw)
+    # the same scene given in lon/lat or in UTM rasterizes to the same classes (up to reprojection round-off)
+    assert (ds_utm.classes.values == ds_ll.classes.values).mean() > 0.999
+    files = geogan.render(osm=gdf, out_dir=tmp_path / "f", **kw)
+    with rasterio.open(files.classes) as c, rasterio.open(files.aerial) as a:
+        assert ds_utm.rio.crs == c.crs
+        assert tuple(ds_utm.rio.transform())[:6] == pytest.approx(tuple(c.transform)[:6])
+        assert ds_utm.classes.shape == c.shape and np.array_equal(ds_utm.classes.values, c.read(1))
+        assert np.array_equal(ds_utm.aerial.values, a.read())

@@ -127,3 +127,25 @@ def test_texture_height_with_shadow_trains_end_to_end(data, tmp_path):
     assert hist and np.isfinite(hist[-1]["loss_height"])
     _, card = load_generator(tmp_path / "run" / "export" / "model.json")
     assert card["outputs"] == ["rgb", "height"]
+
+
+def test_tensorboard_logs_and_cli_train(tmp_path):
+    """`geogan train` from the command line: a short run, a resume, TensorBoard event files, samples."""
+    import subprocess
+    import sys
+    pairs_dir = make_pairs(tmp_path / "pairs", n=6, size=128, seed=2)
+    run = tmp_path / "run"
+    base = [sys.executable, "-m", "geogan.cli", "train", "--arch", "unet", "--pairs", str(pairs_dir), "--out",
+            str(run), "--ngf", "4", "--batch", "1", "--checkpoint-every", "2", "--sample-every", "2",
+            "--tensorboard", "--name", "tiny"]
+    p = subprocess.run(base + ["--steps", "2"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert list((run / "samples").glob("*.png"))
+    again = subprocess.run(base + ["--steps", "3"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "--resume" in again.stderr  # an existing run is never overwritten
+    p = subprocess.run(base + ["--steps", "3", "--resume"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "trained to step 3" in p.stdout
+    _, card = load_generator(run / "export" / "tiny.json")
+    assert card["training"]["steps"] == 3

@@ -36,6 +36,7 @@ def register_train(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Random seed."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         compile: bool = typer.Option(False, help="torch.compile the generator."),
+        tensorboard: bool = typer.Option(False, help="Also write TensorBoard logs to OUT/tb."),
     ) -> None:
         """Train a generator (pix2pix / compact U-Net / SPADE) on paired data; resumable."""
         from ..cli import run_guarded
@@ -68,7 +69,7 @@ def register_train(app: typer.Typer) -> None:
             dev = resolve_device(device)
             trainer = Trainer(recipe, train_set, out, val_set=val_set, ratio=parse_ratio(ratio), seed=seed,
                               device=str(dev), amp=dev.type == "cuda", channels_last=dev.type == "cuda",
-                              compile=compile, name=name, gsd_m=lm.gsd_m)
+                              compile=compile, name=name, gsd_m=lm.gsd_m, tensorboard=tensorboard)
             if resume:
                 trainer.resume()
             elif trainer.state_path.exists():

@@ -83,6 +83,14 @@ def recipe_for(arch: str, n_classes: int, **overrides) -> Recipe:
     return replace(r, g_params=g_params, d_params=d_params, **overrides)
 
 
+def _tensorboard_writer(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise InputError("--tensorboard needs the tensorboard package; pip install tensorboard") from None
+    return SummaryWriter(str(path))
+
+
 @dataclass
 class TrainLog:
     step: int = 0
@@ -96,7 +104,7 @@ class Trainer:
     def __init__(self, recipe: Recipe, train_set: PairSet, run_dir: Path, *, val_set: PairSet | None = None,
                  ratio: DynamicRatio | FixedRatio | None = None, seed: int = 0, device: str = "cpu",
                  amp: bool = False, channels_last: bool = False, compile: bool = False, name: str = "model",
-                 gsd_m: float = 0.5) -> None:
+                 gsd_m: float = 0.5, tensorboard: bool = False) -> None:
         self.recipe, self.train_set, self.val_set = recipe, train_set, val_set
         self.run_dir = Path(run_dir)
         self.ratio = ratio or DynamicRatio()
@@ -120,6 +128,7 @@ class Trainer:
         self.weights = train_set.class_balanced_weights(0.5) if recipe.balance else None
         self.log = TrainLog()
         self._stop = False
+        self.tb = _tensorboard_writer(self.run_dir / "tb") if tensorboard else None
 
     # ------------------------------------------------------------ state
     @property
@@ -306,12 +315,18 @@ class Trainer:
                     self.log.history.append(rec)
                     logf.write(json.dumps(rec) + "\n")
                     logf.flush()
+                    if self.tb is not None:
+                        for k, v in rec.items():
+                            if k.startswith("loss"):
+                                self.tb.add_scalar(k, v, self.log.step)
                 if self.log.step % epoch_len == 0:
                     c = self.ratio.take_counts()
                     line = {"epoch_end_step": self.log.step, "d_steps": c.d_steps, "g_steps": c.g_steps,
                             "d_to_g": round(c.ratio, 3)}
                     logf.write(json.dumps(line) + "\n")
                     log.info("epoch done at step %d: realised D:G ratio %.2f", self.log.step, c.ratio)
+                    if self.tb is not None:
+                        self.tb.add_scalar("d_to_g_ratio", c.ratio, self.log.step)
                 if self.log.step % sample_every == 0:
                     self.save_samples(self.run_dir / "samples" / f"step_{self.log.step:07d}.png")
                 if self.log.step % checkpoint_every == 0:
@@ -323,6 +338,8 @@ class Trainer:
             self.save_state()
             self.export()
             logf.close()
+            if self.tb is not None:
+                self.tb.flush()
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
         return self.log
