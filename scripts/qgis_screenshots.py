@@ -110,15 +110,17 @@ def main() -> int:
     if not os.environ.get("DISPLAY"):
         sys.exit("no DISPLAY: run under xvfb-run (see the docstring)")
 
-    home = Path(tempfile.mkdtemp(prefix="geogan_qgis_shots_"))
+    # a fixed folder, so the output path shown in the dialog is the same on every run
+    home = Path(tempfile.gettempdir()) / "geogan_qgis_shots"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
     plugins = _prepare_profile(home)
     render_dir = home / "geogan_render"
 
-    from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsProject,
-                           QgsRasterLayer, QgsVectorLayer)
+    from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsLayerTreeModel,
+                           QgsProject, QgsRasterLayer, QgsVectorLayer)
     from qgis.gui import (QgisInterface, QgsBrowserGuiModel, QgsLayerTreeMapCanvasBridge, QgsLayerTreeView,
                           QgsMapCanvas)
-    from qgis.core import QgsLayerTreeModel
     from qgis.PyQt.QtCore import QSize, Qt
     from qgis.PyQt.QtGui import QColor
     from qgis.PyQt.QtWidgets import QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
@@ -215,11 +217,7 @@ def main() -> int:
     model = QgsLayerTreeModel(root)
     model.setFlag(QgsLayerTreeModel.AllowNodeChangeVisibility, True)
     tree = QgsLayerTreeView()
-    tree.setModel(model)
-    tree.expandAll()
-    for layer in project.mapLayers().values():
-        if layer is not classes:
-            tree.collapse(tree.layerTreeModel().node2index(root.findLayer(layer.id())))
+    tree.setModel(model)  # expanded as the nodes say: only the class palette's legend
     splitter.addWidget(tree)
 
     canvases = []
