@@ -20,10 +20,12 @@ import math
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from ..errors import ModelError, OutputError
@@ -96,19 +98,32 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def _write_json(path: Path, obj) -> None:
+T = TypeVar("T")
+
+
+def _atomic_write(path: Path, write: Callable[[Path], T]) -> T:
+    """Run ``write(tmp)`` and rename ``tmp`` to ``path``; on failure leave nothing behind."""
     tmp = _tmp_path(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result = write(tmp)
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(
             f"{path}: cannot write ({_first_line(exc)}); "
             f"check the directory exists and is writable"
         ) from None
+    return result
+
+
+def _write_json(path: Path, obj) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, ensure_ascii=False)
+            fh.write("\n")
+
+    _atomic_write(path, write)
 
 
 def _write_safetensors(
@@ -117,18 +132,11 @@ def _write_safetensors(
     """Write tensors atomically; return the file's SHA-256."""
     from safetensors.torch import save_file
 
-    tmp = _tmp_path(path)
-    try:
+    def write(tmp: Path) -> str:
         save_file(tensors, str(tmp), metadata=metadata)
-        digest = sha256_file(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(
-            f"{path}: cannot write ({_first_line(exc)}); "
-            f"check the directory exists and is writable"
-        ) from None
-    return digest
+        return sha256_file(tmp)
+
+    return _atomic_write(path, write)
 
 
 def _read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
