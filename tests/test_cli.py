@@ -180,3 +180,9 @@ def test_verbose_gives_the_traceback(tmp_path):
     p = geogan("--verbose", "rasterize", "--osm", tmp_path / "missing.osm", "--bbox", bbox_text(),
                "--out", tmp_path / "c.tif")
     assert p.returncode == 2 and "Traceback" in p.stderr
+
+
+def test_models_lists_the_shipped_default():
+    p = geogan("models")
+    assert p.returncode == 0, p.stderr
+    assert "default" in p.stdout and "unet" in p.stdout and "CC BY-NC-SA" in p.stdout
