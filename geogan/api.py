@@ -8,6 +8,7 @@ CLI, the QGIS plugin and the Dask front are thin layers over these.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from contextlib import nullcontext
@@ -22,7 +23,7 @@ from .classes import Schema, load_schema
 from .errors import InputError, TooLargeError
 from .features import FeatureSet, build_features
 from .grid import Grid, grid_from_bbox, parse_crs
-from .infer import LoadedModel, load_model
+from .infer import LoadedModel, encode_style, load_model
 from .zoo import resolve_model
 from .render import (CancelFn, make_height_spec, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
                      render_grid)
@@ -132,8 +133,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            rules: PathLike | None = None, force: bool = False, class_field: str | None = None,
            dem: PathLike | None = None, hillshade: bool = False, canopy: CanopyParams | None = None,
            scheduler: str | None = None, workers: int | None = None, osm_fetch: OsmFetch | None = None,
-           sketch: PathLike | None = None, progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-           _preloaded: LoadedModel | None = None):
+           sketch: PathLike | None = None, style_ref: PathLike | None = None, progress: ProgressFn | None = None,
+           cancel: CancelFn | None = None, _preloaded: LoadedModel | None = None):
     """Render synthetic aerial imagery, heights and a class map for an area.
 
     Parameters
@@ -154,6 +155,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     dem : a DEM raster (any GDAL raster, any CRS): terrain under objects, in the DEM's vertical datum;
         without it the ground is flat at 0. hillshade : also write hillshade.tif (light from the NW).
     canopy : vegetation canopy heights per class (default: woodland 15 m +-30 %, wetland 1 m).
+    style_ref : a reference aerial image whose look (colours, texture) the render takes on; needs a SPADE
+        model with a style encoder.
     sketch : a PNG painted with the class palette, stretched over ``bbox`` (instead of vector sources).
     scheduler : a Dask scheduler address (``tcp://host:8786``) to render blocks of tiles on a cluster;
         workers : or the number of workers of a local Dask cluster. Output equals the local render.
@@ -179,6 +182,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     paths = OutputPaths.in_dir(Path(out_dir), hillshade)
     parse_crs(crs)
     loaded = _preloaded if _preloaded is not None else load_model(model, schema, device)
+    if style_ref is not None:
+        loaded = dataclasses.replace(loaded, style=encode_style(loaded, style_ref))
     if spec.tile_px % loaded.size_multiple:
         raise InputError(f"tile size {spec.tile_px} px must be a multiple of {loaded.size_multiple} for model "
                          f"'{loaded.name}'; change --tile-size")

@@ -121,6 +121,8 @@ BBOX_HELP = "Area as xmin,ymin,xmax,ymax in --bbox-crs (default: the data's exte
 def render(
     osm: Optional[list[Path]] = typer.Option(None, "--osm", help=OSM_HELP),
     sketch: Optional[Path] = typer.Option(None, help="A PNG painted with the class palette, stretched over --bbox."),
+    style_ref: Optional[Path] = typer.Option(None, help="Reference aerial image whose look the render takes "
+                                                         "(SPADE models with a style encoder)."),
     bbox: Optional[str] = typer.Option(None, help=BBOX_HELP),
     bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
     crs: str = typer.Option("EPSG:3857", help="Output CRS."),
@@ -153,7 +155,7 @@ def render(
             return api_render(osm=osm or None, bbox=parse_bbox(bbox), bbox_crs=bbox_crs, crs=crs, gsd_m=gsd,
                               out_dir=out, model=model, device=device, tile_px=tile_size, overlap_px=overlap,
                               seed=seed, overwrite=overwrite, rules=rules, force=force, class_field=class_field,
-                              sketch=sketch, dem=dem, hillshade=hillshade, osm_fetch=_fetch(overpass_url, cache_dir, no_cache),
+                              sketch=sketch, style_ref=style_ref, dem=dem, hillshade=hillshade, osm_fetch=_fetch(overpass_url, cache_dir, no_cache),
                               scheduler=scheduler, workers=workers, progress=bar)
 
     result = run_guarded(go)

@@ -42,8 +42,11 @@ def _worker_model(model_ref: str, schema: Schema, device: str) -> LoadedModel:
 
 
 def _render_block_task(feats: FeatureSet, grid: Grid, model_ref: str, schema: Schema, device: str,
-                       spec: TileSpec, plan, first_row: int, stop_row: int, seed: int):
+                       spec: TileSpec, plan, first_row: int, stop_row: int, seed: int, style=None):
     model = _worker_model(model_ref, schema, device)
+    if style is not None:
+        import dataclasses
+        model = dataclasses.replace(model, style=style)
     return first_row, render_block(feats, grid, model, spec, plan, first_row=first_row, stop_row=stop_row, seed=seed)
 
 
@@ -89,7 +92,8 @@ def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_re
              len(client.scheduler_info().get("workers", {})))
     feats_f, grid_f, schema_f, plan_f = client.scatter([feats, grid, schema, plan], broadcast=True)
     futures = [client.submit(_render_block_task, feats_f, grid_f, model_ref, schema_f, device, spec, plan_f,
-                             first, stop, seed, retries=retries, pure=False, key=f"geogan-block-{first}-{stop}")
+                             first, stop, seed, model.style, retries=retries, pure=False,
+                             key=f"geogan-block-{first}-{stop}")
                for first, stop in block_list]
     done = 0
     try:

@@ -42,6 +42,7 @@ class LoadedModel:
     lut: np.ndarray  # schema class id -> model class index
     n_classes: int
     size_multiple: int
+    style: torch.Tensor | None = None  # a style latent (SPADE style encoder), applied to every tile
 
     @property
     def gsd_m(self) -> float:
@@ -86,6 +87,30 @@ def load_model(name_or_path: str, schema: Schema, device: str = "auto") -> Loade
     return LoadedModel(module, card, dev, class_lut(card, schema), len(card["classes"]), multiple)
 
 
+def encode_style(model: LoadedModel, image_path) -> torch.Tensor:
+    """The style latent of a reference aerial image (any raster GDAL or PIL reads; first 3 bands)."""
+    from pathlib import Path
+
+    path = Path(image_path)
+    encoder = getattr(model.module, "encode_style", None)
+    if encoder is None or getattr(model.module, "style_encoder", None) is None:
+        raise InputError(f"model '{model.name}' has no style encoder, so --style-ref cannot set its look; "
+                         "use a SPADE model trained with a style encoder")
+    if not path.is_file():
+        raise InputError(f"style reference '{path}' does not exist; give an aerial image (GeoTIFF or PNG)")
+    try:
+        import rasterio
+        with rasterio.open(path) as ds:
+            arr = ds.read(indexes=[1, 2, 3] if ds.count >= 3 else [1, 1, 1])
+    except Exception:
+        raise InputError(f"style reference '{path}' is not a readable image; give a GeoTIFF or PNG") from None
+    x = torch.from_numpy(arr.astype(np.float32))[None] / 127.5 - 1
+    x = F.interpolate(x, size=(256, 256), mode="area")
+    with torch.inference_mode():
+        _, mu, _ = encoder(x.to(model.device))
+    return mu.detach()
+
+
 def model_input_px(tile_px: int, tile_gsd_m: float, native_gsd_m: float, multiple: int) -> int:
     """Model pixels for a tile so that one model pixel is ``native_gsd_m`` on the ground.
 
@@ -116,7 +141,8 @@ def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out
         ids = torch.from_numpy(model.lut[class_maps].astype(np.int64)).to(dev)
         onehot = F.one_hot(ids, model.n_classes).permute(0, 3, 1, 2).float()
         z = torch.from_numpy(noise).to(dev)
-        out = model.module(onehot, noise=z)
+        out = model.module(onehot, noise=z) if model.style is None else \
+            model.module(onehot, noise=z, style=model.style.to(dev))
         if out.shape[-1] != out_px:
             out = F.interpolate(out, size=(out_px, out_px), mode="bilinear", align_corners=False,
                                 antialias=out.shape[-1] > out_px)

@@ -27,7 +27,10 @@ def make_tiny_model(path_stem: Path, arch: str = "unet", gsd_m: float = 0.5, see
     from geogan.models.registry import build_generator
 
     torch.manual_seed(seed)
-    params = {"in_nc": 5, "out_nc": 3, "ngf": 8, "n_down": 5, "dropout": False, "noise": True}
+    if arch == "spade":
+        params = {"label_nc": 5, "out_nc": 3, "ngf": 8, "n_up": 5, "noise": True}
+    else:
+        params = {"in_nc": 5, "out_nc": 3, "ngf": 8, "n_down": 5, "dropout": False, "noise": True}
     params.update(arch_params or {})
     module = build_generator(arch, params)
     from geogan.models.normalization import NoiseInjection
