@@ -53,3 +53,12 @@ def test_evaluate_end_to_end(tmp_path, tiny_model):
     for key in ("l1", "psnr", "ssim", "kid", "fid"):
         assert np.isfinite(res[key])
     json.dumps(res)  # JSON-ready
+
+
+def test_colour_label_maps_take_the_nearest_colour():
+    from geogan.training.pairs import labels_to_ids
+    lm = load_label_map("recife")
+    lab = np.array([[[255, 0, 0], [250, 5, 3], [128, 127, 126], [0, 120, 250]]], dtype=np.uint8)
+    ids = labels_to_ids(lab, lm)
+    assert [lm.classes[i] for i in ids[0]] == ["building", "building", "road", "water"]
+    assert set(lm.schema_to_model) == set(c.name for c in __import__("geogan.classes", fromlist=["x"]).load_schema().classes)
