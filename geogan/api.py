@@ -282,6 +282,7 @@ def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | Non
               progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Path:
     """Rasterize vector sources into a class-map COG (uint8 with the schema palette). Same parameters as render."""
     schema = load_schema(rules)
+    osm, class_field, _keep = materialize_sources(osm, class_field)
     out = Path(out)
     parse_crs(crs)
     check_outputs([out], overwrite)
@@ -300,6 +301,7 @@ def rasterize_array(osm, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326", 
     from .rasterizer import rasterize_classes
 
     schema = load_schema(rules)
+    osm, class_field, _keep = materialize_sources(osm, class_field)
     paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m, class_field)
     if grid.width * grid.height > 20_000 ** 2:
         raise TooLargeError("this grid is too large for an in-memory array; use rasterize(..., out=PATH)")

@@ -69,3 +69,10 @@ def test_frame_crs_does_not_matter_and_dataset_matches_files(tmp_path, tiny_mode
         assert tuple(ds_utm.rio.transform())[:6] == pytest.approx(tuple(c.transform)[:6])
         assert ds_utm.classes.shape == c.shape and np.array_equal(ds_utm.classes.values, c.read(1))
         assert np.array_equal(ds_utm.aerial.values, a.read())
+
+
+def test_rasterize_array_takes_a_geodataframe():
+    gdf, bbox = _scene()
+    arr, grid = geogan.rasterize_array(gdf, bbox=bbox, bbox_crs="EPSG:32635", crs="EPSG:32635", gsd_m=0.5)
+    assert grid.shape_yx == (128, 128)
+    assert (arr == 1).sum() == pytest.approx(1600, rel=0.05) and (arr == 5).sum() > 2000
