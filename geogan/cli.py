@@ -241,7 +241,8 @@ def _register_extensions() -> None:
     """Commands that live beside their feature (training, plugin build, ...)."""
     import importlib
 
-    for mod in ("geogan.training.commands", "geogan.plugin_build", "geogan.mesh_cli", "geogan.evaluate_cli"):
+    for mod in ("geogan.training.commands", "geogan.plugin_build", "geogan.mesh_cli", "geogan.evaluate_cli",
+                "geogan.dream_cli"):
         try:
             module = importlib.import_module(mod)
         except ImportError:
