@@ -259,11 +259,26 @@ def _real_batch(tiles: torch.Tensor, batch: int, n_classes: int, smooth: float, 
     ids = torch.stack([torch.rot90(t, int(k), (0, 1)).flip(1) if f else torch.rot90(t, int(k), (0, 1))
                        for t, k, f in zip(ids, rot, flip)])
     onehot = F.one_hot(ids.long(), n_classes).permute(0, 3, 1, 2).float()
-    if smooth > 0:
-        s = smooth * torch.rand(batch, 1, 1, 1, generator=gen)
-        u = torch.rand(onehot.shape, generator=gen) + 1e-6
-        onehot = (1 - s) * onehot + s * (u / u.sum(1, keepdim=True))
-    return onehot
+    return _mix(onehot, smooth, gen)
+
+
+def _mix(onehot: torch.Tensor, smooth: float, gen: torch.Generator) -> torch.Tensor:
+    """Mix class maps with a random simplex point (instance noise), the same way for real and fake."""
+    if smooth <= 0:
+        return onehot
+    s = smooth * torch.rand(onehot.shape[0], 1, 1, 1, generator=gen).to(onehot.device)
+    u = torch.rand(onehot.shape, generator=gen).to(onehot.device) + 1e-6
+    return (1 - s) * onehot + s * (u / u.sum(1, keepdim=True))
+
+
+def _harden(probs: torch.Tensor) -> torch.Tensor:
+    """Straight-through one-hot: hard classes forward (as the real maps are), softmax gradients backward.
+
+    Without it the discriminator tells generated maps from real ones by their softness alone
+    (its loss drops to ~0 within a few hundred steps and the generator learns nothing).
+    """
+    hard = F.one_hot(probs.argmax(1), probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    return hard + probs - probs.detach()
 
 
 @torch.no_grad()
@@ -403,7 +418,7 @@ def train_dream(tiles: np.ndarray, out_dir: PathLike, steps: int = 5000, batch: 
     while step < steps:
         real = _real_batch(tiles_t, batch, n_classes, smooth, gen).to(dev)
         z = torch.randn(batch, z_dim, generator=gen).to(dev)
-        fake = G(z)
+        fake = _mix(_harden(G(z)), smooth, gen)
         d_real, d_fake = D(real), D(fake.detach())
         loss_d = crit(d_real, True) + crit(d_fake, False)
         opt_d.zero_grad(set_to_none=True)
