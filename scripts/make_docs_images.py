@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/make_docs_images.py [--pairs ../shared/data/landcoverai-pairs] [--model default]
 
-Writes docs/sample_town.png (class map | synthetic aerial, downscaled) and, when --pairs is given,
-docs/validation_grid.png (rows of: input labels | generated | real photo) for validation pairs.
+Writes docs/sample_town.jpg (class map | synthetic aerial, downscaled) and, when --pairs is given,
+docs/validation_grid.jpg (rows of: input labels | generated | real photo) for validation pairs.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def sample_town(model: str, width_px: int = 1400) -> Path:
     both = np.concatenate([classes, np.full((classes.shape[0], 16, 3), 255, np.uint8), aerial], 1)
     im = Image.fromarray(both)
     im = im.resize((width_px, int(im.height * width_px / im.width)), Image.LANCZOS)
-    out = DOCS / "sample_town.png"
-    im.save(out, optimize=True)
+    out = DOCS / "sample_town.jpg"
+    im.save(out, quality=85)
     return out
 
 
@@ -57,9 +57,9 @@ def validation_grid(pairs: Path, model: str, n: int = 6) -> Path:
     colours = np.array([(255, 255, 255), (214, 39, 40), (20, 110, 40), (31, 119, 220), (0, 0, 0)], np.uint8)
     to_u8 = lambda t: ((t.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
     rows = [np.concatenate([colours[x[i].argmax(0).numpy()], to_u8(fake[i]), to_u8(real[i])], 1) for i in range(n)]
-    out = DOCS / "validation_grid.png"
+    out = DOCS / "validation_grid.jpg"
     grid = Image.fromarray(np.concatenate(rows, 0))  # n*256 x 768
-    grid.resize((grid.width * 2 // 3, grid.height * 2 // 3), Image.LANCZOS).save(out, optimize=True)
+    grid.resize((grid.width * 2 // 3, grid.height * 2 // 3), Image.LANCZOS).save(out, quality=85)
     return out
 
 
