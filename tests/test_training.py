@@ -1,4 +1,8 @@
-"""Training: recipes, loss goes down, exact resume, dynamic D:G ratio, texture+height with shadows."""
+"""Training: datasets and the split, recipes, loss goes down, exact resume, Ctrl-C, D:G ratio, shadows, CLI.
+
+Everything runs on tiny synthetic pairs the tests make themselves (tests/data_factory.py).
+Torch runs single-threaded here: on a busy 2-core machine two OpenMP threads are many times slower.
+"""
 
 import json
 
@@ -6,23 +10,116 @@ import numpy as np
 import pytest
 import torch
 
-from data_factory import make_pairs
-from geogan.errors import InputError
+from data_factory import COLOURS, make_pairs
+from geogan.errors import InputError, OutputError
 from geogan.models.checkpoint import load_generator
+from geogan.training.datasets import (PairsDataset, class_histograms, load_pairset, split_by_number, tile_weights,
+                                      val_from_number)
 from geogan.training.pairs import PairSet, load_label_map
 from geogan.training.ratio import DynamicRatio, FixedRatio, parse_ratio
-from geogan.training.trainer import Trainer, recipe_for
+from geogan.training.trainer import Trainer, recipe_for, train
 
 TINY = dict(g_params={"ngf": 8, "n_down": 5}, d_params={"ndf": 8}, batch=2, balance=False)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = make_pairs(tmp_path_factory.mktemp("pairs") / "p", n=12, size=64)
-    lm = load_label_map("landcoverai")
-    return PairSet.load(d, lm, "train"), PairSet.load(d, lm, "val")
+def pairs_dir(tmp_path_factory):
+    return make_pairs(tmp_path_factory.mktemp("pairs") / "p", n=12, size=64)
 
 
+@pytest.fixture(scope="module")
+def data(pairs_dir):
+    """(train, val) datasets: numbers 0-5 train, 902-907 val (half and half)."""
+    return (PairsDataset(pairs_dir, size=64, split="train", val_fraction=0.5),
+            PairsDataset(pairs_dir, size=64, split="val", val_fraction=0.5, jitter=False, flip=False))
+
+
+# ---------------------------------------------------------------- datasets
+def test_split_is_by_file_number(tmp_path):
+    files = [tmp_path / f"pair_{i:04d}.png" for i in range(1024)]
+    train_f, val_f = split_by_number(files)
+    assert len(val_f) == 128 and min(int(f.stem[-4:]) for f in val_f) == 896 == val_from_number(files)
+    train_f, val_f = split_by_number(files[::-1], val_every=10)  # order of the input does not matter
+    assert len(val_f) == 102 and val_f[0].name == "pair_0009.png" and val_f[1].name == "pair_0019.png"
+    assert not set(train_f) & set(val_f) and len(train_f) + len(val_f) == 1024
+    even = [tmp_path / f"pair_{i:04d}.png" for i in range(0, 1854, 2)]  # Recife-style numbering
+    assert len(split_by_number(even, val_fraction=0.125)[1]) == 116
+    with pytest.raises(InputError):
+        split_by_number(files, val_every=10, val_fraction=0.1)
+
+
+def test_pairs_dataset_items_are_one_hot_deterministic_and_augmented(data, pairs_dir):
+    train_ds, val_ds = data
+    assert len(train_ds) == 6 and len(val_ds) == 6 and min(val_ds.numbers) >= 900
+    x, img = train_ds[0]
+    assert x.shape == (5, 64, 64) and img.shape == (3, 64, 64)
+    assert torch.all(x.sum(0) == 1) and -1 <= img.min() and img.max() <= 1
+    again = train_ds[0]
+    assert torch.equal(x, again[0]) and torch.equal(img, again[1])  # a function of (seed, epoch, index)
+    train_ds.set_epoch(1)
+    other = [train_ds[i][1] for i in range(6)]
+    train_ds.set_epoch(0)
+    assert any(not torch.equal(o, train_ds[i][1]) for i, o in enumerate(other))  # other epoch, other jitter
+    # without augmentation an item is the file itself; labels follow the label map's values
+    xv, iv = val_ds[0]
+    lm = val_ds.label_map
+    cls = xv.argmax(0).numpy()
+    for value, colour in COLOURS.items():
+        m = cls == lm.classes.index(lm.values[(value,)])
+        if m.any():
+            mean = ((iv.permute(1, 2, 0).numpy()[m] + 1) * 127.5).mean(0)
+            assert np.abs(mean - colour).max() < 6
+    # random crops when the output is smaller than the tiles; a DataLoader batches items
+    small = PairsDataset(pairs_dir, size=32, split="train", val_fraction=0.5)
+    xb, ib = next(iter(torch.utils.data.DataLoader(small, batch_size=3, sampler=small.sampler())))
+    assert xb.shape == (3, 5, 32, 32) and ib.shape == (3, 3, 32, 32)
+
+
+def test_label_map_mismatch_and_tolerance(tmp_path):
+    from PIL import Image
+    d = tmp_path / "p"
+    d.mkdir()
+    lab = np.zeros((16, 16, 3), np.uint8)
+    lab[:8] = (250, 3, 2)  # anti-aliased red: building
+    lab[8:] = (0, 125, 250)  # near azure: water
+    Image.fromarray(np.concatenate([np.full_like(lab, 99), lab], 1)).save(d / "pair_0001.png")
+    ps = load_pairset([d / "pair_0001.png"], "recife")
+    assert {ps.label_map.classes[i] for i in np.unique(ps.labels)} == {"building", "water"}
+    with pytest.raises(InputError, match="label map"):  # colour labels read with a grey legend
+        load_pairset([d / "pair_0001.png"], "landcoverai")
+
+
+def test_class_balanced_weights_favour_rare_classes():
+    labels = np.zeros((4, 8, 8), np.uint8)
+    labels[:3] = 3  # three water tiles
+    labels[3, :2] = 1  # one tile with a building
+    hist = class_histograms(labels, 5)
+    assert hist.shape == (4, 5) and np.allclose(hist.sum(1), 1)
+    for mode in ("mixture", "dominant"):
+        w = tile_weights(hist, mode=mode, power=1.0)
+        assert w.sum() == pytest.approx(1) and w[3] > w[0]
+    assert np.allclose(tile_weights(hist, power=0), 0.25)
+
+
+def test_label_maps_cover_the_schema():
+    from geogan.classes import load_schema
+    names = set(load_schema().names)
+    for name in ("landcoverai", "recife"):
+        lm = load_label_map(name)
+        assert set(lm.schema_to_model) == names and set(lm.schema_to_model.values()) <= set(lm.classes)
+        assert lm.license and lm.gsd_m > 0
+    assert "CC BY-NC-SA" in load_label_map("landcoverai").license
+
+
+# ---------------------------------------------------------------- recipes and training
 def test_recipes_follow_the_papers():
     p = recipe_for("pix2pix", 5)
     assert p.g_params["ngf"] == 64 and p.g_params["n_down"] == 8 and p.l1_weight == 100 and p.jitter
@@ -34,18 +131,23 @@ def test_recipes_follow_the_papers():
 
 
 def test_a_few_steps_reduce_l1(data, tmp_path):
-    train, val = data
+    train_ds, val_ds = data
     recipe = recipe_for("unet", 5, l1_weight=100.0, **TINY)
-    t = Trainer(recipe, train, tmp_path / "run", val_set=val, ratio=FixedRatio(1, 1), seed=0)
+    t = Trainer(recipe, train_ds, tmp_path / "run", val_set=val_ds, ratio=FixedRatio(1, 1), seed=0)
     before = t.validate()
-    t.train(60, checkpoint_every=1000, sample_every=1000)
+    t.train(60, checkpoint_every=1000, sample_every=30, log_every=10)
     after = t.validate()
     assert after < before * 0.85, (before, after)
     # exported model loads and carries a card with the label map's schema mapping and licence
     module, card = load_generator(tmp_path / "run" / "export" / "model.json")
-    assert card["classes"] == list(train.label_map.classes) and "CC BY-NC-SA" in card["license"]
-    assert card["training"]["steps"] == 60
-    assert (tmp_path / "run" / "log.jsonl").read_text().count("\n") >= 2
+    assert card["classes"] == list(train_ds.classes) and "CC BY-NC-SA" in card["license"]
+    assert card["training"]["steps"] == 60 and card["metrics"]["val_l1"] == pytest.approx(after, rel=1e-3)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert sum("loss_l1" in rec for rec in lines) == 6
+    epochs = [rec for rec in lines if "d_to_g" in rec]  # 6 pairs / batch 2: an epoch is 3 steps
+    assert len(epochs) == 20 and epochs[0]["d_to_g"] == 1.0
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png")) == \
+        ["step_0000030.png", "step_0000060.png"]
 
 
 def _weights(t):
@@ -53,59 +155,103 @@ def _weights(t):
 
 
 def test_resume_continues_exactly(data, tmp_path):
-    train, val = data
+    train_ds, _ = data
     recipe = recipe_for("unet", 5, **TINY)
     band = dict(low=0.5, high=5.0)  # G steps every time here, and the controller state must survive resume
-    straight = Trainer(recipe, train, tmp_path / "a", ratio=DynamicRatio(**band), seed=3)
+    straight = Trainer(recipe, train_ds, tmp_path / "a", ratio=DynamicRatio(**band), seed=3)
     straight.train(8, checkpoint_every=100, sample_every=100)
-    first = Trainer(recipe, train, tmp_path / "b", ratio=DynamicRatio(**band), seed=3)
+    first = Trainer(recipe, train_ds, tmp_path / "b", ratio=DynamicRatio(**band), seed=3)
     first.train(4, checkpoint_every=100, sample_every=100)
-    second = Trainer(recipe, train, tmp_path / "b", ratio=DynamicRatio(**band), seed=99)
+    second = Trainer(recipe, train_ds, tmp_path / "b", ratio=DynamicRatio(**band), seed=99)
     assert second.resume() and second.log.step == 4
     s0, s1 = first.opt_g.state_dict()["state"], second.opt_g.state_dict()["state"]
     assert s0 and s0.keys() == s1.keys()
     assert all(torch.equal(s0[k]["exp_avg_sq"], s1[k]["exp_avg_sq"]) for k in s0)  # optimizer state restored
+    assert second.ratio.loss_ema == first.ratio.loss_ema
     second.train(8, checkpoint_every=100, sample_every=100)
     assert second.log.step == 8
     a, b = _weights(straight), _weights(second)
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the straight run"
+    da, db = straight.D.state_dict(), second.D.state_dict()
+    assert all(torch.equal(da[k], db[k]) for k in da)
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(data, tmp_path, monkeypatch):
+    train_ds, _ = data
+    recipe = recipe_for("unet", 5, **TINY)
+    t = Trainer(recipe, train_ds, tmp_path / "r", ratio=FixedRatio(1, 1))
+    real_step = t.step
+
+    def step():
+        if t.log.step == 3:
+            raise KeyboardInterrupt
+        return real_step()
+
+    monkeypatch.setattr(t, "step", step)
+    t.train(10, checkpoint_every=100, sample_every=100)  # returns normally after saving
+    assert t.log.step == 3 and (tmp_path / "r" / "export" / "model.json").is_file()
+    again = Trainer(recipe, train_ds, tmp_path / "r", ratio=FixedRatio(1, 1))
+    assert again.resume() and again.log.step == 3
+
+
+def test_train_function_exports_and_never_overwrites(pairs_dir, tmp_path):
+    kw = dict(batch_size=2, arch_params={"ngf": 4, "n_down": 5}, disc_params={"ndf": 4}, val_fraction=0.5,
+              checkpoint_every=100, sample_every=100, device="cpu")
+    log, card_path = train("unet", pairs_dir, tmp_path / "run", epochs=1, **kw)
+    assert log.step == 3  # 6 training pairs, batch 2
+    _, card = load_generator(card_path)
+    assert card["training"]["train_pairs"] == 6 and card["training"]["val_pairs"] == 6
+    assert "LandCover.ai" in card["training"]["attribution"] and card["metrics"]["val_l1"] > 0
+    with pytest.raises(OutputError, match="--resume"):
+        train("unet", pairs_dir, tmp_path / "run", steps=4, **kw)
+    log, _ = train("unet", pairs_dir, tmp_path / "run", steps=4, resume=True, **kw)
+    assert log.step == 4
 
 
 def test_resume_refuses_another_architecture(data, tmp_path):
-    train, _ = data
-    Trainer(recipe_for("unet", 5, **TINY), train, tmp_path / "r").train(1)
-    other = Trainer(recipe_for("unet", 5, **{**TINY, "g_params": {"ngf": 4, "n_down": 5}}), train, tmp_path / "r")
+    train_ds, _ = data
+    Trainer(recipe_for("unet", 5, **TINY), train_ds, tmp_path / "r").train(1)
+    other = Trainer(recipe_for("unet", 5, **{**TINY, "g_params": {"ngf": 4, "n_down": 5}}), train_ds, tmp_path / "r")
     with pytest.raises(InputError, match="same --arch"):
         other.resume()
 
 
+# ---------------------------------------------------------------- D:G ratio
 def test_dynamic_ratio_switches_generator_off_above_the_band():
     r = DynamicRatio(low=0.5, high=1.0, ema=0.0)
     assert r.should_step_g(0.7)  # inside the band: G keeps stepping
     assert not r.should_step_g(2.0)  # D is losing: G pauses
     assert not r.should_step_g(0.8)  # still above low: stays off (hysteresis)
     assert r.should_step_g(0.3)  # below the band: back on
+    for d, g in ((True, True), (True, False), (True, False), (True, True)):
+        r.record(d, g)
+    c = r.take_counts()
+    assert (c.d_steps, c.g_steps, c.ratio) == (4, 2, 2.0) and r.take_counts().d_steps == 0
     f = FixedRatio(2, 1)
     pattern = [(f.should_step_d(), f.should_step_g(0.0)) for _ in range(4)]
     assert pattern == [(True, True), (True, False), (True, True), (True, False)]
+    restored = DynamicRatio(low=0.5, high=1.0, ema=0.0)
+    restored.load_state(DynamicRatio(low=0.5, high=1.0, g_on=False, loss_ema=3.0).state())
+    assert not restored.g_on and restored.loss_ema == 3.0
     assert isinstance(parse_ratio("3:1"), FixedRatio) and parse_ratio("dynamic:0.2:0.9").high == 0.9
     with pytest.raises(InputError):
         parse_ratio("lots")
 
 
 def test_trainer_pauses_g_when_d_loss_is_forced_high(data, tmp_path):
-    train, _ = data
-    ratio = DynamicRatio(low=-1.0 + 1.0, high=0.001, ema=0.0)  # any real D loss is above the band
-    t = Trainer(recipe_for("unet", 5, **TINY), train, tmp_path / "run", ratio=ratio)
+    train_ds, _ = data
+    ratio = DynamicRatio(low=0.0, high=0.001, ema=0.0)  # any real D loss is above the band
+    t = Trainer(recipe_for("unet", 5, **TINY), train_ds, tmp_path / "run", ratio=ratio)
     g_before = _weights(t)
-    t.train(5, checkpoint_every=100, sample_every=100)
+    t.train(6, checkpoint_every=100, sample_every=100)
     assert all(torch.equal(g_before[k], v) for k, v in t.G.state_dict().items() if "running" not in k
                and "num_batches" not in k)
-    lines = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert lines  # the realised ratio is logged at epoch ends
-    assert any("d_to_g" in l for l in lines)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    epochs = [rec for rec in lines if "d_to_g" in rec]
+    assert len(epochs) == 2 and all(rec["g_steps"] == 0 and rec["d_steps"] == 3 for rec in epochs)
 
 
+# ---------------------------------------------------------------- texture + height
 class HeightPairs(PairSet):
     """Pairs plus a height map (buildings tall) for the texture+height route."""
 
@@ -116,12 +262,13 @@ class HeightPairs(PairSet):
 
 
 def test_texture_height_with_shadow_trains_end_to_end(data, tmp_path):
-    train, val = data
-    hp = HeightPairs(train.images, train.labels, train.label_map, train.numbers)
+    train_ds, _ = data
+    tiles = train_ds.tiles
+    hp = HeightPairs(tiles.images, tiles.labels, tiles.label_map, tiles.numbers)
     recipe = recipe_for("unet", 5, shadow=True, **TINY)
     assert recipe.g_params["out_nc"] == 4
-    t = Trainer(recipe, hp, tmp_path / "run", ratio=FixedRatio(1, 1))
-    t.train(12, checkpoint_every=100, sample_every=100, log_every=1)
+    t = Trainer(recipe, hp, tmp_path / "run", val_set=hp, ratio=FixedRatio(1, 1))
+    t.train(4, checkpoint_every=100, sample_every=100, log_every=1)
     assert all(p.grad is not None for p in t.shadow.parameters())
     hist = [h for h in t.log.history if "loss_height" in h]
     assert hist and np.isfinite(hist[-1]["loss_height"])
@@ -129,23 +276,31 @@ def test_texture_height_with_shadow_trains_end_to_end(data, tmp_path):
     assert card["outputs"] == ["rgb", "height"]
 
 
-def test_tensorboard_logs_and_cli_train(tmp_path):
-    """`geogan train` from the command line: a short run, a resume, TensorBoard event files, samples."""
+# ---------------------------------------------------------------- command line
+def test_cli_train_resume_and_tensorboard(tmp_path):
+    """`geogan train` from the command line: a short run, a refusal, a resume, TensorBoard files, samples."""
     import subprocess
     import sys
     pairs_dir = make_pairs(tmp_path / "pairs", n=6, size=128, seed=2)
     run = tmp_path / "run"
     base = [sys.executable, "-m", "geogan.cli", "train", "--arch", "unet", "--pairs", str(pairs_dir), "--out",
-            str(run), "--ngf", "4", "--batch", "1", "--checkpoint-every", "2", "--sample-every", "2",
-            "--tensorboard", "--name", "tiny"]
+            str(run), "--ngf", "4", "--batch-size", "1", "--checkpoint-every", "2", "--sample-every", "2",
+            "--tensorboard", "--name", "tiny", "--threads", "1"]
     p = subprocess.run(base + ["--steps", "2"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert list((run / "samples").glob("*.png"))
     again = subprocess.run(base + ["--steps", "3"], capture_output=True, text=True, timeout=600)
-    assert again.returncode == 2 and "--resume" in again.stderr  # an existing run is never overwritten
+    assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
     p = subprocess.run(base + ["--steps", "3", "--resume"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert "trained to step 3" in p.stdout
     _, card = load_generator(run / "export" / "tiny.json")
     assert card["training"]["steps"] == 3
+    bad = subprocess.run(base[:-2] + ["--steps", "1", "--label-map", "nowhere.toml", "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "label map" in bad.stderr
+    small = make_pairs(tmp_path / "small", n=4, size=64)
+    p = subprocess.run(base[:-2] + ["--steps", "1", "--pairs", str(small), "--out", str(tmp_path / "y")],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2 and "multiples of 128" in p.stderr and p.stderr.count("\n") == 1

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from ..classes import load_schema
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..grid import grid_from_bbox, parse_crs
 from .pairs import PairSet, load_label_map
 
@@ -58,6 +58,9 @@ def make_chips(ortho: Path, out_dir: Path, *, vectors: Sequence[Path] = (), clas
     """Write aligned chips; returns the index (also saved as ``index.json``)."""
     if bool(vectors) == (class_raster is not None):
         raise InputError("give the classes as vector files (--vector) or as a class GeoTIFF (--class-raster)")
+    out_dir = Path(out_dir)
+    if (out_dir / "index.json").exists() or any(out_dir.glob("chip_*.png")):
+        raise OutputError(f"'{out_dir}' already holds chips; choose another output folder or delete it first")
     schema = load_schema(rules)
     grid = _ortho_grid(Path(ortho), crs, gsd_m)
     if grid.height < chip_px or grid.width < chip_px:
@@ -86,6 +89,8 @@ def make_chips(ortho: Path, out_dir: Path, *, vectors: Sequence[Path] = (), clas
             if (img.max(-1) > 0).mean() < min_valid:
                 continue  # outside the orthophoto
             lab = classes[r:r + chip_px, c:c + chip_px]
+            if heights is not None and not np.isfinite(heights[r:r + chip_px, c:c + chip_px]).all():
+                continue  # the DEM has holes (or ends) here: no chip rather than made-up heights
             name = f"chip_{n:05d}"
             pair = np.concatenate([img, np.repeat(lab[..., None], 3, -1)], 1)
             Image.fromarray(pair).save(out_dir / f"{name}.png")
@@ -95,7 +100,7 @@ def make_chips(ortho: Path, out_dir: Path, *, vectors: Sequence[Path] = (), clas
             n += 1
     if not names:
         raise InputError("no chip lies fully inside the orthophoto; check the inputs' CRSs and extents")
-    lines = [f'name = "chips"', f"classes = {json.dumps(schema.names)}", f"gsd_m = {gsd_m}",
+    lines = ['name = "chips"', f"classes = {json.dumps(schema.names)}", f"gsd_m = {gsd_m}",
              f'data = "chips of {Path(ortho).name}"', "", "[values]"]
     lines += [f'{c.id} = "{c.name}"' for c in schema.classes]
     lines += ["", "[schema_to_model]"] + [f'{c.name} = "{c.name}"' for c in schema.classes]

@@ -19,69 +19,61 @@ def register_train(app: typer.Typer) -> None:
         arch: str = typer.Option("unet", help="pix2pix (the paper's network), unet (compact) or spade."),
         pairs: Optional[Path] = typer.Option(None, help="Folder of side-by-side pairs (left aerial, right labels)."),
         chips: Optional[Path] = typer.Option(None, help="Folder written by 'geogan chips' (instead of --pairs)."),
-        label_map: str = typer.Option("landcoverai", help="Label map config: a built-in name or a TOML path."),
+        label_map: str = typer.Option("landcoverai", help="Label map for --pairs: landcoverai, recife or a TOML path."),
         out: Path = typer.Option(..., help="Run directory (checkpoints, samples, log, export/NAME model)."),
         name: str = typer.Option("model", help="Name of the exported model."),
-        steps: int = typer.Option(1000, help="Train until this many steps in total."),
-        batch: Optional[int] = typer.Option(None, help="Batch size (default: the recipe's)."),
+        steps: Optional[int] = typer.Option(None, help="Train until this many steps in total (default 1000)."),
+        epochs: Optional[float] = typer.Option(None, help="Train this many epochs instead of --steps."),
+        batch: Optional[int] = typer.Option(None, "--batch-size", "--batch", help="Batch size (default: the recipe's)."),
         ngf: Optional[int] = typer.Option(None, help="Generator width (default: the recipe's)."),
+        lr: float = typer.Option(2e-4, help="Adam learning rate (both networks)."),
+        beta1: float = typer.Option(0.5, help="Adam beta1."),
+        l1_weight: Optional[float] = typer.Option(None, help="L1 weight (default: the recipe's; pix2pix 100)."),
+        fm_weight: Optional[float] = typer.Option(None, help="Feature-matching weight (default: the recipe's)."),
         ratio: str = typer.Option("dynamic", help="D:G ratio: 'dynamic', 'dynamic:LOW:HIGH' or fixed 'D:G'."),
         gan_mode: Optional[str] = typer.Option(None, help="hinge, vanilla or lsgan (default: the recipe's)."),
         vgg_weights: Optional[Path] = typer.Option(None, help="Local VGG19 weights for a perceptual loss."),
+        balance: Optional[bool] = typer.Option(None, "--balance/--no-balance",
+                                               help="Class-balanced tile sampling (default: the recipe's)."),
+        val_fraction: Optional[float] = typer.Option(None, help="Share of the pairs (highest numbers) held out "
+                                                             "for validation (default 0.125)."),
         shadow: bool = typer.Option(False, help="Texture+height generator with a shadow generator (needs heights)."),
         resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
         checkpoint_every: int = typer.Option(500, help="Checkpoint (and export) every N steps."),
         sample_every: int = typer.Option(500, help="Save a sample grid every N steps."),
-        hours: Optional[float] = typer.Option(None, help="Stop after this much wall time."),
+        hours: Optional[float] = typer.Option(None, help="Stop after this much wall time (checkpoint + export)."),
         seed: int = typer.Option(0, help="Random seed."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        threads: Optional[int] = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
         compile: bool = typer.Option(False, help="torch.compile the generator."),
         tensorboard: bool = typer.Option(False, help="Also write TensorBoard logs to OUT/tb."),
     ) -> None:
-        """Train a generator (pix2pix / compact U-Net / SPADE) on paired data; resumable."""
+        """Train a generator (pix2pix / compact U-Net / SPADE) on paired data; resumable, Ctrl-C safe."""
         from ..cli import run_guarded
         from ..errors import InputError
-        from ..infer import resolve_device
-        from .pairs import PairSet, load_label_map
-        from .ratio import parse_ratio
-        from .trainer import Trainer, recipe_for
+        from .trainer import train as run_training
 
         def go():
             if (pairs is None) == (chips is None):
                 raise InputError("give exactly one of --pairs DIR or --chips DIR")
-            if chips is not None:
-                from .chips import ChipSet
-                train_set, val_set = ChipSet.load(chips, "train"), ChipSet.load(chips, "val")
-                lm = train_set.label_map
-            else:
-                lm = load_label_map(label_map)
-                train_set, val_set = PairSet.load(pairs, lm, "train"), PairSet.load(pairs, lm, "val")
-            overrides = {"shadow": shadow}
-            if batch:
-                overrides["batch"] = batch
-            if gan_mode:
-                overrides["gan_mode"] = gan_mode
-            if vgg_weights:
-                overrides["vgg_weights"] = str(vgg_weights)
-            if ngf:
-                overrides["g_params"] = {"ngf": ngf}
-            recipe = recipe_for(arch, len(lm.classes), **overrides)
-            dev = resolve_device(device)
-            trainer = Trainer(recipe, train_set, out, val_set=val_set, ratio=parse_ratio(ratio), seed=seed,
-                              device=str(dev), amp=dev.type == "cuda", channels_last=dev.type == "cuda",
-                              compile=compile, name=name, gsd_m=lm.gsd_m, tensorboard=tensorboard)
-            if resume:
-                trainer.resume()
-            elif trainer.state_path.exists():
-                raise InputError(f"'{out}' already holds a run; pass --resume to continue it or choose another --out")
-            log = trainer.train(steps, checkpoint_every=checkpoint_every, sample_every=sample_every,
-                                max_seconds=hours * 3600 if hours else None, progress=True)
-            return log, trainer
+            if chips is not None and not (chips / "index.json").is_file():
+                raise InputError(f"'{chips}' holds no chips (index.json); make them with 'geogan chips'")
+            if pairs is not None and (pairs / "index.json").is_file():
+                raise InputError(f"'{pairs}' holds chips; pass it as --chips")
+            n_steps = steps if steps is not None or epochs is not None else 1000
+            return run_training(
+                arch, chips if chips is not None else pairs, out, steps=n_steps, epochs=epochs, batch_size=batch,
+                lr=lr, beta1=beta1, l1_weight=l1_weight, gan_mode=gan_mode, ratio=ratio, seed=seed,
+                resume=resume, checkpoint_every=checkpoint_every, sample_every=sample_every,
+                feature_matching=fm_weight, vgg_weights=vgg_weights, log_tensorboard=tensorboard,
+                device=device, label_map=label_map, val_fraction=val_fraction,
+                arch_params={"ngf": ngf} if ngf else None, shadow=shadow, balance=balance, name=name,
+                max_seconds=hours * 3600 if hours else None, threads=threads, compile=compile, progress=True)
 
-        log, trainer = run_guarded(go)
+        log, card_path = run_guarded(go)
         rate = log.step / log.seconds if log.seconds else 0.0
         typer.echo(f"trained to step {log.step} ({log.seconds / 3600:.2f} h, {rate:.2f} steps/s); "
-                   f"model: {out / 'export' / name}.json")
+                   f"model: {card_path}")
 
 
 def register_chips(app: typer.Typer) -> None:
@@ -96,6 +88,7 @@ def register_chips(app: typer.Typer) -> None:
         gsd: float = typer.Option(0.5, help="Chip pixel size in ground metres."),
         chip_size: int = typer.Option(256, help="Chip size in pixels."),
         crs: Optional[str] = typer.Option(None, help="Chip CRS (default: the orthophoto's)."),
+        rules: Optional[Path] = typer.Option(None, help="Class rules TOML for OSM-tagged vectors (default: built-in)."),
     ) -> None:
         """Cut aligned training chips (image | classes [| heights]) from an orthophoto and a class source."""
         from ..cli import run_guarded
@@ -103,5 +96,5 @@ def register_chips(app: typer.Typer) -> None:
 
         index = run_guarded(lambda: make_chips(ortho, out, vectors=vector or (), class_raster=class_raster,
                                                class_field=class_field, gsd_m=gsd, chip_px=chip_size, crs=crs,
-                                               dem=dem))
+                                               dem=dem, rules=rules))
         typer.echo(f"wrote {len(index['chips'])} chips to {out} (validation from chip {index['val_from']})")

@@ -67,8 +67,10 @@ class DynamicRatio(_Counting):
                 "loss_ema": self.loss_ema, "d_steps": self.counts.d_steps, "g_steps": self.counts.g_steps}
 
     def load_state(self, s: dict) -> None:
-        self.g_on, self.loss_ema = bool(s["g_on"]), s["loss_ema"]
-        self.counts = RatioCounts(int(s["d_steps"]), int(s["g_steps"]))
+        """Restore from :meth:`state` (a fixed controller's state only restores the counts)."""
+        if s.get("kind") == "dynamic":
+            self.g_on, self.loss_ema = bool(s["g_on"]), s["loss_ema"]
+        self.counts = RatioCounts(int(s.get("d_steps", 0)), int(s.get("g_steps", 0)))
 
 
 @dataclass
@@ -98,8 +100,10 @@ class FixedRatio(_Counting):
                 "d_steps": self.counts.d_steps, "g_steps": self.counts.g_steps}
 
     def load_state(self, s: dict) -> None:
-        self.position = int(s["position"])
-        self.counts = RatioCounts(int(s["d_steps"]), int(s["g_steps"]))
+        """Restore from :meth:`state` (a dynamic controller's state only restores the counts)."""
+        if s.get("kind") == "fixed":
+            self.position = int(s["position"])
+        self.counts = RatioCounts(int(s.get("d_steps", 0)), int(s.get("g_steps", 0)))
 
 
 def parse_ratio(text: str) -> DynamicRatio | FixedRatio:

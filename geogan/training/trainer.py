@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,11 +30,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..models.checkpoint import load_training_state, save_generator, save_training_state
 from ..models.loss import GANLoss, feature_matching_loss, maybe_vgg_loss
 from ..models.registry import build_discriminator, build_generator
 from ..models.shadow import ShadowGenerator, random_flip_rotate
+from .chips import HEIGHT_RANGE_M
 from .pairs import PairSet
 from .ratio import DynamicRatio, FixedRatio
 
@@ -104,8 +107,12 @@ class Trainer:
     def __init__(self, recipe: Recipe, train_set: PairSet, run_dir: Path, *, val_set: PairSet | None = None,
                  ratio: DynamicRatio | FixedRatio | None = None, seed: int = 0, device: str = "cpu",
                  amp: bool = False, channels_last: bool = False, compile: bool = False, name: str = "model",
-                 gsd_m: float = 0.5, tensorboard: bool = False) -> None:
+                 gsd_m: float = 0.5, tensorboard: bool = False, card_extra: dict | None = None) -> None:
+        # datasets.PairsDataset / ChipsDataset wrap a PairSet: train on the wrapped tiles
+        train_set = getattr(train_set, "tiles", train_set)
+        val_set = getattr(val_set, "tiles", val_set)
         self.recipe, self.train_set, self.val_set = recipe, train_set, val_set
+        self.card_extra = dict(card_extra or {})
         self.run_dir = Path(run_dir)
         self.ratio = ratio or DynamicRatio()
         self.device = torch.device(device)
@@ -115,6 +122,11 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.G = build_generator(recipe.arch, recipe.g_params).to(self.device)
         self.D = build_discriminator(recipe.d_arch, recipe.d_params).to(self.device)
+        tile_px = int(train_set.images.shape[1])
+        multiple = int(getattr(self.G, "size_multiple", 1))
+        if tile_px % multiple:
+            raise InputError(f"the training tiles are {tile_px} px but {recipe.arch} {recipe.g_params} needs "
+                             f"multiples of {multiple} px; use fewer levels (n_down) or larger tiles")
         self.shadow = ShadowGenerator().to(self.device) if recipe.shadow else None
         if channels_last:
             self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
@@ -141,8 +153,12 @@ class Trainer:
                    "opt_d": self.opt_d.state_dict(), "torch_rng": torch.get_rng_state()}
         if self.shadow is not None:
             tensors["shadow"] = self.shadow.state_dict()
+        if self.device.type == "cuda":
+            tensors["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         meta = {"step": self.log.step, "seconds": self.log.seconds, "numpy_rng": self.rng.bit_generator.state,
                 "ratio": self.ratio.state(), "recipe": asdict(self.recipe)}
+        if self.scaler is not None:
+            meta["grad_scaler"] = self.scaler.state_dict()
         save_training_state(self.state_path, tensors, meta)
 
     def resume(self) -> bool:
@@ -161,9 +177,13 @@ class Trainer:
         if self.shadow is not None and "shadow" in tensors:
             self.shadow.load_state_dict(tensors["shadow"])
         torch.set_rng_state(tensors["torch_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in tensors:
+            torch.cuda.set_rng_state(tensors["cuda_rng"], self.device)
         self.rng.bit_generator.state = meta["numpy_rng"]
         if "ratio" in meta:
             self.ratio.load_state(meta["ratio"])
+        if self.scaler is not None and meta.get("grad_scaler"):
+            self.scaler.load_state_dict(meta["grad_scaler"])
         self.log.step, self.log.seconds = int(meta["step"]), float(meta["seconds"])
         log.info("resumed %s at step %d (%.2f h trained)", self.run_dir, self.log.step, self.log.seconds / 3600)
         return True
@@ -218,6 +238,8 @@ class Trainer:
                         rec["loss_height"] = loss_h.item()
             self._backward(loss, self.opt_g)
             rec.update(loss_adv=loss_adv.item(), loss_l1=loss_l1.item())
+        if self.scaler is not None and (step_d or step_g):
+            self.scaler.update()  # once per iteration, after both optimisers stepped
         self.ratio.record(step_d, step_g)
         rec["g_step"] = step_g
         return rec
@@ -227,7 +249,6 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(opt)
-            self.scaler.update()
         else:
             loss.backward()
             opt.step()
@@ -242,7 +263,7 @@ class Trainer:
         with torch.inference_mode():
             n = min(len(self.val_set), max_pairs)
             for i in range(0, n, 8):
-                x, real = self.val_set.batch(range(i, min(n, i + 8)), self.rng, flip=False)
+                x, real = self.val_set.batch(range(i, min(n, i + 8)), np.random.default_rng(0), flip=False)[:2]
                 z = torch.randn(x.shape[0], 1, *x.shape[2:], generator=gen)
                 fake = self.G(x.to(self.device), noise=z.to(self.device))[:, :3].float().cpu()
                 errs.append(float((fake - real).abs().mean() / 2))
@@ -253,10 +274,11 @@ class Trainer:
         """A PNG grid: rows of (labels colourised | output | target)."""
         from PIL import Image
         source = self.val_set or self.train_set
-        x, real = source.batch(range(min(n, len(source))), np.random.default_rng(0), flip=False)
+        x, real = source.batch(range(min(n, len(source))), np.random.default_rng(0), flip=False)[:2]
+        z = torch.randn(x.shape[0], 1, *x.shape[2:], generator=torch.Generator().manual_seed(321))
         self.G.eval()
-        with torch.inference_mode():
-            fake = self.G(x.to(self.device))[:, :3].float().cpu()
+        with torch.inference_mode():  # fixed noise: samples comparable over steps, training RNG untouched
+            fake = self.G(x.to(self.device), noise=z.to(self.device))[:, :3].float().cpu()
         self.G.train()
         colours = np.array([(255, 255, 255), (214, 39, 40), (20, 110, 40), (31, 119, 220), (0, 0, 0),
                             (230, 210, 120), (110, 110, 110), (170, 170, 170)] * 4, dtype=np.uint8)
@@ -274,10 +296,13 @@ class Trainer:
         return {
             "name": self.name, "arch": self.recipe.arch, "arch_params": self.recipe.g_params,
             "classes": list(lm.classes), "schema_to_model": lm.schema_to_model,
-            "outputs": ["rgb", "height"] if self.recipe.shadow else ["rgb"], "height_scale_m": 50.0,
+            "outputs": ["rgb", "height"] if self.recipe.shadow else ["rgb"], "height_scale_m": HEIGHT_RANGE_M / 2,
             "gsd_m": self.gsd_m,
             "training": {"data": lm.data or lm.name, "label_map": lm.name, "steps": self.log.step,
-                         "cpu_hours": self.log.seconds / 3600, "recipe": asdict(self.recipe)},
+                         "cpu_hours": self.log.seconds / 3600, "wall_seconds": round(self.log.seconds, 1),
+                         "device": self.device.type, "seed": self.seed, "train_pairs": len(self.train_set),
+                         "val_pairs": len(self.val_set) if self.val_set is not None else 0,
+                         "recipe": asdict(self.recipe), **self.card_extra},
             "license": lm.license or "see the training data's licence",
             "metrics": {"val_l1": val_l1},
         }
@@ -295,8 +320,10 @@ class Trainer:
         """Train until ``steps`` total steps (counting resumed ones); checkpoint on exit and Ctrl-C."""
         self.G.train()
         self.D.train()
-        old = signal.signal(signal.SIGTERM, lambda *a: setattr(self, "_stop", True)) \
-            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None) else None
+        old = None  # SIGTERM stops the loop cleanly (checkpoint + export); only the main thread may set handlers
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            old = signal.signal(signal.SIGTERM, lambda *a: setattr(self, "_stop", True))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.run_dir / "log.jsonl", "a")
         t_start = last = time.perf_counter()
@@ -306,6 +333,7 @@ class Trainer:
                 if self._stop or (max_seconds is not None and time.perf_counter() - t_start > max_seconds):
                     break
                 rec = self.step()
+                self._last_rec = rec
                 self.log.step += 1
                 now = time.perf_counter()
                 self.log.seconds += now - last
@@ -321,7 +349,8 @@ class Trainer:
                                 self.tb.add_scalar(k, v, self.log.step)
                 if self.log.step % epoch_len == 0:
                     c = self.ratio.take_counts()
-                    line = {"epoch_end_step": self.log.step, "d_steps": c.d_steps, "g_steps": c.g_steps,
+                    line = {"epoch": self.log.step // epoch_len, "epoch_end_step": self.log.step,
+                            "seconds": round(self.log.seconds, 1), "d_steps": c.d_steps, "g_steps": c.g_steps,
                             "d_to_g": round(c.ratio, 3)}
                     logf.write(json.dumps(line) + "\n")
                     log.info("epoch done at step %d: realised D:G ratio %.2f", self.log.step, c.ratio)
@@ -354,6 +383,124 @@ class Trainer:
             task = bar.add_task("training", total=len(todo))
             for i in todo:
                 yield i
-                h = self.log.history[-1] if self.log.history else {}
-                bar.update(task, advance=1, description=f"step {self.log.step} D {h.get('loss_d', 0):.3f} "
-                                                         f"L1 {h.get('loss_l1', 0):.3f}")
+                h = getattr(self, "_last_rec", {})
+                desc = f"step {self.log.step} D {h.get('loss_d', 0):.3f}"
+                if "loss_l1" in h:
+                    desc += f" G {h['loss_adv']:.3f} L1 {h['loss_l1']:.3f}"
+                bar.update(task, advance=1, description=desc)
+
+
+# ---------------------------------------------------------------- one call: data in, model out
+def _load_data(data, label_map, val_data, val_fraction: float | None, check_labels: bool):
+    """(train PairSet, val PairSet | None, label-map TOML path | None) from a folder or dataset objects."""
+    from .datasets import _resolve_label_map, list_pair_files, load_pairset, split_by_number
+    if not isinstance(data, (str, Path)):  # a PairsDataset / ChipsDataset / PairSet
+        return getattr(data, "tiles", data), (getattr(val_data, "tiles", val_data) if val_data is not None
+                                              else None), None
+    data = Path(data)
+    if (data / "index.json").is_file():  # chips written by `geogan chips`
+        from .chips import ChipSet
+        val = ChipSet.load(data, "val")
+        return ChipSet.load(data, "train"), (val if len(val) else None), data / "label_map.toml"
+    lm, lm_path = _resolve_label_map(label_map)
+    files = list_pair_files(data)
+    if val_data is not None:
+        return load_pairset(files, lm, check=check_labels), \
+            load_pairset(list_pair_files(val_data), lm, check=check_labels), lm_path
+    train_files, val_files = split_by_number(files, val_fraction=val_fraction)
+    if not train_files:
+        raise InputError(f"'{data}' has too few pairs to split off validation; lower --val-fraction")
+    val = load_pairset(val_files, lm, check=check_labels) if val_files else None
+    return load_pairset(train_files, lm, check=check_labels), val, lm_path
+
+
+def _attribution(lm_path: Path | None) -> str:
+    if lm_path is None or not Path(lm_path).is_file():
+        return ""
+    import tomllib
+    try:
+        return str(tomllib.loads(Path(lm_path).read_text(encoding="utf-8")).get("attribution", ""))
+    except (tomllib.TOMLDecodeError, OSError):
+        return ""
+
+
+def _ratio_controller(ratio):
+    from .ratio import parse_ratio
+    if ratio is None:
+        return DynamicRatio()
+    return parse_ratio(ratio) if isinstance(ratio, str) else ratio
+
+
+def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epochs: float | None = None,
+          batch_size: int | None = None, lr: float = 2e-4, beta1: float = 0.5, l1_weight: float | None = None,
+          gan_mode: str | None = None, ratio="dynamic", seed: int = 0, resume: bool = False,
+          checkpoint_every: int = 500, sample_every: int = 500, log_every: int = 25,
+          feature_matching: float | None = None, vgg_weights: str | Path | None = None, amp: bool = True,
+          channels_last: bool | None = None, compile: bool = False, log_tensorboard: bool = False,
+          device: str = "auto", label_map="landcoverai", val_data=None, val_fraction: float | None = None,
+          arch_params: dict | None = None, disc_params: dict | None = None, shadow: bool = False,
+          balance: bool | None = None, jitter: bool | None = None, name: str = "model",
+          max_seconds: float | None = None, threads: int | None = None, progress: bool = False,
+          check_labels: bool = True) -> tuple[TrainLog, Path]:
+    """Train a generator on paired data and export it; returns (log, model card path).
+
+    ``arch``: ``pix2pix`` (U-Net ngf 64 + 70x70 PatchGAN, vanilla GAN + L1 x 100, jitter + mirroring,
+    batch 1), ``unet`` (compact U-Net with noise, 2-scale D, hinge + feature matching + L1) or ``spade``
+    (SPADE + 2-scale D, hinge + feature matching (+ VGG with ``vgg_weights``) + L1). ``None`` options take
+    the recipe's value (:func:`recipe_for`).
+
+    ``data``: a folder of side-by-side pairs (split by file number: the highest ``val_fraction``, default
+    12.5 %, is validation), a folder written by ``geogan chips`` (has ``index.json``; its own split), or a
+    :class:`~geogan.training.datasets.PairsDataset` / ``ChipsDataset`` / ``PairSet`` (then ``val_data``
+    likewise). ``steps`` counts all steps of the run including resumed ones; ``epochs`` converts to
+    ``ceil(epochs * len(train) / batch)`` steps.
+
+    Writes into ``out_dir``: ``state.safetensors/.json`` (exact resume: both nets, both optimisers, RNG
+    states, step, ratio controller), ``log.jsonl`` (losses every ``log_every`` steps, one line per epoch
+    with the realised D:G ratio), ``samples/step_N.png`` (labels | output | target), ``export/NAME``
+    (deployable model + card, refreshed at every checkpoint and at exit, Ctrl-C and SIGTERM included).
+    ``amp`` and ``channels_last`` apply on CUDA only. Deterministic for a given seed on CPU.
+    """
+    from ..infer import resolve_device
+    if threads:
+        torch.set_num_threads(int(threads))
+    out_dir = Path(out_dir)
+    state = out_dir / "state.safetensors"
+    if state.exists() and not resume:
+        raise OutputError(f"'{out_dir}' already holds a training run; pass --resume to continue it or choose "
+                          "another --out")
+    if steps is None and epochs is None:
+        raise InputError("give the length of the run: --steps N or --epochs N")
+    train_set, val_set, lm_path = _load_data(data, label_map, val_data, val_fraction, check_labels)
+    lm = train_set.label_map
+    overrides: dict = {"shadow": shadow, "lr": lr, "beta1": beta1}
+    for key, value in (("batch", batch_size), ("l1_weight", l1_weight), ("gan_mode", gan_mode),
+                       ("fm_weight", feature_matching), ("balance", balance), ("jitter", jitter)):
+        if value is not None:
+            overrides[key] = value
+    if vgg_weights is not None:
+        overrides["vgg_weights"] = str(vgg_weights)
+    if arch_params:
+        overrides["g_params"] = dict(arch_params)
+    if disc_params:
+        overrides["d_params"] = dict(disc_params)
+    recipe = recipe_for(arch, len(lm.classes), **overrides)
+    if recipe.gan_mode not in ("hinge", "vanilla", "lsgan"):
+        raise InputError(f"unknown GAN loss '{recipe.gan_mode}'; use hinge, vanilla or lsgan")
+    if recipe.batch < 1:
+        raise InputError(f"batch size must be >= 1 (got {recipe.batch})")
+    if steps is None:
+        epoch_len = max(1, len(train_set) // recipe.batch)
+        steps = int(math.ceil(float(epochs) * epoch_len))
+    dev = resolve_device(device)
+    cuda = dev.type == "cuda"
+    extra = {"attribution": _attribution(lm_path)} if _attribution(lm_path) else {}
+    trainer = Trainer(recipe, train_set, out_dir, val_set=val_set, ratio=_ratio_controller(ratio), seed=seed,
+                      device=str(dev), amp=amp and cuda, channels_last=cuda if channels_last is None
+                      else (channels_last and cuda), compile=compile, name=name, gsd_m=lm.gsd_m,
+                      tensorboard=log_tensorboard, card_extra=extra)
+    if resume and not trainer.resume():
+        log.info("nothing to resume in %s: starting a new run", out_dir)
+    run_log = trainer.train(steps, checkpoint_every=checkpoint_every, sample_every=sample_every,
+                            log_every=log_every, max_seconds=max_seconds, progress=progress)
+    return run_log, out_dir / "export" / f"{name}.json"
