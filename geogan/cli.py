@@ -7,7 +7,6 @@ runtime failures; ``--verbose`` adds the traceback.
 from __future__ import annotations
 
 import logging
-import sys
 import traceback
 from pathlib import Path
 from typing import Callable, Optional

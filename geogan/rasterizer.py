@@ -38,11 +38,3 @@ def rasterize_heights(feats: FeatureSet, grid: Grid) -> np.ndarray:
         heights = np.nan_to_num(feats.heights_m[idx], nan=0.0).tolist()
         rio_features.rasterize(zip(feats.geometries[idx], heights), out=out, transform=grid.transform)
     return out
-
-
-def one_hot(class_map: np.ndarray, lut: np.ndarray, n_classes: int) -> np.ndarray:
-    """One-hot (n_classes, H, W) float32 of ``lut[class_map]`` (schema ids -> model ids)."""
-    model_ids = lut[class_map]
-    out = np.zeros((n_classes,) + class_map.shape, dtype=np.float32)
-    np.put_along_axis(out, model_ids[None].astype(np.int64), 1.0, axis=0)
-    return out

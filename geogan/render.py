@@ -22,7 +22,6 @@ import torch
 from .blend import StripBlender
 from .classes import Schema
 from .errors import Cancelled, TooLargeError
-from .features import FeatureSet
 from .sketch import ClassSource
 from .grid import Grid
 from .infer import LoadedModel, model_input_px, run_batch
