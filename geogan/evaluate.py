@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from .errors import InputError
 from .metrics import confusion, fid, kid, l1, miou, psnr, ssim
-from .training.pairs import VAL_FROM_NUMBER, PairSet, load_label_map
+from .training.pairs import PairSet, list_pairs, load_label_map
 
 log = logging.getLogger("geogan")
 
@@ -60,7 +60,7 @@ def default_segmenter_path() -> Path:
 
 def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int = 8, width: int = 16,
                     depth: int = 4, crop_px: int = 128, lr: float = 2e-3, seed: int = 0,
-                    label_map: str = "landcoverai", log_every: int = 100) -> Path:
+                    label_map: str = "landcoverai", log_every: int = 100, val_fraction: float = 0.125) -> Path:
     """Train the FCN-score segmenter on the *real* images of the training split."""
     from safetensors.torch import save_file
 
@@ -68,9 +68,12 @@ def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    from .training.datasets import val_from_number
+
     lm = load_label_map(label_map)
     classes = lm.classes
-    data = PairSet.load(pairs_dir, lm, "train")
+    val_from = val_from_number(list_pairs(pairs_dir, "all"), val_fraction)
+    data = PairSet.load(pairs_dir, lm, "train", val_from)
     images, labels = data.images, data.labels
     freq = np.bincount(labels.ravel(), minlength=len(classes)) / labels.size
     weight = torch.tensor(1 / np.sqrt(np.maximum(freq, 1e-4)), dtype=torch.float32)
@@ -104,7 +107,7 @@ def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int
     save_file({k: v.detach().half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
               str(out.with_suffix(".safetensors")))
     card = {"kind": "segmenter", "classes": list(classes), "width": width, "depth": depth,
-            "training": {"data": str(Path(pairs_dir).name), "split": f"pairs numbered < {VAL_FROM_NUMBER}",
+            "training": {"data": str(Path(pairs_dir).name), "split": f"pairs numbered < {val_from}",
                          "steps": steps, "batch": batch, "crop_px": crop_px, "seconds": time.perf_counter() - t0},
             "license": lm.license}
     out.with_suffix(".json").write_text(json.dumps(card, indent=2))
@@ -121,38 +124,94 @@ def _segment(net, images: torch.Tensor, batch: int = 16) -> tuple[np.ndarray, np
     return np.concatenate(preds), np.concatenate(feats)
 
 
-def generate(model, labels: np.ndarray, seed: int = 0, batch: int = 8) -> torch.Tensor:
-    """Generated images for label maps given as *model* class indices."""
-    torch.manual_seed(seed)
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(labels), batch):
-            x = one_hot(labels[i:i + batch], model.n_classes)
-            z = torch.randn(x.shape[0], 1, *x.shape[2:])
-            out.append(model.module(x, noise=z)[:, :3].clamp(-1, 1))
-    return torch.cat(out)
+class ModelGenerator:
+    """A trained conditional generator from the zoo or a path."""
+
+    def __init__(self, model_ref: str) -> None:
+        from .classes import load_schema
+        from .infer import load_model
+        from .zoo import resolve_model
+
+        self.model = load_model(model_ref, load_schema(), "cpu")
+        self.name = self.model.name
+        self.classes = list(self.model.card["classes"])
+        self.size_mb = resolve_model(model_ref).with_suffix(".safetensors").stat().st_size / 1e6
+
+    def generate(self, labels: np.ndarray, seed: int = 0, batch: int = 8) -> torch.Tensor:
+        """Images in [-1, 1] (N, 3, H, W) for label maps given as *model* class indices."""
+        torch.manual_seed(seed)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(labels), batch):
+                x = one_hot(labels[i:i + batch], self.model.n_classes)
+                z = torch.randn(x.shape[0], 1, *x.shape[2:])
+                out.append(self.model.module(x, noise=z)[:, :3].clamp(-1, 1))
+        return torch.cat(out)
+
+
+class MeanColourBaseline:
+    """The trivial baseline: every pixel painted with its class's mean colour in the training split."""
+
+    name = "baseline-mean-colour"
+    size_mb = 0.0
+
+    def __init__(self, train: PairSet) -> None:
+        self.classes = list(train.label_map.classes)
+        flat_labels = train.labels.reshape(-1)
+        flat_px = train.images.reshape(-1, 3).astype(np.float64)
+        counts = np.bincount(flat_labels, minlength=len(self.classes))
+        sums = np.stack([np.bincount(flat_labels, weights=flat_px[:, ch], minlength=len(self.classes))
+                         for ch in range(3)], 1)
+        overall = flat_px.mean(0)
+        self.colours_u8 = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], overall)
+
+    def generate(self, labels: np.ndarray, seed: int = 0, batch: int = 8) -> torch.Tensor:
+        rgb = self.colours_u8[labels]  # (N, H, W, 3)
+        return torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+BASELINE_NAME = "baseline:mean-colour"
+
+
+def to_uint8_images(images: torch.Tensor) -> np.ndarray:
+    """float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3)."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = None, max_pairs: int | None = None,
-                   seed: int = 0, label_map: str = "landcoverai") -> dict:
-    """All metrics of one model on the validation pairs; returns a JSON-ready dict."""
-    from .classes import load_schema
-    from .infer import load_model
+                   seed: int = 0, label_map: str = "landcoverai", inception: Path | None = None,
+                   val_fraction: float = 0.125) -> dict:
+    """All metrics of one model on the validation pairs; returns a JSON-ready dict.
 
-    model = load_model(model_ref, load_schema(), "cpu")
+    ``model_ref`` is a zoo name, a model path, or ``baseline:mean-colour`` (each class painted with its mean
+    training colour). ``inception``: a local TorchScript feature network for standard FID/KID.
+    The validation split is the highest-numbered ``val_fraction`` of the pairs, as in training.
+    """
+    from .metrics import class_colour_texture, extract_features, load_feature_extractor
+    from .training.datasets import val_from_number
+
     lm = load_label_map(label_map)
-    classes = list(model.card["classes"])
+    val_from = val_from_number(list_pairs(pairs_dir, "all"), val_fraction)
+    if model_ref == BASELINE_NAME:
+        gen = MeanColourBaseline(PairSet.load(pairs_dir, lm, "train", val_from))
+    else:
+        gen = ModelGenerator(model_ref)
+    classes = gen.classes
     if sorted(classes) != sorted(lm.classes):
-        raise InputError(f"model '{model.name}' has classes {classes}; the '{lm.name}' pairs have {list(lm.classes)}")
+        raise InputError(f"model '{gen.name}' has classes {classes}; the '{lm.name}' pairs have {list(lm.classes)}; "
+                         "pass the model's --label-map")
     net, seg_card = load_segmenter(segmenter or default_segmenter_path())
-    data = PairSet.load(pairs_dir, lm, "val")
+    if sorted(seg_card["classes"]) != sorted(classes):
+        raise InputError(f"segmenter classes {seg_card['classes']} differ from the model's {classes}; "
+                         "train a segmenter on these pairs with 'geogan train-segmenter'")
+    data = PairSet.load(pairs_dir, lm, "val", val_from)
     n = len(data) if max_pairs is None else min(max_pairs, len(data))
     real = to_tensor_image(data.images[:n])
     # the pairs' class order may differ from the model's
     to_model = np.array([classes.index(c) for c in lm.classes], dtype=np.uint8)
     labels = to_model[data.labels[:n]]
     t0 = time.perf_counter()
-    fake = generate(model, labels, seed)
+    fake = gen.generate(labels, seed)
     gen_s = time.perf_counter() - t0
     # the segmenter's class order may differ from the model's
     seg_idx = np.array([seg_card["classes"].index(c) for c in classes])
@@ -163,14 +222,27 @@ def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = 
     m_fake, iou_fake = miou(confusion(pred_fake, target, n_seg))
     m_real, iou_real = miou(confusion(pred_real, target, n_seg))
     k_mean, k_std = kid(f_fake, f_real)
-    return {
-        "model": model.name, "pairs": n, "pairs_dir": str(pairs_dir), "split": f"numbers >= {VAL_FROM_NUMBER}",
+    fake_u8 = to_uint8_images(fake)
+    stats_fake = class_colour_texture(fake_u8, labels, len(classes))
+    stats_real = class_colour_texture(data.images[:n], labels, len(classes))
+    res = {
+        "model": gen.name, "pairs": n, "pairs_dir": str(pairs_dir), "label_map": lm.name,
+        "split": f"pairs numbered >= {val_from}",
         "fcn_miou_generated": m_fake, "fcn_miou_real": m_real, "fcn_ratio": m_fake / m_real if m_real else None,
         "fcn_iou_generated_per_class": dict(zip(seg_card["classes"], iou_fake)),
         "fcn_iou_real_per_class": dict(zip(seg_card["classes"], iou_real)),
         "l1": l1(fake, real), "psnr": psnr(fake, real), "ssim": ssim(fake, real),
         "kid": k_mean, "kid_std": k_std, "fid": fid(f_fake, f_real),
-        "feature_note": "KID/FID use the project's segmenter features, not Inception-v3: not comparable "
+        "feature_note": "kid/fid use the project's segmenter features, not Inception-v3: not comparable "
                         "with published numbers",
+        "per_class": {c: {"generated": a, "real": b} for c, a, b in zip(classes, stats_fake, stats_real)},
         "generator_seconds": gen_s, "generator_mp_s": fake.shape[0] * fake.shape[2] * fake.shape[3] / 1e6 / gen_s,
+        "model_size_mb": gen.size_mb,
     }
+    if inception is not None:
+        feat_net = load_feature_extractor(inception)
+        i_fake, i_real = extract_features(feat_net, fake), extract_features(feat_net, real)
+        res["fid_inception"] = fid(i_fake, i_real)
+        res["kid_inception"], res["kid_inception_std"] = kid(i_fake, i_real)
+        res["inception_weights"] = str(inception)
+    return res

@@ -87,3 +87,64 @@ def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     m = sqrt_ca @ cb @ sqrt_ca
     tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * tr_sqrt)
+
+
+def class_colour_texture(images_u8: np.ndarray, labels: np.ndarray, n_classes: int) -> list[dict | None]:
+    """Per-class colour and texture statistics of uint8 images (N, H, W, 3) under class maps (N, H, W).
+
+    For each class: ``pixels``; ``mean_rgb`` and ``std_rgb`` (0-255) over its pixels; ``texture``: the mean
+    absolute 4-neighbour Laplacian of the grey image (0-255 units) over *interior* pixels (whose 4 neighbours
+    share the class), so class borders do not count as texture. ``None`` for classes with no pixels.
+    """
+    img = images_u8.astype(np.float32)
+    grey = img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    lap = np.abs(4 * grey[:, 1:-1, 1:-1] - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1]
+                 - grey[:, 1:-1, :-2] - grey[:, 1:-1, 2:])
+    core = labels[:, 1:-1, 1:-1]
+    interior = ((core == labels[:, :-2, 1:-1]) & (core == labels[:, 2:, 1:-1])
+                & (core == labels[:, 1:-1, :-2]) & (core == labels[:, 1:-1, 2:]))
+    stats: list[dict | None] = []
+    for c in range(n_classes):
+        mask = labels == c
+        n = int(mask.sum())
+        if n == 0:
+            stats.append(None)
+            continue
+        px = img[mask]
+        inner = interior & (core == c)
+        stats.append({"pixels": n, "mean_rgb": px.mean(0).round(2).tolist(), "std_rgb": px.std(0).round(2).tolist(),
+                      "texture": round(float(lap[inner].mean()), 3) if inner.any() else None})
+    return stats
+
+
+def load_feature_extractor(path) -> torch.nn.Module:
+    """A local TorchScript image-feature network for standard FID/KID (e.g. the widely used
+    ``inception-2015-12-05.pt``): called as ``net(images, return_features=True)`` on float images in
+    [0, 255], shape (B, 3, H, W), it returns (B, D) features. Nothing is downloaded."""
+    from pathlib import Path
+
+    from .errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"feature network '{p}' does not exist; give a local TorchScript file "
+                         "(e.g. inception-2015-12-05.pt)")
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format these weights ship in
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(p), map_location="cpu").eval()
+    except Exception as exc:  # torch raises RuntimeError/ValueError variants for non-TorchScript files
+        raise InputError(f"'{p}' is not a TorchScript feature network ({type(exc).__name__}); give a "
+                         "TorchScript file such as inception-2015-12-05.pt") from None
+
+
+def extract_features(net: torch.nn.Module, images: torch.Tensor, batch: int = 16) -> np.ndarray:
+    """Features of images in [-1, 1] (B, 3, H, W) from a network loaded by :func:`load_feature_extractor`."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            x = (images[i:i + batch].float() + 1) * 127.5
+            out.append(net(x, return_features=True).float().reshape(len(x), -1).numpy())
+    return np.concatenate(out)

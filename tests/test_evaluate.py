@@ -43,8 +43,8 @@ def test_split_is_by_file_number_and_labels_map(tmp_path):
 def test_evaluate_end_to_end(tmp_path, tiny_model):
     d = _pairs(tmp_path / "pairs")
     seg = train_segmenter(d, tmp_path / "seg" / "segmenter", steps=60, batch=4, width=8, depth=3, crop_px=32,
-                          lr=5e-3)
-    res = evaluate_model(d, str(tiny_model), segmenter=seg)
+                          lr=5e-3, val_fraction=0.5)
+    res = evaluate_model(d, str(tiny_model), segmenter=seg, val_fraction=0.5)
     assert res["pairs"] == 6
     # the segmenter learned the colour->class mapping on real images; random generator output is much worse
     assert res["fcn_miou_real"] > 0.35
@@ -53,6 +53,42 @@ def test_evaluate_end_to_end(tmp_path, tiny_model):
     for key in ("l1", "psnr", "ssim", "kid", "fid"):
         assert np.isfinite(res[key])
     json.dumps(res)  # JSON-ready
+    assert res["model_size_mb"] > 0
+    # per-class colour statistics: the real colours are the data factory's class colours (+ noise)
+    from data_factory import COLOURS
+    lm = load_label_map("landcoverai")
+    for grey, colour in COLOURS.items():
+        real = res["per_class"][lm.values[(grey,)]]["real"]
+        assert real["mean_rgb"] == pytest.approx(list(colour), abs=3)
+    # the trivial baseline paints each class with its mean training colour: near-perfect FCN-score here
+    base = evaluate_model(d, "baseline:mean-colour", segmenter=seg, val_fraction=0.5)
+    assert base["fcn_ratio"] > res["fcn_ratio"] and base["l1"] < res["l1"]
+    for grey, colour in COLOURS.items():
+        gen = base["per_class"][lm.values[(grey,)]]["generated"]
+        assert gen["mean_rgb"] == pytest.approx(list(colour), abs=3) and gen["texture"] < 1.0
+
+
+def test_standard_fid_uses_a_local_torchscript_feature_network(tmp_path, tiny_model):
+    """--inception takes a local TorchScript file with the inception-2015-12-05.pt calling convention."""
+    from geogan.errors import InputError
+
+    class Features(torch.nn.Module):
+        def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+            assert return_features
+            return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1) / 255.0
+
+    net_path = tmp_path / "features.pt"
+    torch.jit.script(Features()).save(str(net_path))
+    d = _pairs(tmp_path / "pairs")
+    seg = train_segmenter(d, tmp_path / "seg" / "segmenter", steps=5, batch=2, width=4, depth=2, crop_px=16,
+                          val_fraction=0.5)
+    res = evaluate_model(d, "baseline:mean-colour", segmenter=seg, val_fraction=0.5, inception=net_path)
+    assert np.isfinite(res["fid_inception"]) and res["fid_inception"] > 0
+    assert res["inception_weights"] == str(net_path)
+    (tmp_path / "not_torchscript.pt").write_bytes(b"not a model")
+    with pytest.raises(InputError, match="TorchScript"):
+        evaluate_model(d, "baseline:mean-colour", segmenter=seg, val_fraction=0.5,
+                       inception=tmp_path / "not_torchscript.pt")
 
 
 def test_colour_label_maps_take_the_nearest_colour():
