@@ -678,7 +678,8 @@ def clip_large_osm(path: str | os.PathLike, bbox_lonlat: Sequence[float], *,
                 tracker.add_relation(rid)
                 for wid in rel_members[rid]:
                     tracker.add_way(wid)
-        del way_rels, rel_members, rel_box
+        for table in (way_rels, rel_members, rel_box):  # free them before the next pass
+            table.clear()
         tracker.complete_backward_references(src, relation_depth=0)
 
         # 4. write the clip

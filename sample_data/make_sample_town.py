@@ -283,21 +283,6 @@ class OsmData:
         path.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
-def convert_to_pbf(osm_path: Path, pbf_path: Path) -> None:
-    """Convert OSM XML to PBF with pyosmium, keeping the <bounds> in the header."""
-    import osmium
-
-    reader = osmium.io.Reader(str(osm_path), osmium.osm.NOTHING)
-    header = reader.header()
-    reader.close()
-    header.set("generator", GENERATOR)
-    if pbf_path.exists():
-        pbf_path.unlink()
-    with osmium.SimpleWriter(str(pbf_path), header=header) as writer:
-        for obj in osmium.FileProcessor(str(osm_path)):
-            writer.add(obj)
-
-
 # --------------------------------------------------------------------------
 # the town
 # --------------------------------------------------------------------------
@@ -493,7 +478,7 @@ class Town:
         return tags
 
     def build(self) -> OsmData:
-        osm, rng = self.osm, self.rng
+        osm = self.osm
         J = self.junctions
         for u in U_LINES:
             for v in V_LINES:
@@ -752,7 +737,9 @@ def main(argv=None) -> int:
             print("pyosmium not installed: skipped sample_town.osm.pbf (pip install osmium)")
         else:
             pbf_path = args.out_dir / "sample_town.osm.pbf"
-            convert_to_pbf(xml_path, pbf_path)
+            from geogan.osm_io import xml_to_pbf
+
+            xml_to_pbf(xml_path, pbf_path, GENERATOR)
             print(f"wrote {pbf_path} ({pbf_path.stat().st_size / 1024:.0f} KiB)")
     return 0
 

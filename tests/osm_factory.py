@@ -177,16 +177,6 @@ def polygon_osm(
 
 def to_pbf(osm_path: str | Path, pbf_path: str | Path) -> Path:
     """Convert an OSM XML file to PBF with pyosmium (``pip install osmium``)."""
-    import osmium
+    from geogan.osm_io import xml_to_pbf
 
-    osm_path, pbf_path = Path(osm_path), Path(pbf_path)
-    reader = osmium.io.Reader(str(osm_path), osmium.osm.NOTHING)  # header only (keeps <bounds>)
-    header = reader.header()
-    reader.close()
-    header.set("generator", _GENERATOR)
-    if pbf_path.exists():
-        pbf_path.unlink()
-    with osmium.SimpleWriter(str(pbf_path), header=header) as writer:
-        for obj in osmium.FileProcessor(str(osm_path)):
-            writer.add(obj)
-    return pbf_path
+    return xml_to_pbf(osm_path, pbf_path, _GENERATOR)

@@ -3,13 +3,12 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 
-from osm_factory import offset_lonlat, road_osm, square_building_osm, to_pbf, write_osm
+from osm_factory import offset_lonlat, to_pbf, write_osm
 
 LON, LAT = 25.70, 60.40
 

@@ -1,7 +1,6 @@
 """Bad input and interrupted runs: a clear one-line answer, nothing half-written left behind."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import geogan
-from geogan.errors import GeoganError, ModelError, SourceError
+from geogan.errors import ModelError, SourceError
 from geogan.sources import read_sources
 from osm_factory import offset_lonlat, write_osm
 
