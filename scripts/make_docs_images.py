@@ -1,9 +1,12 @@
-"""Pictures for the README: a render of the sample town and a validation grid of the default model.
+"""Pictures for the README: a render of the sample town, a validation grid, a sketch and two styles.
 
     .venv/bin/python scripts/make_docs_images.py [--pairs ../shared/data/landcoverai-pairs] [--model default]
+        [--styles default recife]
 
-Writes docs/sample_town.jpg (class map | synthetic aerial, downscaled) and, when --pairs is given,
-docs/validation_grid.jpg (rows of: input labels | generated | real photo) for validation pairs.
+Writes docs/sample_town.jpg (class map | synthetic aerial, downscaled), docs/sketch.jpg (an anti-aliased
+sketch painted with the palette | its render), docs/styles.jpg (one class map of the sample town rendered
+by each model given to --styles) and, when --pairs is given, docs/validation_grid.jpg (rows of: input
+labels | generated | real photo) for validation pairs.
 """
 
 from __future__ import annotations
@@ -63,14 +66,86 @@ def validation_grid(pairs: Path, model: str, n: int = 6) -> Path:
     return out
 
 
+def draw_sketch(path: Path, size_px: int = 512, supersample: int = 4) -> Path:
+    """A small town painted with the palette colours, anti-aliased like a drawing from a paint program."""
+    from PIL import ImageDraw
+
+    colour = {c.name: tuple(c.color) for c in load_schema().classes}
+    big = size_px * supersample
+    im = Image.new("RGB", (big, big), colour["farmland"])
+    d = ImageDraw.Draw(im)
+    u = big / 100  # drawing units: percent of the width
+    d.rectangle([0, 0, 45 * u, 40 * u], fill=colour["woodland"])
+    d.ellipse([55 * u, 8 * u, 92 * u, 38 * u], fill=colour["grass"])
+    d.line([(0, 62 * u), (30 * u, 55 * u), (60 * u, 70 * u), (100 * u, 64 * u)], fill=colour["water"],
+           width=int(6 * u), joint="curve")
+    d.rectangle([8 * u, 75 * u, 90 * u, 97 * u], fill=colour["grass"])
+    d.line([(50 * u, 0), (50 * u, 100 * u)], fill=colour["road"], width=int(2.2 * u))
+    d.line([(0, 46 * u), (100 * u, 46 * u)], fill=colour["road"], width=int(2.2 * u))
+    d.line([(0, 86 * u), (100 * u, 86 * u)], fill=colour["road"], width=int(1.6 * u))
+    for x0 in range(12, 90, 9):
+        for y0 in (78, 89):
+            if abs(x0 + 3 - 50) > 4:
+                d.rectangle([x0 * u, y0 * u, (x0 + 6) * u, (y0 + 5) * u], fill=colour["building"])
+    for x0, y0 in ((56, 48), (66, 50), (76, 49), (58, 40), (70, 40)):
+        d.rectangle([x0 * u, y0 * u, (x0 + 6) * u, (y0 + 4) * u], fill=colour["building"])
+    im.resize((size_px, size_px), Image.LANCZOS).save(path)
+    return path
+
+
+def sketch(model: str) -> Path:
+    """docs/sketch.jpg: the sketch PNG | its render (256 m x 256 m near the sample town, EPSG:3067)."""
+    with tempfile.TemporaryDirectory() as d:
+        png = draw_sketch(Path(d) / "sketch.png")
+        bbox = (385000.0, 6697000.0, 385256.0, 6697256.0)
+        res = geogan.render(sketch=png, bbox=bbox, bbox_crs="EPSG:3067", crs="EPSG:3067", out_dir=Path(d) / "out",
+                            model=model, seed=0)
+        aerial = rasterio.open(res.aerial).read().transpose(1, 2, 0)
+        drawn = np.asarray(Image.open(png).convert("RGB").resize(aerial.shape[1::-1], Image.NEAREST))
+    both = np.concatenate([drawn, np.full((aerial.shape[0], 16, 3), 255, np.uint8), aerial], 1)
+    out = DOCS / "sketch.jpg"
+    Image.fromarray(both).save(out, quality=85)
+    return out
+
+
+def styles(models: list[str], window_px: int = 640) -> Path:
+    """docs/styles.jpg: one window of the sample town's class map | its render by each model."""
+    tiles = []
+    with tempfile.TemporaryDirectory() as d:
+        for i, model in enumerate(models):
+            res = geogan.render(out_dir=Path(d) / model, model=model, seed=0, gsd_m=0.5)
+            with rasterio.open(res.aerial) as ds:
+                h, w = ds.height, ds.width
+                win = rasterio.windows.Window((w - window_px) // 2, (h - window_px) // 2, window_px, window_px)
+                aerial = ds.read(window=win).transpose(1, 2, 0)
+            if i == 0:
+                with rasterio.open(res.classes) as ds:
+                    tiles.append(_palette_image(ds.read(1, window=win)))
+            tiles.append(aerial)
+    gap = np.full((window_px, 16, 3), 255, np.uint8)
+    row = np.concatenate(sum(([t, gap] for t in tiles), [])[:-1], 1)
+    out = DOCS / "styles.jpg"
+    im = Image.fromarray(row)
+    im.resize((im.width * 2 // 3, im.height * 2 // 3), Image.LANCZOS).save(out, quality=85)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=Path)
     ap.add_argument("--model", default="default")
+    ap.add_argument("--styles", nargs="*", default=[], help="models for docs/styles.jpg (e.g. default recife)")
+    ap.add_argument("--only", nargs="*", default=None, help="sample_town, sketch, styles, validation")
     args = ap.parse_args()
     DOCS.mkdir(exist_ok=True)
-    print("wrote", sample_town(args.model))
-    if args.pairs:
+    want = set(args.only or ["sample_town", "sketch", "styles", "validation"])
+    if "sample_town" in want:
+        print("wrote", sample_town(args.model))
+    if "sketch" in want:
+        print("wrote", sketch(args.model))
+    if "styles" in want and args.styles:
+        print("wrote", styles(args.styles))
+    if "validation" in want and args.pairs:
         print("wrote", validation_grid(args.pairs, args.model))
 
 
