@@ -38,6 +38,9 @@ Georeferencing metadata: glTF ``asset.extras`` (CRS WKT, origin, scale, axes),
 a ``# ...`` comment block at the top of the OBJ, and a sidecar ``.prj`` (ESRI
 WKT) next to either output.
 
+The GLB is assembled with pygltflib (``GLTF2`` buffer views, accessors, an
+unlit material with the PNG texture embedded); OBJ + MTL are plain text.
+
 Outputs are written to hidden ``.NAME.partial`` files and renamed into place
 only when every file of the set is complete; on error they are removed.
 """
@@ -45,11 +48,9 @@ only when every file of the set is complete; on error they are removed.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
-import struct
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,93 +344,107 @@ def write_obj(path: Path, vertices: np.ndarray, uvs: np.ndarray, faces: np.ndarr
 
 # --------------------------------------------------------------------------- glTF (binary)
 
-_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
-_FLOAT, _USHORT, _UINT = 5126, 5123, 5125
-_GLB_MAGIC, _CHUNK_JSON, _CHUNK_BIN = 0x46546C67, 0x4E4F534A, 0x004E4942
+_UINT16_MAX_VERTICES = 65535  # uint16 index 65535 is glTF's reserved primitive-restart value
 
 
-def _pad4(data: bytes, fill: bytes) -> bytes:
-    return data + fill * (-len(data) % 4)
+def _pygltflib():
+    """The pygltflib module (imported on first use: it is only needed for .glb output)."""
+    try:
+        import pygltflib
+    except ImportError:
+        raise RenderError("writing .glb needs pygltflib, a geogan dependency that is missing here; "
+                          "pip install 'pygltflib>=1.16' (or write .obj)") from None
+    return pygltflib
+
+
+def _to_y_up(xyz: np.ndarray) -> np.ndarray:
+    """z-up (x east, y north, z up) -> glTF y-up: (x, y, z) -> (x, z, -y)."""
+    return np.ascontiguousarray(np.column_stack([xyz[:, 0], xyz[:, 2], -xyz[:, 1]]), dtype=np.float32)
+
+
+class _GlbBuilder:
+    """A pygltflib ``GLTF2`` plus the one binary buffer its buffer views point into (4-byte aligned)."""
+
+    def __init__(self, gltf):
+        self.gl = _pygltflib()
+        self.gltf = gltf
+        self.blob = bytearray()
+
+    def add_view(self, data: bytes, target: int | None = None) -> int:
+        self.blob.extend(b"\0" * (-len(self.blob) % 4))
+        self.gltf.bufferViews.append(self.gl.BufferView(buffer=0, byteOffset=len(self.blob), byteLength=len(data),
+                                                        target=target))
+        self.blob.extend(data)
+        return len(self.gltf.bufferViews) - 1
+
+    def add_accessor(self, arr: np.ndarray, accessor_type: str, target: int, with_min_max: bool = False) -> int:
+        """An accessor over ``arr`` (float32 VEC2/VEC3 rows, or a flat uint16/uint32 SCALAR index array)."""
+        gl = self.gl
+        component = {np.dtype(np.float32): gl.FLOAT, np.dtype(np.uint16): gl.UNSIGNED_SHORT,
+                     np.dtype(np.uint32): gl.UNSIGNED_INT}[arr.dtype]
+        count = int(arr.size) if accessor_type == gl.SCALAR else int(arr.shape[0])
+        acc = gl.Accessor(bufferView=self.add_view(np.ascontiguousarray(arr).tobytes(), target),
+                          componentType=component, count=count, type=accessor_type)
+        if with_min_max:
+            acc.min = [float(x) for x in arr.min(axis=0)]
+            acc.max = [float(x) for x in arr.max(axis=0)]
+        self.gltf.accessors.append(acc)
+        return len(self.gltf.accessors) - 1
+
+    def add_unlit_texture_material(self, png: bytes) -> int:
+        """A material showing the embedded PNG as base colour, unlit (the photo already holds its lighting)."""
+        gl, gltf = self.gl, self.gltf
+        gltf.images.append(gl.Image(bufferView=self.add_view(png), mimeType="image/png", name="aerial"))
+        gltf.samplers.append(gl.Sampler(magFilter=gl.LINEAR, minFilter=gl.LINEAR_MIPMAP_LINEAR,
+                                        wrapS=gl.CLAMP_TO_EDGE, wrapT=gl.CLAMP_TO_EDGE))
+        gltf.textures.append(gl.Texture(sampler=len(gltf.samplers) - 1, source=len(gltf.images) - 1))
+        gltf.materials.append(gl.Material(
+            name="aerial",
+            pbrMetallicRoughness=gl.PbrMetallicRoughness(
+                baseColorTexture=gl.TextureInfo(index=len(gltf.textures) - 1), metallicFactor=0.0,
+                roughnessFactor=1.0),
+            extensions={"KHR_materials_unlit": {}}))
+        gltf.extensionsUsed = ["KHR_materials_unlit"]
+        return len(gltf.materials) - 1
+
+    def glb(self) -> bytes:
+        """The binary glTF: pygltflib writes the header, the JSON chunk and the BIN chunk."""
+        self.blob.extend(b"\0" * (-len(self.blob) % 4))
+        self.gltf.buffers = [self.gl.Buffer(byteLength=len(self.blob))]
+        self.gltf.set_binary_blob(bytes(self.blob))
+        return b"".join(self.gltf.save_to_bytes())
 
 
 def glb_bytes(vertices: np.ndarray, uvs: np.ndarray, faces: np.ndarray, texture: np.ndarray, *,
               normals: np.ndarray | None = None, georef: Georef | None = None, name: str = "terrain") -> bytes:
-    """A binary glTF 2.0 file: one mesh (POSITION, NORMAL, TEXCOORD_0, indices), one textured material.
+    """A binary glTF 2.0 file, built with pygltflib: one mesh (POSITION, NORMAL, TEXCOORD_0, indices)
+    with one unlit material textured by an embedded PNG.
 
     Input arrays are z-up (as from :func:`grid_mesh`); they are stored y-up
-    as the glTF spec requires: (x, y, z) -> (x, z, -y).
+    as the glTF spec requires: (x, y, z) -> (x, z, -y). Indices are uint16
+    when there are at most 65,535 vertices, else uint32. ``georef`` goes to
+    ``asset.extras``.
     """
     from . import __version__
 
+    gl = _pygltflib()
     v, t, f, n = _check_mesh(vertices, uvs, faces, normals)
-    pos = np.ascontiguousarray(np.column_stack([v[:, 0], v[:, 2], -v[:, 1]]), dtype=np.float32)
-    nrm = None if n is None else np.ascontiguousarray(np.column_stack([n[:, 0], n[:, 2], -n[:, 1]]),
-                                                      dtype=np.float32)
-    small = len(pos) <= 65535  # 65535 itself is the reserved restart value of uint16
-    idx = f.astype(np.uint16) if small else f
-    png = _png_bytes(texture)
-
-    blob = bytearray()
-    views: list[dict] = []
-
-    def add_view(data: bytes, target: int | None) -> int:
-        while len(blob) % 4:
-            blob.append(0)
-        view = {"buffer": 0, "byteOffset": len(blob), "byteLength": len(data)}
-        if target is not None:
-            view["target"] = target
-        views.append(view)
-        blob.extend(data)
-        return len(views) - 1
-
-    accessors: list[dict] = []
-
-    def add_accessor(arr: np.ndarray, ctype: int, kind: str, target: int | None, minmax: bool = False) -> int:
-        acc = {"bufferView": add_view(arr.tobytes(), target), "componentType": ctype,
-               "count": int(arr.shape[0]) if kind != "SCALAR" else int(arr.size), "type": kind}
-        if minmax:
-            acc["min"] = [float(x) for x in arr.min(axis=0)]
-            acc["max"] = [float(x) for x in arr.max(axis=0)]
-        accessors.append(acc)
-        return len(accessors) - 1
-
-    attributes = {"POSITION": add_accessor(pos, _FLOAT, "VEC3", _ARRAY_BUFFER, minmax=True)}
-    if nrm is not None:
-        attributes["NORMAL"] = add_accessor(nrm, _FLOAT, "VEC3", _ARRAY_BUFFER)
-    attributes["TEXCOORD_0"] = add_accessor(t, _FLOAT, "VEC2", _ARRAY_BUFFER)
-    indices = add_accessor(idx.ravel(), _USHORT if small else _UINT, "SCALAR", _ELEMENT_ARRAY_BUFFER)
-    image_view = add_view(png, None)
-    while len(blob) % 4:
-        blob.append(0)
-
-    asset: dict = {"version": "2.0", "generator": f"geogan {__version__}"}
+    index_dtype = np.uint16 if len(v) <= _UINT16_MAX_VERTICES else np.uint32
+    asset = gl.Asset(version="2.0", generator=f"geogan {__version__}")
     if georef is not None:
-        asset["extras"] = georef.to_dict(_GLB_AXES)
-    gltf = {
-        "asset": asset,
-        "scene": 0,
-        "scenes": [{"nodes": [0]}],
-        "nodes": [{"mesh": 0, "name": name}],
-        "meshes": [{"name": name, "primitives": [
-            {"attributes": attributes, "indices": indices, "material": 0, "mode": 4}]}],
-        "materials": [{
-            "name": "aerial",
-            "pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "metallicFactor": 0.0,
-                                     "roughnessFactor": 1.0},
-            "extensions": {"KHR_materials_unlit": {}},  # the photo already holds its lighting
-        }],
-        "extensionsUsed": ["KHR_materials_unlit"],
-        "textures": [{"sampler": 0, "source": 0}],
-        "samplers": [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}],
-        "images": [{"bufferView": image_view, "mimeType": "image/png", "name": "aerial"}],
-        "accessors": accessors,
-        "bufferViews": views,
-        "buffers": [{"byteLength": len(blob)}],
-    }
-    js = _pad4(json.dumps(gltf, separators=(",", ":")).encode("utf-8"), b" ")
-    total = 12 + 8 + len(js) + 8 + len(blob)
-    return b"".join([struct.pack("<III", _GLB_MAGIC, 2, total), struct.pack("<II", len(js), _CHUNK_JSON), js,
-                     struct.pack("<II", len(blob), _CHUNK_BIN), bytes(blob)])
+        asset.extras = georef.to_dict(_GLB_AXES)
+    b = _GlbBuilder(gl.GLTF2(asset=asset, scene=0, scenes=[gl.Scene(nodes=[0])],
+                             nodes=[gl.Node(mesh=0, name=name)]))
+
+    attributes = gl.Attributes(POSITION=b.add_accessor(_to_y_up(v), gl.VEC3, gl.ARRAY_BUFFER, with_min_max=True))
+    if n is not None:
+        attributes.NORMAL = b.add_accessor(_to_y_up(n), gl.VEC3, gl.ARRAY_BUFFER)
+    attributes.TEXCOORD_0 = b.add_accessor(t, gl.VEC2, gl.ARRAY_BUFFER)
+    indices = b.add_accessor(f.astype(index_dtype).ravel(), gl.SCALAR, gl.ELEMENT_ARRAY_BUFFER)
+    material = b.add_unlit_texture_material(_png_bytes(texture))
+    b.gltf.meshes.append(gl.Mesh(name=name, primitives=[
+        gl.Primitive(attributes=attributes, indices=indices, material=material, mode=gl.TRIANGLES)]))
+    return b.glb()
 
 
 def write_glb(path: Path, vertices: np.ndarray, uvs: np.ndarray, faces: np.ndarray, texture: np.ndarray, *,
