@@ -60,8 +60,13 @@ def default_segmenter_path() -> Path:
 
 def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int = 8, width: int = 16,
                     depth: int = 4, crop_px: int = 128, lr: float = 2e-3, seed: int = 0,
-                    label_map: str = "landcoverai", log_every: int = 100, val_fraction: float = 0.125) -> Path:
-    """Train the FCN-score segmenter on the *real* images of the training split."""
+                    label_map: str = "landcoverai", log_every: int = 100, val_fraction: float = 0.125,
+                    init: Path | None = None) -> Path:
+    """Train the FCN-score segmenter on the *real* images of the training split.
+
+    ``init``: a segmenter (stem of .json + .safetensors) to continue from: same classes, width and depth; its
+    card's step count and seconds are carried into the new card.
+    """
     from safetensors.torch import save_file
 
     from .models.segmenter import Segmenter
@@ -78,7 +83,17 @@ def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int
     freq = np.bincount(labels.ravel(), minlength=len(classes)) / labels.size
     weight = torch.tensor(1 / np.sqrt(np.maximum(freq, 1e-4)), dtype=torch.float32)
     weight = weight / weight.mean()
-    net = Segmenter(len(classes), width, depth)
+    prior = {"steps": 0, "seconds": 0.0}
+    if init is not None:
+        net, init_card = load_segmenter(init)
+        if list(init_card["classes"]) != list(classes):
+            raise InputError(f"segmenter '{init}' has classes {init_card['classes']}, the pairs {list(classes)}; "
+                             "train a new one without --init")
+        width, depth = init_card["width"], init_card["depth"]
+        prior = {k: init_card["training"].get(k, 0) for k in prior}
+        net.train()
+    else:
+        net = Segmenter(len(classes), width, depth)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     t0 = time.perf_counter()
@@ -106,9 +121,11 @@ def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
               str(out.with_suffix(".safetensors")))
-    card = {"kind": "segmenter", "classes": list(classes), "width": width, "depth": depth,
+    card = {"kind": "segmenter", "arch": "segmenter (FCN-score evaluation, not a generator)",
+            "classes": list(classes), "width": width, "depth": depth,
             "training": {"data": str(Path(pairs_dir).name), "split": f"pairs numbered < {val_from}",
-                         "steps": steps, "batch": batch, "crop_px": crop_px, "seconds": time.perf_counter() - t0},
+                         "steps": prior["steps"] + steps, "batch": batch, "crop_px": crop_px,
+                         "seconds": prior["seconds"] + time.perf_counter() - t0},
             "license": lm.license}
     out.with_suffix(".json").write_text(json.dumps(card, indent=2))
     return out

@@ -77,10 +77,13 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(2000, help="Optimiser steps."),
         batch: int = typer.Option(8, help="Batch size."),
         label_map: str = typer.Option("landcoverai", help="Label map of the pairs: landcoverai, recife or a TOML."),
+        init: Optional[Path] = typer.Option(None, help="Continue from this segmenter (stem of .json + .safetensors)."),
+        lr: float = typer.Option(2e-3, help="Peak learning rate of the one-cycle schedule."),
     ) -> None:
         """Train the FCN-score segmenter on the real aerial images of the training split."""
         from .cli import run_guarded
         from .evaluate import train_segmenter
 
-        path = run_guarded(lambda: train_segmenter(pairs, out, steps=steps, batch=batch, label_map=label_map))
+        path = run_guarded(lambda: train_segmenter(pairs, out, steps=steps, batch=batch, label_map=label_map,
+                                                 init=init, lr=lr))
         typer.echo(f"wrote {Path(path).with_suffix('.safetensors')}")

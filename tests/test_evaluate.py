@@ -82,6 +82,10 @@ def test_standard_fid_uses_a_local_torchscript_feature_network(tmp_path, tiny_mo
     d = _pairs(tmp_path / "pairs")
     seg = train_segmenter(d, tmp_path / "seg" / "segmenter", steps=5, batch=2, width=4, depth=2, crop_px=16,
                           val_fraction=0.5)
+    # a segmenter can continue from another: the card counts all steps
+    seg = train_segmenter(d, tmp_path / "seg2" / "segmenter", steps=3, batch=2, crop_px=16, val_fraction=0.5,
+                          init=seg)
+    assert json.loads(seg.with_suffix(".json").read_text())["training"]["steps"] == 8
     res = evaluate_model(d, "baseline:mean-colour", segmenter=seg, val_fraction=0.5, inception=net_path)
     assert np.isfinite(res["fid_inception"]) and res["fid_inception"] > 0
     assert res["inception_weights"] == str(net_path)
