@@ -5,6 +5,11 @@ their width in metres in a local UTM zone, so widths are ground metres in any
 output CRS) with a class id, a drawing priority and, for buildings, a height.
 Broken geometries (rings with too few points, self-intersections) are repaired
 or skipped and counted, never fatal.
+
+Building heights follow OSM Simple 3D Buildings (``height``, ``min_height``,
+``building:levels``, ``building:min_level``, ``roof:*``; see ``heights.py``):
+``FeatureSet.heights_m`` is each building's top, ``FeatureSet.buildings`` its
+bottom, roof shape and the local ground-metre frame used to draw the roof.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import shapely
 from shapely.strtree import STRtree
 
 from .classes import Schema
-from .heights import building_height_m
+from .heights import BuildingHeights, BuildingTable, building_heights, ground_jacobians, log_height_warnings
 from .sources import SourceReport
 
 _AREA_TYPES = {"Polygon", "MultiPolygon"}
@@ -32,11 +37,13 @@ class FeatureSet:
     geometries: np.ndarray
     class_ids: np.ndarray  # uint8
     priorities: np.ndarray  # int
-    heights_m: np.ndarray  # float32, NaN where the class has no height of its own
+    heights_m: np.ndarray  # float32 top (ridge) above ground, NaN where the class has no height of its own
     repaired: int = 0
     skipped: int = 0
     counts_by_class: dict[int, int] = field(default_factory=dict)
     _tree: STRtree | None = None
+    # per-feature bottom heights and roofs (heights.BuildingTable); None: flat roofs, bottoms at 0
+    buildings: BuildingTable | None = None
 
     def __len__(self) -> int:
         return len(self.geometries)
@@ -59,8 +66,21 @@ class FeatureSet:
         return rasterize_classes(self, grid)
 
     def object_heights(self, grid) -> np.ndarray:
-        from .rasterizer import rasterize_heights
-        return rasterize_heights(self, grid)
+        """Top surface of objects above ground on ``grid`` (buildings with their roofs, else 0)."""
+        from .heights import rasterize_object_heights
+        return rasterize_object_heights(self, grid)
+
+    def object_height_layers(self, grid) -> tuple[np.ndarray, np.ndarray]:
+        """(top, bottom) above ground on ``grid``: the bottom is the ``min_height`` of the part making the top."""
+        from .heights import rasterize_object_heights
+        return rasterize_object_heights(self, grid, with_bottom=True)
+
+    @property
+    def min_heights_m(self) -> np.ndarray:
+        """Bottom of each feature above ground (0 on the ground, NaN without a height)."""
+        if self.buildings is not None:
+            return self.buildings.min_heights_m
+        return np.where(np.isfinite(self.heights_m), 0.0, np.nan).astype(np.float32)
 
 
 def utm_crs_for(lon: float, lat: float) -> pyproj.CRS:
@@ -90,6 +110,14 @@ def _polygonal(geom):
     return None
 
 
+def _closed_part_as_area(geom, tags):
+    """A closed way tagged ``building:part`` as a polygon (GDAL's osmconf.ini leaves it a line)."""
+    if (geom.geom_type in ("LineString", "LinearRing") and "building:part" in tags and geom.is_closed
+            and shapely.get_num_coordinates(geom) >= 4):
+        return shapely.Polygon(geom.coords)
+    return geom
+
+
 def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center_lonlat: tuple[float, float],
                    class_field: str | None = None) -> FeatureSet:
     """Classify, buffer and reproject all features of ``report`` into ``crs``."""
@@ -100,10 +128,12 @@ def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center
     building_id = schema.by_name("building").id
 
     area_geoms, line_geoms, line_widths = [], [], []
-    area_meta, line_meta = [], []  # (class_id, priority, height)
+    area_meta, line_meta = [], []  # (class_id, priority, building tags or None)
     skipped = repaired = 0
     for layer in report.layers:
         for geom, tags in zip(layer.geometries, layer.tags):
+            if layer.is_osm:
+                geom = _closed_part_as_area(geom, tags)
             gtype = geom.geom_type
             kind = "area" if gtype in _AREA_TYPES else "line" if gtype in _LINE_TYPES else None
             if kind is None:
@@ -114,7 +144,7 @@ def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center
                 cls = schema.classify(tags, kind)
             if cls is None:
                 continue
-            height = building_height_m(tags) if cls.class_id == building_id else np.nan
+            building_tags = tags if cls.class_id == building_id else None
             if kind == "area":
                 if not geom.is_valid:
                     geom = _polygonal(shapely.make_valid(geom))
@@ -123,14 +153,14 @@ def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center
                         continue
                     repaired += 1
                 area_geoms.append(geom)
-                area_meta.append((cls.class_id, cls.priority, height))
+                area_meta.append((cls.class_id, cls.priority, building_tags))
             else:
                 if shapely.get_num_coordinates(geom) < 2:
                     skipped += 1
                     continue
                 line_geoms.append(geom)
                 line_widths.append(cls.width_m or 1.0)
-                line_meta.append((cls.class_id, cls.priority, height))
+                line_meta.append((cls.class_id, cls.priority, building_tags))
 
     skipped += report.dropped
     polys = _apply(lonlat_to_out, np.array(area_geoms, dtype=object))
@@ -148,7 +178,8 @@ def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center
                           empty.astype(np.float32), repaired, skipped)
     class_ids = np.array([m[0] for m in meta], dtype=np.uint8)
     priorities = np.array([m[1] for m in meta], dtype=np.int64)
-    heights = np.array([m[2] for m in meta], dtype=np.float32)
+    lonlat_geoms = np.array(area_geoms + line_geoms, dtype=object)
+    heights, table = _building_table([m[2] for m in meta], lonlat_geoms, to_work, crs)
     valid = ~shapely.is_empty(geoms) & shapely.is_valid_input(geoms)
     bad_out = ~shapely.is_valid(geoms)
     if bad_out.any():  # reprojection can fold a ring; repair once more
@@ -158,4 +189,48 @@ def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center
     order = order[valid[order]]
     ids, counts = np.unique(class_ids[order], return_counts=True)
     return FeatureSet(crs, geoms[order], class_ids[order], priorities[order], heights[order],
-                      repaired, skipped, {int(i): int(c) for i, c in zip(ids, counts)})
+                      repaired, skipped, {int(i): int(c) for i, c in zip(ids, counts)},
+                      buildings=table.take(order))
+
+
+def _half_widths_m(lonlat_geoms: np.ndarray, to_work: pyproj.Transformer) -> np.ndarray:
+    """Half the short side of each polygon's minimum rotated rectangle, in ground metres (local UTM)."""
+    out = np.full(len(lonlat_geoms), np.nan)
+    polygonal = np.array([g is not None and g.geom_type in _AREA_TYPES for g in lonlat_geoms], dtype=bool)
+    if not polygonal.any():
+        return out
+    rects = shapely.minimum_rotated_rectangle(_apply(to_work, lonlat_geoms[polygonal]))
+    widths = []
+    for r in rects:
+        if r is None or r.geom_type != "Polygon":
+            widths.append(np.nan)
+            continue
+        c = np.asarray(r.exterior.coords)[:3, :2]
+        widths.append(min(np.hypot(*(c[1] - c[0])), np.hypot(*(c[2] - c[1]))) / 2.0)
+    out[polygonal] = widths
+    return out
+
+
+def _building_table(building_tags: list, lonlat_geoms: np.ndarray, to_work: pyproj.Transformer,
+                    crs: pyproj.CRS) -> tuple[np.ndarray, BuildingTable]:
+    """Top heights (NaN for non-buildings) and the BuildingTable of features in source order."""
+    n = len(building_tags)
+    is_building = np.array([t is not None for t in building_tags], dtype=bool)
+    half_w = np.full(n, np.nan)
+    jac = np.full((n, 2, 2), np.nan)
+    if is_building.any():
+        half_w[is_building] = _half_widths_m(lonlat_geoms[is_building], to_work)
+        centres = shapely.centroid(lonlat_geoms[is_building])
+        jac[is_building] = ground_jacobians(shapely.get_x(centres), shapely.get_y(centres), crs)
+    items: list[BuildingHeights | None] = []
+    notes: list[str] = []
+    for tags, hw in zip(building_tags, half_w):
+        if tags is None:
+            items.append(None)
+            continue
+        b = building_heights(tags, half_width_m=float(hw) if np.isfinite(hw) else None)
+        notes.extend(b.warnings)
+        items.append(b)
+    log_height_warnings(notes)
+    tops = np.array([b.height_m if b is not None else np.nan for b in items], dtype=np.float32)
+    return tops, BuildingTable.from_heights(items, jac)
