@@ -241,7 +241,7 @@ def _register_extensions() -> None:
     import importlib
 
     for mod in ("geogan.training.commands", "geogan.plugin_build", "geogan.mesh_cli", "geogan.evaluate_cli",
-                "geogan.dream_cli"):
+                "geogan.dream_cli", "geogan.terrain_cli"):
         try:
             module = importlib.import_module(mod)
         except ImportError:

@@ -27,14 +27,10 @@ def rasterize_classes(feats: FeatureSet, grid: Grid, fill: int = 0) -> np.ndarra
 
 
 def rasterize_heights(feats: FeatureSet, grid: Grid) -> np.ndarray:
-    """Object heights above ground in metres (float32): buildings, else 0.
+    """Object heights above ground in metres (float32): building tops with their roofs, else 0.
 
-    Within the class drawing order, a feature with a height (a building)
-    writes it and any later feature without one (drawn on top) resets to 0.
+    The same surface as :meth:`FeatureSet.object_heights` (see :func:`geogan.heights.rasterize_object_heights`).
     """
-    out = np.zeros(grid.shape_yx, dtype=np.float32)
-    idx = feats.query(grid.bounds)
-    if len(idx):
-        heights = np.nan_to_num(feats.heights_m[idx], nan=0.0).tolist()
-        rio_features.rasterize(zip(feats.geometries[idx], heights), out=out, transform=grid.transform)
-    return out
+    from .heights import rasterize_object_heights
+
+    return rasterize_object_heights(feats, grid)

@@ -12,6 +12,8 @@ discriminator can punish it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -48,13 +50,19 @@ class ShadowGenerator(nn.Module):
     kernel : int, default 3
         Odd kernel size; a 3x3 kernel sees the local height slope.
 
+    relief_gain : float, optional
+        Terrain mode: heights are ``height * relief_gain`` pixels (``height_scale_m / gsd_m``), and the
+        texture is first lit by a Lambertian sun (``azimuth_deg``, ``altitude_deg``; 1 on flat ground)
+        with learnable ambient/direct shares and gain, then the convolutions add their correction.
+
     Notes
     -----
     ``forward(texture, height)``: ``texture`` ``[B, 3, H, W]``, ``height``
     ``[B, 1, H, W]``, both in [-1, 1]; returns ``[B, 3, H, W]`` (not clamped).
     """
 
-    def __init__(self, hidden: int = 16, kernel: int = 3):
+    def __init__(self, hidden: int = 16, kernel: int = 3, relief_gain: float | None = None,
+                 azimuth_deg: float = 315.0, altitude_deg: float = 45.0):
         super().__init__()
         positive_int("ShadowGenerator", "hidden", hidden)
         positive_int("ShadowGenerator", "kernel", kernel)
@@ -65,6 +73,25 @@ class ShadowGenerator(nn.Module):
         self.act = nn.LeakyReLU(0.2)
         self.conv2 = nn.Conv2d(hidden, 3, kernel, padding=pad, padding_mode="replicate")
         init_weights(self)
+        self.relief_gain = None if relief_gain is None else float(relief_gain)
+        if self.relief_gain is not None:
+            if not self.relief_gain > 0:
+                raise ValueError(f"ShadowGenerator: relief_gain must be positive, got {relief_gain}")
+            az, alt = math.radians(azimuth_deg), math.radians(altitude_deg)
+            self.register_buffer("light", torch.tensor([math.sin(az) * math.cos(alt), math.cos(az) * math.cos(alt),
+                                                        math.sin(alt)]), persistent=False)
+            # learnable: log relief gain correction, ambient and direct share of the light
+            self.log_gain = nn.Parameter(torch.zeros(()))
+            self.ambient = nn.Parameter(torch.tensor(0.3))
+            self.direct = nn.Parameter(torch.tensor(0.7))
+
+    def lambert(self, height: torch.Tensor) -> torch.Tensor:
+        """Lambertian shading of ``height`` relative to flat ground (1 = flat), ``[B, 1, H, W]``."""
+        z = torch.nn.functional.pad(height, (1, 1, 1, 1), mode="replicate") * (self.relief_gain * self.log_gain.exp())
+        dzdx = (z[..., 1:-1, 2:] - z[..., 1:-1, :-2]) / 2   # towards east
+        dzdy = (z[..., :-2, 1:-1] - z[..., 2:, 1:-1]) / 2   # towards north (rows go south)
+        lx, ly, lz = self.light
+        return (-dzdx * lx - dzdy * ly + lz) / torch.sqrt(1 + dzdx ** 2 + dzdy ** 2) / lz
 
     def forward(self, texture: torch.Tensor, height: torch.Tensor) -> torch.Tensor:
         if texture.dim() != 4 or texture.shape[1] != 3:
@@ -77,6 +104,10 @@ class ShadowGenerator(nn.Module):
                 f"got {list(height.shape)}"
             )
         shading = self.conv2(self.act(self.conv1(torch.cat([texture, height], dim=1))))
+        if self.relief_gain is not None:
+            # texture in [-1, 1] -> reflectance 0..1, times (ambient + direct * Lambert), back to [-1, 1]
+            lit = (texture + 1) / 2 * (self.ambient + self.direct * self.lambert(height).clamp(min=0))
+            texture = lit * 2 - 1
         return texture + shading
 
 

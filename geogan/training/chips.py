@@ -117,6 +117,8 @@ class ChipSet(PairSet):
     """Chips written by :func:`make_chips`; batches carry heights when the chips have them."""
 
     heights: np.ndarray | None = None
+    height_ref: str = "min"  # "min": old 0..100 m above the chip minimum; "mean": (h - chip mean) / scale
+    height_scale_m: float = HEIGHT_RANGE_M / 2  # metres per unit of the normalised height (the card's value)
 
     @classmethod
     def load(cls, chips_dir: Path, split: str) -> "ChipSet":  # type: ignore[override]
@@ -128,7 +130,10 @@ class ChipSet(PairSet):
         heights = None
         if index.get("heights"):
             heights = np.stack([np.load(chips_dir / "heights" / f"chip_{n:05d}.npy") for n in base.numbers])
-        return cls(base.images, base.labels, base.label_map, base.numbers, heights)
+        if index.get("height_ref", "min") not in ("min", "mean"):
+            raise InputError(f"'{chips_dir}/index.json': unknown height_ref {index['height_ref']!r}; use min or mean")
+        return cls(base.images, base.labels, base.label_map, base.numbers, heights,
+                   index.get("height_ref", "min"), float(index.get("height_scale_m", HEIGHT_RANGE_M / 2)))
 
     def batch(self, idx, rng, *, flip=True, jitter=False, crop_px=None):
         """Like PairSet.batch (no jitter, no crops); with heights, (labels, image, height in [-1, 1])."""
@@ -136,10 +141,23 @@ class ChipSet(PairSet):
             return super().batch(idx, rng, flip=flip)
         state = rng.bit_generator.state
         x, img = super().batch(idx, rng, flip=flip)
-        h = torch.from_numpy(self.heights[list(idx)])
-        h = h - h.flatten(1).min(1).values[:, None, None]
-        h = (h / HEIGHT_RANGE_M * 2 - 1).clamp(-1, 1)[:, None]
-        return x, img, _apply_same_flip(h, state, flip)
+        h = normalize_heights(torch.from_numpy(self.heights[list(idx)]), self.height_ref, self.height_scale_m)
+        return x, img, _apply_same_flip(h[:, None], state, flip)
+
+
+def normalize_heights(h: torch.Tensor, ref: str = "min", scale_m: float = HEIGHT_RANGE_M / 2) -> torch.Tensor:
+    """Chip heights (B, H, W) in metres -> [-1, 1].
+
+    ``ref="min"`` (``geogan chips``): 0..HEIGHT_RANGE_M m above the chip's lowest point map to [-1, 1].
+    ``ref="mean"`` (``geogan terrain-chips``): ``(h - chip mean) / scale_m``, clipped; the inverse is
+    ``h_norm * scale_m`` metres relative to the chip mean (the model card's ``height_scale_m``).
+    """
+    h = h.double()
+    if ref == "mean":
+        out = (h - h.flatten(1).mean(1)[:, None, None]) / float(scale_m)
+    else:
+        out = (h - h.flatten(1).min(1).values[:, None, None]) / HEIGHT_RANGE_M * 2 - 1
+    return out.clamp(-1, 1).float()
 
 
 def _apply_same_flip(h: torch.Tensor, state: dict, flip: bool) -> torch.Tensor:
@@ -154,4 +172,4 @@ def _apply_same_flip(h: torch.Tensor, state: dict, flip: bool) -> torch.Tensor:
     return torch.rot90(h, k, (-2, -1))
 
 
-__all__ = ["make_chips", "ChipSet"]
+__all__ = ["make_chips", "ChipSet", "normalize_heights"]

@@ -26,6 +26,7 @@ def register_train(app: typer.Typer) -> None:
         epochs: Optional[float] = typer.Option(None, help="Train this many epochs instead of --steps."),
         batch: Optional[int] = typer.Option(None, "--batch-size", "--batch", help="Batch size (default: the recipe's)."),
         ngf: Optional[int] = typer.Option(None, help="Generator width (default: the recipe's)."),
+        ndf: Optional[int] = typer.Option(None, help="Discriminator width (default: the recipe's)."),
         lr: float = typer.Option(2e-4, help="Adam learning rate (both networks)."),
         beta1: float = typer.Option(0.5, help="Adam beta1."),
         l1_weight: Optional[float] = typer.Option(None, help="L1 weight (default: the recipe's; pix2pix 100)."),
@@ -67,7 +68,7 @@ def register_train(app: typer.Typer) -> None:
                 resume=resume, checkpoint_every=checkpoint_every, sample_every=sample_every,
                 feature_matching=fm_weight, vgg_weights=vgg_weights, log_tensorboard=tensorboard,
                 device=device, label_map=label_map, val_fraction=val_fraction,
-                arch_params={"ngf": ngf} if ngf else None, shadow=shadow, balance=balance, name=name,
+                arch_params={"ngf": ngf} if ngf else None, disc_params={"ndf": ndf} if ndf else None, shadow=shadow, balance=balance, name=name,
                 max_seconds=hours * 3600 if hours else None, threads=threads, compile=compile, progress=True)
 
         log, card_path = run_guarded(go)

@@ -127,7 +127,11 @@ class Trainer:
         if tile_px % multiple:
             raise InputError(f"the training tiles are {tile_px} px but {recipe.arch} {recipe.g_params} needs "
                              f"multiples of {multiple} px; use fewer levels (n_down) or larger tiles")
-        self.shadow = ShadowGenerator().to(self.device) if recipe.shadow else None
+        self.height_ref = getattr(train_set, "height_ref", "min")
+        self.height_scale_m = float(getattr(train_set, "height_scale_m", HEIGHT_RANGE_M / 2))
+        # terrain chips (heights relative to the chip mean): physically initialised shading, see ShadowGenerator
+        shadow_params = {"relief_gain": self.height_scale_m / gsd_m} if self.height_ref == "mean" else {}
+        self.shadow = ShadowGenerator(**shadow_params).to(self.device) if recipe.shadow else None
         if channels_last:
             self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
         g_params = list(self.G.parameters()) + (list(self.shadow.parameters()) if self.shadow else [])
@@ -296,7 +300,9 @@ class Trainer:
         return {
             "name": self.name, "arch": self.recipe.arch, "arch_params": self.recipe.g_params,
             "classes": list(lm.classes), "schema_to_model": lm.schema_to_model,
-            "outputs": ["rgb", "height"] if self.recipe.shadow else ["rgb"], "height_scale_m": HEIGHT_RANGE_M / 2,
+            "outputs": ["rgb", "height"] if self.recipe.shadow else ["rgb"], "height_scale_m": self.height_scale_m,
+            "height_reference": ("chip mean" if self.height_ref == "mean"
+                                 else f"{HEIGHT_RANGE_M / 2:g} m above the chip minimum"),
             "gsd_m": self.gsd_m,
             "training": {"data": lm.data or lm.name, "label_map": lm.name, "steps": self.log.step,
                          "cpu_hours": self.log.seconds / 3600, "wall_seconds": round(self.log.seconds, 1),

@@ -1,0 +1,68 @@
+"""`geogan terrain-chips`: training chips for the learned terrain model from real DEMs (see
+:mod:`geogan.training.terrain_chips` for the class rules, the height normalisation and the texture target)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("terrain-chips")
+    def terrain_chips(
+        dem_dir: Optional[Path] = typer.Option(None, help="Folder of DEM GeoTIFFs "
+                                                          "(landcover_*.tif = paired land cover)."),
+        dem: Optional[list[Path]] = typer.Option(None, help="A DEM GeoTIFF (repeatable; with or instead of "
+                                                       "--dem-dir)."),
+        out: Path = typer.Option(..., help="Output folder for the chips."),
+        gsd_m: float = typer.Option(30.0, help="Common ground spacing in metres (local UTM grid)."),
+        chip_px: int = typer.Option(128, help="Chip size in pixels."),
+        max_chips_per_dem: int = typer.Option(64, help="At most this many chips per DEM (evenly spread)."),
+        val_dem: Optional[list[str]] = typer.Option(None, help="Name prefix of a DEM held out for validation "
+                                                         "(repeatable; default: four built-in ones)."),
+        height_scale_m: Optional[float] = typer.Option(None, help="Metres per unit of normalised height "
+                                                            "(default: 99.9th percentile of |h - chip mean|)."),
+        seed: int = typer.Option(0, help="Seed of the texture noise."),
+    ) -> None:
+        """Cut terrain chips (synthetic albedo x hillshade | derived classes | heights) from real DEMs."""
+        from .cli import run_guarded
+        from .errors import InputError
+        from .training.terrain_chips import DEFAULT_VAL_DEMS, make_terrain_chips
+
+        def go():
+            if dem_dir is None and not dem:
+                raise InputError("give --dem-dir DIR or --dem FILE")
+            return make_terrain_chips(dem_dir, out, dems=dem or (), gsd_m=gsd_m, chip_px=chip_px,
+                                      max_chips_per_dem=max_chips_per_dem,
+                                      val_dems=val_dem if val_dem else DEFAULT_VAL_DEMS,
+                                      height_scale_m=height_scale_m, seed=seed, log=typer.echo)
+
+        index = run_guarded(go)
+        n = len(index["chips"])
+        typer.echo(f"wrote {n} chips to {out}: {index['val_from']} train, {n - index['val_from']} val "
+                   f"(held-out DEMs: {', '.join(index['val_dems']) or 'none'}); height_scale_m "
+                   f"{index['height_scale_m']:g}; skipped: {', '.join(s['dem'] for s in index['skipped']) or 'none'}")
+
+    @app.command("terrain-eval")
+    def terrain_eval(
+        model: Path = typer.Option(..., help="Terrain model card (.json)."),
+        chips: Path = typer.Option(..., help="Chips folder written by 'geogan terrain-chips'."),
+        split: str = typer.Option("val", help="val (held-out DEMs), train or all."),
+        write_card: bool = typer.Option(False, help="Also write the metrics, provenance and licences into the card."),
+        command: str = typer.Option("", help="Training command to record in the card (with --write-card)."),
+    ) -> None:
+        """Height RMSE (m) and slope statistics of a terrain model on chips of held-out DEMs."""
+        import json
+
+        from .cli import run_guarded
+        from .training.terrain_chips import evaluate_terrain_model, finalize_terrain_card
+
+        def go():
+            m = evaluate_terrain_model(model, chips, split)
+            if write_card:
+                finalize_terrain_card(model, chips, {"val": m} if split == "val" else {split: m}, command=command)
+            return m
+
+        typer.echo(json.dumps(run_guarded(go), indent=1))
