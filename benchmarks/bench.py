@@ -1,6 +1,6 @@
 """geogan benchmark: prints and writes (--json) the numbers the README quotes.
 
-    .venv/bin/python benchmarks/bench.py --json bench.json [--model default] [--quick]
+    .venv/bin/python benchmarks/bench.py --json bench.json [--model default] [--quick] [--only e2e,memory]
 
 Measures, in one run on this machine:
 - generator-only throughput (output MP/s, overlap included in the cost) and end-to-end render
@@ -102,7 +102,8 @@ def pix2pix_mp_s(tile_px: int = 256, reps: int = 3) -> float:
 
 def render_in_subprocess(bbox, osm: Path, out: Path, model: str, extra=()) -> dict:
     code = (
-        "import json, resource, sys, time, geogan\n"
+        "import json, resource, sys, time, geogan, torch\n"
+        f"torch.set_num_threads({torch.get_num_threads()})\n"
         f"t=time.perf_counter(); r=geogan.render(osm={str(osm)!r}, bbox={tuple(bbox)!r}, out_dir={str(out)!r}, "
         f"model={model!r}, overwrite=True, force=True{''.join(', ' + e for e in extra)})\n"
         "print(json.dumps({'seconds': time.perf_counter()-t, 'tiles': r.tiles, 'shape': r.grid.shape_yx, "
@@ -138,44 +139,60 @@ def rasterize_vs_gdal(osm: Path, bbox, tmp: Path) -> dict:
     return out
 
 
+PARTS = ("e2e", "memory", "rasterize", "flops", "pix2pix", "dask")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path)
     ap.add_argument("--model", default="default")
     ap.add_argument("--quick", action="store_true", help="smaller areas (for a smoke run)")
+    ap.add_argument("--big-km2", type=float, default=16.0, help="area of the large memory-test render")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="torch threads, the same in the benchmark and its render subprocesses (default: all cores)")
+    ap.add_argument("--only", type=lambda s: set(s.split(",")), default=set(PARTS),
+                    help=f"comma-separated parts to run (default all): {','.join(PARTS)}")
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    if args.only - set(PARTS):
+        ap.error(f"unknown parts {sorted(args.only - set(PARTS))}; choose from {','.join(PARTS)}")
+    torch.set_num_threads(args.threads)
     from geogan.api import sample_osm_path
-    res: dict = {"cpu_count": os.cpu_count(), "torch": torch.__version__}
+    res: dict = {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         osm = sample_osm_path()
-        # end-to-end vs generator-only on the same area
         small = 0.1 if args.quick else 1.0
-        e2e = render_in_subprocess(_town_bbox(small), osm, tmp / "e2e", args.model)
-        h, w = e2e["shape"]
-        gen = generator_stats(args.model)
-        out_mp = h * w / 1e6
-        gen_seconds = e2e["tiles"] * gen["seconds_per_batch"]  # same tiles, overlap included
-        res.update(e2e_mp_s=out_mp / e2e["seconds"], generator_mp_s=out_mp / gen_seconds,
-                   e2e_ratio=gen_seconds / e2e["seconds"], e2e_seconds=e2e["seconds"], e2e_area_km2=small,
-                   e2e_shape=[h, w])
-        # memory: 1 km2 vs 16 km2
-        big = 1.0 if args.quick else 16.0
-        big_osm = _synthetic_town(big, tmp / "big.osm")
-        m1 = render_in_subprocess(_town_bbox(small), osm, tmp / "m1", args.model)
-        m16 = render_in_subprocess(_town_bbox(big), big_osm, tmp / "m16", args.model)
-        res.update(peak_rss_1km2_mb=m1["maxrss_mb"], peak_rss_16km2_mb=m16["maxrss_mb"],
-                   rss_ratio=m16["maxrss_mb"] / m1["maxrss_mb"], big_area_km2=big, big_seconds=m16["seconds"])
-        res.update(rasterize_vs_gdal(osm, _town_bbox(small), tmp))
-        peak = matmul_flops()
-        res.update(generator_flop_s=gen["flop_s"], matmul_peak_flop_s=peak, flop_efficiency=gen["flop_s"] / peak,
-                   generator_gflops_per_tile=gen["flops_per_tile"] / 1e9)
-        res["pix2pix_mp_s"] = pix2pix_mp_s()
-        res["speedup_vs_pix2pix"] = gen["tile_mp_s"] / res["pix2pix_mp_s"]
-        d1 = render_in_subprocess(_town_bbox(small), osm, tmp / "d1", args.model, extra=["workers=2"])
-        res.update(dask_2workers_s=d1["seconds"], single_process_s=e2e["seconds"],
-                   dask_speedup=e2e["seconds"] / d1["seconds"])
+        gen = generator_stats(args.model) if args.only & {"e2e", "flops", "pix2pix", "dask"} else None
+        if "e2e" in args.only or "dask" in args.only:
+            # end-to-end vs generator-only on the same area
+            e2e = render_in_subprocess(_town_bbox(small), osm, tmp / "e2e", args.model)
+            h, w = e2e["shape"]
+            out_mp = h * w / 1e6
+            gen_seconds = e2e["tiles"] * gen["seconds_per_batch"]  # same tiles, overlap included
+            res.update(e2e_mp_s=out_mp / e2e["seconds"], generator_mp_s=out_mp / gen_seconds,
+                       e2e_ratio=gen_seconds / e2e["seconds"], e2e_seconds=e2e["seconds"], e2e_area_km2=small,
+                       e2e_shape=[h, w])
+        if "memory" in args.only:
+            # memory: 1 km2 vs 16 km2
+            big = 1.0 if args.quick else args.big_km2
+            big_osm = _synthetic_town(big, tmp / "big.osm")
+            m1 = render_in_subprocess(_town_bbox(small), osm, tmp / "m1", args.model)
+            m16 = render_in_subprocess(_town_bbox(big), big_osm, tmp / "m16", args.model)
+            res.update(peak_rss_1km2_mb=m1["maxrss_mb"], peak_rss_16km2_mb=m16["maxrss_mb"],
+                       rss_ratio=m16["maxrss_mb"] / m1["maxrss_mb"], big_area_km2=big, big_seconds=m16["seconds"])
+        if "rasterize" in args.only:
+            res.update(rasterize_vs_gdal(osm, _town_bbox(small), tmp))
+        if "flops" in args.only:
+            peak = matmul_flops()
+            res.update(generator_flop_s=gen["flop_s"], matmul_peak_flop_s=peak,
+                       flop_efficiency=gen["flop_s"] / peak, generator_gflops_per_tile=gen["flops_per_tile"] / 1e9)
+        if "pix2pix" in args.only:
+            res["pix2pix_mp_s"] = pix2pix_mp_s()
+            res["speedup_vs_pix2pix"] = gen["tile_mp_s"] / res["pix2pix_mp_s"]
+        if "dask" in args.only:
+            d1 = render_in_subprocess(_town_bbox(small), osm, tmp / "d1", args.model, extra=["workers=2"])
+            res.update(dask_2workers_s=d1["seconds"], single_process_s=e2e["seconds"],
+                       dask_speedup=e2e["seconds"] / d1["seconds"])
     for k, v in res.items():
         print(f"{k:>24}: {v:.4g}" if isinstance(v, float) else f"{k:>24}: {v}")
     if args.json:

@@ -5,13 +5,17 @@ rasterized directly at the model's native ground resolution for that tile
 (the CRS's scale factor varies across a tall area, so each tile gets its own
 rescaling), the generator runs on a batch of tiles, outputs are resized back
 to the output grid, blended, and finished rows are streamed to disk together
-with the class map and heights rasterized at output resolution.
+with the class map and heights rasterized at output resolution. Writing runs
+in background threads while the generator works (see :func:`render_grid`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -37,6 +41,7 @@ CancelFn = Callable[[], bool]
 
 HEIGHT_NODATA = -9999.0
 MAX_HOURS_DEFAULT = 24.0
+MAX_QUEUED_STRIPS = 1  # generator strips waiting for the writer thread (bounds memory)
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,11 @@ def output_specs(paths: OutputPaths, schema: Schema) -> dict[str, RasterSpec]:
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint((rgb + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    x = np.add(rgb, 1.0, dtype=np.float32)  # one float temporary, worked on in place
+    x *= 127.5
+    np.rint(x, out=x)
+    np.clip(x, 0, 255, out=x)
+    return x.astype(np.uint8)
 
 
 def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
@@ -140,14 +149,15 @@ def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: Ti
                     on_batch: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Render tile rows ``first_row .. stop_row-1`` and yield finished, blended output strips.
 
-    Yields ``(grid_row0, float32 (3, rows, width) in [-1, 1])``. Rows above
+    Yields ``(grid_row0, float32 (3, rows, width) in [-1, 1])`` (4 bands for height models: RGB, height). Rows above
     ``first_row``'s stride start are only final when ``first_row`` is 0: a
     block of tile rows that starts lower must begin one tile row earlier and
     drop what that extra row alone finishes (see :func:`render_block`).
     ``on_batch(n_tiles)`` is called before each batch (progress, cancel).
     """
     rows = tile_rows(grid.shape_yx, spec)
-    blender = StripBlender(grid.shape_yx, 3, spec.tile_px, spec.overlap_px, first_row0=rows[first_row][0].row0)
+    n_ch = 4 if "height" in model.card.get("outputs", ()) else 3  # RGB (+ height in [-1, 1], blended the same way)
+    blender = StripBlender(grid.shape_yx, n_ch, spec.tile_px, spec.overlap_px, first_row0=rows[first_row][0].row0)
     for r in range(first_row, stop_row):
         row = rows[r]
         m = plan.model_px_by_row[r]
@@ -163,7 +173,7 @@ def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: Ti
                 noise.append(hashed_noise(seed, int(round(tile.row0 * scale)), int(round(tile.col0 * scale)), m))
             out = run_batch(model, np.stack(maps), np.stack(noise)[:, None], spec.tile_px)
             for tile, values in zip(batch, out):
-                blender.add(tile.row0, tile.col0, values[:3])
+                blender.add(tile.row0, tile.col0, values[:n_ch])
         yield from blender.finish_row(last=(r == len(rows) - 1))
 
 
@@ -188,7 +198,7 @@ def render_block(feats: ClassSource, grid: Grid, model: LoadedModel, spec: TileS
                                        stop_row=stop_row, seed=seed):
         lo, hi = max(row0, start), min(row0 + strip.shape[1], stop)
         if lo < hi:
-            out.append((lo, _to_uint8(strip[:, lo - row0:hi - row0])))
+            out.append((lo, _to_uint8(strip[:3, lo - row0:hi - row0])))
     return out
 
 
@@ -204,27 +214,45 @@ class HeightSpec:
 
 
 def _surface(feats: ClassSource, grid: Grid, schema: Schema, heights: HeightSpec, seed: int, row0: int,
-             n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class map and surface height (terrain + objects + canopy) of rows row0..row0+n_rows."""
+             n_rows: int, terrain_m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Class map and surface height (terrain + objects + canopy) of rows row0..row0+n_rows.
+
+    ``terrain_m``: the model's generated terrain (metres) for these rows, used when no DEM is given.
+    """
     g = grid.window(row0, 0, n_rows, grid.width)
     classes = feats.classes(g)
-    terrain = heights.dem.read(g) if heights.dem is not None else None
+    terrain = heights.dem.read(g) if heights.dem is not None else terrain_m
     surface = compose_heights(terrain, feats.object_heights(g), classes, schema, seed, heights.canopy,
                               row0=row0, col0=0, gsd_m=heights.gsd_m, nodata=HEIGHT_NODATA)
     return classes, surface
 
 
 def write_strip(outputs: OutputSet, feats: ClassSource, grid: Grid, schema: Schema, heights: HeightSpec, seed: int,
-                row0: int, rgb_u8: np.ndarray) -> None:
-    """Write the aerial rows and the matching class-map, height (and hillshade) rows."""
-    n = rgb_u8.shape[1]
+                row0: int, rgb_u8: np.ndarray, terrain_m: np.ndarray | None = None) -> None:
+    """Write the aerial rows and the matching class-map, height (and hillshade) rows.
+
+    ``terrain_m``: generated terrain in metres for these rows (height models), the terrain when no DEM is given.
+    """
     outputs.write("aerial", row0, rgb_u8)
+    write_surface(outputs, feats, grid, schema, heights, seed, row0, rgb_u8.shape[1], terrain_m)
+
+
+def strip_rows(grid: Grid, spec: TileSpec) -> list[tuple[int, int]]:
+    """``(row0, rows)`` of the strips a whole render releases: one per tile row, top to bottom."""
+    starts = spec.starts(grid.height)
+    return [(a, b - a) for a, b in zip(starts, starts[1:] + [grid.height])]
+
+
+def write_surface(outputs: OutputSet, feats: ClassSource, grid: Grid, schema: Schema, heights: HeightSpec, seed: int,
+                  row0: int, n: int, terrain_m: np.ndarray | None = None) -> None:
+    """Write the class-map, height (and hillshade) rows ``row0 .. row0 + n`` (``terrain_m`` as in write_strip)."""
     if not heights.hillshade:
-        classes, surface = _surface(feats, grid, schema, heights, seed, row0, n)
+        classes, surface = _surface(feats, grid, schema, heights, seed, row0, n, terrain_m)
     else:  # one extra row above and below so strip borders shade seamlessly
         top = 1 if row0 > 0 else 0
         bottom = 1 if row0 + n < grid.height else 0
-        classes, surface = _surface(feats, grid, schema, heights, seed, row0 - top, n + top + bottom)
+        t = None if terrain_m is None else np.pad(terrain_m, ((top, bottom), (0, 0)), mode="edge")
+        classes, surface = _surface(feats, grid, schema, heights, seed, row0 - top, n + top + bottom, t)
         classes, core = classes[top:top + n], surface[top:top + n]
         z = np.where(surface == HEIGHT_NODATA, np.nan, surface)
         shade = hillshade(z[top:top + n], heights.res_xy_m, above=z[0] if top else None,
@@ -233,6 +261,28 @@ def write_strip(outputs: OutputSet, feats: ClassSource, grid: Grid, schema: Sche
         surface = core
     outputs.write("classes", row0, classes)
     outputs.write("height", row0, surface)
+
+
+def _write_surfaces(outputs: OutputSet, feats: ClassSource, grid: Grid, schema: Schema, heights: HeightSpec,
+                    seed: int, strips: list[tuple[int, int]], stop: threading.Event) -> None:
+    """Write and finish every output but the aerial image (they do not need the generator)."""
+    for row0, n in strips:
+        if stop.is_set():
+            return
+        write_surface(outputs, feats, grid, schema, heights, seed, row0, n)
+    for key in ("classes", "height", "hillshade"):
+        if key in outputs.specs and not stop.is_set():
+            outputs.finish(key)
+
+
+def _write_generated(outputs: OutputSet, feats: ClassSource, grid: Grid, schema: Schema, heights: HeightSpec,
+                     seed: int, row0: int, strip: np.ndarray, height_scale_m: float | None) -> None:
+    """Write a blended generator strip: the aerial rows, and for height models the surface rows too."""
+    if height_scale_m is None:
+        outputs.write("aerial", row0, _to_uint8(strip))
+    else:
+        write_strip(outputs, feats, grid, schema, heights, seed, row0, _to_uint8(strip[:3]),
+                    terrain_m=strip[3] * height_scale_m)
 
 
 def make_height_spec(grid: Grid, dem: DemSource | None = None, canopy: CanopyParams | None = None,
@@ -280,11 +330,34 @@ def render_grid(feats: ClassSource, grid: Grid, model: LoadedModel, schema: Sche
             progress(done / plan.tiles, f"tile {done}/{plan.tiles}")
         done += n
 
-    with OutputSet(grid, output_specs(paths, schema)) as outputs:
-        for row0, strip in blend_tile_rows(feats, grid, model, spec, plan, first_row=0,
-                                           stop_row=len(plan.model_px_by_row), seed=seed,
-                                           batch_tiles=batch_tiles, on_batch=on_batch):
-            write_strip(outputs, feats, grid, schema, heights, seed, row0, _to_uint8(strip))
+    # The generator runs here; one thread writes the strips it releases, another writes (and converts
+    # to COGs) the class map and heights when they do not depend on it (no height output). GDAL, numpy
+    # and torch release the GIL, so the writing hides behind the generator.
+    height_scale_m = float(model.card["height_scale_m"]) if "height" in model.card.get("outputs", ()) else None
+    stop = threading.Event()
+    with OutputSet(grid, output_specs(paths, schema)) as outputs, \
+            ThreadPoolExecutor(1, thread_name_prefix="geogan-surface") as surface_pool, \
+            ThreadPoolExecutor(1, thread_name_prefix="geogan-write") as strip_pool:
+        try:
+            surfaces = surface_pool.submit(_write_surfaces, outputs, feats, grid, schema, heights, seed,
+                                           strip_rows(grid, spec), stop) if height_scale_m is None else None
+            writes: deque[Future] = deque()
+            for row0, strip in blend_tile_rows(feats, grid, model, spec, plan, first_row=0,
+                                               stop_row=len(plan.model_px_by_row), seed=seed,
+                                               batch_tiles=batch_tiles, on_batch=on_batch):
+                writes.append(strip_pool.submit(_write_generated, outputs, feats, grid, schema, heights, seed, row0,
+                                                strip, height_scale_m))
+                while writes and (len(writes) > MAX_QUEUED_STRIPS or writes[0].done()):
+                    writes.popleft().result()
+                if surfaces is not None and surfaces.done():
+                    surfaces.result()  # raise a writing error now, not after the whole render
+            for w in writes:
+                w.result()
+            if surfaces is not None:
+                surfaces.result()
+        except BaseException:
+            stop.set()
+            raise
         if cancel is not None and cancel():
             raise Cancelled("render cancelled; no output was written")
         if progress is not None:

@@ -3,6 +3,12 @@ file, converted to a Cloud-Optimized GeoTIFF (with overviews) by GDAL's COG
 driver, and renamed into place only when everything succeeded. On any error
 or cancel, :class:`OutputSet` removes every temporary file, so no
 half-written output is ever left looking complete.
+
+Memory stays flat in the area: incoming strips (any height, any order) are
+buffered per row of 512 px blocks and a block row goes to GDAL only once it
+is complete, so every compressed block is written exactly once and GDAL's
+block cache, capped at ``GDAL_CACHE_BYTES`` while writing and converting,
+never has to hold half-filled blocks.
 """
 
 from __future__ import annotations
@@ -10,12 +16,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from contextlib import ExitStack, contextmanager
+from typing import Iterator, Mapping
 
 import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio._err import CPLE_BaseError
+from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
 from .errors import OutputError, RenderError
@@ -38,6 +46,69 @@ class RasterSpec:
 
 
 _WRITE_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError, OSError)
+
+#: GDAL's block cache while an :class:`OutputSet` is open (GDAL's default is 5 % of RAM). Whole
+#: block rows are written at once, so the cache never needs more than a few rows of blocks.
+GDAL_CACHE_BYTES = 16 * 2**20
+
+
+@contextmanager
+def capped_gdal_cache(max_bytes: int = GDAL_CACHE_BYTES) -> Iterator[None]:
+    """Lower GDAL's (process-wide) block cache limit to ``max_bytes`` for the block, then restore it."""
+    previous = get_gdal_config("GDAL_CACHEMAX")
+    if isinstance(previous, int) and previous <= max_bytes:
+        yield
+        return
+    set_gdal_config("GDAL_CACHEMAX", max_bytes)
+    try:
+        yield
+    finally:
+        if isinstance(previous, int):
+            set_gdal_config("GDAL_CACHEMAX", previous)
+
+
+class _BlockRows:
+    """Rows of one raster, collected until a whole row of blocks can be written.
+
+    Holds at most the block rows that have started but not finished (one
+    when strips arrive in order), each ``block_px`` rows by the full width.
+    """
+
+    def __init__(self, height: int, width: int, bands: int, dtype: str, block_px: int) -> None:
+        self.height, self.width, self.bands, self.dtype = height, width, bands, np.dtype(dtype)
+        self.block_px = block_px
+        self._pending: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # block row -> (values, rows filled)
+
+    def _rows_in(self, block: int) -> int:
+        return min(self.block_px, self.height - block * self.block_px)
+
+    def add(self, row0: int, values: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """Take ``values`` (bands, rows, width) at ``row0``; yield (row0, values) of completed block rows."""
+        n = values.shape[1]
+        for block in range(row0 // self.block_px, (row0 + n - 1) // self.block_px + 1):
+            top = block * self.block_px
+            lo, hi = max(row0, top), min(row0 + n, top + self._rows_in(block))
+            if lo == top and hi == top + self._rows_in(block):  # the strip covers the whole block row
+                yield top, values[:, lo - row0:hi - row0]
+                continue
+            if block not in self._pending:
+                self._pending[block] = (np.empty((self.bands, self._rows_in(block), self.width), self.dtype),
+                                        np.zeros(self._rows_in(block), dtype=bool))
+            buf, filled = self._pending[block]
+            buf[:, lo - top:hi - top] = values[:, lo - row0:hi - row0]
+            filled[lo - top:hi - top] = True
+            if filled.all():
+                del self._pending[block]
+                yield top, buf
+
+    def leftovers(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Rows of unfinished block rows (only when some rows were never written): contiguous runs."""
+        for block, (buf, filled) in sorted(self._pending.items()):
+            top = block * self.block_px
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], filled.astype(np.int8), [0]])))
+            for a, b in zip(edges[::2], edges[1::2]):
+                yield top + int(a), buf[:, a:b]
+        self._pending.clear()
 
 
 def _write_failed(path: Path, exc: BaseException) -> RenderError:
@@ -71,7 +142,9 @@ class OutputSet:
 
     Use as a context manager: leaving the block normally converts all outputs
     to COGs and renames them into place; leaving it with an exception deletes
-    every temporary file.
+    every temporary file. GDAL's block cache is capped while the set is open.
+    Different outputs may be written (and finished) from different threads,
+    one thread per output.
     """
 
     def __init__(self, grid: Grid, specs: Mapping[str, RasterSpec], block_px: int = 512) -> None:
@@ -79,68 +152,92 @@ class OutputSet:
         self.specs = dict(specs)
         self.block_px = block_px
         self._datasets: dict[str, rasterio.io.DatasetWriter] = {}
+        self._rows: dict[str, _BlockRows] = {}
+        self._finished: set[str] = set()
         self._temps: list[Path] = []
+        self._cache_cap = ExitStack()
 
     def __enter__(self) -> "OutputSet":
+        self._cache_cap.enter_context(capped_gdal_cache())
         try:
-            for key, spec in self.specs.items():
-                tmp = _partial(spec.path, "stream")
-                self._temps.append(tmp)
-                profile = dict(
-                    driver="GTiff", width=self.grid.width, height=self.grid.height, count=spec.count,
-                    dtype=spec.dtype, crs=self.grid.crs.to_wkt(), transform=self.grid.transform,
-                    nodata=spec.nodata, tiled=True, blockxsize=self.block_px, blockysize=self.block_px,
-                    compress="zstd", BIGTIFF="IF_SAFER",
-                )
-                if spec.photometric:
-                    profile["photometric"] = spec.photometric
-                ds = rasterio.open(tmp, "w", **profile)
-                self._datasets[key] = ds
-                if spec.colormap:
-                    ds.write_colormap(1, dict(spec.colormap))
-                for i, d in enumerate(spec.descriptions, start=1):
-                    ds.set_band_description(i, d)
-                if spec.units:
-                    ds.update_tags(1, units=spec.units)
-                    ds.units = tuple([spec.units] * spec.count)
-        except Exception:
+            self._open_all()
+        except BaseException:
             self._cleanup()
+            self._cache_cap.close()
             raise
         return self
 
+    def _open_all(self) -> None:
+        for key, spec in self.specs.items():
+            tmp = _partial(spec.path, "stream")
+            self._temps.append(tmp)
+            profile = dict(
+                driver="GTiff", width=self.grid.width, height=self.grid.height, count=spec.count,
+                dtype=spec.dtype, crs=self.grid.crs.to_wkt(), transform=self.grid.transform,
+                nodata=spec.nodata, tiled=True, blockxsize=self.block_px, blockysize=self.block_px,
+                compress="zstd", BIGTIFF="IF_SAFER",
+            )
+            if spec.photometric:
+                profile["photometric"] = spec.photometric
+            ds = rasterio.open(tmp, "w", **profile)
+            self._datasets[key] = ds
+            if spec.colormap:
+                ds.write_colormap(1, dict(spec.colormap))
+            for i, d in enumerate(spec.descriptions, start=1):
+                ds.set_band_description(i, d)
+            if spec.units:
+                ds.update_tags(1, units=spec.units)
+                ds.units = tuple([spec.units] * spec.count)
+            self._rows[key] = _BlockRows(self.grid.height, self.grid.width, spec.count, spec.dtype, self.block_px)
+
     def write(self, key: str, row0: int, values: np.ndarray) -> None:
-        """Write rows starting at ``row0`` (full width); ``values`` is (bands, rows, cols) or (rows, cols)."""
-        ds = self._datasets[key]
+        """Write rows starting at ``row0`` (full width); ``values`` is (bands, rows, cols) or (rows, cols).
+
+        Strips may come in any order and any height; rows reach the file when
+        their row of blocks is complete (or at the end).
+        """
         arr = values if values.ndim == 3 else values[None]
-        window = Window(0, row0, arr.shape[2], arr.shape[1])
+        for top, rows in self._rows[key].add(row0, arr):
+            self._write_rows(key, top, rows)
+
+    def _write_rows(self, key: str, row0: int, rows: np.ndarray) -> None:
+        ds = self._datasets[key]
         try:
-            ds.write(arr.astype(ds.dtypes[0], copy=False), window=window)
+            ds.write(rows.astype(ds.dtypes[0], copy=False), window=Window(0, row0, rows.shape[2], rows.shape[1]))
         except _WRITE_ERRORS as exc:
             raise _write_failed(self.specs[key].path, exc) from None
 
+    def finish(self, key: str) -> None:
+        """All rows of ``key`` are written: close it and convert it to a (still hidden) COG now.
+
+        Optional: the outputs not finished by hand are finished when the set commits.
+        """
+        spec = self.specs[key]
+        for row0, rows in self._rows[key].leftovers():
+            self._write_rows(key, row0, rows)
+        try:
+            self._datasets[key].close()
+        except _WRITE_ERRORS as exc:
+            raise _write_failed(spec.path, exc) from None
+        src, cog = _partial(spec.path, "stream"), _partial(spec.path, "cog")
+        self._temps.append(cog)
+        try:
+            rasterio.shutil.copy(
+                src, cog, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES" if spec.dtype != "uint8" else "NO",
+                OVERVIEWS="AUTO", OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), BLOCKSIZE=self.block_px,
+                BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
+            )
+        except _WRITE_ERRORS as exc:
+            raise _write_failed(spec.path, exc) from None
+        src.unlink(missing_ok=True)
+        self._finished.add(key)
+
     def _commit(self) -> None:
-        for key, ds in self._datasets.items():
-            try:
-                ds.close()
-            except _WRITE_ERRORS as exc:
-                raise _write_failed(self.specs[key].path, exc) from None
-        finals = []
-        for key, spec in self.specs.items():
-            src = _partial(spec.path, "stream")
-            cog = _partial(spec.path, "cog")
-            self._temps.append(cog)
-            try:
-                rasterio.shutil.copy(
-                    src, cog, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES" if spec.dtype != "uint8" else "NO",
-                    OVERVIEWS="AUTO", OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), BLOCKSIZE=self.block_px,
-                    BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
-                )
-            except _WRITE_ERRORS as exc:
-                raise _write_failed(spec.path, exc) from None
-            src.unlink(missing_ok=True)
-            finals.append((cog, spec.path))
-        for cog, final in finals:
-            os.replace(cog, final)
+        for key in self.specs:
+            if key not in self._finished:
+                self.finish(key)
+        for spec in self.specs.values():
+            os.replace(_partial(spec.path, "cog"), spec.path)
 
     def _cleanup(self) -> None:
         for ds in self._datasets.values():
@@ -153,12 +250,13 @@ class OutputSet:
                 p.unlink(missing_ok=True)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
+        with self._cache_cap:
+            if exc_type is not None:
+                self._cleanup()
+                return
+            try:
+                self._commit()
+            except BaseException:
+                self._cleanup()
+                raise
             self._cleanup()
-            return
-        try:
-            self._commit()
-        except BaseException:
-            self._cleanup()
-            raise
-        self._cleanup()

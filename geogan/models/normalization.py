@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -15,6 +16,8 @@ __all__ = [
     "make_norm",
     "resize_labels",
     "resize_noise",
+    "noise_pyramid",
+    "fold_batchnorm",
     "NoiseInjection",
     "SPADE",
 ]
@@ -99,6 +102,49 @@ def resize_noise(noise: torch.Tensor, size_yx: tuple[int, int]) -> torch.Tensor:
         pooled = F.interpolate(noise, size=(out_h, out_w), mode="area")
         return pooled * math.sqrt((in_h * in_w) / (out_h * out_w))
     return F.interpolate(noise, size=(out_h, out_w), mode="bilinear", align_corners=False)
+
+
+def noise_pyramid(noise: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """``noise`` at 1/2, 1/4, ... 1/2**levels of its size, each standard normal.
+
+    Level ``k`` equals ``resize_noise(noise, size / 2**k)`` up to float
+    rounding (relative 1e-6): it is built by repeated 2x2 averaging (times 2
+    to keep unit variance), one pass over each level instead of one pass over
+    the full-resolution map per level.
+    """
+    out = []
+    for _ in range(levels):
+        noise = F.avg_pool2d(noise, 2) * 2.0
+        out.append(noise)
+    return out
+
+
+def fold_batchnorm(conv: nn.Conv2d | nn.ConvTranspose2d, norm: nn.BatchNorm2d) -> nn.Module:
+    """One convolution equal to ``norm(conv(x))`` for an eval-mode ``norm`` (running statistics).
+
+    The per-channel scale ``weight / sqrt(running_var + eps)`` goes into the
+    kernel, the shift into the bias. For inference only: the result differs
+    from the pair by float rounding (about 1e-6 relative).
+    """
+    if norm.training or norm.running_mean is None:
+        raise ValueError("fold_batchnorm: the batch norm must be in eval mode with running statistics")
+    if conv.groups != 1:
+        raise ValueError("fold_batchnorm: grouped convolutions are not supported")
+    with torch.no_grad():
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        if norm.weight is not None:
+            scale = scale * norm.weight
+        shift = -norm.running_mean * scale
+        if norm.bias is not None:
+            shift = shift + norm.bias
+        out_axis = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
+        shape = [1] * conv.weight.dim()
+        shape[out_axis] = -1
+        fused = copy.deepcopy(conv)
+        fused.weight = nn.Parameter(conv.weight * scale.view(shape))
+        bias = conv.bias * scale + shift if conv.bias is not None else shift
+        fused.bias = nn.Parameter(bias.to(conv.weight.dtype))
+    return fused
 
 
 class NoiseInjection(nn.Module):

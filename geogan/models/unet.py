@@ -7,7 +7,7 @@ from torch import nn
 
 from ._validate import check_generator_input, choice, positive_int
 from .init import init_weights
-from .normalization import NORM_KINDS, NoiseInjection, make_norm
+from .normalization import NORM_KINDS, NoiseInjection, fold_batchnorm, make_norm, noise_pyramid
 
 __all__ = ["UNetGenerator", "unet_channels"]
 
@@ -157,9 +157,28 @@ class UNetGenerator(nn.Module):
         for block in self.down:
             x = block(x)
             skips.append(x)
-        layer_noise = noise if self.use_noise else None
+        # decoder block j outputs 1/2**(n_up - j) of the tile size: its noise is pyramid level n_up - 1 - j
+        n_up = len(self.up)
+        pyramid = noise_pyramid(noise, n_up) if self.use_noise and noise is not None else None
         for j, block in enumerate(self.up):
             if j > 0:
                 x = torch.cat([x, skips[-1 - j]], dim=1)
-            x = block(x, layer_noise)
+            x = block(x, pyramid[n_up - 1 - j] if pyramid is not None else None)
         return self.out(torch.cat([x, skips[0]], dim=1))
+
+    def fold_batchnorm_(self) -> "UNetGenerator":
+        """Merge every (eval-mode) batch norm into the convolution before it, in place; for inference only.
+
+        Outputs change by float rounding only (see ``tests/test_streaming_generator.py``
+        for the tolerance); the module can no longer be trained or saved as a checkpoint.
+        """
+        for block in self.down:
+            layers = list(block.block)
+            for i, layer in enumerate(layers):
+                if isinstance(layer, nn.BatchNorm2d):
+                    layers[i - 1], layers[i] = fold_batchnorm(layers[i - 1], layer), nn.Identity()
+            block.block = nn.Sequential(*layers)
+        for block in self.up:
+            if isinstance(block.norm, nn.BatchNorm2d):
+                block.conv, block.norm = fold_batchnorm(block.conv, block.norm), nn.Identity()
+        return self
