@@ -6,8 +6,13 @@ Three steps:
    GSD (4-8 m, so a 64 px tile holds a street pattern) and cuts it into class
    tiles, skipping tiles that are mostly unmapped background.
 2. :func:`train_dream` trains a DCGAN (:mod:`geogan.models.dcgan`) on the
-   tiles as one-hot maps (the generator's softmax against slightly smoothed
-   real one-hots), resumable through :func:`~geogan.models.checkpoint.save_training_state`,
+   tiles as one-hot maps (randomly rotated/flipped; the generator's one-hot
+   argmax with straight-through softmax gradients, low-passed logits, against
+   real one-hots, both with instance noise), with a minibatch-stddev channel
+   in the discriminator, a slower discriminator (TTUR), a mode-seeking term
+   and an EMA of the generator against mode collapse, measured at every
+   checkpoint by :func:`dream_tile_stats`; resumable through
+   :func:`~geogan.models.checkpoint.save_training_state`,
    and exports the generator as ``NAME.safetensors`` + ``NAME.json`` (a
    ``geogan-dream/1`` card: classes, GSD, tile size, z_dim, training data
    and its licence).
@@ -91,7 +96,7 @@ def _cut_tiles(class_map: np.ndarray, tile_px: int, stride_px: int, min_mapped: 
 def class_tiles_from_osm(osm_paths: PathLike | Sequence[PathLike], bbox_lonlat: BBox | None = None,
                          crs: str = "EPSG:3857", gsd_m: float = 4.0, tile_px: int = 64, *,
                          stride_px: int | None = None, min_mapped: float = 0.5,
-                         rules: PathLike | None = None) -> np.ndarray:
+                         rules: PathLike | None = None, extra_gsd_m: Sequence[float] = ()) -> np.ndarray:
     """Class tiles ``uint8 (N, tile_px, tile_px)`` cut from rasterized OSM data.
 
     Parameters
@@ -103,6 +108,8 @@ def class_tiles_from_osm(osm_paths: PathLike | Sequence[PathLike], bbox_lonlat: 
     gsd_m : pixel size in ground metres; 4-8 m lets a 64 px tile hold a street pattern.
     tile_px : tile side. stride_px : step between tiles (default ``tile_px // 2``).
     min_mapped : keep a tile only when at least this fraction of it is not background (class 0).
+    extra_gsd_m : further pixel sizes to rasterize at too (scale augmentation: e.g. 3.2 and 5 around a
+        4 m model make towns a little denser and sparser; the model's GSD stays ``gsd_m``).
 
     Raises
     ------
@@ -119,13 +126,16 @@ def class_tiles_from_osm(osm_paths: PathLike | Sequence[PathLike], bbox_lonlat: 
     stride_px = int(stride_px or max(1, tile_px // 2))
     groups = [paths] if bbox_lonlat is not None else [[p] for p in paths]
     tiles: list[np.ndarray] = []
-    for group in groups:
-        class_map, grid = rasterize_array([Path(p) for p in group], bbox=bbox_lonlat, bbox_crs="EPSG:4326",
-                                          crs=crs, gsd_m=gsd_m, rules=rules)
-        got = _cut_tiles(class_map, tile_px, stride_px, min_mapped)
-        log.info("%s: %dx%d px at %g m, %d tiles", ", ".join(Path(p).name for p in group), grid.width,
-                 grid.height, gsd_m, len(got))
-        tiles.extend(got)
+    for gsd in [gsd_m, *[g for g in extra_gsd_m if g != gsd_m]]:
+        if not gsd > 0:
+            raise InputError(f"GSD {gsd} must be positive")
+        for group in groups:
+            class_map, grid = rasterize_array([Path(p) for p in group], bbox=bbox_lonlat, bbox_crs="EPSG:4326",
+                                              crs=crs, gsd_m=gsd, rules=rules)
+            got = _cut_tiles(class_map, tile_px, stride_px, min_mapped)
+            log.info("%s: %dx%d px at %g m, %d tiles", ", ".join(Path(p).name for p in group), grid.width,
+                     grid.height, gsd, len(got))
+            tiles.extend(got)
     if not tiles:
         raise InputError(f"no {tile_px} px tile at {gsd_m} m is at least {min_mapped:.0%} mapped; use a larger or "
                          "better-mapped area, a coarser --gsd, a smaller tile or a lower min_mapped")
@@ -181,7 +191,8 @@ def save_dream_model(generator: DCGANGenerator, card: dict, path_stem: PathLike)
     out = dict(card)
     out.update(format=DREAM_FORMAT, arch="dcgan", tile_px=generator.size, z_dim=generator.z_dim,
                arch_params={"z_dim": generator.z_dim, "n_classes": generator.n_classes,
-                            "ngf": _ngf(generator), "size": generator.size})
+                            "ngf": _ngf(generator), "size": generator.size,
+                            **({"blur": True} if getattr(generator, "blur", False) else {})})
     if len(out.get("classes", [])) != generator.n_classes:
         raise ModelError(f"dream model card lists {len(out.get('classes', []))} classes but the generator has "
                          f"{generator.n_classes}")
@@ -281,6 +292,34 @@ def _harden(probs: torch.Tensor) -> torch.Tensor:
     return hard + probs - probs.detach()
 
 
+#: How generated tiles are shown to the discriminator (see :func:`train_dream`).
+FAKE_MODES = ("gumbel", "hard", "soft")
+
+
+def _fake_maps(G: DCGANGenerator, z: torch.Tensor, mode: str,
+               gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(what the discriminator sees, the generator's softmax)."""
+    logits = G.logits(z)
+    probs = torch.softmax(logits, 1)
+    if mode == "soft":
+        return probs, probs
+    if mode == "gumbel":
+        u = torch.rand(logits.shape, generator=gen).to(logits.device).clamp_(1e-9, 1 - 1e-9)
+        logits = logits - torch.log(-torch.log(u))
+    return _harden(torch.softmax(logits, 1)), probs
+
+
+def mode_seeking_loss(probs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """MSGAN's mode-seeking term (Mao et al. 2019): ``1 / (|G(z1) - G(z2)| / |z1 - z2| + eps)`` over
+    the two halves of a batch, so a generator that ignores its latent is punished directly."""
+    h = probs.shape[0] // 2
+    if h == 0:
+        return probs.new_zeros(())
+    d_out = (probs[:h] - probs[h:2 * h]).abs().mean((1, 2, 3))
+    d_z = (z[:h] - z[h:2 * h]).abs().mean(1)
+    return 1.0 / ((d_out / d_z).mean() + 1e-5)
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(generator: DCGANGenerator, seed: int = 0, samples: int = 512, batch: int = 64) -> None:
     """Set batch-norm running statistics to the exact average over random latents (in place).
@@ -307,7 +346,58 @@ def recalibrate_batchnorm(generator: DCGANGenerator, seed: int = 0, samples: int
     generator.train(was_training)
 
 
-def _sample_sheet(generator: DCGANGenerator, path: Path, schema: Schema, n: int = 4, seed: int = 0) -> None:
+@torch.no_grad()
+def sample_tiles(generator: DCGANGenerator, n: int, seed: int = 0, batch: int = 64) -> np.ndarray:
+    """``uint8 (n, T, T)`` class maps (argmax) of ``n`` independent latents, in eval mode."""
+    was_training = generator.training
+    generator.eval()
+    gen = torch.Generator().manual_seed(seed)
+    device = next(generator.parameters()).device
+    out = []
+    for i in range(0, n, batch):
+        z = torch.randn(min(batch, n - i), generator.z_dim, generator=gen).to(device)
+        out.append(generator.logits(z).argmax(1).to(torch.uint8).cpu().numpy())
+    generator.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, generator.size, generator.size), np.uint8)
+
+
+def dream_tile_stats(tiles: np.ndarray, n_classes: int) -> dict:
+    """Statistics of a set of class tiles ``(N, T, T)`` that make mode collapse visible.
+
+    ``mean`` / ``std``: per class, the mean and the spread (standard deviation across tiles) of the
+    fraction of a tile's pixels in that class. ``diversity``: mean pairwise pixel disagreement (the
+    fraction of pixels whose classes differ) over all pairs of distinct tiles. ``nn_disagreement``:
+    mean over tiles of the disagreement with the most similar other tile (near 0 when tiles repeat).
+    ``composition_diversity``: mean pairwise total-variation distance between the tiles' class-fraction
+    vectors (insensitive to pixel noise, which inflates ``diversity``). ``edge_rate``: fraction of
+    4-neighbour pixel pairs whose classes differ (fragmentation; noisy tiles score high).
+    A collapsed generator has a far lower diversity, spread and nearest-neighbour disagreement than
+    the real tiles.
+    """
+    tiles = np.asarray(tiles)
+    n = len(tiles)
+    flat = tiles.reshape(n, -1)
+    frac = np.stack([(flat == k).mean(1) for k in range(n_classes)], 1) if n else np.zeros((0, n_classes))
+    dis = np.zeros((n, n))
+    for i in range(n):
+        dis[i] = (flat != flat[i]).mean(1)
+    off = ~np.eye(n, dtype=bool)
+    nn = np.where(off, dis, np.inf).min(1) if n > 1 else np.zeros(n)
+    tv = np.zeros((n, n))
+    for i in range(n):
+        tv[i] = 0.5 * np.abs(frac - frac[i]).sum(1)
+    edges = 0.0
+    if n and tiles.shape[1] > 1:
+        edges = 0.5 * float((tiles[:, 1:] != tiles[:, :-1]).mean() + (tiles[:, :, 1:] != tiles[:, :, :-1]).mean())
+    return {"n": n, "mean": [round(float(v), 4) for v in frac.mean(0)],
+            "std": [round(float(v), 4) for v in frac.std(0)],
+            "diversity": round(float(dis[off].mean()), 4) if n > 1 else 0.0,
+            "nn_disagreement": round(float(nn.mean()), 4),
+            "composition_diversity": round(float(tv[off].mean()), 4) if n > 1 else 0.0,
+            "edge_rate": round(edges, 4)}
+
+
+def _sample_sheet(generator: DCGANGenerator, path: Path, schema: Schema, n: int = 6, seed: int = 0) -> None:
     from PIL import Image
 
     gen = torch.Generator().manual_seed(seed)
@@ -325,9 +415,13 @@ def _sample_sheet(generator: DCGANGenerator, path: Path, schema: Schema, n: int 
 def train_dream(tiles: np.ndarray, out_dir: PathLike, steps: int = 5000, batch: int = 32, seed: int = 0,
                 resume: bool = False, *, gsd_m: float, data: str = "", license: str = OSM_LICENSE,
                 name: str = DEFAULT_MODEL_NAME, z_dim: int = 64, ngf: int = 32, ndf: int = 32, lr: float = 2e-4,
-                smooth: float = 0.1, gan_mode: str = "vanilla", checkpoint_every: int = 500, log_every: int = 50,
-                bn_samples: int = 512, device: str = "cpu", rules: PathLike | None = None,
-                progress: ProgressFn | None = None) -> Path:
+                lr_d: float | None = 4e-4, betas: tuple[float, float] = (0.5, 0.999), smooth: float = 0.1,
+                gan_mode: str = "hinge", spectral: bool = True, mbstd: int = 4, r1_gamma: float = 0.0,
+                r1_every: int = 4, ema: float = 0.999, checkpoint_every: int = 500, log_every: int = 50,
+                bn_samples: int = 512, stats_samples: int = 256, device: str = "cpu",
+                rules: PathLike | None = None, progress: ProgressFn | None = None,
+                max_seconds: float | None = None, fakes: str = "gumbel", mode_seeking: float = 1.0,
+                blur: bool = True) -> Path:
     """Train a DCGAN on class tiles; returns the exported model card ``OUT/NAME.json``.
 
     Parameters
@@ -341,11 +435,38 @@ def train_dream(tiles: np.ndarray, out_dir: PathLike, steps: int = 5000, batch: 
     resume : continue from the checkpoint in ``out_dir`` (starts fresh when there is none).
     gsd_m : ground metres per pixel of the tiles (goes into the card). data, license : card's training
         data description and licence (OSM-derived: ODbL-1.0).
-    z_dim, ngf, ndf, lr, smooth, gan_mode : latent size, widths, Adam rate (betas 0.5, 0.999), the
-        maximum weight of random simplex noise mixed into real one-hots, and the GANLoss mode.
+    z_dim, ngf, ndf : latent size and widths.
+    lr, lr_d, betas : Adam rates of the generator and the discriminator (``lr_d`` None: ``lr``) and
+        Adam's betas. The default follows the two time-scale rule (TTUR, Heusel et al. 2017): a
+        discriminator learning twice as fast, kept smooth by spectral normalisation.
+    smooth : maximum weight of random simplex noise mixed into real and fake one-hots (instance noise).
+    fakes : what the discriminator sees of a generated tile: ``"gumbel"`` (default) a one-hot sample of
+        the generator's per-pixel class distribution (Gumbel-max, straight-through softmax gradients),
+        so an unsure generator draws speckle the discriminator rejects and has to become confident;
+        ``"hard"`` the one-hot argmax (straight-through); ``"soft"`` the softmax itself. With
+        ``"hard"`` the generator's logits stayed near-uniform and the argmax of their tiny differences
+        was the same pixel noise for every latent.
+    gan_mode : the :class:`~geogan.models.loss.GANLoss` mode (default hinge).
+    spectral, mbstd : discriminator with spectral normalisation instead of batch norm, and a
+        minibatch-stddev channel over groups of ``mbstd`` samples (0: none); see
+        :class:`~geogan.models.dcgan.DCGANDiscriminator`. With the old batch-norm discriminator,
+        vanilla loss and equal rates of 2e-4 the discriminator won outright (loss ~0.005) and the
+        generator collapsed into a few repeating tiles.
+    r1_gamma, r1_every : R1 gradient penalty ``gamma / 2 * |grad D(real)|^2`` on real tiles, applied
+        lazily every ``r1_every`` steps (scaled up accordingly); 0 turns it off.
+    mode_seeking : weight of :func:`mode_seeking_loss` in the generator loss (0: off). Without it,
+        every discriminator recipe tried (batch norm or spectral norm, vanilla or hinge, TTUR,
+        minibatch stddev) first taught the generator one latent-independent mean tile.
+    blur : generator with a fixed low-pass on its logits (``DCGANGenerator(blur=True)``; no checkerboard).
+    ema : exponential moving average decay of the generator weights; the exported model is the
+        average (0: the raw generator).
     checkpoint_every : checkpoint and export every N steps (and at the end).
     bn_samples : random latents the exported generator's batch-norm statistics are recomputed from
         (:func:`recalibrate_batchnorm`; dreaming runs in eval mode).
+    stats_samples : at each export, this many dreamed tiles are compared with as many real ones
+        (:func:`dream_tile_stats`: class fractions, pairwise diversity) and the numbers go to the
+        log and the card, so a collapse shows up in numbers (0: skip).
+    max_seconds : stop (checkpoint and export) once this run has trained this long; resume later.
     """
     tiles = np.asarray(tiles)
     if tiles.ndim != 3 or tiles.shape[1] != tiles.shape[2] or tiles.shape[0] == 0 or tiles.dtype != np.uint8:
@@ -360,14 +481,22 @@ def train_dream(tiles: np.ndarray, out_dir: PathLike, steps: int = 5000, batch: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
-    config = {"tile_px": tile_px, "z_dim": z_dim, "ngf": ngf, "ndf": ndf, "n_classes": n_classes, "lr": lr,
-              "smooth": smooth, "gan_mode": gan_mode, "batch": batch, "seed": seed, "gsd_m": float(gsd_m)}
+    if fakes not in FAKE_MODES:
+        raise InputError(f"fakes must be one of {', '.join(FAKE_MODES)}, got {fakes!r}")
+    if not 0.0 <= ema < 1.0:
+        raise InputError(f"ema decay {ema} must be in [0, 1)")
+    lr_d = lr if lr_d is None else lr_d
+    config = {"tile_px": tile_px, "z_dim": z_dim, "ngf": ngf, "ndf": ndf, "n_classes": n_classes, "blur": bool(blur),
+              "spectral": bool(spectral), "mbstd": int(mbstd), "lr": lr, "lr_d": lr_d, "betas": list(betas),
+              "smooth": smooth, "gan_mode": gan_mode, "r1_gamma": r1_gamma, "r1_every": r1_every, "ema": ema,
+              "fakes": fakes, "mode_seeking": mode_seeking, "batch": batch, "seed": seed, "gsd_m": float(gsd_m)}
 
     torch.manual_seed(seed)
-    G = DCGANGenerator(z_dim, n_classes, ngf, tile_px).to(dev)
-    D = DCGANDiscriminator(n_classes, ndf, tile_px).to(dev)
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    G = DCGANGenerator(z_dim, n_classes, ngf, tile_px, blur=blur).to(dev)
+    D = DCGANDiscriminator(n_classes, ndf, tile_px, spectral=spectral, mbstd=mbstd).to(dev)
+    G_ema = copy.deepcopy(G)
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=tuple(betas))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=tuple(betas))
     crit = GANLoss(gan_mode)
     gen = torch.Generator().manual_seed(seed)
     step, seconds = 0, 0.0
@@ -376,7 +505,7 @@ def train_dream(tiles: np.ndarray, out_dir: PathLike, steps: int = 5000, batch: 
     if resume and model_paths(state_path)[0].is_file():
         tensors, meta = load_training_state(state_path)
         old = meta.get("config", {})
-        arch_keys = ("tile_px", "z_dim", "ngf", "ndf", "n_classes")
+        arch_keys = ("tile_px", "z_dim", "ngf", "ndf", "n_classes", "spectral", "mbstd", "blur")
         if any(old.get(k) != config[k] for k in arch_keys):
             raise ModelError(f"checkpoint in '{out}' was trained with "
                              f"{ {k: old.get(k) for k in arch_keys} }; resume with the same settings or a new --out")
@@ -384,6 +513,7 @@ def train_dream(tiles: np.ndarray, out_dir: PathLike, steps: int = 5000, batch: 
             log.warning("resuming with different training tiles than the checkpoint's (%s vs %s)",
                         digest, meta.get("tiles_sha"))
         G.load_state_dict(tensors["G"])
+        G_ema.load_state_dict(tensors.get("G_ema", tensors["G"]))
         D.load_state_dict(tensors["D"])
         opt_g.load_state_dict(tensors["opt_g"])
         opt_d.load_state_dict(tensors["opt_d"])
@@ -396,38 +526,73 @@ def train_dream(tiles: np.ndarray, out_dir: PathLike, steps: int = 5000, batch: 
     tiles_t = torch.from_numpy(tiles)
     card = {"name": name, "classes": [c.name for c in schema.classes], "gsd_m": float(gsd_m),
             "training": {"data": data, "tiles": int(tiles.shape[0]), "tiles_sha": digest, "batch": batch,
-                         "seed": seed, "gan_mode": gan_mode, "smooth": smooth, "lr": lr},
+                         "seed": seed, "gan_mode": gan_mode, "smooth": smooth, "lr": lr, "lr_d": lr_d,
+                         "betas": list(betas), "discriminator": {"ndf": ndf, "spectral": bool(spectral),
+                                                                 "mbstd": int(mbstd)},
+                         "r1_gamma": r1_gamma, "ema": ema, "fakes": fakes, "mode_seeking": mode_seeking},
             "license": license, "attribution": OSM_ATTRIBUTION if license == OSM_LICENSE else ""}
 
+    log_path = out / "dream-train-log.jsonl"
+    real_stats = None
+
     def save() -> None:
-        save_training_state(state_path, {"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
-                                         "opt_d": opt_d.state_dict(), "rng": gen.get_state()},
+        nonlocal real_stats
+        save_training_state(state_path, {"G": G.state_dict(), "G_ema": G_ema.state_dict(), "D": D.state_dict(),
+                                         "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                                         "rng": gen.get_state()},
                             {"step": step, "seconds": seconds, "config": config, "tiles_sha": digest})
-        export = copy.deepcopy(G).cpu()
+        export = copy.deepcopy(G_ema if ema > 0 else G).cpu()
         recalibrate_batchnorm(export, seed=seed, samples=bn_samples)
         export.eval()
-        save_dream_model(export, {**card, "training": {**card["training"], "steps": step,
-                                                        "seconds": round(seconds, 1)}}, out / name)
+        training = {**card["training"], "steps": step, "seconds": round(seconds, 1)}
+        if stats_samples:
+            if real_stats is None:
+                pick = np.random.default_rng(seed).choice(len(tiles), min(stats_samples, len(tiles)), replace=False)
+                real_stats = dream_tile_stats(tiles[np.sort(pick)], n_classes)
+            fake = sample_tiles(export, stats_samples, seed=seed + 1)
+            training["stats"] = {"real": real_stats, "dreamed": dream_tile_stats(fake, n_classes),
+                                 "samples": int(stats_samples)}
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": step, "stats": training["stats"]["dreamed"]}) + "\n")
+            log.info("step %d: diversity %.3f (real %.3f), nearest-neighbour %.3f (real %.3f)", step,
+                     training["stats"]["dreamed"]["diversity"], real_stats["diversity"],
+                     training["stats"]["dreamed"]["nn_disagreement"], real_stats["nn_disagreement"])
+        save_dream_model(export, {**card, "training": training}, out / name)
         _sample_sheet(export, out / "dream-samples.png", schema)
 
     G.train()
     D.train()
-    t0 = time.perf_counter()
+    t0 = run_t0 = time.perf_counter()
     start = step
-    log_path = out / "dream-train-log.jsonl"
     while step < steps:
         real = _real_batch(tiles_t, batch, n_classes, smooth, gen).to(dev)
         z = torch.randn(batch, z_dim, generator=gen).to(dev)
-        fake = _mix(_harden(G(z)), smooth, gen)
+        shown, probs = _fake_maps(G, z, fakes, gen)
+        fake = _mix(shown, smooth, gen)
+        r1 = r1_gamma > 0 and r1_every > 0 and step % r1_every == 0
+        if r1:
+            real.requires_grad_(True)
         d_real, d_fake = D(real), D(fake.detach())
         loss_d = crit(d_real, True) + crit(d_fake, False)
+        if r1:
+            grad, = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+            loss_d = loss_d + 0.5 * r1_gamma * r1_every * grad.pow(2).sum((1, 2, 3)).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
         loss_g = crit(D(fake), True, for_discriminator=False)
+        if mode_seeking > 0:
+            loss_g = loss_g + mode_seeking * mode_seeking_loss(probs, z)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        if ema > 0:
+            decay = min(ema, (1.0 + step) / (10.0 + step))  # warm-up: early averages forget the init
+            with torch.no_grad():
+                for pe, p in zip(G_ema.parameters(), G.parameters()):
+                    pe.lerp_(p, 1.0 - decay)
+                for be, b in zip(G_ema.buffers(), G.buffers()):
+                    be.copy_(b)
         step += 1
         if log_every and (step % log_every == 0 or step == steps):
             rec = {"step": step, "loss_d": round(loss_d.item(), 4), "loss_g": round(loss_g.item(), 4),
@@ -437,6 +602,9 @@ def train_dream(tiles: np.ndarray, out_dir: PathLike, steps: int = 5000, batch: 
             log.info("step %d: loss_d %.3f loss_g %.3f", step, rec["loss_d"], rec["loss_g"])
         if progress is not None:
             progress((step - start) / max(1, steps - start), f"step {step}/{steps}")
+        if max_seconds is not None and time.perf_counter() - run_t0 >= max_seconds:
+            log.info("stopping at step %d after %.0f s (max_seconds); resume to continue", step, max_seconds)
+            break
         if checkpoint_every and step % checkpoint_every == 0 and step < steps:
             seconds += time.perf_counter() - t0
             t0 = time.perf_counter()

@@ -57,15 +57,36 @@ def register(app: typer.Typer) -> None:
         crs: str = typer.Option("EPSG:3857", help="CRS the data is rasterized in."),
         gsd: float = typer.Option(4.0, help="Ground metres per pixel of the dream model (4-8 m)."),
         tile: int = typer.Option(64, help="Tile size in px (a power of two)."),
-        stride: Optional[int] = typer.Option(None, help="Step between training tiles (default tile/4)."),
-        min_mapped: float = typer.Option(0.5, help="Skip tiles with less than this fraction mapped."),
+        stride: Optional[int] = typer.Option(None, help="Step between training tiles (default tile/8: many "
+                                                        "offsets of every place)."),
+        extra_gsd: Optional[list[float]] = typer.Option(None, "--extra-gsd", help="Also rasterize at this GSD "
+                                                        "(scale augmentation; repeat, e.g. --extra-gsd 3.2 "
+                                                        "--extra-gsd 5)."),
+        min_mapped: float = typer.Option(0.2, help="Skip tiles with less than this fraction mapped (suburbs are "
+                                                   "mostly unmapped background between houses and roads)."),
         steps: int = typer.Option(5000, help="Train until this many steps in total."),
         batch: int = typer.Option(32, help="Batch size."),
         z_dim: int = typer.Option(64, help="Latent size."),
         ngf: int = typer.Option(32, help="Generator width."),
         ndf: int = typer.Option(32, help="Discriminator width."),
-        lr: float = typer.Option(2e-4, help="Adam learning rate."),
-        checkpoint_every: int = typer.Option(500, help="Checkpoint and export every N steps."),
+        lr: float = typer.Option(2e-4, help="Generator Adam learning rate."),
+        lr_d: float = typer.Option(4e-4, help="Discriminator Adam learning rate (TTUR)."),
+        gan_mode: str = typer.Option("hinge", help="GAN loss: hinge, vanilla or lsgan."),
+        spectral: bool = typer.Option(True, help="Spectral normalisation in the discriminator (no batch norm)."),
+        mbstd: int = typer.Option(4, help="Minibatch-stddev group size in the discriminator (0: off)."),
+        r1: float = typer.Option(0.0, help="R1 gradient penalty weight on real tiles (0: off)."),
+        fakes: str = typer.Option("gumbel", help="What the discriminator sees of a dreamed tile: gumbel (a one-hot "
+                                                 "sample of its class distribution), hard (argmax) or soft."),
+        blur: bool = typer.Option(True, help="Fixed low-pass on the generator's logits (no checkerboard speckle)."),
+        mode_seeking: float = typer.Option(1.0, help="Weight of the mode-seeking (latent diversity) generator loss "
+                                                     "(0: off)."),
+        stats_samples: int = typer.Option(256, help="Dreamed and real tiles compared at every checkpoint "
+                                                    "(class fractions, diversity; 0: skip)."),
+        ema: float = typer.Option(0.999, help="EMA decay of the exported generator weights (0: off)."),
+        max_minutes: Optional[float] = typer.Option(None, help="Stop (checkpoint and export) after this many "
+                                                               "minutes; --resume continues."),
+        threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's)."),
+        checkpoint_every: int = typer.Option(500, help="Checkpoint, export and measure every N steps."),
         name: str = typer.Option("dream", help="Name of the exported model (OUT/NAME.json)."),
         data_note: Optional[str] = typer.Option(None, help="Training data description for the card "
                                                            "(default: the file names)."),
@@ -80,12 +101,21 @@ def register(app: typer.Typer) -> None:
         from .infer import resolve_device
 
         def go():
-            tiles = class_tiles_from_osm(osm, parse_bbox(bbox), crs, gsd, tile, stride_px=stride or max(1, tile // 4),
-                                         min_mapped=min_mapped)
-            data = data_note or (", ".join(p.name for p in osm) + f" rasterized at {gsd:g} m; {OSM_ATTRIBUTION}")
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+            extra = [g for g in (extra_gsd or []) if g != gsd]
+            tiles = class_tiles_from_osm(osm, parse_bbox(bbox), crs, gsd, tile, stride_px=stride or max(1, tile // 8),
+                                         min_mapped=min_mapped, extra_gsd_m=extra)
+            gsds = ", ".join(f"{g:g}" for g in [gsd, *extra])
+            data = data_note or (", ".join(p.name for p in osm) + f" rasterized at {gsds} m; {OSM_ATTRIBUTION}")
             return tiles, train_dream(tiles, out, steps, batch, seed, resume, gsd_m=gsd, data=data, license=license,
-                                      name=name, z_dim=z_dim, ngf=ngf, ndf=ndf, lr=lr,
-                                      checkpoint_every=checkpoint_every, device=str(resolve_device(device)))
+                                      name=name, z_dim=z_dim, ngf=ngf, ndf=ndf, lr=lr, lr_d=lr_d,
+                                      gan_mode=gan_mode, spectral=spectral, mbstd=mbstd, r1_gamma=r1, ema=ema,
+                                      fakes=fakes, mode_seeking=mode_seeking, blur=blur, stats_samples=stats_samples,
+                                      checkpoint_every=checkpoint_every, device=str(resolve_device(device)),
+                                      max_seconds=None if max_minutes is None else 60.0 * max_minutes)
 
         tiles, card = run_guarded(go)
         typer.echo(f"trained on {len(tiles)} tiles; wrote {card}")

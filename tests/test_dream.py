@@ -68,6 +68,8 @@ def test_class_tiles_from_osm(tmp_path):
     assert all(np.count_nonzero(t) >= 0.5 * t.size for t in tiles)
     present = set(np.unique(tiles))
     assert {1, 2, 7, 8} <= present  # building, road, grass, farmland
+    more = class_tiles_from_osm([osm], None, "EPSG:3857", gsd_m=8.0, tile_px=16, extra_gsd_m=[6.0, 8.0])
+    assert len(more) > len(tiles) and np.array_equal(more[:len(tiles)], tiles)  # 8 m first, then 6 m
     empty = (*offset_lonlat(LON0, LAT0, 650, 0), *offset_lonlat(LON0, LAT0, 1000, 400))
     with pytest.raises(InputError, match="no 16 px tile"):
         class_tiles_from_osm([osm], empty, "EPSG:3857", gsd_m=8.0, tile_px=16)
@@ -86,7 +88,8 @@ def _blob_tiles(n=24, size=16, seed=0):
     return tiles
 
 
-SMALL = dict(z_dim=8, ngf=8, ndf=8, checkpoint_every=2, log_every=1, bn_samples=32, gsd_m=4.0, data="synthetic tiles (tests)")
+SMALL = dict(z_dim=8, ngf=8, ndf=8, checkpoint_every=2, log_every=1, bn_samples=32, stats_samples=24, gsd_m=4.0,
+             data="synthetic tiles (tests)")
 
 
 def test_train_checkpoint_resume_and_export(tmp_path):
@@ -108,9 +111,89 @@ def test_train_checkpoint_resume_and_export(tmp_path):
     for key, value in a.generator.state_dict().items():
         assert torch.equal(value, b.generator.state_dict()[key]), key
     assert (tmp_path / "a" / "dream-samples.png").is_file()
-    assert len((tmp_path / "a" / "dream-train-log.jsonl").read_text().splitlines()) == 4
+    records = [json.loads(line) for line in (tmp_path / "a" / "dream-train-log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss_d" in r] == [1, 2, 3, 4]
+    assert [r["step"] for r in records if "stats" in r] == [2, 4]  # measured at every export
+    stats = card["training"]["stats"]
+    assert stats["real"]["n"] == stats["dreamed"]["n"] == len(tiles)
+    assert 0 < stats["real"]["diversity"] <= 1 and len(stats["dreamed"]["mean"]) == N_CLASSES
+    assert card["training"]["discriminator"] == {"ndf": 8, "spectral": True, "mbstd": 4}
     with pytest.raises(ModelError, match="same settings"):
         train_dream(tiles, tmp_path / "b", steps=5, batch=4, seed=3, resume=True, **{**SMALL, "ngf": 16})
+    with pytest.raises(ModelError, match="same settings"):
+        train_dream(tiles, tmp_path / "b", steps=5, batch=4, seed=3, resume=True, **{**SMALL, "spectral": False})
+
+
+def test_train_time_limit_then_resume_and_old_recipe(tmp_path):
+    """max_seconds stops early with a checkpoint and an export; --resume goes on. The old recipe
+    (batch-norm discriminator, vanilla loss, equal rates, no EMA, R1) still runs."""
+    tiles = _blob_tiles()
+    card = train_dream(tiles, tmp_path / "t", steps=50, batch=4, seed=1, max_seconds=0.0,
+                       **{**SMALL, "checkpoint_every": 0})
+    assert json.loads(card.read_text())["training"]["steps"] == 1
+    card = train_dream(tiles, tmp_path / "t", steps=3, batch=4, seed=1, resume=True,
+                       **{**SMALL, "checkpoint_every": 0})
+    assert json.loads(card.read_text())["training"]["steps"] == 3
+    old = train_dream(tiles, tmp_path / "old", steps=2, batch=4, seed=1, gan_mode="vanilla", spectral=False,
+                      mbstd=0, lr_d=None, ema=0.0, r1_gamma=1.0, r1_every=1, **SMALL)
+    trained = json.loads(old.read_text())["training"]
+    assert trained["discriminator"]["spectral"] is False and trained["r1_gamma"] == 1.0
+    with pytest.raises(InputError, match="ema"):
+        train_dream(tiles, tmp_path / "x", steps=1, batch=4, ema=1.0, **SMALL)
+
+
+def test_generator_blur_is_weightless_and_round_trips(tmp_path, schema):
+    torch.manual_seed(0)
+    plain = DCGANGenerator(8, N_CLASSES, 8, 16)
+    blurred = DCGANGenerator(8, N_CLASSES, 8, 16, blur=True)
+    blurred.load_state_dict(plain.state_dict())  # no extra weights
+    z = torch.randn(4, 8)
+    a, b = plain.logits(z), blurred.logits(z)
+    assert a.shape == b.shape == (4, N_CLASSES, 16, 16)
+    assert torch.allclose(a.mean((2, 3)), b.mean((2, 3)), atol=0.05)  # a low-pass: same average
+    rough = lambda x: (x[..., 1:, :] - x[..., :-1, :]).abs().mean()  # noqa: E731
+    assert rough(b) < 0.7 * rough(a)
+    _, card_path = save_dream_model(blurred.eval(), {"name": "b", "classes": [c.name for c in schema.classes],
+                                                     "gsd_m": 4.0, "license": "ODbL-1.0"}, tmp_path / "b")
+    assert json.loads(card_path.read_text())["arch_params"]["blur"] is True
+    loaded = load_dream_model(card_path)
+    assert loaded.generator.blur and torch.allclose(loaded.generator.logits(z), blurred.logits(z))
+
+
+def test_dream_tile_stats_show_collapse():
+    from geogan.dream import dream_tile_stats
+
+    real = _blob_tiles(n=32, size=16, seed=1)
+    collapsed = np.repeat(real[:1], 32, axis=0)
+    s_real, s_coll = dream_tile_stats(real, N_CLASSES), dream_tile_stats(collapsed, N_CLASSES)
+    assert s_coll["diversity"] == s_coll["nn_disagreement"] == s_coll["composition_diversity"] == 0.0
+    assert max(s_coll["std"]) == 0.0
+    assert s_real["diversity"] > 0.2 and s_real["nn_disagreement"] > 0.05 and s_real["composition_diversity"] > 0.05
+    assert s_real["mean"][2] == pytest.approx((real == 2).mean(), abs=1e-4) and abs(sum(s_real["mean"]) - 1) < 1e-3
+    noise = np.random.default_rng(0).integers(0, 3, (32, 16, 16)).astype(np.uint8)
+    assert dream_tile_stats(noise, N_CLASSES)["edge_rate"] > 0.5 > s_real["edge_rate"]
+
+
+def test_discriminator_spectral_norm_and_minibatch_stddev():
+    from geogan.models.dcgan import DCGANDiscriminator, MinibatchStdDev
+
+    torch.manual_seed(0)
+    D = DCGANDiscriminator(N_CLASSES, 8, 16, spectral=True, mbstd=4)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
+    x = torch.rand(6, N_CLASSES, 16, 16)  # 6 is not a multiple of the group: one group
+    for _ in range(10):  # power iterations converge in train mode
+        out = D(x)
+    assert out.shape == (6,)
+    for m in D.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight.reshape(m.weight.shape[0], -1)
+            assert torch.linalg.matrix_norm(w, 2) < 1.05
+    same = MinibatchStdDev(4)(torch.ones(8, 3, 2, 2))
+    assert same.shape == (8, 4, 2, 2) and same[:, 3].abs().max() < 1e-3  # identical samples: no spread
+    spread = MinibatchStdDev(4)(torch.randn(8, 3, 2, 2))
+    assert spread[:, 3].min() > 0.1
+    plain = DCGANDiscriminator(N_CLASSES, 8, 16)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in plain.modules()) and plain(x).shape == (6,)
 
 
 def test_load_rejects_a_changed_or_foreign_model(tmp_path, tiny_model):
