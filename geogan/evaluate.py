@@ -153,12 +153,27 @@ class ModelGenerator:
         self.name = self.model.name
         self.classes = list(self.model.card["classes"])
         self.size_mb = resolve_model(model_ref).with_suffix(".safetensors").stat().st_size / 1e6
+        # pix2pix (Isola et al.) is run as the paper does at test time: batch norm with the statistics of the
+        # test batch (batch size 1) and dropout kept as its noise; its running averages from batch-1 training
+        # are poor. Other models run in eval mode (their batch-4 running statistics are what render uses).
+        self.paper_test_mode = self.model.card.get("arch") == "pix2pix"
+        if self.paper_test_mode:
+            from .models.checkpoint import load_generator
+
+            module, _ = load_generator(resolve_model(model_ref), device="cpu", schema_classes=load_schema().names)
+            module.train()
+            for m in module.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.momentum = 0.0  # use batch statistics without changing the stored ones
+            self.model.module = module
 
     def generate(self, labels: np.ndarray, seed: int = 0, batch: int = 8) -> torch.Tensor:
         """Images in [-1, 1] (N, 3, H, W) for label maps given as *model* class indices."""
         torch.manual_seed(seed)
         out = []
-        with torch.inference_mode():
+        if self.paper_test_mode:
+            batch = 1
+        with torch.no_grad():
             for i in range(0, len(labels), batch):
                 x = one_hot(labels[i:i + batch], self.model.n_classes)
                 z = torch.randn(x.shape[0], 1, *x.shape[2:])
