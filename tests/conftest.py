@@ -58,3 +58,12 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def schema():
     return load_schema()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run faster on one thread than two (much faster on a busy machine); restores the count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

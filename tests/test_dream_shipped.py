@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from geogan.dream import DREAM_FORMAT, dream_map, dream_tile_stats, load_dream_model, sample_tiles
 from geogan.zoo import builtin_model_dir
@@ -16,12 +15,7 @@ CLASSES = ["background", "building", "road", "path", "railway", "water", "woodla
            "impervious", "bare", "wetland"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
