@@ -142,6 +142,7 @@ def test_a_few_steps_reduce_l1(data, tmp_path):
     module, card = load_generator(tmp_path / "run" / "export" / "model.json")
     assert card["classes"] == list(train_ds.classes) and "CC BY-NC-SA" in card["license"]
     assert card["training"]["steps"] == 60 and card["metrics"]["val_l1"] == pytest.approx(after, rel=1e-3)
+    assert card["outputs"] == ["rgb"] and "height_scale_m" not in card  # no height keys on an RGB model
     lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert sum("loss_l1" in rec for rec in lines) == 6
     epochs = [rec for rec in lines if "d_to_g" in rec]  # 6 pairs / batch 2: an epoch is 3 steps

@@ -297,12 +297,14 @@ class Trainer:
 
     def card(self, val_l1: float | None) -> dict:
         lm = self.train_set.label_map
+        heights = {"height_scale_m": self.height_scale_m,
+                   "height_reference": ("chip mean" if self.height_ref == "mean"
+                                        else f"{HEIGHT_RANGE_M / 2:g} m above the chip minimum")}
         return {
             "name": self.name, "arch": self.recipe.arch, "arch_params": self.recipe.g_params,
             "classes": list(lm.classes), "schema_to_model": lm.schema_to_model,
-            "outputs": ["rgb", "height"] if self.recipe.shadow else ["rgb"], "height_scale_m": self.height_scale_m,
-            "height_reference": ("chip mean" if self.height_ref == "mean"
-                                 else f"{HEIGHT_RANGE_M / 2:g} m above the chip minimum"),
+            "outputs": ["rgb", "height"] if self.recipe.shadow else ["rgb"],
+            **(heights if self.recipe.shadow else {}),
             "gsd_m": self.gsd_m,
             "training": {"data": lm.data or lm.name, "label_map": lm.name, "steps": self.log.step,
                          "cpu_hours": self.log.seconds / 3600, "wall_seconds": round(self.log.seconds, 1),
