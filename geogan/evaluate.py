@@ -147,25 +147,26 @@ class ModelGenerator:
     def __init__(self, model_ref: str) -> None:
         from .classes import load_schema
         from .infer import load_model
+        from .models.checkpoint import load_generator
         from .zoo import resolve_model
 
-        self.model = load_model(model_ref, load_schema(), "cpu")
-        self.name = self.model.name
-        self.classes = list(self.model.card["classes"])
-        self.size_mb = resolve_model(model_ref).with_suffix(".safetensors").stat().st_size / 1e6
+        card_path = resolve_model(model_ref)
         # pix2pix (Isola et al.) is run as the paper does at test time: batch norm with the statistics of the
         # test batch (batch size 1) and dropout kept as its noise; its running averages from batch-1 training
-        # are poor. Other models run in eval mode (their batch-4 running statistics are what render uses).
-        self.paper_test_mode = self.model.card.get("arch") == "pix2pix"
+        # are poor. Other models run as render runs them (eval mode, batch norm folded).
+        self.paper_test_mode = json.loads(card_path.read_text()).get("arch") == "pix2pix"
         if self.paper_test_mode:
-            from .models.checkpoint import load_generator
-
-            module, _ = load_generator(resolve_model(model_ref), device="cpu", schema_classes=load_schema().names)
-            module.train()
-            for m in module.modules():
+            self.module, card = load_generator(card_path, device="cpu", schema_classes=load_schema().names)
+            self.module.train()
+            for m in self.module.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.momentum = 0.0  # use batch statistics without changing the stored ones
-            self.model.module = module
+        else:
+            loaded = load_model(str(card_path), load_schema(), "cpu")
+            self.module, card = loaded.module, loaded.card
+        self.name = str(card.get("name", card_path.stem))
+        self.classes = list(card["classes"])
+        self.size_mb = card_path.with_suffix(".safetensors").stat().st_size / 1e6
 
     def generate(self, labels: np.ndarray, seed: int = 0, batch: int = 8) -> torch.Tensor:
         """Images in [-1, 1] (N, 3, H, W) for label maps given as *model* class indices."""
@@ -175,9 +176,9 @@ class ModelGenerator:
             batch = 1
         with torch.no_grad():
             for i in range(0, len(labels), batch):
-                x = one_hot(labels[i:i + batch], self.model.n_classes)
+                x = one_hot(labels[i:i + batch], len(self.classes))
                 z = torch.randn(x.shape[0], 1, *x.shape[2:])
-                out.append(self.model.module(x, noise=z)[:, :3].clamp(-1, 1))
+                out.append(self.module(x, noise=z)[:, :3].clamp(-1, 1))
         return torch.cat(out)
 
 
