@@ -29,7 +29,7 @@ from .errors import Cancelled, TooLargeError
 from .sketch import ClassSource
 from .grid import Grid
 from .infer import LoadedModel, model_input_px, run_batch
-from .noise import hashed_noise
+from .noise import noise_window
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
 from .tiles import Tile, TileSpec, tile_rows
 from .write import OutputSet, RasterSpec
@@ -41,6 +41,7 @@ CancelFn = Callable[[], bool]
 
 HEIGHT_NODATA = -9999.0
 MAX_HOURS_DEFAULT = 24.0
+CPU_BATCH_TILES = 4  # tiles per generator call on CPU (render_grid's default)
 MAX_QUEUED_STRIPS = 1  # generator strips waiting for the writer thread (bounds memory)
 
 
@@ -144,8 +145,32 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
     return x.astype(np.uint8)
 
 
+def tile_row_inputs(feats: ClassSource, grid: Grid, spec: TileSpec, row: list[Tile], model_px: int,
+                    seed: int) -> Callable[[Tile], tuple[np.ndarray, np.ndarray]]:
+    """For one row of tiles: ``tile -> (class map, noise)`` at model resolution (``model_px`` square).
+
+    At the model's native GSD (``model_px == tile_px``) the class map and noise of the whole row are made
+    once, as one band, and tiles are cut from it (the same pixels each tile's own window gives, with
+    a fraction of the calls). Otherwise every tile is rasterized on its own rescaled window.
+    """
+    tile_px = spec.tile_px
+    if model_px == tile_px:
+        row0 = row[0].row0
+        width = row[-1].col0 + tile_px
+        band = feats.classes(grid.window(row0, 0, tile_px, width))
+        band_noise = noise_window(seed, row0, 0, tile_px, width)
+        return lambda t: (band[:, t.col0:t.col0 + tile_px], band_noise[:, t.col0:t.col0 + tile_px])
+    scale = model_px / tile_px
+
+    def one(t: Tile) -> tuple[np.ndarray, np.ndarray]:
+        model_grid = grid.window(t.row0, t.col0, tile_px, tile_px).resized(model_px, model_px)
+        r0, c0 = int(round(t.row0 * scale)), int(round(t.col0 * scale))
+        return feats.classes(model_grid), noise_window(seed, r0, c0, model_px, model_px)
+    return one
+
+
 def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
-                    first_row: int, stop_row: int, seed: int = 0, batch_tiles: int = 4,
+                    first_row: int, stop_row: int, seed: int = 0, batch_tiles: int = CPU_BATCH_TILES,
                     on_batch: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Render tile rows ``first_row .. stop_row-1`` and yield finished, blended output strips.
 
@@ -161,16 +186,12 @@ def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: Ti
     for r in range(first_row, stop_row):
         row = rows[r]
         m = plan.model_px_by_row[r]
-        scale = m / spec.tile_px
+        inputs = tile_row_inputs(feats, grid, spec, row, m, seed)
         for b in range(0, len(row), batch_tiles):
             batch: list[Tile] = row[b:b + batch_tiles]
             if on_batch is not None:
                 on_batch(len(batch))
-            maps, noise = [], []
-            for tile in batch:
-                model_grid = grid.window(tile.row0, tile.col0, spec.tile_px, spec.tile_px).resized(m, m)
-                maps.append(feats.classes(model_grid))
-                noise.append(hashed_noise(seed, int(round(tile.row0 * scale)), int(round(tile.col0 * scale)), m))
+            maps, noise = zip(*(inputs(tile) for tile in batch))
             out = run_batch(model, np.stack(maps), np.stack(noise)[:, None], spec.tile_px)
             for tile, values in zip(batch, out):
                 blender.add(tile.row0, tile.col0, values[:n_ch])
@@ -309,12 +330,12 @@ def render_grid(feats: ClassSource, grid: Grid, model: LoadedModel, schema: Sche
                 cancel: CancelFn | None = None) -> RenderResult:
     """Render ``feats`` on ``grid`` with ``model`` into three COGs at ``paths``.
 
-    ``batch_tiles``: tiles per generator call (default 1 on CPU, where batching
-    gains nothing and cancel then acts within one tile; 8 on CUDA).
+    ``batch_tiles``: tiles per generator call (default ``CPU_BATCH_TILES`` on CPU, where 2-4 tiles per
+    call keep both cores busier than one, measured with benchmarks/bench.py; 8 on CUDA).
     """
     t0 = time.perf_counter()
     if batch_tiles is None:
-        batch_tiles = 8 if model.device.type == "cuda" else 1
+        batch_tiles = 8 if model.device.type == "cuda" else CPU_BATCH_TILES
     heights = heights if heights is not None else make_height_spec(grid)
     plan = plan_tiles(grid, spec, model)
     check_size(plan, model, force)

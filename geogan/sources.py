@@ -12,9 +12,10 @@ import logging
 import math
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyogrio
@@ -111,6 +112,24 @@ def _bbox_in_layer_crs(bbox_lonlat: tuple[float, float, float, float] | None,
     return tuple(t.transform_bounds(*bbox_lonlat, densify_pts=11))  # type: ignore[return-value]
 
 
+@contextmanager
+def osm_tmp_size(path: Path) -> Iterator[None]:
+    """GDAL's OSM driver indexes nodes in an in-memory database of up to OSM_MAX_TMPFILE_SIZE MB
+    (default 100) before moving it to disk; setting it up at 100 MB costs more than parsing a small
+    file (0.14 s vs 0.03 s for the sample town). Size it to the file: 8x the file size, 4..100 MB."""
+    key = "OSM_MAX_TMPFILE_SIZE"
+    before = pyogrio.get_gdal_config_option(key)
+    if before is not None or not is_osm_path(path):
+        yield  # the user's own setting wins
+        return
+    size_mb = path.stat().st_size / 2**20 if path.is_file() else 100
+    pyogrio.set_gdal_config_options({key: str(int(min(100, max(4, math.ceil(8 * size_mb)))))})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({key: None})
+
+
 def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, float] | None,
                class_field: str | None) -> RawLayer:
     osm = is_osm_path(path)
@@ -121,8 +140,9 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
             layer_crs = _check_declared_crs(path, layer, layer_crs, info.get("total_bounds"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            meta, _, wkb, fields = pyogrio.raw.read(
-                path, layer=layer, bbox=_bbox_in_layer_crs(bbox_lonlat, layer_crs))
+            with osm_tmp_size(path):
+                meta, _, wkb, fields = pyogrio.raw.read(
+                    path, layer=layer, bbox=_bbox_in_layer_crs(bbox_lonlat, layer_crs))
     except SourceError:
         raise
     except Exception as exc:

@@ -366,8 +366,12 @@ def value_noise(seed: int, octave: int, row0: int, col0: int, shape_yx: tuple[in
         return np.zeros(shape_yx, dtype=np.float32)
     lat = _lattice(seed, octave, li, lj)
     a, b = ri - li[0], ci - lj[0]
-    rows = lat[a] * (1.0 - rw)[:, None] + lat[a + 1] * rw[:, None]
-    return (rows[:, b] * (1.0 - cw)[None, :] + rows[:, b + 1] * cw[None, :]).astype(np.float32)
+    rows = (lat[a] * (1.0 - rw)[:, None] + lat[a + 1] * rw[:, None]).astype(np.float32)  # (h, lattice cols)
+    left, right = rows[:, b], rows[:, b + 1]  # the full-size work in float32
+    right -= left
+    right *= cw.astype(np.float32)[None, :]
+    left += right
+    return left
 
 
 @dataclass(frozen=True)

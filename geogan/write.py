@@ -13,6 +13,7 @@ never has to hold half-filled blocks.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,34 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio._err import CPLE_BaseError
+from rasterio.enums import Resampling
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
 from .errors import OutputError, RenderError
 from .grid import Grid
+
+
+def overview_factors(width: int, height: int, block_px: int) -> list[int]:
+    """2, 4, 8, ... until the coarsest overview fits in one block (GDAL's COG driver's own rule)."""
+    factors, f = [], 2
+    while math.ceil(max(width, height) / (f // 2)) > block_px:
+        factors.append(f)
+        f *= 2
+    return factors
+
+
+STREAM_RAW_MAX_BYTES = 512 * 2**20  # hidden stream files up to this size stay uncompressed
+
+
+def stream_compression(grid: Grid, spec: "RasterSpec") -> dict:
+    """Creation options of an output's hidden stream file (converted to the COG at the end).
+
+    Small ones stay uncompressed (compressing them twice costs CPU the generator could use);
+    large ones are compressed with fast ZSTD so the temporary disk use stays bounded.
+    """
+    size = grid.width * grid.height * spec.count * np.dtype(spec.dtype).itemsize
+    return {} if size <= STREAM_RAW_MAX_BYTES else {"compress": "zstd", "zstd_level": 1}
 
 
 @dataclass(frozen=True)
@@ -175,7 +199,7 @@ class OutputSet:
                 driver="GTiff", width=self.grid.width, height=self.grid.height, count=spec.count,
                 dtype=spec.dtype, crs=self.grid.crs.to_wkt(), transform=self.grid.transform,
                 nodata=spec.nodata, tiled=True, blockxsize=self.block_px, blockysize=self.block_px,
-                compress="zstd", BIGTIFF="IF_SAFER",
+                BIGTIFF="IF_SAFER", **stream_compression(self.grid, spec),
             )
             if spec.photometric:
                 profile["photometric"] = spec.photometric
@@ -216,6 +240,11 @@ class OutputSet:
         for row0, rows in self._rows[key].leftovers():
             self._write_rows(key, row0, rows)
         try:
+            # overviews built in the hidden file are copied, not recomputed, by the COG driver (which
+            # otherwise writes and compresses them in a temporary file of its own first)
+            factors = overview_factors(self.grid.width, self.grid.height, self.block_px)
+            if factors:
+                self._datasets[key].build_overviews(factors, Resampling[spec.overview_resampling.lower()])
             self._datasets[key].close()
         except _WRITE_ERRORS as exc:
             raise _write_failed(spec.path, exc) from None
@@ -224,7 +253,7 @@ class OutputSet:
         try:
             rasterio.shutil.copy(
                 src, cog, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES" if spec.dtype != "uint8" else "NO",
-                OVERVIEWS="AUTO", OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), BLOCKSIZE=self.block_px,
+                OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE", OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), BLOCKSIZE=self.block_px,
                 BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
             )
         except _WRITE_ERRORS as exc:

@@ -1,0 +1,105 @@
+"""Model inputs of the render loop: the global noise field and the class maps cut from one band per tile row."""
+
+import numpy as np
+import pytest
+import shapely
+
+from geogan.features import build_features
+from geogan.grid import grid_from_bbox
+from geogan.noise import NOISE_CELL_PX, noise_window
+from geogan.render import tile_row_inputs
+from geogan.sketch import RasterClassSource
+from geogan.sources import RawLayer, SourceReport
+from geogan.tiles import TileSpec, tile_rows
+
+
+def test_noise_windows_agree_where_they_overlap():
+    a = noise_window(7, 1000, 2000, 256, 256)
+    b = noise_window(7, 1100, 2050, 300, 100)
+    assert np.array_equal(a[100:256, 50:150], b[:156, :100])
+    # across negative coordinates and cell borders too
+    c = noise_window(7, -70, -130, 150, 200)
+    d = noise_window(7, -5, -65, 20, 20)
+    assert np.array_equal(c[65:85, 65:85], d)
+
+
+def test_noise_is_standard_normal_and_uncorrelated():
+    z = noise_window(3, 0, 0, 512, 512).astype(np.float64)
+    assert z.dtype == np.float64 and abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02
+    for dy, dx in ((0, 1), (1, 0), (0, NOISE_CELL_PX), (NOISE_CELL_PX, 0)):
+        r = np.corrcoef(z[:512 - dy, :512 - dx].ravel(), z[dy:, dx:].ravel())[0, 1]
+        assert abs(r) < 0.02, (dy, dx, r)
+    # neighbouring cells are different draws, not copies of one block
+    c = NOISE_CELL_PX
+    assert not np.array_equal(z[:c, :c], z[:c, c:2 * c])
+
+
+def test_noise_depends_on_seed_and_repeats_for_the_same_seed():
+    assert np.array_equal(noise_window(1, 5, 9, 64, 80), noise_window(1, 5, 9, 64, 80))
+    assert not np.allclose(noise_window(1, 5, 9, 64, 80), noise_window(2, 5, 9, 64, 80))
+    assert noise_window(1, 5, 9, 64, 80).shape == (64, 80)
+
+
+def _town_features(schema):
+    lon, lat = 25.0, 60.0
+    d = 0.0012
+    polys = [shapely.box(lon - d, lat - d / 2, lon - d / 3, lat + d / 3),  # a park
+             shapely.Point(lon + d / 2, lat).buffer(d / 4)]  # a round building
+    tags = [{"leisure": "park"}, {"building": "yes"}]
+    road = shapely.LineString([(lon - 2 * d, lat - d / 5), (lon + 2 * d, lat + d / 4)])
+    report = SourceReport([RawLayer("t", np.array(polys + [road], dtype=object), tags + [{"highway": "primary"}],
+                                    is_osm=True)])
+    grid = grid_from_bbox((lon - 2 * d, lat - d, lon + 2 * d, lat + d), "EPSG:4326", "EPSG:3857", 1.0)
+    return build_features(report, schema, grid.crs, grid.center_lonlat()), grid
+
+
+@pytest.mark.parametrize("source", ["features", "raster"])
+def test_band_cut_class_maps_equal_each_tiles_own_window(schema, source):
+    feats, grid = _town_features(schema)
+    if source == "raster":  # a sketch-like class raster on a coarser grid of its own
+        coarse = grid.resized(grid.height // 3, grid.width // 3)
+        feats = RasterClassSource(feats.classes(coarse), coarse)
+    spec = TileSpec(64, 16)
+    rows = tile_rows(grid.shape_yx, spec)
+    assert len(rows) > 2 and len(rows[0]) > 3
+    drawn = 0
+    for row in rows:
+        inputs = tile_row_inputs(feats, grid, spec, row, spec.tile_px, seed=5)
+        for tile in row:
+            classes, noise = inputs(tile)
+            own = feats.classes(grid.window(tile.row0, tile.col0, spec.tile_px, spec.tile_px))
+            assert np.array_equal(classes, own)
+            assert np.array_equal(noise, noise_window(5, tile.row0, tile.col0, spec.tile_px, spec.tile_px))
+            drawn += int((classes > 0).sum())
+    assert drawn > 0  # the test saw features, not only background
+
+
+def test_rescaled_tiles_get_their_own_window(schema):
+    feats, grid = _town_features(schema)
+    spec = TileSpec(64, 16)
+    row = tile_rows(grid.shape_yx, spec)[1]
+    inputs = tile_row_inputs(feats, grid, spec, row, 32, seed=5)  # model at half the output resolution
+    tile = row[2]
+    classes, noise = inputs(tile)
+    assert classes.shape == noise.shape == (32, 32)
+    want = feats.classes(grid.window(tile.row0, tile.col0, 64, 64).resized(32, 32))
+    assert np.array_equal(classes, want)
+    assert np.array_equal(noise, noise_window(5, tile.row0 // 2, tile.col0 // 2, 32, 32))
+
+
+def test_osm_reads_size_gdals_node_index_to_the_file_and_restore_the_setting(tmp_path):
+    import pyogrio
+
+    from geogan.sources import osm_tmp_size
+    small = tmp_path / "a.osm"
+    small.write_text("<osm version='0.6'></osm>")
+    assert pyogrio.get_gdal_config_option("OSM_MAX_TMPFILE_SIZE") is None
+    with osm_tmp_size(small):
+        assert pyogrio.get_gdal_config_option("OSM_MAX_TMPFILE_SIZE") in (4, "4")
+    assert pyogrio.get_gdal_config_option("OSM_MAX_TMPFILE_SIZE") is None
+    pyogrio.set_gdal_config_options({"OSM_MAX_TMPFILE_SIZE": "50"})
+    try:
+        with osm_tmp_size(small):  # a user's own setting wins
+            assert pyogrio.get_gdal_config_option("OSM_MAX_TMPFILE_SIZE") in (50, "50")
+    finally:
+        pyogrio.set_gdal_config_options({"OSM_MAX_TMPFILE_SIZE": None})
