@@ -102,8 +102,8 @@ def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_re
                 if cancel is not None and cancel():
                     raise Cancelled("render cancelled; no output was written")
                 first, strips = fut.result()
-                for row0, rgb in strips:
-                    write_strip(outputs, feats, grid, schema, heights, seed, row0, rgb)
+                for row0, rgb, terrain_m in strips:
+                    write_strip(outputs, feats, grid, schema, heights, seed, row0, rgb, terrain_m)
                 done += 1
                 if progress is not None:
                     progress(done / len(block_list), f"block {done}/{len(block_list)}")

@@ -206,20 +206,29 @@ def block_rows(grid: Grid, spec: TileSpec, first_row: int, stop_row: int) -> tup
     return start, stop
 
 
-def render_block(feats: ClassSource, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
-                 first_row: int, stop_row: int, seed: int = 0) -> list[tuple[int, np.ndarray]]:
-    """The uint8 RGB strips owned by a block of tile rows, identical to a whole render's.
+def height_scale_of(model: LoadedModel) -> float | None:
+    """Metres per unit of the model's height band, or None for models without a height output."""
+    return float(model.card["height_scale_m"]) if "height" in model.card.get("outputs", ()) else None
 
-    Tiles are pure functions of their inputs and noise, so re-rendering the
-    tile row above the block gives exactly the values the whole render blends.
+
+def render_block(feats: ClassSource, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
+                 first_row: int, stop_row: int, seed: int = 0
+                 ) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+    """The strips owned by a block of tile rows, identical to a whole render's.
+
+    Each strip is ``(row0, uint8 RGB (3, rows, width), generated terrain in metres (rows, width) or None)``;
+    the terrain is there for models with a height output. Tiles are pure functions of their inputs and
+    noise, so re-rendering the tile row above the block gives exactly the values the whole render blends.
     """
     start, stop = block_rows(grid, spec, first_row, stop_row)
+    height_scale_m = height_scale_of(model)
     out = []
     for row0, strip in blend_tile_rows(feats, grid, model, spec, plan, first_row=max(0, first_row - 1),
                                        stop_row=stop_row, seed=seed):
         lo, hi = max(row0, start), min(row0 + strip.shape[1], stop)
         if lo < hi:
-            out.append((lo, _to_uint8(strip[:3, lo - row0:hi - row0])))
+            rows = strip[:, lo - row0:hi - row0]
+            out.append((lo, _to_uint8(rows[:3]), None if height_scale_m is None else rows[3] * height_scale_m))
     return out
 
 
@@ -354,7 +363,7 @@ def render_grid(feats: ClassSource, grid: Grid, model: LoadedModel, schema: Sche
     # The generator runs here; one thread writes the strips it releases, another writes (and converts
     # to COGs) the class map and heights when they do not depend on it (no height output). GDAL, numpy
     # and torch release the GIL, so the writing hides behind the generator.
-    height_scale_m = float(model.card["height_scale_m"]) if "height" in model.card.get("outputs", ()) else None
+    height_scale_m = height_scale_of(model)
     stop = threading.Event()
     with OutputSet(grid, output_specs(paths, schema)) as outputs, \
             ThreadPoolExecutor(1, thread_name_prefix="geogan-surface") as surface_pool, \

@@ -21,8 +21,11 @@ LANDCOVER_MAP = {
 
 
 def make_tiny_model(path_stem: Path, arch: str = "unet", gsd_m: float = 0.5, seed: int = 0,
-                    arch_params: dict | None = None) -> Path:
-    """A randomly initialised small generator with a valid card; returns the card path."""
+                    arch_params: dict | None = None, height_scale_m: float | None = None) -> Path:
+    """A randomly initialised small generator with a valid card; returns the card path.
+
+    ``height_scale_m``: give the model a fourth output, a height band of that many metres per unit.
+    """
     from geogan.models.checkpoint import save_generator
     from geogan.models.registry import build_generator
 
@@ -30,7 +33,8 @@ def make_tiny_model(path_stem: Path, arch: str = "unet", gsd_m: float = 0.5, see
     if arch == "spade":
         params = {"label_nc": 5, "out_nc": 3, "ngf": 8, "n_up": 5, "noise": True}
     else:
-        params = {"in_nc": 5, "out_nc": 3, "ngf": 8, "n_down": 5, "dropout": False, "noise": True}
+        params = {"in_nc": 5, "out_nc": 3 if height_scale_m is None else 4, "ngf": 8, "n_down": 5, "dropout": False,
+                  "noise": True}
     params.update(arch_params or {})
     module = build_generator(arch, params)
     from geogan.models.normalization import NoiseInjection
@@ -46,6 +50,8 @@ def make_tiny_model(path_stem: Path, arch: str = "unet", gsd_m: float = 0.5, see
         "schema_to_model": LANDCOVER_MAP, "outputs": ["rgb"], "gsd_m": gsd_m,
         "training": {"data": "none (random weights, for tests)"}, "license": "MIT", "metrics": {},
     }
+    if height_scale_m is not None:
+        card.update(outputs=["rgb", "height"], height_scale_m=height_scale_m, height_reference="tile mean")
     _, card_path = save_generator(module, card, path_stem)
     return card_path
 

@@ -11,6 +11,8 @@ from geogan.grid import grid_from_bbox
 from geogan.sources import osm_file_bounds
 from geogan.tiles import TileSpec
 
+from conftest import make_tiny_model
+
 
 def test_blocks_cover_every_row_once():
     grid = grid_from_bbox((0, 0, 1000, 777), "EPSG:3857", "EPSG:3857", 1.0)
@@ -20,11 +22,13 @@ def test_blocks_cover_every_row_once():
         assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
 
 
-def test_dask_render_equals_local_render(tmp_path, tiny_model):
+@pytest.mark.parametrize("model_heights", [False, True], ids=["rgb-model", "rgb+height-model"])
+def test_dask_render_equals_local_render(tmp_path, tiny_model, model_heights):
     x0, y0, x1, y1 = osm_file_bounds(sample_osm_path())
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     bbox = (cx - 0.002, cy - 0.0015, cx + 0.002, cy + 0.0015)
-    kw = dict(osm=sample_osm_path(), bbox=bbox, gsd_m=0.5, model=str(tiny_model), tile_px=128, overlap_px=32,
+    model = make_tiny_model(tmp_path / "height_model", height_scale_m=20.0) if model_heights else tiny_model
+    kw = dict(osm=sample_osm_path(), bbox=bbox, gsd_m=0.5, model=str(model), tile_px=128, overlap_px=32,
               seed=5)
     local = geogan.render(out_dir=tmp_path / "local", **kw)
     dask = geogan.render(out_dir=tmp_path / "dask", workers=2, **kw)
@@ -33,3 +37,9 @@ def test_dask_render_equals_local_render(tmp_path, tiny_model):
         with rasterio.open(local.paths[name]) as a, rasterio.open(dask.paths[name]) as b:
             assert a.transform == b.transform and a.crs == b.crs
             assert np.array_equal(a.read(), b.read()), name
+    if model_heights:  # the generated terrain reached height.tif on both paths (not flat ground)
+        with rasterio.open(dask.paths["height"]) as ds:
+            h = ds.read(1)
+        with rasterio.open(dask.paths["classes"]) as ds:
+            ground = ds.read(1) == 0  # background: no building or canopy on top
+        assert h[ground].std() > 0.5
