@@ -124,7 +124,7 @@ def keep_freed_memory() -> bool:
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20) and libc.mallopt(_M_TRIM_THRESHOLD, 256 * 2**20))
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 8 * 2**20) and libc.mallopt(_M_TRIM_THRESHOLD, 32 * 2**20))
     except (OSError, AttributeError):
         return False
 

@@ -243,17 +243,30 @@ class HeightSpec:
     res_xy_m: tuple[float, float] = (1.0, 1.0)
 
 
+SURFACE_CHUNK_PX = 2048  # columns per piece of a surface strip (bounds its temporaries on very wide grids)
+
+
 def _surface(feats: ClassSource, grid: Grid, schema: Schema, heights: HeightSpec, seed: int, row0: int,
              n_rows: int, terrain_m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Class map and surface height (terrain + objects + canopy) of rows row0..row0+n_rows.
 
     ``terrain_m``: the model's generated terrain (metres) for these rows, used when no DEM is given.
+    Computed in pieces of ``SURFACE_CHUNK_PX`` columns: every term is a pure function of global pixel
+    position, so the pieces join exactly (except for a pixel centre lying exactly on a polygon edge,
+    which GDAL's rasterizer may round either way depending on the window's origin, and DEM values,
+    whose bilinear resampling GDAL rounds per window: differences under 0.1 mm).
     """
-    g = grid.window(row0, 0, n_rows, grid.width)
-    classes = feats.classes(g)
-    terrain = heights.dem.read(g) if heights.dem is not None else terrain_m
-    surface = compose_heights(terrain, feats.object_heights(g), classes, schema, seed, heights.canopy,
-                              row0=row0, col0=0, gsd_m=heights.gsd_m, nodata=HEIGHT_NODATA)
+    classes = np.empty((n_rows, grid.width), dtype=np.uint8)
+    surface = np.empty((n_rows, grid.width), dtype=np.float32)
+    for c0 in range(0, grid.width, SURFACE_CHUNK_PX):
+        c1 = min(grid.width, c0 + SURFACE_CHUNK_PX)
+        g = grid.window(row0, c0, n_rows, c1 - c0)
+        cls = feats.classes(g)
+        terrain = heights.dem.read(g) if heights.dem is not None else \
+            (None if terrain_m is None else terrain_m[:, c0:c1])
+        classes[:, c0:c1] = cls
+        surface[:, c0:c1] = compose_heights(terrain, feats.object_heights(g), cls, schema, seed, heights.canopy,
+                                            row0=row0, col0=c0, gsd_m=heights.gsd_m, nodata=HEIGHT_NODATA)
     return classes, surface
 
 

@@ -103,3 +103,43 @@ def test_osm_reads_size_gdals_node_index_to_the_file_and_restore_the_setting(tmp
             assert pyogrio.get_gdal_config_option("OSM_MAX_TMPFILE_SIZE") in (50, "50")
     finally:
         pyogrio.set_gdal_config_options({"OSM_MAX_TMPFILE_SIZE": None})
+
+
+def test_surface_strips_computed_in_column_pieces_join_exactly(schema, tmp_path, monkeypatch):
+    """Class map and heights (DEM + buildings + canopy) do not depend on the column chunking."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    import importlib
+    R = importlib.import_module("geogan.render")  # the module (geogan.render is also the function)
+    from geogan.terrain import DemSource
+
+    lon, lat = 25.0, 60.0
+    d = 0.0012
+    # (no edge exactly through pixel centres: there GDAL's rounding depends on the window's origin)
+    wood = shapely.box(lon - 2 * d, lat - d, lon - d / 7, lat + d)
+    house = shapely.box(lon + d / 4, lat - d / 8, lon + d / 2, lat + d / 8)
+    report = SourceReport([RawLayer("t", np.array([wood, house], dtype=object),
+                                    [{"landuse": "forest"}, {"building": "yes", "height": "12"}], is_osm=True)])
+    grid = grid_from_bbox((lon - 2 * d, lat - d, lon + 2 * d, lat + d), "EPSG:4326", "EPSG:3857", 1.0)
+    feats = build_features(report, schema, grid.crs, grid.center_lonlat())
+    left, bottom, right, top = grid.bounds
+    yy, xx = np.mgrid[0:40, 0:60].astype(np.float32)
+    dem = tmp_path / "dem.tif"
+    with rasterio.open(dem, "w", driver="GTiff", width=60, height=40, count=1, dtype="float32", crs="EPSG:3857",
+                       transform=from_origin(left - 50, top + 50, (right - left + 100) / 60,
+                                             (top - bottom + 100) / 40)) as ds:
+        ds.write(100 + 3 * xx + 2 * yy + 5 * np.sin(xx / 4), 1)
+    with DemSource(dem, reference_grid=grid) as src:
+        spec = R.make_height_spec(grid, src)
+        whole = R._surface(feats, grid, schema, spec, 3, 100, 60)
+        monkeypatch.setattr(R, "SURFACE_CHUNK_PX", 37)
+        pieces = R._surface(feats, grid, schema, spec, 3, 100, 60)
+    assert grid.width > 3 * 37
+    assert np.array_equal(whole[0], pieces[0])
+    # GDAL's warper rounds the DEM's bilinear resampling slightly differently per window: < 0.1 mm
+    np.testing.assert_allclose(whole[1], pieces[1], rtol=0, atol=1e-4)
+    # the test covers all three terms: terrain varies, a building and canopy stand on it
+    wood_id, building_id = schema.by_name("woodland").id, schema.by_name("building").id
+    assert {wood_id, building_id} <= set(np.unique(whole[0]).tolist())
+    assert np.ptp(whole[1][whole[0] == 0]) > 10
