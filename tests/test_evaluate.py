@@ -103,3 +103,27 @@ def test_colour_label_maps_take_the_nearest_colour():
     assert [lm.classes[i] for i in ids[0]] == ["building", "building", "road", "water"]
     from geogan.classes import load_schema
     assert set(lm.schema_to_model) == set(load_schema().names)  # every schema class has a look
+
+
+def test_pix2pix_runs_in_the_papers_test_mode(tmp_path):
+    """pix2pix is evaluated as Isola et al. test it: batch-norm statistics of the test batch, dropout on."""
+    from conftest import make_tiny_model
+    from geogan.evaluate import ModelGenerator
+
+    card = make_tiny_model(tmp_path / "p2p", arch="pix2pix",
+                           arch_params={"ngf": 4, "n_down": 4, "dropout": True, "noise": False})
+    gen = ModelGenerator(str(card))
+    assert gen.paper_test_mode and gen.module.training
+    norms = [m for m in gen.module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and any(m.track_running_stats for m in norms)
+    stored = [m.running_mean.clone() for m in norms]
+    labels = np.random.default_rng(0).integers(0, 5, (3, 32, 32))
+    a, b, c = gen.generate(labels, seed=1), gen.generate(labels, seed=1), gen.generate(labels, seed=2)
+    assert a.shape == (3, 3, 32, 32) and float(a.abs().max()) <= 1
+    assert torch.equal(a, b)  # repeatable for a seed
+    assert not torch.allclose(a, c)  # dropout is the noise: another seed, another image
+    assert all(torch.equal(s, m.running_mean) for s, m in zip(stored, norms))  # stored statistics untouched
+    # each image is normalised with its own statistics (batch 1): alone or among others, the same output
+    torch.manual_seed(1)
+    alone = gen.generate(labels[:1], seed=1)
+    assert torch.allclose(alone[0], a[0], atol=1e-5)
