@@ -555,6 +555,8 @@ def rasterize_object_heights(feats, grid, *, with_bottom: bool = False):
     """
     from rasterio import features as rio_features
 
+    from .rasterizer import burnable
+
     out = np.zeros(grid.shape_yx, dtype=np.float32)
     bottom_out = np.zeros(grid.shape_yx, dtype=np.float32)
     idx = feats.query(grid.bounds)
@@ -566,7 +568,9 @@ def rasterize_object_heights(feats, grid, *, with_bottom: bool = False):
     if not has_h.any():
         return (out, bottom_out) if with_bottom else out
     rank = np.zeros(grid.shape_yx, dtype=np.int32)
-    rio_features.rasterize(zip(geoms, range(1, len(idx) + 1)), out=rank, transform=grid.transform)
+    burn = burnable(geoms, range(1, len(idx) + 1), grid)
+    if burn:
+        rio_features.rasterize(burn, out=rank, transform=grid.transform)
     on_building = rank > 0
     on_building[on_building] = has_h[rank[on_building] - 1]
 
@@ -592,7 +596,9 @@ def rasterize_object_heights(feats, grid, *, with_bottom: bool = False):
         if len(flat):  # draw in ascending height: the last drawn, the tallest, wins
             flat = flat[np.argsort(tops[flat], kind="stable")]
             pick = np.zeros(grid.shape_yx, dtype=np.int32)
-            rio_features.rasterize(zip(geoms[flat], range(1, len(flat) + 1)), out=pick, transform=grid.transform)
+            burn = burnable(geoms[flat], range(1, len(flat) + 1), grid)
+            if burn:
+                rio_features.rasterize(burn, out=pick, transform=grid.transform)
             hit = pick > 0
             surface[hit] = tops[flat][pick[hit] - 1]
             bottom[hit] = bottoms[flat][pick[hit] - 1]

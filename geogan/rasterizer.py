@@ -10,18 +10,37 @@ the grid's shape.
 from __future__ import annotations
 
 import numpy as np
+import shapely
 from rasterio import features as rio_features
 
 from .features import FeatureSet
 from .grid import Grid
 
 
+CLIP_MARGIN_PX = 2
+
+
+def burnable(geoms: np.ndarray, values, grid: Grid) -> list[tuple[object, int | float]]:
+    """``(geometry, value)`` pairs clipped to the grid (plus a 2 px margin), empty ones left out.
+
+    GDAL fills a polygon scanline by scanline, visiting all of its edges on every line: a long
+    buffered road costs its whole vertex count on each row of a strip. Clipped to the window it
+    costs only its edges there. Inside the window the clipped and the whole shape have the same
+    edges, so the same pixels burn.
+    """
+    left, bottom, right, top = grid.bounds
+    mx, my = CLIP_MARGIN_PX * abs(grid.transform.a), CLIP_MARGIN_PX * abs(grid.transform.e)
+    clipped = shapely.clip_by_rect(geoms, left - mx, bottom - my, right + mx, top + my)
+    keep = ~shapely.is_empty(clipped)
+    return [(g, v) for g, v, k in zip(clipped, values, keep) if k]
+
+
 def rasterize_classes(feats: FeatureSet, grid: Grid, fill: int = 0) -> np.ndarray:
     """Class ids (uint8, shape ``grid.shape_yx``); ``fill`` where nothing is drawn."""
     out = np.full(grid.shape_yx, fill, dtype=np.uint8)
     idx = feats.query(grid.bounds)
-    if len(idx):
-        shapes = zip(feats.geometries[idx], feats.class_ids[idx].tolist())
+    shapes = burnable(feats.geometries[idx], feats.class_ids[idx].tolist(), grid) if len(idx) else []
+    if shapes:
         rio_features.rasterize(shapes, out=out, transform=grid.transform)
     return out
 

@@ -143,3 +143,29 @@ def test_surface_strips_computed_in_column_pieces_join_exactly(schema, tmp_path,
     wood_id, building_id = schema.by_name("woodland").id, schema.by_name("building").id
     assert {wood_id, building_id} <= set(np.unique(whole[0]).tolist())
     assert np.ptp(whole[1][whole[0] == 0]) > 10
+
+
+def test_clipping_long_shapes_to_the_window_burns_the_same_pixels(schema):
+    """A long, many-vertex road polygon burns the same pixels clipped to a window as whole."""
+    from rasterio import features as rio_features
+
+    from geogan.rasterizer import burnable, rasterize_classes
+
+    lon, lat = 25.0, 60.0
+    xs = np.linspace(lon - 0.01, lon + 0.01, 400)
+    road = shapely.LineString(np.column_stack([xs, lat + 0.0004 * np.sin(xs * 3000)]))
+    report = SourceReport([RawLayer("t", np.array([road], dtype=object), [{"highway": "primary"}], is_osm=True)])
+    grid = grid_from_bbox((lon - 0.012, lat - 0.002, lon + 0.012, lat + 0.002), "EPSG:4326", "EPSG:3857", 1.0)
+    feats = build_features(report, schema, grid.crs, grid.center_lonlat())
+    burnt = 0
+    for c0 in (0, 300, 655):
+        win = grid.window(grid.height // 2 - 48, c0, 96, 256)
+        whole = np.zeros(win.shape_yx, np.uint8)
+        rio_features.rasterize(zip(feats.geometries, feats.class_ids.tolist()), out=whole, transform=win.transform)
+        assert np.array_equal(rasterize_classes(feats, win), whole)
+        burnt += int((whole > 0).sum())
+        clipped = burnable(feats.geometries, [1], win)
+        if clipped:  # far fewer vertices to visit on every scanline
+            assert shapely.get_num_coordinates(clipped[0][0]) < shapely.get_num_coordinates(feats.geometries[0]) / 3
+    assert burnt > 1000  # the road crossed the windows
+    assert burnable(feats.geometries, [1], grid.window(10_000, 10_000, 8, 8)) == []  # nothing there: no shapes
