@@ -99,14 +99,14 @@ def load_model(name_or_path: str, schema: Schema, device: str = "auto") -> Loade
 
 def prepare_for_inference(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Eval mode on ``device``, batch norms folded into convolutions where the
-    architecture supports it, and on CPU the channels-last layout (oneDNN's
-    fast convolutions; NCHW costs a layout conversion around every layer)."""
+    architecture supports it, and the channels-last layout (oneDNN's fast
+    CPU convolutions; NCHW costs a layout conversion around every layer)."""
     module = module.to(device).eval()
     fold = getattr(module, "fold_batchnorm_", None)
     if fold is not None:
         fold()
+    module = module.to(memory_format=torch.channels_last)  # oneDNN on CPU and cuDNN tensor cores on GPU
     if device.type == "cpu":
-        module = module.to(memory_format=torch.channels_last)
         keep_freed_memory()
     return module
 
@@ -165,6 +165,14 @@ def model_input_px(tile_px: int, tile_gsd_m: float, native_gsd_m: float, multipl
     return max(multiple, int(round(exact / multiple)) * multiple)
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed precision for inference: bf16 on CUDA GPUs that support it, else fp16 there; none on CPU
+    (oneDNN's fp32 convolutions are the fast path on this project's CPUs). Not yet measured on a GPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out_px: int) -> np.ndarray:
     """Generate outputs for a batch of schema-id class maps.
 
@@ -187,8 +195,10 @@ def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out
             table = torch.from_numpy(model.onehot_table).to(dev)
             onehot = table[torch.from_numpy(class_maps).to(dev).long()].permute(0, 3, 1, 2)
         z = torch.from_numpy(noise).to(dev)
-        out = model.module(onehot, noise=z) if model.style is None else \
-            model.module(onehot, noise=z, style=model.style.to(dev))
+        amp = autocast_dtype(dev)
+        with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+            out = model.module(onehot, noise=z) if model.style is None else \
+                model.module(onehot, noise=z, style=model.style.to(dev))
         if out.shape[-1] != out_px:
             out = F.interpolate(out, size=(out_px, out_px), mode="bilinear", align_corners=False,
                                 antialias=out.shape[-1] > out_px)

@@ -94,3 +94,10 @@ def test_default_model_inference_is_close_deterministic_and_batch_and_thread_inv
         torch.set_num_threads(threads)
     assert torch.equal(batched, torch.cat(one_thread))
     assert all(torch.equal(a, b) for a, b in zip(one_thread, two_threads))
+
+
+def test_mixed_precision_only_on_gpus():
+    from geogan.infer import autocast_dtype
+    assert autocast_dtype(torch.device("cpu")) is None
+    if torch.cuda.is_available():  # runs where a GPU is lent
+        assert autocast_dtype(torch.device("cuda")) in (torch.bfloat16, torch.float16)
