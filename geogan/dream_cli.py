@@ -80,6 +80,10 @@ def register(app: typer.Typer) -> None:
         blur: bool = typer.Option(True, help="Fixed low-pass on the generator's logits (no checkerboard speckle)."),
         mode_seeking: float = typer.Option(1.0, help="Weight of the mode-seeking (latent diversity) generator loss "
                                                      "(0: off)."),
+        marginal: float = typer.Option(0.0, help="Weight of the class-marginal generator loss: the dreamed "
+                                                 "tiles' class fractions against the real ones (0: off)."),
+        calibrate: bool = typer.Option(True, help="At the end, calibrate the stitching's street gain (card "
+                                                  "class_gains) so stitched towns keep the tiles' streets."),
         stats_samples: int = typer.Option(256, help="Dreamed and real tiles compared at every checkpoint "
                                                     "(class fractions, diversity; 0: skip)."),
         ema: float = typer.Option(0.999, help="EMA decay of the exported generator weights (0: off)."),
@@ -113,7 +117,8 @@ def register(app: typer.Typer) -> None:
             return tiles, train_dream(tiles, out, steps, batch, seed, resume, gsd_m=gsd, data=data, license=license,
                                       name=name, z_dim=z_dim, ngf=ngf, ndf=ndf, lr=lr, lr_d=lr_d,
                                       gan_mode=gan_mode, spectral=spectral, mbstd=mbstd, r1_gamma=r1, ema=ema,
-                                      fakes=fakes, mode_seeking=mode_seeking, blur=blur, stats_samples=stats_samples,
+                                      fakes=fakes, mode_seeking=mode_seeking, blur=blur, marginal=marginal,
+                                      calibrate=calibrate, stats_samples=stats_samples,
                                       checkpoint_every=checkpoint_every, device=str(resolve_device(device)),
                                       max_seconds=None if max_minutes is None else 60.0 * max_minutes)
 

@@ -83,6 +83,7 @@ def _blob_tiles(n=24, size=16, seed=0):
 
 
 SMALL = dict(z_dim=8, ngf=8, ndf=8, checkpoint_every=2, log_every=1, bn_samples=32, stats_samples=24, gsd_m=4.0,
+             calibrate=False,
              data="synthetic tiles (tests)")
 
 
@@ -129,9 +130,10 @@ def test_train_time_limit_then_resume_and_old_recipe(tmp_path):
                        **{**SMALL, "checkpoint_every": 0})
     assert json.loads(card.read_text())["training"]["steps"] == 3
     old = train_dream(tiles, tmp_path / "old", steps=2, batch=4, seed=1, gan_mode="vanilla", spectral=False,
-                      mbstd=0, lr_d=None, ema=0.0, r1_gamma=1.0, r1_every=1, **SMALL)
+                      mbstd=0, lr_d=None, ema=0.0, r1_gamma=1.0, r1_every=1, marginal=2.0, **SMALL)
     trained = json.loads(old.read_text())["training"]
     assert trained["discriminator"]["spectral"] is False and trained["r1_gamma"] == 1.0
+    assert trained["marginal"] == 2.0 and "marginal" not in json.loads(card.read_text())["training"]
     with pytest.raises(InputError, match="ema"):
         train_dream(tiles, tmp_path / "x", steps=1, batch=4, ema=1.0, **SMALL)
 
@@ -166,6 +168,47 @@ def test_dream_tile_stats_show_collapse():
     assert s_real["mean"][2] == pytest.approx((real == 2).mean(), abs=1e-4) and abs(sum(s_real["mean"]) - 1) < 1e-3
     noise = np.random.default_rng(0).integers(0, 3, (32, 16, 16)).astype(np.uint8)
     assert dream_tile_stats(noise, N_CLASSES)["edge_rate"] > 0.5 > s_real["edge_rate"]
+
+
+def test_line_stats_tell_streets_from_specks():
+    from geogan.dream import dream_tile_stats, label_components, line_stats
+
+    m = np.zeros((12, 12), dtype=bool)
+    m[1, 1:10] = m[2:6, 9] = True  # an L-shaped street, 9 px long
+    m[8, 8] = m[9, 9] = True  # two diagonal neighbours: one 8-connected component
+    m[7:11, 2] = True  # a 4 px stub
+    lab = label_components(m)
+    assert (lab[~m] == -1).all() and len(np.unique(lab[m])) == 3 and lab[8, 8] == lab[9, 9] != lab[1, 1]
+    st = line_stats(np.where(m, 2, 0).astype(np.uint8), (2,), 5)
+    assert st["fraction"] == pytest.approx(m.mean(), abs=1e-4) and st["long_share"] == pytest.approx(13 / 19, abs=1e-3)
+    assert line_stats(np.zeros((8, 8), np.uint8), (2,), 5)["long_share"] == 0.0
+    # tiles: a road across each tile is a street, the same pixels scattered are specks
+    streets = np.zeros((16, 16, 16), np.uint8)
+    streets[:, 7, :] = 2
+    specks = np.zeros_like(streets)
+    rng = np.random.default_rng(0)
+    for t in specks:
+        t.ravel()[rng.choice(128, 16, replace=False) * 2] = 2
+    good, bad = dream_tile_stats(streets, N_CLASSES), dream_tile_stats(specks, N_CLASSES)
+    assert good["roads"]["fraction"] == bad["roads"]["fraction"] == pytest.approx(1 / 16, abs=1e-4)
+    assert good["roads"]["long_share"] == 1.0 and bad["roads"]["long_share"] < 0.2
+    assert good["streets"]["components"] < bad["streets"]["components"]
+
+
+def test_class_marginal_loss_pushes_towards_the_real_fractions():
+    from geogan.dream import class_marginal_loss
+
+    target = torch.tensor([0.5, 0.2, 0.3] + [0.0] * (N_CLASSES - 3))
+    logits = torch.zeros(4, N_CLASSES, 8, 8)
+    logits[:, 0] = 2.0  # everything background: roads (class 2) are missing
+    logits.requires_grad_(True)
+    loss = class_marginal_loss(torch.softmax(logits, 1), target)
+    loss.backward()
+    g = logits.grad.mean((0, 2, 3))
+    assert loss.item() > 0.5 and g[2] < 0 and g[1] < 0 and g[0] > 0  # descent raises road and building
+    onehot = torch.zeros(4, N_CLASSES, 10, 10)
+    onehot[:, 0, :5] = onehot[:, 1, 5:7] = onehot[:, 2, 7:] = 1.0
+    assert class_marginal_loss(onehot, target).item() == pytest.approx(0.0, abs=1e-4)
 
 
 def test_discriminator_spectral_norm_and_minibatch_stddev():
@@ -247,6 +290,82 @@ def test_dream_map_valid_deterministic_and_seed_dependent():
     assert len(np.unique(a)) > 1
     specks = dream_map(model, (40, 56), seed=7, min_speck_px=0)
     assert len(np.unique(specks)) >= len(np.unique(a))
+
+
+def test_dream_map_class_gains_and_balance():
+    model = _random_model(seed=2)
+    plain = dream_map(model, (48, 48), seed=3, class_gains=[])
+    assert np.array_equal(plain, dream_map(model, (48, 48), seed=3, class_gains=[1.0] * N_CLASSES))
+    boosted = dream_map(model, (48, 48), seed=3, class_gains=[1.0, 1.0, 3.0] + [1.0] * (N_CLASSES - 3))
+    assert (boosted == 2).mean() > (plain == 2).mean()  # a gain on the blended probabilities grows a class
+    assert np.isin(boosted[boosted != plain], [2]).all()  # ... and changes nothing else
+    with pytest.raises(InputError, match="class_gains"):
+        dream_map(model, (48, 48), class_gains=[1.0, 2.0])
+    with pytest.raises(InputError, match="class_gains"):
+        dream_map(model, (48, 48), class_gains=[0.0] * N_CLASSES)
+    # balance reweighs the candidates' agreement by class rarity: other picks, still deterministic
+    unbalanced = dream_map(model, (48, 48), seed=3, balance=0.0, class_gains=[])
+    assert not np.array_equal(unbalanced, plain)
+    assert np.array_equal(unbalanced, dream_map(model, (48, 48), seed=3, balance=0.0, class_gains=[]))
+
+
+class StreetStub(nn.Module):
+    """A stand-in generator drawing confident open ground (class 0) crossed by one thin, less
+    confident road (class 2) per tile, at a row and a column set by z: the kind of line that
+    blending overlapping tiles averages away."""
+
+    def __init__(self, z_dim=8, size=16):
+        super().__init__()
+        self.z_dim, self.size, self.n_classes = z_dim, size, 4
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def logits(self, z):
+        b, t = z.shape[0], self.size
+        out = torch.zeros(b, self.n_classes, t, t)
+        out[:, 0] = 2.0
+        row = (torch.sigmoid(z[:, 0]) * (t - 2)).long() + 1
+        col = (torch.sigmoid(z[:, 1]) * (t - 2)).long() + 1
+        line = F.one_hot(row, t).float()[:, :, None] + F.one_hot(col, t).float()[:, None, :]
+        out[:, 2] = 2.2 * line.clamp(max=1)
+        return out
+
+
+def test_calibrated_gains_keep_the_tiles_streets():
+    from geogan.dream import calibrate_thin_gains, sample_tiles
+
+    model = DreamModel(StreetStub(), {"classes": ["a", "b", "c", "d"], "gsd_m": 4.0, "tile_px": 16, "z_dim": 8})
+    target = float(np.isin(sample_tiles(model.generator, 256, seed=1), (2, 3)).mean())
+    def streets(**kw):
+        return np.mean([np.isin(dream_map(model, (64, 64), s, class_gains=[], **kw), (2, 3)).mean() for s in (0, 1)])
+
+    before = streets()
+    assert before < 0.8 * target  # stitching loses roads
+    assert streets(balance=0.0) < before  # ... more of them when candidates are picked for agreeing on open ground
+    gains, stats = calibrate_thin_gains(model, shape_yx=(64, 64), seeds=(0, 1), steps=6)
+    assert gains[0] == gains[1] == 1.0 and gains[2] > 1.0
+    assert stats["targets"]["roads"] == pytest.approx(target, abs=1e-4) and stats["targets"]["paths"] == 0.0
+    assert abs(stats["roads"]["fraction"] - target) < 0.2 * target  # restored
+    assert stats["roads"]["long_share"] > 0.5  # as lines, not specks
+
+
+def test_calibrate_dream_model_writes_the_gains_into_the_card(tmp_path, schema):
+    from geogan.dream import calibrate_dream_model
+
+    torch.manual_seed(4)
+    gen = DCGANGenerator(8, N_CLASSES, 8, 16).eval()
+    _, card_path = save_dream_model(gen, {"name": "c", "classes": [c.name for c in schema.classes],
+                                          "gsd_m": 4.0, "license": "ODbL-1.0"}, tmp_path / "c")
+    calibrate_dream_model(card_path, shape_yx=(48, 48), seeds=(0,), steps=3, rounds=1, targets={"roads": 0.9})
+    card = json.loads(card_path.read_text())
+    gains, stats = card["class_gains"], card["training"]["stats"]["stitched"]
+    assert len(gains) == N_CLASSES and gains[2] > 1.0 and stats["targets"] == {"roads": 0.9}
+    assert [g for i, g in enumerate(gains) if i != 2] == [1.0] * (N_CLASSES - 1)
+    model = load_dream_model(card_path)  # the weights are untouched: the SHA-256 still matches
+    plain = dream_map(model, (48, 48), 0, class_gains=[])
+    calibrated = dream_map(model, (48, 48), 0)  # the card's gains by default
+    assert np.array_equal(calibrated, dream_map(model, (48, 48), 0, class_gains=gains))
+    assert (calibrated == 2).mean() > (plain == 2).mean()
+    assert (calibrated == 2).mean() == pytest.approx(stats["roads"]["fraction"], abs=1e-3)
 
 
 def test_tile_latents_are_smooth_and_unit_variance():

@@ -42,6 +42,14 @@ def test_shipped_card_has_provenance_and_statistics():
     # not collapsed: dreamed tiles differ from each other about as much as real tiles do
     assert stats["dreamed"]["composition_diversity"] > 0.5 * stats["real"]["composition_diversity"]
     assert stats["dreamed"]["nn_disagreement"] > 0.5 * stats["real"]["nn_disagreement"]
+    # roads: about the real share (the previous model drew half of it)
+    assert stats["dreamed"]["roads"]["fraction"] > 0.7 * stats["real"]["roads"]["fraction"]
+    # the stitching's calibration: gains on road and path only, and what stitched towns hold with them
+    gains = card["class_gains"]
+    assert len(gains) == len(CLASSES) and [g for i, g in enumerate(gains) if i not in (2, 3)] == [1.0] * 10
+    assert all(1 / 3 <= g <= 3 for g in gains)
+    stitched = stats["stitched"]
+    assert abs(stitched["roads"]["fraction"] - stitched["targets"]["roads"]) < 0.3 * stitched["targets"]["roads"]
 
 
 def test_dream_is_a_plausible_class_map(model, town):
@@ -49,7 +57,7 @@ def test_dream_is_a_plausible_class_map(model, town):
     frac = np.bincount(town.ravel(), minlength=len(CLASSES)) / town.size
     assert frac.max() < 0.8  # no single class swallows the town
     assert frac[1] > 0.05 and frac[0] > 0.1  # buildings, open ground
-    assert frac[2] + frac[3] + frac[9] > 0.02  # roads, paths, paved (roads are under-represented: see the card)
+    assert 0.03 < frac[2] < 0.2 and 0.05 < frac[2] + frac[3] < 0.3  # roads and paths (real tiles: 8 %, 4 %)
     assert np.count_nonzero(frac > 0.005) >= 4
     # fragmentation like a map, not like noise: neighbouring pixels mostly agree
     change = 0.5 * ((town[1:] != town[:-1]).mean() + (town[:, 1:] != town[:, :-1]).mean())
@@ -60,6 +68,19 @@ def test_shipped_model_is_not_collapsed(model):
     stats = dream_tile_stats(sample_tiles(model.generator, 48, seed=5), len(CLASSES))
     assert stats["composition_diversity"] > 0.15 and stats["nn_disagreement"] > 0.15
     assert np.median(stats["std"][:3]) > 0.02  # building/road/background fractions vary between tiles
+    # roads as segments rather than specks: most road pixels in pieces at least half a tile long
+    assert stats["roads"]["fraction"] > 0.04 and stats["roads"]["long_share"] > 0.25
+
+
+def test_stitching_keeps_the_tiles_roads(model):
+    """The tiles' road share survives stitching (blending used to average 3/4 of it away): candidates
+    are picked by rarity-weighted agreement, and the card's road/path gains undo the blend's losses."""
+    tiles = sample_tiles(model.generator, 128, seed=7)
+    in_tiles = (tiles == 2).mean()
+    town = [dream_map(model, (160, 160), seed=s) for s in (5, 6)]
+    old = [dream_map(model, (160, 160), seed=s, balance=0.0, class_gains=[]) for s in (5, 6)]
+    stitched, before = np.mean([(m == 2).mean() for m in town]), np.mean([(m == 2).mean() for m in old])
+    assert stitched > 0.6 * in_tiles and stitched > 1.3 * before
 
 
 def test_same_seed_same_town_other_seed_other_town(model, town):
