@@ -93,6 +93,19 @@ class ShadowGenerator(nn.Module):
         lx, ly, lz = self.light
         return (-dzdx * lx - dzdy * ly + lz) / torch.sqrt(1 + dzdx ** 2 + dzdy ** 2) / lz
 
+    def prior_shading(self, height: torch.Tensor) -> torch.Tensor:
+        """Terrain mode: the fixed physical prior ``0.3 + 0.7 * max(Lambert, 0)`` (no learned gain, ambient,
+        direct share or correction), ``[B, 1, H, W]``; what ``geogan terrain-chips`` multiplies its albedo
+        texture by, so ``image / prior_shading(real height)`` recovers the shadow-free texture target."""
+        if self.relief_gain is None:
+            raise ValueError("ShadowGenerator.prior_shading needs relief_gain (terrain mode)")
+        z = torch.nn.functional.pad(height, (1, 1, 1, 1), mode="replicate") * self.relief_gain
+        dzdx = (z[..., 1:-1, 2:] - z[..., 1:-1, :-2]) / 2
+        dzdy = (z[..., :-2, 1:-1] - z[..., 2:, 1:-1]) / 2
+        lx, ly, lz = self.light
+        lam = (-dzdx * lx - dzdy * ly + lz) / torch.sqrt(1 + dzdx ** 2 + dzdy ** 2) / lz
+        return 0.3 + 0.7 * lam.clamp(min=0)
+
     def forward(self, texture: torch.Tensor, height: torch.Tensor) -> torch.Tensor:
         if texture.dim() != 4 or texture.shape[1] != 3:
             raise ValueError(

@@ -475,18 +475,100 @@ def make_terrain_chips(dem_dir: str | Path | None, out_dir: str | Path, *, dems:
 
 __all__ = ["TERRAIN_CLASSES", "ALBEDO", "TerrainRules", "classify_terrain", "slope_deg", "normalize_height",
            "denormalize_height", "albedo_texture", "shade_factor", "utm_crs", "reproject_dem",
-           "make_terrain_chips", "DEFAULT_VAL_DEMS", "SCHEMA_TO_TERRAIN"]
+           "make_terrain_chips", "DEFAULT_VAL_DEMS", "SCHEMA_TO_TERRAIN", "radial_power_spectrum",
+           "spectral_slope", "slope_w1_deg", "relief_p95_p5", "rank_agreement", "class_colour_separation",
+           "evaluate_terrain_model", "finalize_terrain_card"]
+
+
+# ---------------------------------------------------------------- plausibility metrics (pure numpy)
+def radial_power_spectrum(chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Radially averaged power spectrum of square height chips ``(N, S, S)`` (each made mean-free and
+    Hann-windowed against edge leakage), averaged over the chips: ``(k, power)`` for integer radii
+    ``k = 1 .. S // 2`` (cycles per chip)."""
+    chips = np.asarray(chips, dtype=np.float64)
+    if chips.ndim == 2:
+        chips = chips[None]
+    s = chips.shape[-1]
+    win = np.outer(np.hanning(s), np.hanning(s))
+    x = (chips - chips.mean(axis=(1, 2), keepdims=True)) * win
+    p = (np.abs(np.fft.fft2(x)) ** 2).mean(0)
+    f = np.fft.fftfreq(s) * s
+    r = np.rint(np.hypot(f[:, None], f[None, :])).astype(int)
+    k = np.arange(1, s // 2 + 1)
+    power = np.bincount(r.ravel(), p.ravel(), minlength=s)[k] / np.maximum(np.bincount(r.ravel(), minlength=s)[k], 1)
+    return k, power
+
+
+def spectral_slope(chips: np.ndarray, k_min: int = 2, k_max_frac: float = 0.5) -> float:
+    """Log-log slope of :func:`radial_power_spectrum` over ``k_min .. k_max_frac * S/2`` cycles per chip.
+
+    Real terrain is roughly fractal: power falls as about ``k**-3`` to ``k**-4`` up to the DEM's own
+    smoothing; high-frequency ripple flattens the slope (towards 0 = white noise), over-smooth output
+    steepens it. NaN when there is no power."""
+    k, p = radial_power_spectrum(chips)
+    sel = (k >= k_min) & (k <= max(k_min + 2, int(k_max_frac * k[-1])))
+    if not np.all(p[sel] > 0):
+        return float("nan")
+    return float(np.polyfit(np.log(k[sel]), np.log(p[sel]), 1)[0])
+
+
+def slope_w1_deg(real: np.ndarray, generated: np.ndarray, n_q: int = 101) -> float:
+    """1-D Wasserstein distance (degrees) between two slope distributions (mean |quantile difference|)."""
+    q = np.linspace(0, 100, n_q)
+    return float(np.abs(np.percentile(real, q) - np.percentile(generated, q)).mean())
+
+
+def relief_p95_p5(chips: np.ndarray) -> np.ndarray:
+    """Per chip ``p95 - p5`` of its heights (m): a robust relief that ignores single spikes."""
+    chips = np.asarray(chips, dtype=np.float64).reshape(len(chips), -1)
+    return np.percentile(chips, 95, axis=1) - np.percentile(chips, 5, axis=1)
+
+
+def rank_agreement(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation of two equally long sequences (ties by order); NaN for fewer than 3."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 3:
+        return float("nan")
+    ra, rb = np.argsort(np.argsort(a)).astype(float), np.argsort(np.argsort(b)).astype(float)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = math.sqrt(float((ra ** 2).sum() * (rb ** 2).sum()))
+    return float((ra * rb).sum() / den) if den > 0 else float("nan")
+
+
+def class_colour_separation(rgb: np.ndarray, labels: np.ndarray, n_classes: int, min_px: int = 100) -> dict:
+    """Per-class mean colours of ``rgb`` (N, H, W, 3 in 0..255) and their mean pairwise distance (0..255
+    units): near 0 when the texture no longer depends on the class (a 'grey' model)."""
+    means = {}
+    flat_rgb, flat_lab = rgb.reshape(-1, 3).astype(np.float64), labels.ravel()
+    for c in range(n_classes):
+        m = flat_lab == c
+        if m.sum() >= min_px:
+            means[c] = flat_rgb[m].mean(0)
+    cs = sorted(means)
+    d = [float(np.linalg.norm(means[i] - means[j])) for ii, i in enumerate(cs) for j in cs[ii + 1:]]
+    return {"means": means, "mean_pairwise_distance": float(np.mean(d)) if d else float("nan")}
 
 
 # ---------------------------------------------------------------- evaluation
 def evaluate_terrain_model(card_path: str | Path, chips_dir: str | Path, split: str = "val", seed: int = 0,
                            batch: int = 8) -> dict:
-    """Height and slope statistics of a terrain model on chips (default: the held-out DEMs' chips).
+    """Height, slope, relief, spectrum and texture statistics of a terrain model on chips (default: the
+    held-out DEMs' chips), generated vs real.
 
-    Heights are compared relative to each chip's mean (the model's reference): ``height_rmse_m`` (generated
-    vs real, both mean-free), ``flat_rmse_m`` (the same for a flat prediction, i.e. the real relief's std:
-    a model that learned nothing scores about this), relief std and slope statistics (degrees, at the chips'
-    GSD) of real and generated terrain, overall and per class, and the texture's L1 to the shaded target.
+    Heights are compared relative to each chip's mean (the model's reference). ``height_rmse_m`` (generated
+    vs real, both mean-free) and ``flat_prediction_rmse_m`` (the same for flat ground = the real relief's
+    std) are reported, but a class map does not determine heights, so flat ground is the MSE-optimal answer
+    and RMSE is a poor measure of plausibility. The plausibility metrics compare *distributions*:
+
+    - slope (degrees at the chips' GSD): mean / p50 / p90 and the Wasserstein distance ``slope_w1_deg``;
+    - per class: mean slope and mean height relative to the chip mean (water should lie lowest, rock/snow
+      highest), and the Spearman rank agreement of those per-class values with the real ones;
+    - relief: per-chip ``p95 - p5`` height range (median over chips) and its ratio generated / real;
+    - spectrum: log-log slope of the radially averaged height power spectrum (real terrain is roughly
+      fractal; ripple flattens it) and the share of power at wavelengths below 4 px;
+    - water flatness: mean slope on water (real: about 0);
+    - texture: L1 to the shaded target, and the mean pairwise distance of per-class mean colours
+      (generated vs target; near 0 means the texture ignores the classes).
     """
     import torch
     import torch.nn.functional as F
@@ -501,9 +583,10 @@ def evaluate_terrain_model(card_path: str | Path, chips_dir: str | Path, split: 
         raise InputError(f"'{chips_dir}' has no heights")
     scale, gsd = float(card["height_scale_m"]), float(json.loads((Path(chips_dir) / "index.json").read_text())["gsd_m"])
     order = [list(card["classes"]).index(c) for c in chips.label_map.classes]
+    n_cls = len(chips.label_map.classes)
     gen = torch.Generator().manual_seed(seed)
     rmse, flat, std_r, std_g, l1 = [], [], [], [], []
-    slopes_r, slopes_g, labels = [], [], []
+    hr_all, hg_all, tex_all = [], [], []
     with torch.inference_mode():
         for i in range(0, len(chips), batch):
             idx = list(range(i, min(len(chips), i + batch)))
@@ -514,6 +597,7 @@ def evaluate_terrain_model(card_path: str | Path, chips_dir: str | Path, split: 
             hg = out[:, 3].double().numpy() * scale
             img = torch.from_numpy(chips.images[idx]).permute(0, 3, 1, 2).float() / 127.5 - 1
             l1.append(float((out[:, :3] - img).abs().mean()) / 2)
+            tex_all.append(((out[:, :3].permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255))
             for k, j in enumerate(idx):
                 hr = chips.heights[j].astype(np.float64)
                 hr = hr - hr.mean()
@@ -522,25 +606,63 @@ def evaluate_terrain_model(card_path: str | Path, chips_dir: str | Path, split: 
                 flat.append(float(hr.std()))
                 std_r.append(float(hr.std()))
                 std_g.append(float(g.std()))
-                slopes_r.append(slope_deg(hr, gsd)[2:-2, 2:-2])
-                slopes_g.append(slope_deg(g, gsd)[2:-2, 2:-2])
-                labels.append(chips.labels[j][2:-2, 2:-2])
-    sr, sg, lb = np.stack(slopes_r), np.stack(slopes_g), np.stack(labels)
-    per_class = {}
+                hr_all.append(hr)
+                hg_all.append(g)
+    HR, HG = np.stack(hr_all), np.stack(hg_all)
+    sr = np.stack([slope_deg(h, gsd)[2:-2, 2:-2] for h in HR])
+    sg = np.stack([slope_deg(h, gsd)[2:-2, 2:-2] for h in HG])
+    lb_full = chips.labels[:len(HR)]
+    lb = lb_full[:, 2:-2, 2:-2]
+    per_class, hcls = {}, {}
     for c, name in enumerate(chips.label_map.classes):
         m = lb == c
         if m.sum() > 100:
+            mf = lb_full == c
             per_class[name] = {"real_mean_slope_deg": round(float(sr[m].mean()), 2),
                                "generated_mean_slope_deg": round(float(sg[m].mean()), 2)}
+            hcls[name] = {"real_mean_rel_height_m": round(float(HR[mf].mean()), 1),
+                          "generated_mean_rel_height_m": round(float(HG[mf].mean()), 1)}
+    names = list(per_class)
+    rel_r, rel_g = relief_p95_p5(HR), relief_p95_p5(HG)
+    k, pr = radial_power_spectrum(HR)
+    _, pg = radial_power_spectrum(HG)
+    hf = k > k[-1] / 2  # wavelengths below 4 px
+    tex_g = np.concatenate(tex_all)
+    sep_g = class_colour_separation(tex_g, lb_full, n_cls)
+    sep_r = class_colour_separation(chips.images.astype(np.float64), lb_full, n_cls)
+    colour_err = [float(np.abs(sep_g["means"][c] - sep_r["means"][c]).mean()) for c in sep_g["means"]
+                  if c in sep_r["means"]]
+    water = chips.label_map.classes.index("water") if "water" in chips.label_map.classes else None
+    r2 = lambda v: round(float(v), 2)
     return {"split": split, "chips": len(chips), "height_rmse_m": round(float(np.mean(rmse)), 1),
             "flat_prediction_rmse_m": round(float(np.mean(flat)), 1),
             "real_relief_std_m": round(float(np.mean(std_r)), 1),
             "generated_relief_std_m": round(float(np.mean(std_g)), 1),
-            "real_slope_deg": {"mean": round(float(sr.mean()), 2), "p50": round(float(np.median(sr)), 2),
-                               "p90": round(float(np.percentile(sr, 90)), 2)},
-            "generated_slope_deg": {"mean": round(float(sg.mean()), 2), "p50": round(float(np.median(sg)), 2),
-                                    "p90": round(float(np.percentile(sg, 90)), 2)},
-            "slope_by_class": per_class, "texture_l1_to_shaded_target": round(float(np.mean(l1)), 4)}
+            "real_slope_deg": {"mean": r2(sr.mean()), "p50": r2(np.median(sr)), "p90": r2(np.percentile(sr, 90))},
+            "generated_slope_deg": {"mean": r2(sg.mean()), "p50": r2(np.median(sg)),
+                                    "p90": r2(np.percentile(sg, 90))},
+            "slope_w1_deg": r2(slope_w1_deg(sr.ravel()[::7], sg.ravel()[::7])),
+            "slope_by_class": per_class,
+            "slope_class_rank_agreement": r2(rank_agreement(
+                [per_class[n]["real_mean_slope_deg"] for n in names],
+                [per_class[n]["generated_mean_slope_deg"] for n in names])),
+            "rel_height_by_class": hcls,
+            "rel_height_class_rank_agreement": r2(rank_agreement(
+                [hcls[n]["real_mean_rel_height_m"] for n in names],
+                [hcls[n]["generated_mean_rel_height_m"] for n in names])),
+            "water_mean_slope_deg": ({"real": per_class["water"]["real_mean_slope_deg"],
+                                      "generated": per_class["water"]["generated_mean_slope_deg"]}
+                                     if water is not None and "water" in per_class else None),
+            "relief_p95_p5_m": {"real_median": round(float(np.median(rel_r)), 1),
+                                "generated_median": round(float(np.median(rel_g)), 1),
+                                "median_ratio_generated_to_real": r2(np.median(rel_g / np.maximum(rel_r, 1.0)))},
+            "spectrum_slope": {"real": r2(spectral_slope(HR)), "generated": r2(spectral_slope(HG))},
+            "spectrum_hf_power_share": {"real": float(f"{pr[hf].sum() / pr.sum():.3g}"),
+                                        "generated": float(f"{pg[hf].sum() / max(pg.sum(), 1e-12):.3g}")},
+            "texture_l1_to_shaded_target": round(float(np.mean(l1)), 4),
+            "texture_class_colour_separation": {"target": round(sep_r["mean_pairwise_distance"], 1),
+                                                "generated": round(sep_g["mean_pairwise_distance"], 1)},
+            "texture_class_colour_error": round(float(np.mean(colour_err)), 1) if colour_err else None}
 
 
 def finalize_terrain_card(card_path: str | Path, chips_dir: str | Path, metrics: dict, *,
@@ -552,6 +674,7 @@ def finalize_terrain_card(card_path: str | Path, chips_dir: str | Path, metrics:
     index = json.loads((Path(chips_dir) / "index.json").read_text())
     tr = card.setdefault("training", {})
     n_train, n_val = index["val_from"], len(index["chips"]) - index["val_from"]
+    batch = int(tr.get("recipe", {}).get("batch", 4))
     card["description"] = (
         "Learned terrain: compact U-Net (texture RGB + height) trained with geogan's shadow generator on "
         f"{n_train} {index['chip_px']} px chips at {index['gsd_m']:g} m cut from {len(index['train_dems'])} real DEMs. "
@@ -581,8 +704,8 @@ def finalize_terrain_card(card_path: str | Path, chips_dir: str | Path, metrics:
         "split": "by whole DEM file (held-out DEMs never seen in training)",
         "how_little_data": f"{n_train} training chips ({n_train * index['chip_px'] ** 2 / 1e6:.1f} Mpx, at most "
                            f"64 per DEM) from {len(index['train_dems'])} DEMs; "
-                           f"{tr.get('steps', '?')} steps of batch 4 (each chip seen about "
-                           f"{tr.get('steps', 0) * 4 / max(n_train, 1):.1f} times)",
+                           f"{tr.get('steps', '?')} steps of batch {batch} (each chip seen about "
+                           f"{tr.get('steps', 0) * batch / max(n_train, 1):.1f} times)",
         "class_rules": index["rules"], "albedo_rgb": index["albedo"],
         "texture_target": "aerial = albedo(class) x (1 + multi-scale noise) x (0.3 + 0.7 hillshade/hillshade(flat)); "
                           "water/woodland/farmland albedo = mean LandCover.ai colours (pairs 0,4,..,196), "
