@@ -39,6 +39,9 @@ def register_train(app: typer.Typer) -> None:
         val_fraction: Optional[float] = typer.Option(None, help="Share of the pairs (highest numbers) held out "
                                                              "for validation (default 0.125)."),
         shadow: bool = typer.Option(False, help="Texture+height generator with a shadow generator (needs heights)."),
+        style_encoder: bool = typer.Option(False, help="SPADE only: also train a style encoder (VAE, GauGAN) so "
+                                                       "'render --style-ref photo.tif' can set the look."),
+        z_dim: int = typer.Option(64, help="Style latent size with --style-encoder."),
         resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
         checkpoint_every: int = typer.Option(500, help="Checkpoint (and export) every N steps."),
         sample_every: int = typer.Option(500, help="Save a sample grid every N steps."),
@@ -62,13 +65,17 @@ def register_train(app: typer.Typer) -> None:
             if pairs is not None and (pairs / "index.json").is_file():
                 raise InputError(f"'{pairs}' holds chips; pass it as --chips")
             n_steps = steps if steps is not None or epochs is not None else 1000
+            if style_encoder and arch != "spade":
+                raise InputError("--style-encoder needs --arch spade")
+            g_params = {**({"ngf": ngf} if ngf else {}),
+                        **({"z_dim": z_dim, "use_style_encoder": True} if style_encoder else {})}
             return run_training(
                 arch, chips if chips is not None else pairs, out, steps=n_steps, epochs=epochs, batch_size=batch,
                 lr=lr, beta1=beta1, l1_weight=l1_weight, gan_mode=gan_mode, ratio=ratio, seed=seed,
                 resume=resume, checkpoint_every=checkpoint_every, sample_every=sample_every,
                 feature_matching=fm_weight, vgg_weights=vgg_weights, log_tensorboard=tensorboard,
                 device=device, label_map=label_map, val_fraction=val_fraction,
-                arch_params={"ngf": ngf} if ngf else None, disc_params={"ndf": ndf} if ndf else None, shadow=shadow, balance=balance, name=name,
+                arch_params=g_params or None, disc_params={"ndf": ndf} if ndf else None, shadow=shadow, balance=balance, name=name,
                 max_seconds=hours * 3600 if hours else None, threads=threads, compile=compile, progress=True)
 
         log, card_path = run_guarded(go)

@@ -32,7 +32,7 @@ import torch
 
 from ..errors import InputError, OutputError
 from ..models.checkpoint import load_training_state, save_generator, save_training_state
-from ..models.loss import GANLoss, feature_matching_loss, maybe_vgg_loss
+from ..models.loss import GANLoss, feature_matching_loss, kld_loss, maybe_vgg_loss
 from ..models.registry import build_discriminator, build_generator
 from ..models.shadow import ShadowGenerator, random_flip_rotate
 from .chips import HEIGHT_RANGE_M
@@ -54,6 +54,7 @@ class Recipe:
     l1_weight: float = 30.0
     fm_weight: float = 10.0
     vgg_weight: float = 10.0
+    kld_weight: float = 0.05  # SPADE with a style encoder: KL of the encoded style from N(0, 1) (GauGAN's 0.05)
     vgg_weights: str | None = None
     lr: float = 2e-4
     beta1: float = 0.5
@@ -261,7 +262,12 @@ class Trainer:
     def step(self) -> dict:
         x, real, *extra = self._batch()
         with torch.autocast(self.device.type, enabled=self.amp):
-            out = self.g_fwd(x)
+            style = None
+            if getattr(self.G, "style_encoder", None) is not None:
+                # GauGAN's VAE route: the real photo's encoded style (reparameterised) drives the generator,
+                # so at render time a reference photo's style sets the look (--style-ref)
+                style, mu, logvar = self.G.encode_style(real[:, :3])
+            out = self.g_fwd(x) if style is None else self.g_fwd(x, style=style)
             if self.shadow is not None:
                 fake, texture, height = self._shade(out)
             else:
@@ -315,6 +321,10 @@ class Trainer:
                             loss_tex = (texture - target).abs().mean()
                             loss = loss + self.recipe.texture_l1_weight * loss_tex
                             rec["loss_texture"] = loss_tex.item()
+                if style is not None:
+                    loss_kld = kld_loss(mu, logvar)
+                    loss = loss + self.recipe.kld_weight * loss_kld
+                    rec["loss_kld"] = loss_kld.item()
             self._backward(loss, self.opt_g)
             rec.update(loss_adv=loss_adv.item(), loss_l1=loss_l1.item())
         if self.scaler is not None and (step_d or step_g):
