@@ -126,14 +126,15 @@ def check_size(plan: TilePlan, model: LoadedModel, force: bool, max_hours: float
 def output_specs(paths: OutputPaths, schema: Schema) -> dict[str, RasterSpec]:
     specs = {
         "aerial": RasterSpec(paths.aerial, 3, "uint8", None, "average",
-                             descriptions=("red", "green", "blue"), photometric="RGB"),
+                             descriptions=("red", "green", "blue"), photometric="RGB", predictor="2", deflate_level=3),
         "height": RasterSpec(paths.height, 1, "float32", HEIGHT_NODATA, "average",
-                             descriptions=("surface_height_m",), units="metre"),
+                             descriptions=("surface_height_m",), units="metre", deflate_level=3),
         "classes": RasterSpec(paths.classes, 1, "uint8", None, "nearest", colormap=schema.palette(),
                               descriptions=("class",)),
     }
     if paths.hillshade is not None:
-        specs["hillshade"] = RasterSpec(paths.hillshade, 1, "uint8", None, "average", descriptions=("hillshade",))
+        specs["hillshade"] = RasterSpec(paths.hillshade, 1, "uint8", None, "average", descriptions=("hillshade",),
+                                        predictor="2", deflate_level=3)
     return specs
 
 

@@ -50,7 +50,7 @@ def test_output_set_file_equals_the_strips(tmp_path, monkeypatch):
     grid = _grid(700, 530)
     rgb = rng.integers(0, 255, size=(3, 700, 530), dtype=np.uint8)
     z = rng.normal(size=(700, 530)).astype(np.float32)
-    specs = {"rgb": RasterSpec(tmp_path / "rgb.tif", 3, "uint8", photometric="RGB"),
+    specs = {"rgb": RasterSpec(tmp_path / "rgb.tif", 3, "uint8", photometric="RGB", predictor="2", deflate_level=3),
              "z": RasterSpec(tmp_path / "z.tif", 1, "float32", -9999.0)}
     windows = []
     write_rows = OutputSet._write_rows
@@ -68,7 +68,9 @@ def test_output_set_file_equals_the_strips(tmp_path, monkeypatch):
             out.write("z", row0, z[row0:row0 + n])
     assert sorted(windows) == sorted((k, r, min(256, 700 - r)) for k in ("rgb", "z") for r in (0, 256, 512))
     with rasterio.open(specs["rgb"].path) as ds:
-        assert np.array_equal(ds.read(), rgb)
+        assert np.array_equal(ds.read(), rgb)  # lossless with the image predictor
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "2" and ds.overviews(1) == [2, 4]  # down to one 256 px block
     with rasterio.open(specs["z"].path) as ds:
         assert np.array_equal(ds.read(1), z)
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "3"  # floating-point predictor by default
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rgb.tif", "z.tif"]
