@@ -146,21 +146,33 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
     return x.astype(np.uint8)
 
 
+BAND_TILES = 16  # tiles per band piece: bounds a band's memory on very wide grids
+
+
 def tile_row_inputs(feats: ClassSource, grid: Grid, spec: TileSpec, row: list[Tile], model_px: int,
                     seed: int) -> Callable[[Tile], tuple[np.ndarray, np.ndarray]]:
     """For one row of tiles: ``tile -> (class map, noise)`` at model resolution (``model_px`` square).
 
-    At the model's native GSD (``model_px == tile_px``) the class map and noise of the whole row are made
-    once, as one band, and tiles are cut from it (the same pixels each tile's own window gives, with
-    a fraction of the calls). Otherwise every tile is rasterized on its own rescaled window.
+    At the model's native GSD (``model_px == tile_px``) the class map and noise are made once per band
+    of ``BAND_TILES`` neighbouring tiles and the tiles are cut from it (the same pixels each tile's own
+    window gives, with a fraction of the calls; one band piece is kept at a time). Otherwise every
+    tile is rasterized on its own rescaled window.
     """
     tile_px = spec.tile_px
     if model_px == tile_px:
-        row0 = row[0].row0
-        width = row[-1].col0 + tile_px
-        band = feats.classes(grid.window(row0, 0, tile_px, width))
-        band_noise = noise_window(seed, row0, 0, tile_px, width)
-        return lambda t: (band[:, t.col0:t.col0 + tile_px], band_noise[:, t.col0:t.col0 + tile_px])
+        index = {t.col0: i for i, t in enumerate(row)}
+        piece: dict = {}
+
+        def cut(t: Tile) -> tuple[np.ndarray, np.ndarray]:
+            k = index[t.col0] // BAND_TILES
+            if piece.get("k") != k:
+                tiles = row[k * BAND_TILES:(k + 1) * BAND_TILES]
+                c0, width = tiles[0].col0, tiles[-1].col0 + tile_px - tiles[0].col0
+                piece.update(k=k, c0=c0, classes=feats.classes(grid.window(t.row0, c0, tile_px, width)),
+                             noise=noise_window(seed, t.row0, c0, tile_px, width))
+            c = t.col0 - piece["c0"]
+            return piece["classes"][:, c:c + tile_px], piece["noise"][:, c:c + tile_px]
+        return cut
     scale = model_px / tile_px
 
     def one(t: Tile) -> tuple[np.ndarray, np.ndarray]:

@@ -169,3 +169,19 @@ def test_clipping_long_shapes_to_the_window_burns_the_same_pixels(schema):
             assert shapely.get_num_coordinates(clipped[0][0]) < shapely.get_num_coordinates(feats.geometries[0]) / 3
     assert burnt > 1000  # the road crossed the windows
     assert burnable(feats.geometries, [1], grid.window(10_000, 10_000, 8, 8)) == []  # nothing there: no shapes
+
+
+def test_band_pieces_bound_the_band_and_match_tile_windows(schema, monkeypatch):
+    """With band pieces of 2 tiles, tiles from several pieces still equal their own windows."""
+    import importlib
+    R = importlib.import_module("geogan.render")
+    monkeypatch.setattr(R, "BAND_TILES", 2)
+    feats, grid = _town_features(schema)
+    spec = TileSpec(64, 16)
+    row = tile_rows(grid.shape_yx, spec)[2]
+    assert len(row) > 2 * 2  # several pieces
+    inputs = R.tile_row_inputs(feats, grid, spec, row, spec.tile_px, seed=9)
+    for tile in row:
+        classes, noise = inputs(tile)
+        assert np.array_equal(classes, feats.classes(grid.window(tile.row0, tile.col0, 64, 64)))
+        assert np.array_equal(noise, noise_window(9, tile.row0, tile.col0, 64, 64))
