@@ -119,8 +119,9 @@ def keep_freed_memory() -> bool:
     """Ask glibc's malloc to reuse freed activation buffers instead of returning them to the OS.
 
     By default every tensor above the mmap threshold is a fresh ``mmap`` whose pages fault in again
-    on each forward pass; keeping them (up to 32 MB per allocation, trimming above 256 MB free)
-    makes a CPU forward pass 10-15 % faster (benchmarks/bench.py). Once per process; a no-op off glibc.
+    on each forward pass; keeping them (allocations up to 8 MB, trimming above 32 MB free) makes a CPU
+    forward pass 10-15 % faster (benchmarks/bench.py); larger thresholds raised the peak memory of wide
+    renders (16 km² vs 1 km² RSS ratio over 1.2). Once per process; a no-op off glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

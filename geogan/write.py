@@ -260,7 +260,7 @@ class OutputSet:
             rasterio.shutil.copy(
                 src, cog, driver="COG", COMPRESS="DEFLATE", LEVEL=spec.deflate_level,
                 PREDICTOR=spec.predictor or ("YES" if spec.dtype != "uint8" else "NO"),
-                OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE", OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), BLOCKSIZE=self.block_px,
+                OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE", BLOCKSIZE=self.block_px,
                 BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
             )
         except _WRITE_ERRORS as exc:
