@@ -74,6 +74,13 @@ def _centres_m(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     return xs - x0, ys - y0
 
 
+def _roof_heights(items_m, half_m: float = 20.0):
+    """Object heights of footprints (metres around the UTM origin) on a UTM grid of ``half_m`` each way,
+    with every pixel centre's position in metres: ``(h, xm, ym)``."""
+    grid = _utm_grid(half_m)
+    return (_utm_features(items_m).object_heights(grid), *_centres_m(grid))
+
+
 def _box(w_m, h_m, cx=0.0, cy=0.0):
     return shapely.box(cx - w_m / 2, cy - h_m / 2, cx + w_m / 2, cy + h_m / 2)
 
@@ -194,11 +201,8 @@ def test_hipped_l_shape_has_constant_pitch_in_both_wings():
 
 def test_gabled_rectangle_in_utm():
     # 20 m east-west x 10 m north-south, ridge along x at y = 0, eaves 7 m, ridge 10 m
-    feats = _utm_features([(_box(20, 10), {"building": "yes", "height": "10", "roof:shape": "gabled",
-                                           "roof:height": "3"})])
-    grid = _utm_grid()
-    h = feats.object_heights(grid)
-    xm, ym = _centres_m(grid)
+    h, xm, ym = _roof_heights([(_box(20, 10), {"building": "yes", "height": "10", "roof:shape": "gabled",
+                                               "roof:height": "3"})])
     inside = (np.abs(xm) < 10) & (np.abs(ym) < 5)
     assert inside.sum() == 40 * 20
     want = 10.0 - 3.0 * np.abs(ym) / 5.0
@@ -214,22 +218,16 @@ def test_gabled_rectangle_in_utm():
 
 
 def test_gabled_across_turns_the_ridge():
-    feats = _utm_features([(_box(20, 10), {"building": "yes", "height": "10", "roof:shape": "gabled",
-                                           "roof:height": "3", "roof:orientation": "across"})])
-    grid = _utm_grid()
-    h = feats.object_heights(grid)
-    xm, ym = _centres_m(grid)
+    h, xm, ym = _roof_heights([(_box(20, 10), {"building": "yes", "height": "10", "roof:shape": "gabled",
+                                               "roof:height": "3", "roof:orientation": "across"})])
     inside = (np.abs(xm) < 10) & (np.abs(ym) < 5)
     assert np.allclose(h[inside], (10.0 - 3.0 * np.abs(xm) / 10.0)[inside], atol=2e-3)
 
 
 @pytest.mark.parametrize("shape", ["pyramidal", "hipped"])
 def test_square_pyramid_peaks_at_the_centre(shape):
-    feats = _utm_features([(_box(12, 12), {"building": "yes", "height": "9", "roof:shape": shape,
-                                           "roof:height": "3"})])
-    grid = _utm_grid(10.0)
-    h = feats.object_heights(grid)
-    xm, ym = _centres_m(grid)
+    h, xm, ym = _roof_heights([(_box(12, 12), {"building": "yes", "height": "9", "roof:shape": shape,
+                                               "roof:height": "3"})], 10.0)
     inside = (np.abs(xm) < 6) & (np.abs(ym) < 6)
     want = 6.0 + 3.0 * (1.0 - np.maximum(np.abs(xm), np.abs(ym)) / 6.0)
     assert np.allclose(h[inside], want[inside], atol=2e-3)
@@ -239,11 +237,8 @@ def test_square_pyramid_peaks_at_the_centre(shape):
 
 
 def test_hipped_rectangle_has_a_ridge_and_hips():
-    feats = _utm_features([(_box(20, 10), {"building": "yes", "height": "10", "roof:shape": "hipped",
-                                           "roof:height": "3"})])
-    grid = _utm_grid()
-    h = feats.object_heights(grid)
-    xm, ym = _centres_m(grid)
+    h, xm, ym = _roof_heights([(_box(20, 10), {"building": "yes", "height": "10", "roof:shape": "hipped",
+                                               "roof:height": "3"})])
     inside = (np.abs(xm) < 10) & (np.abs(ym) < 5)
     dist = np.minimum(10 - np.abs(xm), 5 - np.abs(ym))
     assert np.allclose(h[inside], (7.0 + 3.0 * np.minimum(dist / 5.0, 1.0))[inside], atol=5e-3)
@@ -251,10 +246,8 @@ def test_hipped_rectangle_has_a_ridge_and_hips():
 
 def test_dome_has_a_circular_profile():
     circle = shapely.Point(0, 0).buffer(8.0, quad_segs=32)
-    feats = _utm_features([(circle, {"building": "yes", "height": "12", "roof:shape": "dome", "roof:height": "8"})])
-    grid = _utm_grid(10.0)
-    h = feats.object_heights(grid)
-    xm, ym = _centres_m(grid)
+    dome = {"building": "yes", "height": "12", "roof:shape": "dome", "roof:height": "8"}
+    h, xm, ym = _roof_heights([(circle, dome)], 10.0)
     r = np.hypot(xm, ym)
     core = r < 7.5
     want = 4.0 + 8.0 * np.sqrt(np.clip(1 - (r / 8.0) ** 2, 0, 1))
@@ -265,11 +258,8 @@ def test_dome_has_a_circular_profile():
 @pytest.mark.parametrize("direction, axis, sign", [("90", "x", -1), ("E", "x", -1), ("270", "x", 1),
                                                    ("S", "y", 1), ("0", "y", -1)])
 def test_skillion_slopes_down_towards_roof_direction(direction, axis, sign):
-    feats = _utm_features([(_box(10, 10), {"building": "yes", "height": "8", "roof:shape": "skillion",
-                                           "roof:height": "2", "roof:direction": direction})])
-    grid = _utm_grid(8.0)
-    h = feats.object_heights(grid)
-    xm, ym = _centres_m(grid)
+    h, xm, ym = _roof_heights([(_box(10, 10), {"building": "yes", "height": "8", "roof:shape": "skillion",
+                                               "roof:height": "2", "roof:direction": direction})], 8.0)
     inside = (np.abs(xm) < 5) & (np.abs(ym) < 5)
     s = xm if axis == "x" else ym
     want = 7.0 + 2.0 * sign * s / 10.0   # 8 m at the back, eaves 6 m at the front
