@@ -171,15 +171,15 @@ def test_dream_tile_stats_show_collapse():
 
 
 def test_line_stats_tell_streets_from_specks():
-    from geogan.dream import dream_tile_stats, label_components, line_stats
+    from geogan.dream import dream_tile_stats, line_stats
 
     m = np.zeros((12, 12), dtype=bool)
     m[1, 1:10] = m[2:6, 9] = True  # an L-shaped street, 9 px long
     m[8, 8] = m[9, 9] = True  # two diagonal neighbours: one 8-connected component
     m[7:11, 2] = True  # a 4 px stub
-    lab = label_components(m)
-    assert (lab[~m] == -1).all() and len(np.unique(lab[m])) == 3 and lab[8, 8] == lab[9, 9] != lab[1, 1]
     st = line_stats(np.where(m, 2, 0).astype(np.uint8), (2,), 5)
+    # three components: the street, the stub and the diagonal pair (joined: 8-connected)
+    assert st["components"] == pytest.approx(1000 * 3 / m.size, abs=1e-3)
     assert st["fraction"] == pytest.approx(m.mean(), abs=1e-4) and st["long_share"] == pytest.approx(13 / 19, abs=1e-3)
     assert line_stats(np.zeros((8, 8), np.uint8), (2,), 5)["long_share"] == 0.0
     # tiles: a road across each tile is a street, the same pixels scattered are specks
