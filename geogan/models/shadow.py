@@ -85,13 +85,17 @@ class ShadowGenerator(nn.Module):
             self.ambient = nn.Parameter(torch.tensor(0.3))
             self.direct = nn.Parameter(torch.tensor(0.7))
 
-    def lambert(self, height: torch.Tensor) -> torch.Tensor:
-        """Lambertian shading of ``height`` relative to flat ground (1 = flat), ``[B, 1, H, W]``."""
-        z = torch.nn.functional.pad(height, (1, 1, 1, 1), mode="replicate") * (self.relief_gain * self.log_gain.exp())
+    def _lambert(self, height: torch.Tensor, gain) -> torch.Tensor:
+        """Lambertian shading of ``height * gain`` (pixels) relative to flat ground (1 = flat)."""
+        z = torch.nn.functional.pad(height, (1, 1, 1, 1), mode="replicate") * gain
         dzdx = (z[..., 1:-1, 2:] - z[..., 1:-1, :-2]) / 2   # towards east
         dzdy = (z[..., :-2, 1:-1] - z[..., 2:, 1:-1]) / 2   # towards north (rows go south)
         lx, ly, lz = self.light
         return (-dzdx * lx - dzdy * ly + lz) / torch.sqrt(1 + dzdx ** 2 + dzdy ** 2) / lz
+
+    def lambert(self, height: torch.Tensor) -> torch.Tensor:
+        """Lambertian shading of ``height`` relative to flat ground (1 = flat), ``[B, 1, H, W]``."""
+        return self._lambert(height, self.relief_gain * self.log_gain.exp())
 
     def prior_shading(self, height: torch.Tensor) -> torch.Tensor:
         """Terrain mode: the fixed physical prior ``0.3 + 0.7 * max(Lambert, 0)`` (no learned gain, ambient,
@@ -99,12 +103,7 @@ class ShadowGenerator(nn.Module):
         texture by, so ``image / prior_shading(real height)`` recovers the shadow-free texture target."""
         if self.relief_gain is None:
             raise ValueError("ShadowGenerator.prior_shading needs relief_gain (terrain mode)")
-        z = torch.nn.functional.pad(height, (1, 1, 1, 1), mode="replicate") * self.relief_gain
-        dzdx = (z[..., 1:-1, 2:] - z[..., 1:-1, :-2]) / 2
-        dzdy = (z[..., :-2, 1:-1] - z[..., 2:, 1:-1]) / 2
-        lx, ly, lz = self.light
-        lam = (-dzdx * lx - dzdy * ly + lz) / torch.sqrt(1 + dzdx ** 2 + dzdy ** 2) / lz
-        return 0.3 + 0.7 * lam.clamp(min=0)
+        return 0.3 + 0.7 * self._lambert(height, self.relief_gain).clamp(min=0)
 
     def forward(self, texture: torch.Tensor, height: torch.Tensor) -> torch.Tensor:
         if texture.dim() != 4 or texture.shape[1] != 3:
