@@ -875,10 +875,12 @@ def stitched_stats(maps: Sequence[np.ndarray], n_classes: int, long_px: int) -> 
     """Class fractions, :func:`line_stats` of streets (road + path) and roads (lines at least
     ``long_px`` long) and the neighbour change rate of stitched dream maps."""
     counts = np.bincount(np.concatenate([m.ravel() for m in maps]), minlength=256)[:n_classes]
-    return {"fractions": [round(float(v), 4) for v in counts / sum(m.size for m in maps)],
-            **{key: {k: round(float(np.mean([line_stats(m, cl, long_px)[k] for m in maps])), 4)
-                     for k in ("fraction", "long_share", "components")}
-               for key, cl in (("streets", STREET_CLASSES), ("roads", STREET_CLASSES[:1]))},
+    lines = {}
+    for key, cl in (("streets", STREET_CLASSES), ("roads", STREET_CLASSES[:1])):
+        per_map = [line_stats(m, cl, long_px) for m in maps]  # once per map, not once per statistic
+        lines[key] = {k: round(float(np.mean([st[k] for st in per_map])), 4)
+                      for k in ("fraction", "long_share", "components")}
+    return {"fractions": [round(float(v), 4) for v in counts / sum(m.size for m in maps)], **lines,
             "change_rate": round(float(np.mean([0.5 * ((m[1:] != m[:-1]).mean() + (m[:, 1:] != m[:, :-1]).mean())
                                                 for m in maps])), 4)}
 
