@@ -302,7 +302,8 @@ def test_cli_train_resume_and_tensorboard(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "label map" in bad.stderr
     small = make_pairs(tmp_path / "small", n=4, size=64)
-    p = subprocess.run(base[:-2] + ["--steps", "1", "--pairs", str(small), "--out", str(tmp_path / "y")],
+    only_small = [str(small) if a == str(pairs_dir) else a for a in base[:-2]]  # --pairs repeats: replace it
+    p = subprocess.run(only_small + ["--steps", "1", "--out", str(tmp_path / "y")],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 2 and "multiples of 128" in p.stderr and p.stderr.count("\n") == 1
 
@@ -340,3 +341,42 @@ def test_spade_style_encoder_trains_and_sets_the_look(data, tmp_path):
     noise = np.zeros((1, 1, 64, 64), np.float32)
     outs = [run_batch(dataclasses.replace(model, style=r), maps, noise, 64) for r in refs]
     assert not np.array_equal(outs[0], outs[1])  # the reference reaches the output (6 steps learn no look)
+
+
+def _recife_coloured(grey_dir, out_dir):
+    """The same pairs with Recife's colour labels (yellow ground, red buildings, green vegetation, blue sea...)."""
+    from PIL import Image
+    colours = {0: (255, 255, 0), 45: (255, 0, 0), 74: (0, 255, 0), 176: (0, 0, 255), 255: (127, 127, 127)}
+    out_dir.mkdir()
+    for f in sorted(grey_dir.glob("*.png")):
+        pair = np.array(Image.open(f).convert("RGB"))
+        w = pair.shape[1] // 2
+        lab = np.zeros((pair.shape[0], w, 3), np.uint8)
+        for grey, rgb in colours.items():
+            lab[pair[:, w:, 0] == grey] = rgb
+        Image.fromarray(np.concatenate([pair[:, :w], lab], 1)).save(out_dir / f.name)
+    return out_dir
+
+
+def test_two_pair_sets_train_one_model_with_their_own_label_maps(pairs_dir, tmp_path):
+    """LandCover.ai-style grey pairs and Recife-style colour pairs, each read with its own label map onto one
+    class list, train one model; the card names both data sets and both licences."""
+    recife_dir = _recife_coloured(pairs_dir, tmp_path / "recife")
+    kw = dict(batch_size=2, arch_params={"ngf": 4, "n_down": 5}, disc_params={"ndf": 4}, val_fraction=0.5,
+              checkpoint_every=100, sample_every=100, device="cpu")
+    log, card_path = train("unet", [pairs_dir, recife_dir], tmp_path / "run", steps=2,
+                           label_map=["landcoverai", "recife_landcoverai"], **kw)
+    _, card = load_generator(card_path)
+    assert card["training"]["train_pairs"] == 12 and card["training"]["val_pairs"] == 12
+    assert "LandCover.ai" in card["training"]["data"] and "Recife" in card["training"]["data"]
+    assert "CC BY-NC-SA" in card["license"] and "unknown" in card["license"]
+    assert "Boguszewski" in card["training"]["attribution"] and "Pernambuco" in card["training"]["attribution"]
+    # both sets' labels were read: the merged set holds the same class ids twice (the colours encode the same map)
+    train_set, _, _ = __import__("geogan.training.trainer", fromlist=["_load_data"])._load_data(
+        [pairs_dir, recife_dir], ["landcoverai", "recife_landcoverai"], None, 0.5, True)
+    assert np.array_equal(train_set.labels[:6], train_set.labels[6:])
+    with pytest.raises(InputError, match="different classes"):
+        train("unet", [pairs_dir, recife_dir], tmp_path / "bad", steps=1, label_map=["landcoverai", "recife"], **kw)
+    with pytest.raises(InputError, match="label maps"):
+        train("unet", [pairs_dir, recife_dir], tmp_path / "bad2", steps=1,
+              label_map=["landcoverai", "recife_landcoverai", "recife"], **kw)

@@ -17,9 +17,12 @@ def register_train(app: typer.Typer) -> None:
     @app.command()
     def train(
         arch: str = typer.Option("unet", help="pix2pix (the paper's network), unet (compact) or spade."),
-        pairs: Optional[Path] = typer.Option(None, help="Folder of side-by-side pairs (left aerial, right labels)."),
+        pairs: Optional[list[Path]] = typer.Option(None, help="Folder of side-by-side pairs (left aerial, right "
+                                                           "labels); repeat to train on several sets together."),
         chips: Optional[Path] = typer.Option(None, help="Folder written by 'geogan chips' (instead of --pairs)."),
-        label_map: str = typer.Option("landcoverai", help="Label map for --pairs: landcoverai, recife or a TOML path."),
+        label_map: list[str] = typer.Option(["landcoverai"], help="Label map for --pairs: landcoverai, recife, "
+                                            "recife_landcoverai or a TOML path; one per --pairs, in order, or one "
+                                            "for all."),
         out: Path = typer.Option(..., help="Run directory (checkpoints, samples, log, export/NAME model)."),
         name: str = typer.Option("model", help="Name of the exported model."),
         steps: Optional[int] = typer.Option(None, help="Train until this many steps in total (default 1000)."),
@@ -42,6 +45,8 @@ def register_train(app: typer.Typer) -> None:
         style_encoder: bool = typer.Option(False, help="SPADE only: also train a style encoder (VAE, GauGAN) so "
                                                        "'render --style-ref photo.tif' can set the look."),
         z_dim: int = typer.Option(64, help="Style latent size with --style-encoder."),
+        hidden_nc: Optional[int] = typer.Option(None, help="SPADE only: width of the SPADE modulation convolutions "
+                                                           "(default 128; 32 trains about 3x faster)."),
         resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
         checkpoint_every: int = typer.Option(500, help="Checkpoint (and export) every N steps."),
         sample_every: int = typer.Option(500, help="Save a sample grid every N steps."),
@@ -58,23 +63,26 @@ def register_train(app: typer.Typer) -> None:
         from .trainer import train as run_training
 
         def go():
-            if (pairs is None) == (chips is None):
-                raise InputError("give exactly one of --pairs DIR or --chips DIR")
+            if (not pairs) == (chips is None):
+                raise InputError("give exactly one of --pairs DIR (repeatable) or --chips DIR")
             if chips is not None and not (chips / "index.json").is_file():
                 raise InputError(f"'{chips}' holds no chips (index.json); make them with 'geogan chips'")
-            if pairs is not None and (pairs / "index.json").is_file():
-                raise InputError(f"'{pairs}' holds chips; pass it as --chips")
+            for folder in pairs or ():
+                if (folder / "index.json").is_file():
+                    raise InputError(f"'{folder}' holds chips; pass it as --chips")
             n_steps = steps if steps is not None or epochs is not None else 1000
             if style_encoder and arch != "spade":
                 raise InputError("--style-encoder needs --arch spade")
-            g_params = {**({"ngf": ngf} if ngf else {}),
+            if hidden_nc is not None and arch != "spade":
+                raise InputError("--hidden-nc needs --arch spade")
+            g_params = {**({"ngf": ngf} if ngf else {}), **({"hidden_nc": hidden_nc} if hidden_nc else {}),
                         **({"z_dim": z_dim, "use_style_encoder": True} if style_encoder else {})}
             return run_training(
-                arch, chips if chips is not None else pairs, out, steps=n_steps, epochs=epochs, batch_size=batch,
+                arch, chips if chips is not None else (pairs[0] if len(pairs) == 1 else list(pairs)), out, steps=n_steps, epochs=epochs, batch_size=batch,
                 lr=lr, beta1=beta1, l1_weight=l1_weight, gan_mode=gan_mode, ratio=ratio, seed=seed,
                 resume=resume, checkpoint_every=checkpoint_every, sample_every=sample_every,
                 feature_matching=fm_weight, vgg_weights=vgg_weights, log_tensorboard=tensorboard,
-                device=device, label_map=label_map, val_fraction=val_fraction,
+                device=device, label_map=label_map[0] if len(label_map) == 1 else list(label_map), val_fraction=val_fraction,
                 arch_params=g_params or None, disc_params={"ndf": ndf} if ndf else None, shadow=shadow, balance=balance, name=name,
                 max_seconds=hours * 3600 if hours else None, threads=threads, compile=compile, progress=True)
 

@@ -65,6 +65,32 @@ def pair_number(path: Path) -> int:
     return int(digits)
 
 
+def merge_pairsets(sets: Sequence["PairSet"]) -> "PairSet":
+    """One PairSet of several (e.g. LandCover.ai and Recife read with one class list), in the given order.
+
+    The sets must share their model classes and tile size. The merged label map keeps the first set's
+    values, schema mapping and GSD, and names every set's data and licence.
+    """
+    sets = list(sets)
+    if len(sets) == 1:
+        return sets[0]
+    first = sets[0].label_map
+    for s in sets[1:]:
+        if s.label_map.classes != first.classes:
+            raise InputError(f"label maps '{first.name}' and '{s.label_map.name}' have different classes "
+                             f"({list(first.classes)} vs {list(s.label_map.classes)}); train several sets only "
+                             "with label maps that share one class list")
+        if s.images.shape[1:] != sets[0].images.shape[1:]:
+            raise InputError(f"pairs of '{s.label_map.name}' are {s.images.shape[1]} px, those of '{first.name}' "
+                             f"{sets[0].images.shape[1]} px; all pairs must have one size")
+    lms = [s.label_map for s in sets]
+    merged = LabelMap("+".join(m.name for m in lms), first.classes, first.values, first.schema_to_model,
+                      first.gsd_m, " + ".join(m.data or m.name for m in lms),
+                      "; ".join(f"{m.name}: {m.license or 'see its data'}" for m in lms))
+    return PairSet(np.concatenate([s.images for s in sets]), np.concatenate([s.labels for s in sets]), merged,
+                   [n for s in sets for n in s.numbers])
+
+
 def list_pairs(pairs_dir: Path, split: str = "val", val_from: int = VAL_FROM_NUMBER) -> list[Path]:
     """Pair files of a split: 'train' (numbered < val_from), 'val' (>=), or 'all'."""
     pairs_dir = Path(pairs_dir)

@@ -485,26 +485,50 @@ class Trainer:
 
 # ---------------------------------------------------------------- one call: data in, model out
 def _load_data(data, label_map, val_data, val_fraction: float | None, check_labels: bool):
-    """(train PairSet, val PairSet | None, label-map TOML path | None) from a folder or dataset objects."""
+    """(train PairSet, val PairSet | None, attribution text) from a folder, several folders or dataset objects.
+
+    Several pair folders (a list) are read each with its own label map (``label_map`` a list of the same
+    length, or one for all), split each by number, and merged (:func:`merge_pairsets`).
+    """
+    if isinstance(data, (list, tuple)) and all(isinstance(d, (str, Path)) for d in data):
+        if len(data) == 0:
+            raise InputError("no training data given")
+        maps = list(label_map) if isinstance(label_map, (list, tuple)) else [label_map] * len(data)
+        if len(maps) == 1:
+            maps = maps * len(data)
+        if len(maps) != len(data):
+            raise InputError(f"{len(data)} pair folders but {len(maps)} label maps; give one label map, or one "
+                             "per folder in the same order")
+        if val_data is not None and len(data) > 1:
+            raise InputError("a separate validation folder works with one training folder only")
+        parts = [_load_data(d, m, val_data, val_fraction, check_labels) for d, m in zip(data, maps)]
+        from .pairs import merge_pairsets
+        vals = [v for _, v, _ in parts if v is not None]
+        attribution = "\n\n".join(dict.fromkeys(a for _, _, a in parts if a))
+        return merge_pairsets([t for t, _, _ in parts]), (merge_pairsets(vals) if vals else None), attribution
     from .datasets import _resolve_label_map, list_pair_files, load_pairset, split_by_number
+    if isinstance(label_map, (list, tuple)):
+        if len(label_map) != 1:
+            raise InputError(f"one pair folder but {len(label_map)} label maps; give one label map per folder")
+        label_map = label_map[0]
     if not isinstance(data, (str, Path)):  # a PairsDataset / ChipsDataset / PairSet
         return getattr(data, "tiles", data), (getattr(val_data, "tiles", val_data) if val_data is not None
-                                              else None), None
+                                              else None), ""
     data = Path(data)
     if (data / "index.json").is_file():  # chips written by `geogan chips`
         from .chips import ChipSet
         val = ChipSet.load(data, "val")
-        return ChipSet.load(data, "train"), (val if len(val) else None), data / "label_map.toml"
+        return ChipSet.load(data, "train"), (val if len(val) else None), _attribution(data / "label_map.toml")
     lm, lm_path = _resolve_label_map(label_map)
     files = list_pair_files(data)
     if val_data is not None:
         return load_pairset(files, lm, check=check_labels), \
-            load_pairset(list_pair_files(val_data), lm, check=check_labels), lm_path
+            load_pairset(list_pair_files(val_data), lm, check=check_labels), _attribution(lm_path)
     train_files, val_files = split_by_number(files, val_fraction=val_fraction)
     if not train_files:
         raise InputError(f"'{data}' has too few pairs to split off validation; lower --val-fraction")
     val = load_pairset(val_files, lm, check=check_labels) if val_files else None
-    return load_pairset(train_files, lm, check=check_labels), val, lm_path
+    return load_pairset(train_files, lm, check=check_labels), val, _attribution(lm_path)
 
 
 def _attribution(lm_path: Path | None) -> str:
@@ -589,7 +613,7 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
                           "another --out")
     if steps is None and epochs is None:
         raise InputError("give the length of the run: --steps N or --epochs N")
-    train_set, val_set, lm_path = _load_data(data, label_map, val_data, val_fraction, check_labels)
+    train_set, val_set, attribution = _load_data(data, label_map, val_data, val_fraction, check_labels)
     lm = train_set.label_map
     overrides: dict = {"shadow": shadow, "lr": lr, "beta1": beta1}
     for key, value in (("batch", batch_size), ("l1_weight", l1_weight), ("gan_mode", gan_mode),
@@ -613,7 +637,7 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
         steps = int(math.ceil(float(epochs) * epoch_len))
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
-    extra = {"attribution": _attribution(lm_path)} if _attribution(lm_path) else {}
+    extra = {"attribution": attribution} if attribution else {}
     trainer = Trainer(recipe, train_set, out_dir, val_set=val_set, ratio=_ratio_controller(ratio), seed=seed,
                       device=str(dev), amp=amp and cuda, channels_last=cuda if channels_last is None
                       else (channels_last and cuda), compile=compile, name=name, gsd_m=lm.gsd_m,
