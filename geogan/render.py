@@ -28,7 +28,7 @@ from .classes import Schema
 from .errors import Cancelled, TooLargeError
 from .sketch import ClassSource
 from .grid import Grid
-from .infer import LoadedModel, model_input_px, run_batch
+from .infer import LoadedModel, cpu_streams, model_input_px, run_batches
 from .noise import noise_window
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
 from .tiles import Tile, TileSpec, tile_rows
@@ -126,7 +126,7 @@ def check_size(plan: TilePlan, model: LoadedModel, force: bool, max_hours: float
 def output_specs(paths: OutputPaths, schema: Schema) -> dict[str, RasterSpec]:
     specs = {
         "aerial": RasterSpec(paths.aerial, 3, "uint8", None, "average",
-                             descriptions=("red", "green", "blue"), photometric="RGB", predictor="2", deflate_level=3),
+                             descriptions=("red", "green", "blue"), photometric="RGB", predictor="2", deflate_level=1),
         "height": RasterSpec(paths.height, 1, "float32", HEIGHT_NODATA, "average",
                              descriptions=("surface_height_m",), units="metre", deflate_level=3),
         "classes": RasterSpec(paths.classes, 1, "uint8", None, "nearest", colormap=schema.palette(),
@@ -191,24 +191,31 @@ def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: Ti
     ``first_row``'s stride start are only final when ``first_row`` is 0: a
     block of tile rows that starts lower must begin one tile row earlier and
     drop what that extra row alone finishes (see :func:`render_block`).
-    ``on_batch(n_tiles)`` is called before each batch (progress, cancel).
+    ``on_batch(n_tiles)`` is called before each batch (progress, cancel). On CPU, several batches run
+    at once (:func:`geogan.infer.cpu_streams`); their outputs are blended in order.
     """
     rows = tile_rows(grid.shape_yx, spec)
     n_ch = 4 if "height" in model.card.get("outputs", ()) else 3  # RGB (+ height in [-1, 1], blended the same way)
     blender = StripBlender(grid.shape_yx, n_ch, spec.tile_px, spec.overlap_px, first_row0=rows[first_row][0].row0)
-    for r in range(first_row, stop_row):
-        row = rows[r]
-        m = plan.model_px_by_row[r]
-        inputs = tile_row_inputs(feats, grid, spec, row, m, seed)
-        for b in range(0, len(row), batch_tiles):
-            batch: list[Tile] = row[b:b + batch_tiles]
-            if on_batch is not None:
-                on_batch(len(batch))
-            maps, noise = zip(*(inputs(tile) for tile in batch))
-            out = run_batch(model, np.stack(maps), np.stack(noise)[:, None], spec.tile_px)
-            for tile, values in zip(batch, out):
-                blender.add(tile.row0, tile.col0, values[:n_ch])
-        yield from blender.finish_row(last=(r == len(rows) - 1))
+
+    def batches():
+        for r in range(first_row, stop_row):
+            row = rows[r]
+            inputs = tile_row_inputs(feats, grid, spec, row, plan.model_px_by_row[r], seed)
+            for b in range(0, len(row), batch_tiles):
+                batch: list[Tile] = row[b:b + batch_tiles]
+                if on_batch is not None:
+                    on_batch(len(batch))
+                maps, noise = zip(*(inputs(tile) for tile in batch))
+                yield (r, batch, b + batch_tiles >= len(row)), np.stack(maps), np.stack(noise)[:, None]
+
+    streams, threads = cpu_streams(model.device)
+    for (r, batch, row_done), out in run_batches(model, batches(), spec.tile_px, streams=streams,
+                                                 threads_per_stream=threads):
+        for tile, values in zip(batch, out):
+            blender.add(tile.row0, tile.col0, values[:n_ch])
+        if row_done:
+            yield from blender.finish_row(last=(r == len(rows) - 1))
 
 
 def block_rows(grid: Grid, spec: TileSpec, first_row: int, stop_row: int) -> tuple[int, int]:

@@ -185,3 +185,31 @@ def test_band_pieces_bound_the_band_and_match_tile_windows(schema, monkeypatch):
         classes, noise = inputs(tile)
         assert np.array_equal(classes, feats.classes(grid.window(tile.row0, tile.col0, 64, 64)))
         assert np.array_equal(noise, noise_window(9, tile.row0, tile.col0, 64, 64))
+
+
+def test_concurrent_generator_calls_keep_order_values_and_thread_setting(tiny_model):
+    """run_batches with two single-threaded streams gives each batch's output in input order, equal to one
+    call at a time with two threads, and puts the torch thread count back."""
+    import torch
+
+    from geogan.classes import load_schema
+    from geogan.infer import cpu_streams, load_model, run_batch, run_batches
+    model = load_model(str(tiny_model), load_schema(), "cpu")
+    rng = np.random.default_rng(0)
+    items = [(i, rng.integers(0, 12, (2, 64, 64)).astype(np.uint8), rng.standard_normal((2, 1, 64, 64)).astype(np.float32))
+             for i in range(7)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        serial = [run_batch(model, m, z, 64) for _, m, z in items]
+        out = list(run_batches(model, iter(items), 64, streams=2, threads_per_stream=1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert [k for k, _ in out] == list(range(7))
+    for (_, got), want in zip(out, serial):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert cpu_streams(torch.device("cpu"), 2) == (2, 1)
+    assert cpu_streams(torch.device("cpu"), 16) == (4, 4)
+    assert cpu_streams(torch.device("cpu"), 1) == (1, 1)
+    assert cpu_streams(torch.device("cuda"), 16) == (1, 16)
