@@ -372,6 +372,27 @@ def test_kld_zero_for_prior():
     assert kld_loss(torch.zeros(3, 5), torch.zeros(3, 5)).item() == 0.0
 
 
+def test_lattice_share_finds_a_periodic_pattern_and_the_loss_pushes_it_down():
+    from geogan.models.loss import lattice_loss, lattice_share
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(2, 3, 128, 128, generator=g)
+    dots = torch.zeros(1, 1, 32, 32)
+    dots[..., 10:13, 20:23] = 1.0
+    lattice = noise * 0.2 + dots.repeat(2, 3, 4, 4)  # a dot every 32 px on noise
+    share_noise, share_lattice = lattice_share(noise), lattice_share(lattice)
+    assert share_noise.max() < 0.09  # white noise: 1/16 of a 128 px image's frequencies lie on the 32 px lattice
+    assert share_lattice.min() > 0.3
+    assert lattice_loss(noise, lattice).item() == 0.0  # no excess over the real image
+    fake = lattice.clone().requires_grad_(True)
+    loss = lattice_loss(fake, noise)
+    assert loss.item() > 0.25
+    loss.backward()
+    stepped = (fake - 50.0 * fake.grad).detach()
+    assert lattice_share(stepped).mean() < share_lattice.mean()  # its gradient removes lattice power
+    with pytest.raises(ValueError, match="multiple"):
+        lattice_share(torch.zeros(1, 3, 100, 100))
+
+
 def test_vgg_loss_warns_once_without_weights(tmp_path):
     for path in (None, tmp_path / "missing.safetensors"):
         with warnings.catch_warnings(record=True) as caught:

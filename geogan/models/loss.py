@@ -1,4 +1,4 @@
-"""GAN, feature-matching, KL and VGG perceptual losses."""
+"""GAN, feature-matching, KL, lattice-spectrum and VGG perceptual losses."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ __all__ = [
     "GANLoss",
     "feature_matching_loss",
     "kld_loss",
+    "lattice_share",
+    "lattice_loss",
     "VGGPerceptualLoss",
     "maybe_vgg_loss",
 ]
@@ -144,6 +146,36 @@ def feature_matching_loss(real_feats: Sequence, fake_feats: Sequence) -> torch.T
 def kld_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL divergence of ``N(mu, exp(logvar))`` from ``N(0, 1)``, summed over z, mean over batch."""
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+
+
+def lattice_share(images: torch.Tensor, period_px: int = 32) -> torch.Tensor:
+    """Per image, the share of the grey image's spectral power (DC excluded) on the frequencies of a
+    ``period_px`` lattice (both frequency indices multiples of ``size / period_px``): ``[B]``.
+
+    Strided transposed convolutions draw patterns that repeat every 2**k pixels from the tile corner
+    (the "dot lattice"). White noise puts (period / size) ** 2 of its power there. Measured at 32 px on 40
+    LandCover.ai validation photos: 0.013 for the real photos, 0.40 for the shipped U-Net at training step
+    3,034. Both sizes must be multiples of the period.
+    """
+    h, w = images.shape[-2:]
+    if h % period_px or w % period_px:
+        raise ValueError(f"lattice_share: image {h}x{w} is not a multiple of the {period_px} px period")
+    grey = images.float().mean(1)
+    grey = grey - grey.mean((1, 2), keepdim=True)
+    power = torch.fft.rfft2(grey).abs().pow(2)
+    ky = torch.arange(h, device=images.device)[:, None]
+    kx = torch.arange(w // 2 + 1, device=images.device)[None]
+    mask = (ky % (h // period_px) == 0) & (kx % (w // period_px) == 0)
+    mask[0, 0] = False
+    return (power * mask).sum((1, 2)) / power.sum((1, 2)).clamp_min(1e-8)
+
+
+def lattice_loss(fake: torch.Tensor, real: torch.Tensor, period_px: int = 32) -> torch.Tensor:
+    """How much more of the generated images' spectral power sits on the ``period_px`` lattice than of
+    the real ones' (per pair, zero where the fake has no excess; mean over the batch). A spectral
+    regulariser against the up-convolution artefacts of Durall et al. (CVPR 2020), aimed at the one
+    periodic pattern that transposed convolutions in a fixed tile lattice produce."""
+    return F.relu(lattice_share(fake, period_px) - lattice_share(real, period_px).detach()).mean()
 
 
 class VGGPerceptualLoss(nn.Module):

@@ -32,7 +32,7 @@ import torch
 
 from ..errors import InputError, OutputError
 from ..models.checkpoint import load_training_state, save_generator, save_training_state
-from ..models.loss import GANLoss, feature_matching_loss, kld_loss, maybe_vgg_loss
+from ..models.loss import GANLoss, feature_matching_loss, kld_loss, lattice_loss, maybe_vgg_loss
 from ..models.registry import build_discriminator, build_generator
 from ..models.shadow import ShadowGenerator, random_flip_rotate
 from .chips import HEIGHT_RANGE_M
@@ -55,6 +55,8 @@ class Recipe:
     fm_weight: float = 10.0
     vgg_weight: float = 10.0
     kld_weight: float = 0.05  # SPADE with a style encoder: KL of the encoded style from N(0, 1) (GauGAN's 0.05)
+    lattice_weight: float = 0.0  # excess spectral power on the lattice_period_px lattice (models.loss.lattice_loss)
+    lattice_period_px: int = 32
     vgg_weights: str | None = None
     lr: float = 2e-4
     beta1: float = 0.5
@@ -294,6 +296,10 @@ class Trainer:
                     rec["loss_fm"] = loss_fm.item()
                 loss_l1 = (fake[:, :3] - real[:, :3]).abs().mean()
                 loss = loss + self.recipe.l1_weight * loss_l1
+                if self.recipe.lattice_weight:
+                    loss_lattice = lattice_loss(fake[:, :3], real[:, :3], self.recipe.lattice_period_px)
+                    loss = loss + self.recipe.lattice_weight * loss_lattice
+                    rec["loss_lattice"] = loss_lattice.item()
                 if self.vgg is not None:
                     loss = loss + self.recipe.vgg_weight * self.vgg(fake[:, :3], real[:, :3])
                 if self.shadow is not None:
@@ -571,7 +577,8 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
           batch_size: int | None = None, lr: float = 2e-4, beta1: float = 0.5, l1_weight: float | None = None,
           gan_mode: str | None = None, ratio="dynamic", seed: int = 0, resume: bool = False,
           checkpoint_every: int = 500, sample_every: int = 500, log_every: int = 25,
-          feature_matching: float | None = None, vgg_weights: str | Path | None = None, amp: bool = True,
+          feature_matching: float | None = None, lattice_weight: float | None = None,
+          vgg_weights: str | Path | None = None, amp: bool = True,
           channels_last: bool | None = None, compile: bool = False, log_tensorboard: bool = False,
           device: str = "auto", label_map="landcoverai", val_data=None, val_fraction: float | None = None,
           arch_params: dict | None = None, disc_params: dict | None = None, shadow: bool = False,
@@ -617,7 +624,8 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
     lm = train_set.label_map
     overrides: dict = {"shadow": shadow, "lr": lr, "beta1": beta1}
     for key, value in (("batch", batch_size), ("l1_weight", l1_weight), ("gan_mode", gan_mode),
-                       ("fm_weight", feature_matching), ("balance", balance), ("jitter", jitter)):
+                       ("fm_weight", feature_matching), ("balance", balance), ("jitter", jitter),
+                       ("lattice_weight", lattice_weight)):
         if value is not None:
             overrides[key] = value
     if vgg_weights is not None:
