@@ -26,7 +26,7 @@ from geogan.evaluate import evaluate_model
 COLUMNS = (("model", "model", "{}"), ("fcn_ratio", "FCN ratio ↑", "{:.3f}"),
            ("fcn_miou_generated", "FCN mIoU gen ↑", "{:.3f}"), ("kid", "KID ↓ (seg. features)", "{:.4f}"),
            ("fid", "FID ↓ (seg. features)", "{:.2f}"), ("l1", "L1 ↓", "{:.3f}"), ("ssim", "SSIM ↑", "{:.3f}"),
-           ("generator_mp_s", "MP/s ↑", "{:.2f}"), ("model_size_mb", "size (MB)", "{:.1f}"))
+           ("lattice_share_generated", "32 px lattice ↓", "{:.3f}"), ("generator_mp_s", "MP/s ↑", "{:.2f}"), ("model_size_mb", "size (MB)", "{:.1f}"))
 
 
 def markdown_table(results: list[dict]) -> str:
