@@ -134,8 +134,34 @@ def keep_freed_memory() -> bool:
         return False
 
 
+STYLE_CROP_PX = 256  # the style encoder's input size (the training crops')
+MAX_STYLE_CROPS = 16
+
+
+def _reference_pixels(path, gsd_m: float) -> np.ndarray:
+    """(3, H, W) uint8-range float32 pixels of a reference image; a georeferenced one in a metric CRS is
+    resampled to ``gsd_m`` so the encoder sees textures at the scale it was trained on."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    with rasterio.open(path) as ds:
+        bands = [1, 2, 3] if ds.count >= 3 else [1, 1, 1]
+        scale = 1.0
+        if ds.crs is not None and ds.crs.is_projected and ds.crs.linear_units_factor[1] > 0 and \
+                not ds.transform.is_identity:
+            ref_gsd_m = abs(ds.transform.a) * ds.crs.linear_units_factor[1]
+            scale = ref_gsd_m / gsd_m
+        shape = (max(1, round(ds.height * scale)), max(1, round(ds.width * scale)))
+        return ds.read(indexes=bands, out_shape=(3, *shape), resampling=Resampling.average).astype(np.float32)
+
+
 def encode_style(model: LoadedModel, image_path) -> torch.Tensor:
-    """The style latent of a reference aerial image (any raster GDAL or PIL reads; first 3 bands)."""
+    """The style latent of a reference aerial image (any raster GDAL reads; first 3 bands).
+
+    The mean of the encoder's latent over up to ``MAX_STYLE_CROPS`` evenly spread 256 px crops of the
+    image at the model's GSD (a georeferenced image in a metric CRS is resampled to it; otherwise its
+    pixels are taken as they are); an image smaller than one crop is stretched to it.
+    """
     from pathlib import Path
 
     path = Path(image_path)
@@ -146,16 +172,22 @@ def encode_style(model: LoadedModel, image_path) -> torch.Tensor:
     if not path.is_file():
         raise InputError(f"style reference '{path}' does not exist; give an aerial image (GeoTIFF or PNG)")
     try:
-        import rasterio
-        with rasterio.open(path) as ds:
-            arr = ds.read(indexes=[1, 2, 3] if ds.count >= 3 else [1, 1, 1])
+        arr = _reference_pixels(path, model.gsd_m)
     except Exception:
         raise InputError(f"style reference '{path}' is not a readable image; give a GeoTIFF or PNG") from None
-    x = torch.from_numpy(arr.astype(np.float32))[None] / 127.5 - 1
-    x = F.interpolate(x, size=(256, 256), mode="area")
+    x = torch.from_numpy(arr)[None] / 127.5 - 1
+    c = STYLE_CROP_PX
+    h, w = x.shape[-2:]
+    if h < c or w < c:
+        crops = F.interpolate(x, size=(c, c), mode="bilinear", align_corners=False, antialias=True)
+    else:
+        side = int(MAX_STYLE_CROPS ** 0.5)
+        ys = np.linspace(0, h - c, min(side, h // c)).round().astype(int)
+        xs = np.linspace(0, w - c, min(side, w // c)).round().astype(int)
+        crops = torch.cat([x[..., y:y + c, x0:x0 + c] for y in ys for x0 in xs])
     with torch.inference_mode():
-        _, mu, _ = encoder(x.to(model.device))
-    return mu.detach()
+        _, mu, _ = encoder(crops.to(model.device))
+    return mu.mean(0, keepdim=True).detach()
 
 
 def model_input_px(tile_px: int, tile_gsd_m: float, native_gsd_m: float, multiple: int) -> int:

@@ -42,7 +42,7 @@ def test_style_reference_changes_colours_but_not_layout(tmp_path, spade_model):
     rng = np.random.default_rng(0)
     refs = {}
     for name, colour in (("green", (40, 140, 40)), ("sand", (220, 190, 120))):
-        img = np.clip(np.array(colour) + rng.normal(0, 20, (128, 128, 3)), 0, 255).astype(np.uint8)
+        img = np.clip(np.array(colour) + rng.normal(0, 20, (256, 256, 3)), 0, 255).astype(np.uint8)
         refs[name] = tmp_path / f"{name}.png"
         Image.fromarray(img).save(refs[name])
     out = {}
@@ -61,3 +61,34 @@ def test_style_reference_needs_a_style_encoder(tmp_path, tiny_model):
     with pytest.raises(InputError, match="no style encoder"):
         geogan.render(osm=sample_osm_path(), bbox=_bbox(), out_dir=tmp_path / "o", model=str(tiny_model),
                       style_ref=ref)
+
+
+def test_style_reference_is_read_at_the_model_gsd_and_averaged_over_crops(tmp_path, spade_model):
+    """A georeferenced reference at twice the model's GSD is resampled to it before cropping; a plain picture
+    is taken as it is; the latent of a photo half green, half sand is the mean of its halves' latents (one
+    256 px crop in each half)."""
+    import torch
+    from rasterio.transform import from_origin
+
+    from geogan.classes import load_schema
+    from geogan.infer import _reference_pixels, encode_style, load_model
+    model = load_model(str(spade_model), load_schema(), "cpu")
+    img = np.zeros((3, 300, 600), np.uint8)
+    img[:, :, :300] = np.array([40, 140, 40], np.uint8)[:, None, None]  # green | sand, each uniform
+    img[:, :, 300:] = np.array([220, 190, 120], np.uint8)[:, None, None]
+    tif = tmp_path / "ref.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=600, height=300, count=3, dtype="uint8", crs="EPSG:3857",
+                       transform=from_origin(0, 0, 2 * model.gsd_m, 2 * model.gsd_m)) as ds:
+        ds.write(img)
+    assert _reference_pixels(tif, model.gsd_m).shape == (3, 600, 1200)
+    png = tmp_path / "ref.png"
+    Image.fromarray(img.transpose(1, 2, 0)).save(png)
+    assert _reference_pixels(png, model.gsd_m).shape == (3, 300, 600)
+    halves = []
+    for sl in (slice(0, 300), slice(300, 600)):
+        p = tmp_path / f"half{sl.start}.png"
+        Image.fromarray(np.ascontiguousarray(img[:, :, sl].transpose(1, 2, 0))).save(p)
+        halves.append(encode_style(model, p))
+    whole = encode_style(model, png)
+    assert whole.shape == (1, 8) and not torch.allclose(halves[0], halves[1], atol=1e-3)
+    torch.testing.assert_close(whole, (halves[0] + halves[1]) / 2, atol=1e-4, rtol=1e-4)
