@@ -211,11 +211,10 @@ def to_uint8_images(images: torch.Tensor) -> np.ndarray:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
-def _lattice(images: torch.Tensor, period_px: int = 32) -> float | None:
-    from .models.loss import lattice_share
-    if images.shape[-1] % period_px or images.shape[-2] % period_px:
-        return None
-    return float(lattice_share(images, period_px).mean())
+def _lattice(images: torch.Tensor) -> dict[str, float]:
+    """Mean share of spectral power on the 32, 64 and 128 px lattices (periods the image size allows)."""
+    from .models.loss import lattice_periods, lattice_share
+    return {str(p): float(lattice_share(images, p).mean()) for p in lattice_periods(*images.shape[-2:])}
 
 
 def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = None, max_pairs: int | None = None,
@@ -273,7 +272,7 @@ def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = 
         "fcn_iou_real_per_class": dict(zip(seg_card["classes"], iou_real)),
         "l1": l1(fake, real), "psnr": psnr(fake, real), "ssim": ssim(fake, real),
         "kid": k_mean, "kid_std": k_std, "fid": fid(f_fake, f_real),
-        # periodic up-convolution artefact: share of spectral power on the 32 px lattice (models.loss.lattice_share)
+        # periodic up-convolution artefact: share of spectral power on the 32/64/128 px lattices, by period
         "lattice_share_generated": _lattice(fake), "lattice_share_real": _lattice(real),
         "feature_note": "kid/fid use the project's segmenter features, not Inception-v3: not comparable "
                         "with published numbers",

@@ -20,6 +20,8 @@ __all__ = [
     "kld_loss",
     "lattice_share",
     "lattice_loss",
+    "LATTICE_PERIODS_PX",
+    "lattice_periods",
     "VGGPerceptualLoss",
     "maybe_vgg_loss",
 ]
@@ -170,12 +172,29 @@ def lattice_share(images: torch.Tensor, period_px: int = 32) -> torch.Tensor:
     return (power * mask).sum((1, 2)) / power.sum((1, 2)).clamp_min(1e-8)
 
 
-def lattice_loss(fake: torch.Tensor, real: torch.Tensor, period_px: int = 32) -> torch.Tensor:
-    """How much more of the generated images' spectral power sits on the ``period_px`` lattice than of
-    the real ones' (per pair, zero where the fake has no excess; mean over the batch). A spectral
-    regulariser against the up-convolution artefacts of Durall et al. (CVPR 2020), aimed at the one
-    periodic pattern that transposed convolutions in a fixed tile lattice produce."""
-    return F.relu(lattice_share(fake, period_px) - lattice_share(real, period_px).detach()).mean()
+LATTICE_PERIODS_PX = (32, 64, 128)
+
+
+def lattice_periods(h: int, w: int, periods_px=LATTICE_PERIODS_PX) -> list[int]:
+    """The periods an ``h`` x ``w`` image holds at least twice in each direction, as whole multiples."""
+    return [p for p in periods_px if h % p == 0 and w % p == 0 and min(h, w) >= 2 * p]
+
+
+def lattice_loss(fake: torch.Tensor, real: torch.Tensor, periods_px=LATTICE_PERIODS_PX) -> torch.Tensor:
+    """How much more of the generated images' spectral power sits on the lattices of ``periods_px`` than of
+    the real ones' (per pair and period, zero where the fake has no excess; summed over periods, mean over
+    the batch). A spectral regulariser against the up-convolution artefacts of Durall et al. (CVPR 2020),
+    aimed at the periodic patterns that strided transposed convolutions draw from the tile corner.
+
+    Each period's lattice contains the finer ones' (a 64 px lattice has every second harmonic of 128), so
+    the finest, most visible dots weigh most. With only the 32 px term, the default U-Net moved its
+    pattern to 64 and 128 px (shares 0.33 and 0.57 against the real photos' 0.06 and 0.24).
+    """
+    total = fake.new_zeros(())
+    h, w = fake.shape[-2:]
+    for period in lattice_periods(h, w, periods_px):
+        total = total + F.relu(lattice_share(fake, period) - lattice_share(real, period).detach()).mean()
+    return total
 
 
 class VGGPerceptualLoss(nn.Module):

@@ -55,8 +55,7 @@ class Recipe:
     fm_weight: float = 10.0
     vgg_weight: float = 10.0
     kld_weight: float = 0.05  # SPADE with a style encoder: KL of the encoded style from N(0, 1) (GauGAN's 0.05)
-    lattice_weight: float = 0.0  # excess spectral power on the lattice_period_px lattice (models.loss.lattice_loss)
-    lattice_period_px: int = 32
+    lattice_weight: float = 0.0  # excess spectral power on the 32/64/128 px lattices (models.loss.lattice_loss)
     vgg_weights: str | None = None
     lr: float = 2e-4
     beta1: float = 0.5
@@ -297,7 +296,7 @@ class Trainer:
                 loss_l1 = (fake[:, :3] - real[:, :3]).abs().mean()
                 loss = loss + self.recipe.l1_weight * loss_l1
                 if self.recipe.lattice_weight:
-                    loss_lattice = lattice_loss(fake[:, :3], real[:, :3], self.recipe.lattice_period_px)
+                    loss_lattice = lattice_loss(fake[:, :3], real[:, :3])
                     loss = loss + self.recipe.lattice_weight * loss_lattice
                     rec["loss_lattice"] = loss_lattice.item()
                 if self.vgg is not None:
