@@ -1,12 +1,13 @@
 """Pictures for the README: a render of the sample town, a validation grid, a sketch and two styles.
 
     .venv/bin/python scripts/make_docs_images.py [--pairs ../shared/data/landcoverai-pairs] [--model default]
-        [--styles default recife]
+        [--styles default recife] [--style-model style --style-ref PAIRS N --style-ref PAIRS N]
 
 Writes docs/sample_town.jpg (class map | synthetic aerial, downscaled), docs/sketch.jpg (an anti-aliased
 sketch painted with the palette | its render), docs/styles.jpg (one class map of the sample town rendered
 by each model given to --styles) and, when --pairs is given, docs/validation_grid.jpg (rows of: input
-labels | generated | real photo) for validation pairs.
+labels | generated | real photo) for validation pairs, and with --style-ref docs/style_refs.jpg (the sample
+town rendered by --style-model with each reference photo).
 """
 
 from __future__ import annotations
@@ -130,21 +131,60 @@ def styles(models: list[str], window_px: int = 640) -> Path:
     return out
 
 
+def _pair_photo(pairs: Path, number: int, out: Path) -> Path:
+    """The aerial half of pair ``number`` of a pairs folder, as a PNG (a style reference)."""
+    pair = np.array(Image.open(pairs / f"pair_{number:04d}.png").convert("RGB"))
+    Image.fromarray(pair[:, :pair.shape[1] // 2]).save(out)
+    return out
+
+
+def style_refs(model: str, refs: list[tuple[Path, int]], window_px: int = 512) -> Path:
+    """docs/style_refs.jpg: the sample town's class map | per reference photo: the photo over the render
+    of the same class map by ``model`` with ``--style-ref`` that photo."""
+    cols = []
+    with tempfile.TemporaryDirectory() as d:
+        for i, (pairs, number) in enumerate(refs):
+            ref = _pair_photo(pairs, number, Path(d) / f"ref{i}.png")
+            res = geogan.render(out_dir=Path(d) / f"r{i}", model=model, seed=0, style_ref=ref)
+            with rasterio.open(res.aerial) as ds:
+                h, w = ds.height, ds.width
+                win = rasterio.windows.Window((w - window_px) // 2, (h - window_px) // 2, window_px, window_px)
+                aerial = ds.read(window=win).transpose(1, 2, 0)
+            if i == 0:
+                with rasterio.open(res.classes) as ds:
+                    classes = _palette_image(ds.read(1, window=win))
+                cols.append(np.concatenate([np.full((window_px // 2, window_px, 3), 255, np.uint8), classes], 0))
+            photo = np.array(Image.open(ref).resize((window_px // 2, window_px // 2), Image.LANCZOS))
+            top = np.full((window_px // 2, window_px, 3), 255, np.uint8)
+            top[:, :window_px // 2] = photo
+            cols.append(np.concatenate([top, aerial], 0))
+    gap = np.full((cols[0].shape[0], 16, 3), 255, np.uint8)
+    out = DOCS / "style_refs.jpg"
+    im = Image.fromarray(np.concatenate(sum(([c, gap] for c in cols), [])[:-1], 1))
+    im.resize((im.width * 3 // 4, im.height * 3 // 4), Image.LANCZOS).save(out, quality=85)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=Path)
     ap.add_argument("--model", default="default")
     ap.add_argument("--styles", nargs="*", default=[], help="models for docs/styles.jpg (e.g. default recife)")
-    ap.add_argument("--only", nargs="*", default=None, help="sample_town, sketch, styles, validation")
+    ap.add_argument("--style-model", default="style", help="model with a style encoder for docs/style_refs.jpg")
+    ap.add_argument("--style-ref", nargs=2, action="append", default=None, metavar=("PAIRS", "NUMBER"),
+                    help="a reference photo for docs/style_refs.jpg: pairs folder and pair number (repeat)")
+    ap.add_argument("--only", nargs="*", default=None, help="sample_town, sketch, styles, style_refs, validation")
     args = ap.parse_args()
     DOCS.mkdir(exist_ok=True)
-    want = set(args.only or ["sample_town", "sketch", "styles", "validation"])
+    want = set(args.only or ["sample_town", "sketch", "styles", "style_refs", "validation"])
     if "sample_town" in want:
         print("wrote", sample_town(args.model))
     if "sketch" in want:
         print("wrote", sketch(args.model))
     if "styles" in want and args.styles:
         print("wrote", styles(args.styles))
+    if "style_refs" in want and args.style_ref:
+        print("wrote", style_refs(args.style_model, [(Path(p), int(n)) for p, n in args.style_ref]))
     if "validation" in want and args.pairs:
         print("wrote", validation_grid(args.pairs, args.model))
 
