@@ -134,7 +134,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            dem: PathLike | None = None, hillshade: bool = False, canopy: CanopyParams | None = None,
            scheduler: str | None = None, workers: int | None = None, osm_fetch: OsmFetch | None = None,
            sketch: PathLike | None = None, style_ref: PathLike | None = None, progress: ProgressFn | None = None,
-           cancel: CancelFn | None = None, _preloaded: LoadedModel | None = None):
+           cancel: CancelFn | None = None, compile: bool = False, _preloaded: LoadedModel | None = None):
     """Render synthetic aerial imagery, heights and a class map for an area.
 
     Parameters
@@ -161,6 +161,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     scheduler : a Dask scheduler address (``tcp://host:8786``) to render blocks of tiles on a cluster;
         workers : or the number of workers of a local Dask cluster. Output equals the local render.
     progress : ``progress(fraction, message)``. cancel : ``cancel() -> bool``, checked once per tile.
+    compile : ``torch.compile`` the generator (CUDA graphs on a GPU; local renders, not Dask workers).
 
     Returns
     -------
@@ -181,7 +182,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     osm, class_field, _keep = materialize_sources(osm, class_field)
     paths = OutputPaths.in_dir(Path(out_dir), hillshade)
     parse_crs(crs)
-    loaded = _preloaded if _preloaded is not None else load_model(model, schema, device)
+    loaded = _preloaded if _preloaded is not None else load_model(model, schema, device, compile=compile)
     if style_ref is not None:
         loaded = dataclasses.replace(loaded, style=encode_style(loaded, style_ref))
     if spec.tile_px % loaded.size_multiple:
