@@ -93,7 +93,7 @@ def class_lut(card: dict, schema: Schema) -> np.ndarray:
 def load_model(name_or_path: str, schema: Schema, device: str = "auto", compile: bool = False) -> LoadedModel:
     """A model ready for :func:`run_batch`. ``compile``: ``torch.compile`` the generator (on CUDA with CUDA
     graphs, mode ``reduce-overhead``); the first batch of each shape then pays the compilation (tens of
-    seconds). On this project's 2-core CPU it gains nothing (31.8 vs 32.4 ms per 4 tiles, measured)."""
+    seconds). On this project's 2-core CPU it gains nothing (eager 31.8, compiled 32.4 ms per 4 tiles, measured)."""
     from .models.checkpoint import load_generator
 
     card_path = resolve_model(name_or_path)
