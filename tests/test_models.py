@@ -288,8 +288,32 @@ def test_spade_style_inputs():
         tiny_spade(use_style_encoder=True)  # needs z_dim
 
 
+def test_spade_style_film_starts_as_identity_then_carries_the_style_everywhere():
+    """style_film feeds z to every SPADE layer. Zero-initialised, the network computes exactly what the same
+    weights without FiLM compute (a warm start from a FiLM-less run keeps its function); once trained, the
+    style changes the output even where the start-of-network path is cut."""
+    torch.manual_seed(0)
+    plain = tiny_spade(z_dim=4, use_style_encoder=True).eval()
+    film = tiny_spade(z_dim=4, use_style_encoder=True, style_film=True).eval()
+    missing = film.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all("style_film" in k for k in missing)
+    labels, noise = one_hot_labels(1, 64), noise_map(1, 64)
+    styles = torch.randn(2, 4)
+    with torch.no_grad():
+        for z in styles:
+            assert torch.allclose(film(labels, noise, style=z[None]), plain(labels, noise, style=z[None]), atol=1e-6)
+        for name, p in film.named_parameters():
+            if "style_film" in name:
+                p.normal_(0, 0.3)
+        film.fc.weight[:, -4:] = 0  # cut z's path through the first convolution
+        a, b = (film(labels, noise, style=z[None]) for z in styles)
+    assert (a - b).abs().mean() > 1e-3
+    with pytest.raises(ValueError, match="style_film"):
+        tiny_spade(style_film=True)  # needs z_dim
+
+
 def test_spade_gradients_reach_every_parameter():
-    net = tiny_spade(z_dim=4, use_style_encoder=True, noise=True).train()
+    net = tiny_spade(z_dim=4, use_style_encoder=True, noise=True, style_film=True).train()
     image = torch.rand(2, 3, 64, 64) * 2 - 1
     z, mu, logvar = net.encode_style(image)
     out = net(one_hot_labels(2, 64), noise_map(2, 64), style=z)

@@ -167,6 +167,27 @@ def test_lattice_loss_is_logged_and_can_be_added_when_resuming(pairs_dir, tmp_pa
     assert card["training"]["recipe"]["lattice_weight"] == 10.0
 
 
+def test_init_from_starts_a_new_recipe_from_an_earlier_run(pairs_dir, tmp_path):
+    """--init-from: a SPADE run with style FiLM starts from a run without it; the shared tensors are copied,
+    only the new FiLM layers keep their (zero) initialisation; a run of another architecture is refused."""
+    kw = dict(batch_size=2, disc_params={"ndf": 4}, val_fraction=0.5, checkpoint_every=100, sample_every=100,
+              device="cpu")
+    base = {"ngf": 4, "n_up": 4, "z_dim": 4, "use_style_encoder": True}
+    train("spade", pairs_dir, tmp_path / "a", steps=2, arch_params=base, **kw)
+    recipe = recipe_for("spade", 5, g_params={**base, "style_film": True}, d_params={"ndf": 4}, batch=2, balance=False)
+    ds = PairsDataset(pairs_dir, size=64, split="train", val_fraction=0.5)
+    t = Trainer(recipe, ds, tmp_path / "b")
+    missing = t.init_from(tmp_path / "a")
+    assert missing and all("style_film" in k for k in missing)
+    from geogan.models.checkpoint import load_training_state
+    src = load_training_state(tmp_path / "a" / "state.safetensors")[0]
+    assert torch.equal(t.G.state_dict()["fc.weight"], src["G"]["fc.weight"])
+    assert torch.equal(t.D.state_dict()[next(iter(src["D"]))], src["D"][next(iter(src["D"]))])
+    other = Trainer(recipe_for("unet", 5, **TINY), ds, tmp_path / "c")
+    with pytest.raises(InputError, match="does not fit"):
+        other.init_from(tmp_path / "a")
+
+
 def test_resume_continues_exactly(data, tmp_path):
     train_ds, _ = data
     recipe = recipe_for("unet", 5, **TINY)

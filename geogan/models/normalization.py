@@ -202,6 +202,9 @@ class SPADE(nn.Module):
         Odd kernel size of the label convolutions.
     param_free_norm : {"batch", "instance"}, default "batch"
         Parameter-free normalisation applied to ``x`` first.
+    style_nc : int, default 0
+        Size of a style latent that scales and shifts the hidden layer per channel (FiLM);
+        ``forward(x, labels, style)`` then takes ``style`` ``[B, style_nc]``. 0: no style input.
 
     Raises
     ------
@@ -216,9 +219,11 @@ class SPADE(nn.Module):
         hidden_nc: int = 128,
         kernel: int = 3,
         param_free_norm: str = "batch",
+        style_nc: int = 0,
     ):
         super().__init__()
         positive_int("SPADE", "norm_nc", norm_nc)
+        positive_int("SPADE", "style_nc", style_nc, minimum=0)
         positive_int("SPADE", "label_nc", label_nc)
         positive_int("SPADE", "hidden_nc", hidden_nc)
         positive_int("SPADE", "kernel", kernel)
@@ -231,8 +236,17 @@ class SPADE(nn.Module):
         )
         self.mlp_gamma = nn.Conv2d(hidden_nc, norm_nc, kernel, padding=pad)
         self.mlp_beta = nn.Conv2d(hidden_nc, norm_nc, kernel, padding=pad)
+        # style FiLM: a per-channel scale and shift of the hidden layer from the style latent, so that the
+        # modulation (gamma, beta) depends on the class *and* the look; zero-initialised (no effect at first)
+        self.style_film = nn.Linear(style_nc, 2 * hidden_nc) if style_nc else None
+        if self.style_film is not None:
+            nn.init.zeros_(self.style_film.weight)
+            nn.init.zeros_(self.style_film.bias)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         normalized = self.norm(x)
         actv = self.mlp_shared(resize_labels(labels, (x.shape[2], x.shape[3])))
+        if self.style_film is not None and style is not None:
+            scale, shift = self.style_film(style.to(actv.dtype))[:, :, None, None].chunk(2, dim=1)
+            actv = actv * (1 + scale) + shift
         return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)

@@ -36,6 +36,8 @@ class SPADEResBlock(nn.Module):
     noise : bool, default True
         Inject noise after the first convolution.
     param_free_norm : {"batch", "instance"}, default "batch"
+    style_nc : int, default 0
+        Style latent size fed to every SPADE layer (see :class:`SPADE`); 0: none.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class SPADEResBlock(nn.Module):
         hidden_nc: int = 128,
         noise: bool = True,
         param_free_norm: str = "batch",
+        style_nc: int = 0,
     ):
         super().__init__()
         positive_int("SPADEResBlock", "fin", fin)
@@ -55,22 +58,23 @@ class SPADEResBlock(nn.Module):
         # conv_0 feeds a normalisation, which would cancel its bias.
         self.conv_0 = nn.Conv2d(fin, fmiddle, 3, padding=1, bias=False)
         self.conv_1 = nn.Conv2d(fmiddle, fout, 3, padding=1)
-        self.norm_0 = SPADE(fin, label_nc, hidden_nc, param_free_norm=param_free_norm)
-        self.norm_1 = SPADE(fmiddle, label_nc, hidden_nc, param_free_norm=param_free_norm)
+        self.norm_0 = SPADE(fin, label_nc, hidden_nc, param_free_norm=param_free_norm, style_nc=style_nc)
+        self.norm_1 = SPADE(fmiddle, label_nc, hidden_nc, param_free_norm=param_free_norm, style_nc=style_nc)
         self.noise_0 = NoiseInjection(fmiddle) if noise else None
         if self.learned_shortcut:
             self.conv_s = nn.Conv2d(fin, fout, 1, bias=False)
-            self.norm_s = SPADE(fin, label_nc, hidden_nc, param_free_norm=param_free_norm)
+            self.norm_s = SPADE(fin, label_nc, hidden_nc, param_free_norm=param_free_norm, style_nc=style_nc)
         self.act = nn.LeakyReLU(0.2)
 
     def forward(
-        self, x: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor | None = None
+        self, x: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor | None = None,
+        style: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x_s = self.conv_s(self.norm_s(x, labels)) if self.learned_shortcut else x
-        dx = self.conv_0(self.act(self.norm_0(x, labels)))
+        x_s = self.conv_s(self.norm_s(x, labels, style)) if self.learned_shortcut else x
+        dx = self.conv_0(self.act(self.norm_0(x, labels, style)))
         if self.noise_0 is not None:
             dx = self.noise_0(dx, noise)
-        dx = self.conv_1(self.act(self.norm_1(dx, labels)))
+        dx = self.conv_1(self.act(self.norm_1(dx, labels, style)))
         return x_s + dx
 
 
@@ -163,6 +167,11 @@ class SPADEGenerator(nn.Module):
         at the start scale, i.e. tiles of ``2 * size_multiple`` px or more.
     style_nc : int, default 3
         Channels of reference images given to the style encoder.
+    style_film : bool, default False
+        Also feed ``z`` to every SPADE layer, which scales and shifts its hidden layer per channel
+        (FiLM). With ``z`` only at the start, the generator learned to ignore it (the labels alone
+        predict the mean look): after 1,000 steps on LandCover.ai + Recife a Recife and a Polish
+        reference gave the same colours to within 0.1 grey levels.
 
     Attributes
     ----------
@@ -189,6 +198,7 @@ class SPADEGenerator(nn.Module):
         hidden_nc: int = 128,
         norm: str = "batch",
         style_nc: int = 3,
+        style_film: bool = False,
     ):
         super().__init__()
         owner = "SPADEGenerator"
@@ -200,11 +210,13 @@ class SPADEGenerator(nn.Module):
         positive_int(owner, "hidden_nc", hidden_nc)
         positive_int(owner, "style_nc", style_nc)
         choice(owner, "norm", norm, NORM_KINDS)
-        for name, flag in (("noise", noise), ("use_style_encoder", use_style_encoder)):
+        for name, flag in (("noise", noise), ("use_style_encoder", use_style_encoder), ("style_film", style_film)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{owner}: {name} must be a bool, got {flag!r}")
         if use_style_encoder and z_dim == 0:
             raise ValueError(f"{owner}: use_style_encoder=True needs z_dim > 0")
+        if style_film and z_dim == 0:
+            raise ValueError(f"{owner}: style_film=True needs z_dim > 0")
         self.in_channels = label_nc
         self.out_channels = out_nc
         self.size_multiple = 2**n_up
@@ -215,7 +227,8 @@ class SPADEGenerator(nn.Module):
         self.fc = nn.Conv2d(label_nc + z_dim, top, 3, padding=1)
 
         def block(fin: int, fout: int) -> SPADEResBlock:
-            return SPADEResBlock(fin, fout, label_nc, hidden_nc, noise=noise, param_free_norm=norm)
+            return SPADEResBlock(fin, fout, label_nc, hidden_nc, noise=noise, param_free_norm=norm,
+                                 style_nc=z_dim if style_film else 0)
 
         self.head = nn.ModuleList([block(top, top), block(top, top)])
         self.ups = nn.ModuleList()
@@ -229,6 +242,10 @@ class SPADEGenerator(nn.Module):
             StyleEncoder(style_nc, z_dim) if use_style_encoder else None
         )
         init_weights(self)
+        for sub in self.modules():  # style FiLM starts as the identity (a warm start keeps the function)
+            if isinstance(sub, SPADE) and sub.style_film is not None:
+                nn.init.zeros_(sub.style_film.weight)
+                nn.init.zeros_(sub.style_film.bias)
 
     def encode_style(
         self, image: torch.Tensor
@@ -292,8 +309,8 @@ class SPADEGenerator(nn.Module):
             x = torch.cat([x, z[:, :, None, None].expand(-1, -1, h0, w0)], dim=1)
         x = self.fc(x)
         for blk in self.head:
-            x = blk(x, labels, noise)
+            x = blk(x, labels, noise, z)
         for blk in self.ups:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = blk(x, labels, noise)
+            x = blk(x, labels, noise, z)
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))

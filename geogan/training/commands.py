@@ -51,6 +51,11 @@ def register_train(app: typer.Typer) -> None:
         hidden_nc: Optional[int] = typer.Option(None, help="SPADE only: width of the SPADE modulation convolutions "
                                                            "(default 128; 32 trains about 3x faster)."),
         resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
+        init_from: Optional[Path] = typer.Option(None, help="Start a new run from another run's networks (its "
+                                                            "folder) or an exported model (.json); layers it "
+                                                            "lacks keep their initialisation."),
+        style_film: bool = typer.Option(False, help="SPADE with --style-encoder: also feed the style latent to "
+                                                    "every SPADE layer (FiLM), so the look cannot be ignored."),
         checkpoint_every: int = typer.Option(500, help="Checkpoint (and export) every N steps."),
         sample_every: int = typer.Option(500, help="Save a sample grid every N steps."),
         hours: Optional[float] = typer.Option(None, help="Stop after this much wall time (checkpoint + export)."),
@@ -79,7 +84,10 @@ def register_train(app: typer.Typer) -> None:
             if hidden_nc is not None and arch != "spade":
                 raise InputError("--hidden-nc needs --arch spade")
             g_params = {**({"ngf": ngf} if ngf else {}), **({"hidden_nc": hidden_nc} if hidden_nc else {}),
-                        **({"z_dim": z_dim, "use_style_encoder": True} if style_encoder else {})}
+                        **({"z_dim": z_dim, "use_style_encoder": True} if style_encoder else {}),
+                        **({"style_film": True} if style_film else {})}
+            if style_film and not style_encoder:
+                raise InputError("--style-film needs --style-encoder")
             return run_training(
                 arch, chips if chips is not None else (pairs[0] if len(pairs) == 1 else list(pairs)), out, steps=n_steps, epochs=epochs, batch_size=batch,
                 lr=lr, beta1=beta1, l1_weight=l1_weight, gan_mode=gan_mode, ratio=ratio, seed=seed,
@@ -87,7 +95,7 @@ def register_train(app: typer.Typer) -> None:
                 feature_matching=fm_weight, lattice_weight=lattice_weight, vgg_weights=vgg_weights, log_tensorboard=tensorboard,
                 device=device, label_map=label_map[0] if len(label_map) == 1 else list(label_map), val_fraction=val_fraction,
                 arch_params=g_params or None, disc_params={"ndf": ndf} if ndf else None, shadow=shadow, balance=balance, name=name,
-                max_seconds=hours * 3600 if hours else None, threads=threads, compile=compile, progress=True)
+                init_from=init_from, max_seconds=hours * 3600 if hours else None, threads=threads, compile=compile, progress=True)
 
         log, card_path = run_guarded(go)
         rate = log.step / log.seconds if log.seconds else 0.0

@@ -249,6 +249,33 @@ class Trainer:
         log.info("resumed %s at step %d (%.2f h trained)", self.run_dir, self.log.step, self.log.seconds / 3600)
         return True
 
+    def init_from(self, source: str | Path) -> list[str]:
+        """Start from another run's networks: ``source`` is a run directory (its ``state.safetensors``: G and
+        D) or an exported model (``.json``/``.safetensors``: G only). Layers this recipe has and the source
+        lacks keep their initialisation (e.g. zero-initialised style FiLM layers); every other tensor must
+        match. Optimisers, step and RNGs start fresh. Returns the parameter names left as initialised."""
+        from ..models.checkpoint import load_generator
+        src = Path(source)
+        if src.is_dir():
+            src = src / "state.safetensors"
+        if src.name.endswith("state.safetensors") or src.name.endswith("state.json"):
+            tensors, _ = load_training_state(src.with_name("state.safetensors"))
+            pairs = [("G", self.G, tensors["G"]), ("D", self.D, tensors["D"])]
+        else:
+            module, _ = load_generator(src)
+            pairs = [("G", self.G, module.state_dict())]
+        missing_all = []
+        for name, net, state in pairs:
+            own = net.state_dict()
+            bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+            if bad:
+                raise InputError(f"--init-from '{source}': its {name} does not fit this recipe ({len(bad)} tensors "
+                                 f"differ, e.g. {bad[0]}); start from a run of the same architecture")
+            missing = net.load_state_dict(state, strict=False).missing_keys
+            missing_all += [f"{name}.{k}" for k in missing]
+        log.info("initialised from %s (%d new tensors left as initialised)", source, len(missing_all))
+        return missing_all
+
     # ------------------------------------------------------------ one step
     def _batch(self):
         ts = self.train_set
@@ -583,7 +610,8 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
           arch_params: dict | None = None, disc_params: dict | None = None, shadow: bool = False,
           balance: bool | None = None, jitter: bool | None = None, name: str = "model",
           max_seconds: float | None = None, threads: int | None = None, progress: bool = False,
-          check_labels: bool = True, terrain_losses: dict | None = None) -> tuple[TrainLog, Path]:
+          check_labels: bool = True, terrain_losses: dict | None = None,
+          init_from: str | Path | None = None) -> tuple[TrainLog, Path]:
     """Train a generator on paired data and export it; returns (log, model card path).
 
     ``arch``: ``pix2pix`` (U-Net ngf 64 + 70x70 PatchGAN, vanilla GAN + L1 x 100, jitter + mirroring,
@@ -649,8 +677,11 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
                       device=str(dev), amp=amp and cuda, channels_last=cuda if channels_last is None
                       else (channels_last and cuda), compile=compile, name=name, gsd_m=lm.gsd_m,
                       tensorboard=log_tensorboard, card_extra=extra)
-    if resume and not trainer.resume():
+    resumed = resume and trainer.resume()
+    if resume and not resumed:
         log.info("nothing to resume in %s: starting a new run", out_dir)
+    if init_from is not None and not resumed:
+        trainer.init_from(init_from)
     run_log = trainer.train(steps, checkpoint_every=checkpoint_every, sample_every=sample_every,
                             log_every=log_every, max_seconds=max_seconds, progress=progress)
     return run_log, out_dir / "export" / f"{name}.json"
