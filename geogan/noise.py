@@ -67,3 +67,25 @@ def noise_window(seed: int, row0: int, col0: int, height_px: int, width_px: int)
             br, bc = off_r[i, j] + top - cr * c, off_c[i, j] + left - cc * c
             out[top - row0:bottom - row0, left - col0:right - col0] = bank[br:br + bottom - top, bc:bc + right - left]
     return out
+
+
+def tile_orientation(seed: int, row0: int, col0: int) -> int:
+    """One of the 8 orientations of the square (0-3: quarter turns, 4-7: the same after a mirror) for the
+    tile at global pixel (row0, col0): a hash of seed and position, so every process picks the same."""
+    with np.errstate(over="ignore"):
+        z = splitmix64(np.uint64(seed & 0xFFFFFFFF) * M1 + np.uint64(row0 & 0xFFFFFFFF) * GOLD
+                       + np.uint64(col0 & 0xFFFFFFFF) * M2 + GOLD)
+    return int(z >> np.uint64(61))  # top 3 bits
+
+
+def orient(a: np.ndarray, k: int) -> np.ndarray:
+    """``a`` (..., n, n) turned by ``k % 4`` quarter turns, mirrored first when ``k >= 4``."""
+    if k >= 4:
+        a = a[..., ::-1]
+    return np.rot90(a, k % 4, axes=(-2, -1))
+
+
+def unorient(a: np.ndarray, k: int) -> np.ndarray:
+    """The inverse of :func:`orient`."""
+    a = np.rot90(a, -(k % 4), axes=(-2, -1))
+    return a[..., ::-1] if k >= 4 else a

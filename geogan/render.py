@@ -29,7 +29,7 @@ from .errors import Cancelled, TooLargeError
 from .sketch import ClassSource
 from .grid import Grid
 from .infer import LoadedModel, cpu_streams, model_input_px, run_batches
-from .noise import noise_window
+from .noise import noise_window, orient, tile_orientation, unorient
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
 from .tiles import Tile, TileSpec, tile_rows
 from .write import OutputSet, RasterSpec
@@ -198,6 +198,8 @@ def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: Ti
     n_ch = 4 if "height" in model.card.get("outputs", ()) else 3  # RGB (+ height in [-1, 1], blended the same way)
     blender = StripBlender(grid.shape_yx, n_ch, spec.tile_px, spec.overlap_px, first_row0=rows[first_row][0].row0)
 
+    turn = turns_tiles(model)
+
     def batches():
         for r in range(first_row, stop_row):
             row = rows[r]
@@ -206,16 +208,36 @@ def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: Ti
                 batch: list[Tile] = row[b:b + batch_tiles]
                 if on_batch is not None:
                     on_batch(len(batch))
-                maps, noise = zip(*(inputs(tile) for tile in batch))
-                yield (r, batch, b + batch_tiles >= len(row)), np.stack(maps), np.stack(noise)[:, None]
+                ks = [tile_orientation(seed, t.row0, t.col0) if turn else 0 for t in batch]
+                maps, noise = zip(*((orient(m, k), orient(z, k)) for (m, z), k in
+                                    zip((inputs(tile) for tile in batch), ks)))
+                yield (r, batch, ks, b + batch_tiles >= len(row)), np.stack(maps), np.stack(noise)[:, None]
 
     streams, threads = cpu_streams(model.device)
-    for (r, batch, row_done), out in run_batches(model, batches(), spec.tile_px, streams=streams,
-                                                 threads_per_stream=threads):
-        for tile, values in zip(batch, out):
-            blender.add(tile.row0, tile.col0, values[:n_ch])
+    for (r, batch, ks, row_done), out in run_batches(model, batches(), spec.tile_px, streams=streams,
+                                                     threads_per_stream=threads):
+        for tile, k, values in zip(batch, ks, out):
+            blender.add(tile.row0, tile.col0, unorient(values[:n_ch], k))
         if row_done:
             yield from blender.finish_row(last=(r == len(rows) - 1))
+
+
+def turns_tiles(model: LoadedModel) -> bool:
+    """Whether each tile is generated in its own orientation (:func:`geogan.noise.tile_orientation`: one of
+    the 8 quarter turns and mirrors, undone on the output).
+
+    A generator that ignores its noise paints the same picture for the same input; on open ground every
+    tile's input is the same, so a feature it likes there (the default model: one dark tree about 90 px
+    from the tile corner) repeats at the tile stride, a regular grid over whole fields. Turning each tile
+    scatters it. Only for models trained on flipped and turned tiles (card ``rotate_tiles``, else the
+    recipe's ``flip``); never for models with a height output, whose shading has a light direction.
+    """
+    card = model.card
+    if "rotate_tiles" in card:
+        return bool(card["rotate_tiles"])
+    if "height" in card.get("outputs", ()):
+        return False
+    return card.get("training", {}).get("recipe", {}).get("flip", True) is not False
 
 
 def block_rows(grid: Grid, spec: TileSpec, first_row: int, stop_row: int) -> tuple[int, int]:

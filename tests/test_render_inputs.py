@@ -213,3 +213,34 @@ def test_concurrent_generator_calls_keep_order_values_and_thread_setting(tiny_mo
     assert cpu_streams(torch.device("cpu"), 16) == (4, 4)
     assert cpu_streams(torch.device("cpu"), 1) == (1, 1)
     assert cpu_streams(torch.device("cuda"), 16) == (1, 16)
+
+
+def test_tile_orientations_are_inverted_exactly_and_spread_over_all_eight():
+    from geogan.noise import orient, tile_orientation, unorient
+    a = np.arange(2 * 5 * 5).reshape(2, 5, 5)
+    seen = {orient(a, k).tobytes() for k in range(8)}
+    assert len(seen) == 8  # eight different orientations
+    for k in range(8):
+        assert np.array_equal(unorient(orient(a, k), k), a)
+    ks = [tile_orientation(7, r, c) for r in range(0, 192 * 20, 192) for c in range(0, 192 * 20, 192)]
+    assert set(ks) == set(range(8)) and max(np.bincount(ks)) < 0.2 * len(ks)
+    assert ks == [tile_orientation(7, r, c) for r in range(0, 192 * 20, 192) for c in range(0, 192 * 20, 192)]
+    assert ks != [tile_orientation(8, r, c) for r in range(0, 192 * 20, 192) for c in range(0, 192 * 20, 192)]
+
+
+def test_which_models_turn_their_tiles(tiny_model):
+    """Models trained on flipped/turned tiles turn each render tile; height models (lit from one side) and
+    cards that say rotate_tiles: false do not."""
+    import dataclasses
+
+    from geogan.classes import load_schema
+    from geogan.infer import load_model
+    from geogan.render import turns_tiles
+    m = load_model(str(tiny_model), load_schema(), "cpu")
+    with_card = lambda **kw: dataclasses.replace(m, card={**m.card, **kw})
+    assert turns_tiles(with_card(training={"recipe": {"flip": True}}))
+    assert not turns_tiles(with_card(training={"recipe": {"flip": False}}))
+    assert not turns_tiles(with_card(outputs=["rgb", "height"]))
+    assert not turns_tiles(with_card(rotate_tiles=False, training={"recipe": {"flip": True}}))
+    assert turns_tiles(load_model("default", load_schema(), "cpu"))
+    assert not turns_tiles(load_model("terrain", load_schema(), "cpu"))
