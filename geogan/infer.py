@@ -16,7 +16,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Iterator
+from typing import Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -215,7 +215,8 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out_px: int) -> np.ndarray:
+def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out_px: int,
+              orientations: Sequence[int] | None = None) -> np.ndarray:
     """Generate outputs for a batch of schema-id class maps.
 
     Parameters
@@ -223,6 +224,8 @@ def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out
     class_maps : uint8 (B, m, m) schema class ids at model resolution
     noise : float32 (B, 1, m, m)
     out_px : output size; outputs are resized (bilinear, antialiased) when m differs
+    orientations : per tile, the :func:`geogan.noise.orient` code its inputs were turned by; the outputs
+        are turned back (:func:`geogan.noise.unorient`)
 
     Returns
     -------
@@ -244,7 +247,16 @@ def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out
         if out.shape[-1] != out_px:
             out = F.interpolate(out, size=(out_px, out_px), mode="bilinear", align_corners=False,
                                 antialias=out.shape[-1] > out_px)
-        return out.float().clamp_(-1, 1).cpu().numpy()
+        out = out.float().clamp_(-1, 1)
+        if orientations is not None and any(orientations):
+            out = torch.stack([_unorient_tensor(o, k) for o, k in zip(out, orientations)])
+        return out.cpu().numpy()
+
+
+def _unorient_tensor(t: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`geogan.noise.unorient` for a (C, n, n) tensor."""
+    t = torch.rot90(t, -(k % 4), dims=(-2, -1))
+    return torch.flip(t, dims=(-1,)) if k >= 4 else t
 
 
 MAX_CPU_STREAMS = 4  # generator calls in flight at once on CPU (each holds one batch's activations)
@@ -277,19 +289,19 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def run_batches(model: LoadedModel, batches: Iterable[tuple[Hashable, np.ndarray, np.ndarray]], out_px: int, *,
+def run_batches(model: LoadedModel, batches: Iterable[tuple], out_px: int, *,
                 streams: int = 1, threads_per_stream: int | None = None) -> Iterator[tuple[Hashable, np.ndarray]]:
-    """:func:`run_batch` over ``(key, class_maps, noise)`` items, ``streams`` at once; yields ``(key, output)``
-    in input order. Items are drawn at most ``streams`` ahead of what has been yielded."""
+    """:func:`run_batch` over ``(key, class_maps, noise[, orientations])`` items, ``streams`` at once; yields
+    ``(key, output)`` in input order. Items are drawn at most ``streams`` ahead of what has been yielded."""
     if streams <= 1:
-        for key, maps, noise in batches:
-            yield key, run_batch(model, maps, noise, out_px)
+        for key, *args in batches:
+            yield key, run_batch(model, args[0], args[1], out_px, *args[2:])
         return
     with torch_threads(threads_per_stream or 1), \
             ThreadPoolExecutor(streams, thread_name_prefix="geogan-generator") as pool:
         pending: deque = deque()
-        for key, maps, noise in batches:
-            pending.append((key, pool.submit(run_batch, model, maps, noise, out_px)))
+        for key, *args in batches:
+            pending.append((key, pool.submit(run_batch, model, args[0], args[1], out_px, *args[2:])))
             if len(pending) >= streams:
                 key0, future = pending.popleft()
                 yield key0, future.result()

@@ -29,7 +29,7 @@ from .errors import Cancelled, TooLargeError
 from .sketch import ClassSource
 from .grid import Grid
 from .infer import LoadedModel, cpu_streams, model_input_px, run_batches
-from .noise import noise_window, orient, tile_orientation, unorient
+from .noise import noise_window, orient, tile_orientation
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
 from .tiles import Tile, TileSpec, tile_rows
 from .write import OutputSet, RasterSpec
@@ -211,13 +211,13 @@ def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: Ti
                 ks = [tile_orientation(seed, t.row0, t.col0) if turn else 0 for t in batch]
                 maps, noise = zip(*((orient(m, k), orient(z, k)) for (m, z), k in
                                     zip((inputs(tile) for tile in batch), ks)))
-                yield (r, batch, ks, b + batch_tiles >= len(row)), np.stack(maps), np.stack(noise)[:, None]
+                yield (r, batch, b + batch_tiles >= len(row)), np.stack(maps), np.stack(noise)[:, None], ks
 
     streams, threads = cpu_streams(model.device)
-    for (r, batch, ks, row_done), out in run_batches(model, batches(), spec.tile_px, streams=streams,
-                                                     threads_per_stream=threads):
-        for tile, k, values in zip(batch, ks, out):
-            blender.add(tile.row0, tile.col0, unorient(values[:n_ch], k))
+    for (r, batch, row_done), out in run_batches(model, batches(), spec.tile_px, streams=streams,
+                                                 threads_per_stream=threads):
+        for tile, values in zip(batch, out):  # run_batch turned each tile back
+            blender.add(tile.row0, tile.col0, values[:n_ch])
         if row_done:
             yield from blender.finish_row(last=(r == len(rows) - 1))
 
