@@ -191,7 +191,8 @@ def main() -> None:
         osm = sample_osm_path()
         small = 0.1 if args.quick else 1.0
         from geogan.render import CPU_BATCH_TILES
-        gen = generator_stats(args.model, batch=CPU_BATCH_TILES) if args.only & {"e2e", "flops", "pix2pix", "dask"} else None
+        gen = generator_stats(args.model, batch=CPU_BATCH_TILES) if args.only & {"e2e", "memory", "flops", "pix2pix",
+                                                                                  "dask"} else None
         if "e2e" in args.only or "dask" in args.only:
             # end-to-end vs generator-only on the same area
             runs = [render_in_subprocess(_town_bbox(small), osm, tmp / "e2e", args.model)
@@ -213,6 +214,10 @@ def main() -> None:
             m16 = render_in_subprocess(_town_bbox(big), big_osm, tmp / "m16", args.model)
             res.update(rss_1km2_mb=m1["maxrss_mb"], rss_16km2_mb=m16["maxrss_mb"],
                        rss_ratio=m16["maxrss_mb"] / m1["maxrss_mb"], big_area_km2=big, big_seconds=m16["seconds"])
+            if gen is not None:  # the same ratio on the large render (fixed costs spread; mostly open ground)
+                big_mp = m16["shape"][0] * m16["shape"][1] / 1e6
+                res.update(big_e2e_mp_s=big_mp / m16["seconds"],
+                           big_e2e_ratio=m16["tiles"] * gen["seconds_per_tile"] / m16["seconds"])
         if "rasterize" in args.only:
             res.update(rasterize_vs_gdal(osm, _town_bbox(small), tmp))
         if "flops" in args.only:
