@@ -25,7 +25,7 @@ from .features import FeatureSet, build_features
 from .grid import Grid, grid_from_bbox, parse_crs
 from .infer import LoadedModel, encode_style, load_model
 from .zoo import resolve_model
-from .render import (CancelFn, make_height_spec, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
+from .render import (CancelFn, auto_tile_spec, make_height_spec, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
                      render_grid)
 from .overpass import clip_large_osm, fetch_osm
 from .sketch import sketch_source
@@ -129,7 +129,8 @@ def _features(paths: list[Path], grid: Grid, schema: Schema, class_field, margin
 
 def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326",
            crs: str = "EPSG:3857", gsd_m: float | None = None, out_dir: PathLike | None = "out", model: str = "default",
-           device: str = "auto", tile_px: int = 256, overlap_px: int = 64, seed: int = 0, overwrite: bool = False,
+           device: str = "auto", tile_px: int | None = None, overlap_px: int | None = None, seed: int = 0,
+           overwrite: bool = False,
            rules: PathLike | None = None, force: bool = False, class_field: str | None = None,
            dem: PathLike | None = None, hillshade: bool = False, canopy: CanopyParams | None = None,
            scheduler: str | None = None, workers: int | None = None, osm_fetch: OsmFetch | None = None,
@@ -148,7 +149,9 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         ``xarray.Dataset`` (``aerial`` (band, y, x), ``height`` (y, x), ``classes`` (y, x); rioxarray CRS).
     osm may also be a GeoDataFrame (any CRS; its ``class`` column, or OSM tag columns, say the class).
     model : a zoo name (``geogan models``) or a path to a model .json/.safetensors.
-    device : auto, cpu or cuda. tile_px, overlap_px : tiling. seed : same seed -> identical output.
+    device : auto, cpu or cuda. tile_px, overlap_px : tiling in output pixels (default: tiles of 256 model
+        pixels at the output GSD, a quarter overlap; :func:`geogan.render.auto_tile_spec`).
+    seed : same seed -> identical output.
     overwrite : replace existing outputs. rules : a class rules TOML (default: built-in schema).
     force : run even when the estimate is over a day. class_field : attribute with a schema class
         name or id (for hand-drawn layers) instead of OSM tags.
@@ -168,7 +171,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     RenderResult with the three paths, the grid, tile count and timing (an xarray.Dataset when
     ``out_dir`` is None).
     """
-    spec = TileSpec(int(tile_px), int(overlap_px))
+    if tile_px is not None:  # check the user's tiling before any work
+        spec = TileSpec(int(tile_px), int(overlap_px if overlap_px is not None else int(tile_px) // 4))
     if sketch is not None and (bbox is None or osm is not None):
         raise InputError("a sketch is placed by --bbox and replaces --osm; pass --bbox and no --osm")
     schema = load_schema(rules)
@@ -185,15 +189,19 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     loaded = _preloaded if _preloaded is not None else load_model(model, schema, device, compile=compile)
     if style_ref is not None:
         loaded = dataclasses.replace(loaded, style=encode_style(loaded, style_ref))
-    if spec.tile_px % loaded.size_multiple:
+    gsd_m = gsd_m if gsd_m is not None else loaded.gsd_m
+    if tile_px is not None and spec.tile_px % loaded.size_multiple:
         raise InputError(f"tile size {spec.tile_px} px must be a multiple of {loaded.size_multiple} for model "
                          f"'{loaded.name}'; change --tile-size")
     check_outputs(paths.all(), overwrite)
-    gsd_m = gsd_m if gsd_m is not None else loaded.gsd_m
     if sketch is not None:
         grid = grid_from_bbox(tuple(bbox), bbox_crs, crs, gsd_m)  # type: ignore[arg-type]
     else:
         paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m, class_field)
+    if tile_px is None:  # the GSD is valid now (the grid checked it)
+        spec = auto_tile_spec(loaded, gsd_m)
+        if overlap_px is not None:
+            spec = TileSpec(spec.tile_px, int(overlap_px))
     dem_check = check_dem_overlaps(dem, grid) if dem is not None else None
     check_size(quick_estimate(grid, spec, loaded), loaded, force)
     if sketch is not None:

@@ -129,8 +129,10 @@ def render(
     out: Path = typer.Option(Path("out"), help="Output directory (aerial.tif, height.tif, classes.tif)."),
     model: str = typer.Option("default", help="Model name (see 'geogan models') or path to a model .json."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    tile_size: int = typer.Option(256, help="Tile size in output pixels."),
-    overlap: int = typer.Option(64, help="Tile overlap in output pixels (blended)."),
+    tile_size: Optional[int] = typer.Option(None, help="Tile size in output pixels (default: 256 model pixels "
+                                                       "at the output GSD, e.g. 256 at 0.5 m, 128 at 1 m)."),
+    overlap: Optional[int] = typer.Option(None, help="Tile overlap in output pixels, blended (default: a quarter "
+                                                     "of the tile)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives identical output."),
     rules: Optional[Path] = typer.Option(None, help="Class rules TOML (default: built-in schema)."),
     class_field: Optional[str] = typer.Option(None, help="Attribute holding a class name/id (non-OSM layers)."),

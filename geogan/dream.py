@@ -1011,7 +1011,8 @@ def _render_gsd(render_model: str) -> float:
 def dream(bbox: BBox, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m: float | None = None,
           out_dir: PathLike = "out", model: PathLike = DEFAULT_MODEL_NAME, seed: int = 0,
           render_model: str | None = "default", overwrite: bool = False, device: str = "auto",
-          min_speck_px: int = 4, tile_px: int = 256, overlap_px: int = 64, rules: PathLike | None = None,
+          min_speck_px: int = 4, tile_px: int | None = None, overlap_px: int | None = None,
+          rules: PathLike | None = None,
           force: bool = False, progress: ProgressFn | None = None) -> DreamResult:
     """Dream a town on the real grid of ``bbox`` and render it.
 
@@ -1019,7 +1020,7 @@ def dream(bbox: BBox, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m
     that conditional model into ``OUT/aerial.tif``, ``height.tif`` and ``classes.tif`` through
     :func:`geogan.api.render` (``classes.tif`` equals ``dream_classes.tif``). ``gsd_m`` defaults to the
     render model's native GSD (the dream model's without rendering). ``tile_px``/``overlap_px`` are the
-    render's tiling; ``seed`` drives both the dream and the render.
+    render's tiling (default: :func:`geogan.render.auto_tile_spec`); ``seed`` drives both the dream and the render.
     """
     from .api import render as api_render
     from .infer import resolve_device

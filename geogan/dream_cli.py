@@ -27,8 +27,10 @@ def register(app: typer.Typer) -> None:
                                                          "('none': write the class map only)."),
         min_speck: int = typer.Option(4, help="Merge patches smaller than this many dream pixels into a neighbour."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
-        tile_size: int = typer.Option(256, help="Render tile size in output pixels."),
-        overlap: int = typer.Option(64, help="Render tile overlap in output pixels."),
+        tile_size: Optional[int] = typer.Option(None, help="Render tile size in output pixels (default: 256 model "
+                                                           "pixels at the output GSD)."),
+        overlap: Optional[int] = typer.Option(None, help="Render tile overlap in output pixels (default: a quarter "
+                                                         "of the tile)."),
         overwrite: bool = typer.Option(False, help="Replace existing outputs."),
         force: bool = typer.Option(False, help="Render even if the estimate is over a day."),
     ) -> None:

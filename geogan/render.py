@@ -89,6 +89,22 @@ class TilePlan:
     model_megapixels: float
 
 
+MODEL_TILE_PX = 256  # the tile size the shipped generators were trained on (card ``train_tile_px`` overrides)
+
+
+def auto_tile_spec(model: LoadedModel, gsd_m: float) -> TileSpec:
+    """Output tiles that hold ``train_tile_px`` (default 256) model pixels at ``gsd_m``, a quarter overlap.
+
+    The generators are trained on 256 px crops; fed 512 px inputs (a 256 px tile at twice the native
+    GSD) the default model repeated a dark tree every 128 model pixels over open ground, a pattern the
+    tile orientation cannot scatter because it lies inside one tile. Output tiles are rounded to 16 px
+    (at least 32 px, so coarse renders get many small tiles of full-size model input).
+    """
+    model_px = int(model.card.get("train_tile_px", MODEL_TILE_PX))
+    tile = max(32, int(round(model_px * model.gsd_m / gsd_m / 16)) * 16)
+    return TileSpec(tile, tile // 4)
+
+
 def plan_tiles(grid: Grid, spec: TileSpec, model: LoadedModel) -> TilePlan:
     rows = tile_rows(grid.shape_yx, spec)
     sizes = []

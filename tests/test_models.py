@@ -417,6 +417,22 @@ def test_lattice_share_finds_a_periodic_pattern_and_the_loss_pushes_it_down():
         lattice_share(torch.zeros(1, 3, 100, 100))
 
 
+def test_shift_equivariance_loss_is_zero_for_pointwise_maps_and_catches_a_fixed_spot():
+    from geogan.models.loss import shift_equivariance_loss
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 256, 256, generator=g)
+    shift = (40, 57)
+    pointwise = lambda t: torch.tanh(2 * t)  # noqa: E731  (no position: equivariant)
+    assert shift_equivariance_loss(pointwise(x), pointwise(torch.roll(x, shift, (-2, -1))), shift).item() < 1e-6
+    spot = torch.zeros(1, 1, 256, 256)
+    spot[..., 100:110, 110:120] = 1.0  # a dark tree at a fixed place of every tile
+    with_spot = lambda t: pointwise(t) - spot  # noqa: E731
+    loss = shift_equivariance_loss(with_spot(x), with_spot(torch.roll(x, shift, (-2, -1))), shift)
+    assert loss.item() > 0.005
+    small = x[..., :64, :64]
+    assert shift_equivariance_loss(small, small, (32, 32), margin_px=20).item() == 0.0  # nothing left to compare
+
+
 def test_vgg_loss_warns_once_without_weights(tmp_path):
     for path in (None, tmp_path / "missing.safetensors"):
         with warnings.catch_warnings(record=True) as caught:

@@ -270,8 +270,9 @@ out["cancel"] = {"ok": ok, "errors": fb.errors, "seconds": time.monotonic() - t0
                  "written": sorted(p.name for p in Path(work, "cancelled").glob("*.tif"))}
 
 ctx, fb = context(), Feedback()
+auto_tiles = {k: v for k, v in params.items() if k not in ("TILE_PX", "OVERLAP_PX")}  # the defaults: automatic
 res, ok = reg.createAlgorithmById("geogan:render").run(
-    {**params, "EXTENT": "10.0,10.001,50.0,50.0008 [EPSG:4326]", "OUTPUT_DIR": work + "/full"}, ctx, fb)
+    {**auto_tiles, "EXTENT": "10.0,10.001,50.0,50.0008 [EPSG:4326]", "OUTPUT_DIR": work + "/full"}, ctx, fb)
 loaded = {}
 for path, details in ctx.layersToLoadOnCompletion().items():
     layer = QgsRasterLayer(path, details.name)

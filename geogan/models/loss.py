@@ -22,6 +22,7 @@ __all__ = [
     "lattice_loss",
     "LATTICE_PERIODS_PX",
     "lattice_periods",
+    "shift_equivariance_loss",
     "VGGPerceptualLoss",
     "maybe_vgg_loss",
 ]
@@ -195,6 +196,33 @@ def lattice_loss(fake: torch.Tensor, real: torch.Tensor, periods_px=LATTICE_PERI
     for period in lattice_periods(h, w, periods_px):
         total = total + F.relu(lattice_share(fake, period) - lattice_share(real, period).detach()).mean()
     return total
+
+
+def shift_equivariance_loss(out: torch.Tensor, out_shifted: torch.Tensor, shift_yx: tuple[int, int],
+                            margin_px: int = 32) -> torch.Tensor:
+    """Mean L1 between ``roll(out, shift)`` and the output for the rolled input, away from the tile borders
+    and the roll's wrap-around seam (``margin_px`` on each side of both).
+
+    A generator whose picture depends on the position inside its tile (the default U-Net drew one dark
+    tree about 90 px from every tile corner on open ground, so renders showed a tree at every tile) is
+    not shift-equivariant; photos have no such position. ``out_shifted`` must come from the input (and
+    noise) rolled by ``shift_yx`` along the last two axes.
+    """
+    sy, sx = (int(v) for v in shift_yx)
+    h, w = out.shape[-2:]
+    rolled = torch.roll(out, shifts=(sy, sx), dims=(-2, -1))
+
+    def keep(n: int, s: int) -> torch.Tensor:
+        i = torch.arange(n, device=out.device)
+        seam = torch.minimum((i - s) % n, (s - i) % n)  # distance to the wrap-around seam at index s
+        # a pixel must be away from the seam, from the rolled tile's borders, and from the original's
+        return (seam >= margin_px) & (i >= margin_px) & (i < n - margin_px) & \
+            (((i - s) % n) >= margin_px) & (((i - s) % n) < n - margin_px)
+
+    mask = keep(h, sy)[:, None] & keep(w, sx)[None, :]
+    if not bool(mask.any()):
+        return out.new_zeros(())
+    return (rolled - out_shifted).abs()[..., mask].mean()
 
 
 class VGGPerceptualLoss(nn.Module):

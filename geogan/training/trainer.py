@@ -32,7 +32,8 @@ import torch
 
 from ..errors import InputError, OutputError
 from ..models.checkpoint import load_training_state, save_generator, save_training_state
-from ..models.loss import GANLoss, feature_matching_loss, kld_loss, lattice_loss, maybe_vgg_loss
+from ..models.loss import GANLoss, feature_matching_loss, kld_loss, lattice_loss, maybe_vgg_loss, \
+    shift_equivariance_loss
 from ..models.registry import build_discriminator, build_generator
 from ..models.shadow import ShadowGenerator, random_flip_rotate
 from .chips import HEIGHT_RANGE_M
@@ -56,6 +57,7 @@ class Recipe:
     vgg_weight: float = 10.0
     kld_weight: float = 0.05  # SPADE with a style encoder: KL of the encoded style from N(0, 1) (GauGAN's 0.05)
     lattice_weight: float = 0.0  # excess spectral power on the 32/64/128 px lattices (models.loss.lattice_loss)
+    equivariance_weight: float = 0.0  # G(roll(x)) vs roll(G(x)) (models.loss.shift_equivariance_loss)
     vgg_weights: str | None = None
     lr: float = 2e-4
     beta1: float = 0.5
@@ -295,7 +297,11 @@ class Trainer:
                 # GauGAN's VAE route: the real photo's encoded style (reparameterised) drives the generator,
                 # so at render time a reference photo's style sets the look (--style-ref)
                 style, mu, logvar = self.G.encode_style(real[:, :3])
-            out = self.g_fwd(x) if style is None else self.g_fwd(x, style=style)
+            noise = None
+            if self.recipe.equivariance_weight and style is None:
+                # one explicit noise map, rolled with the input for the shifted copy (same noise per place)
+                noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+            out = self.g_fwd(x, noise=noise) if style is None else self.g_fwd(x, style=style)
             if self.shadow is not None:
                 fake, texture, height = self._shade(out)
             else:
@@ -322,6 +328,13 @@ class Trainer:
                     rec["loss_fm"] = loss_fm.item()
                 loss_l1 = (fake[:, :3] - real[:, :3]).abs().mean()
                 loss = loss + self.recipe.l1_weight * loss_l1
+                if noise is not None:
+                    shift = tuple(int(v) for v in self.rng.integers(16, x.shape[-1] - 16, 2))
+                    out_shifted = self.g_fwd(torch.roll(x, shift, dims=(-2, -1)),
+                                             noise=torch.roll(noise, shift, dims=(-2, -1)))
+                    loss_eq = shift_equivariance_loss(out[:, :3], out_shifted[:, :3], shift)
+                    loss = loss + self.recipe.equivariance_weight * loss_eq
+                    rec["loss_equivariance"] = loss_eq.item()
                 if self.recipe.lattice_weight:
                     loss_lattice = lattice_loss(fake[:, :3], real[:, :3])
                     loss = loss + self.recipe.lattice_weight * loss_lattice
@@ -604,6 +617,7 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
           gan_mode: str | None = None, ratio="dynamic", seed: int = 0, resume: bool = False,
           checkpoint_every: int = 500, sample_every: int = 500, log_every: int = 25,
           feature_matching: float | None = None, lattice_weight: float | None = None,
+          equivariance_weight: float | None = None,
           vgg_weights: str | Path | None = None, amp: bool = True,
           channels_last: bool | None = None, compile: bool = False, log_tensorboard: bool = False,
           device: str = "auto", label_map="landcoverai", val_data=None, val_fraction: float | None = None,
@@ -652,7 +666,7 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
     overrides: dict = {"shadow": shadow, "lr": lr, "beta1": beta1}
     for key, value in (("batch", batch_size), ("l1_weight", l1_weight), ("gan_mode", gan_mode),
                        ("fm_weight", feature_matching), ("balance", balance), ("jitter", jitter),
-                       ("lattice_weight", lattice_weight)):
+                       ("lattice_weight", lattice_weight), ("equivariance_weight", equivariance_weight)):
         if value is not None:
             overrides[key] = value
     if vgg_weights is not None:

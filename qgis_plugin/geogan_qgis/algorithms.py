@@ -83,6 +83,11 @@ def _osm_file(layer) -> str | None:
     return path if path.lower().endswith(_OSM_SUFFIXES) else None
 
 
+def _or_none_if_negative(value: int) -> int | None:
+    """A processing parameter where a negative number means "automatic"."""
+    return None if value < 0 else value
+
+
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")[:40] or "layer"
 
@@ -397,12 +402,12 @@ class RenderAlgorithm(GeoganAlgorithm):
             QgsProcessingParameterEnum(self.DEVICE, tr("Device"), options=self.DEVICES, defaultValue=0),
             QgsProcessingParameterNumber(self.SEED, tr("Seed (same seed, same image)"),
                                          QgsProcessingParameterNumber.Integer, defaultValue=0),
-            QgsProcessingParameterNumber(self.TILE_PX, tr("Tile size (px)"),
-                                         QgsProcessingParameterNumber.Integer, defaultValue=256,
-                                         minValue=32),
-            QgsProcessingParameterNumber(self.OVERLAP_PX, tr("Tile overlap (px)"),
-                                         QgsProcessingParameterNumber.Integer, defaultValue=64,
+            QgsProcessingParameterNumber(self.TILE_PX, tr("Tile size (px; 0 = 256 model pixels at the output GSD)"),
+                                         QgsProcessingParameterNumber.Integer, defaultValue=0,
                                          minValue=0),
+            QgsProcessingParameterNumber(self.OVERLAP_PX, tr("Tile overlap (px; -1 = a quarter of the tile)"),
+                                         QgsProcessingParameterNumber.Integer, defaultValue=-1,
+                                         minValue=-1),
             QgsProcessingParameterBoolean(self.FORCE, tr("Run even if the area is very large"),
                                           defaultValue=False),
         ]
@@ -440,8 +445,8 @@ class RenderAlgorithm(GeoganAlgorithm):
                 model=(self.parameterAsString(parameters, self.MODEL, context) or "default").strip(),
                 device=self.DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
                 seed=self.parameterAsInt(parameters, self.SEED, context),
-                tile_px=self.parameterAsInt(parameters, self.TILE_PX, context),
-                overlap_px=self.parameterAsInt(parameters, self.OVERLAP_PX, context),
+                tile_px=self.parameterAsInt(parameters, self.TILE_PX, context) or None,
+                overlap_px=_or_none_if_negative(self.parameterAsInt(parameters, self.OVERLAP_PX, context)),
                 force=self.parameterAsBoolean(parameters, self.FORCE, context))
             result = self._run("render", kwargs, feedback)
         finally:
