@@ -52,6 +52,9 @@ def register_train(app: typer.Typer) -> None:
         style_encoder: bool = typer.Option(False, help="SPADE only: also train a style encoder (VAE, GauGAN) so "
                                                        "'render --style-ref photo.tif' can set the look."),
         z_dim: int = typer.Option(64, help="Style latent size with --style-encoder."),
+        kld_weight: Optional[float] = typer.Option(None, help="KL weight of the style encoder (default GauGAN's "
+                                                             "0.05; lower it when the encoder collapses onto the "
+                                                             "prior and the style stops mattering)."),
         hidden_nc: Optional[int] = typer.Option(None, help="SPADE only: width of the SPADE modulation convolutions "
                                                            "(default 128; 32 trains about 3x faster)."),
         resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
@@ -96,7 +99,7 @@ def register_train(app: typer.Typer) -> None:
                 arch, chips if chips is not None else (pairs[0] if len(pairs) == 1 else list(pairs)), out, steps=n_steps, epochs=epochs, batch_size=batch,
                 lr=lr, beta1=beta1, l1_weight=l1_weight, gan_mode=gan_mode, ratio=ratio, seed=seed,
                 resume=resume, checkpoint_every=checkpoint_every, sample_every=sample_every,
-                feature_matching=fm_weight, lattice_weight=lattice_weight, equivariance_weight=equivariance_weight, vgg_weights=vgg_weights, log_tensorboard=tensorboard,
+                feature_matching=fm_weight, lattice_weight=lattice_weight, equivariance_weight=equivariance_weight, kld_weight=kld_weight, vgg_weights=vgg_weights, log_tensorboard=tensorboard,
                 device=device, label_map=label_map[0] if len(label_map) == 1 else list(label_map), val_fraction=val_fraction,
                 arch_params=g_params or None, disc_params={"ndf": ndf} if ndf else None, shadow=shadow, balance=balance, name=name,
                 init_from=init_from, max_seconds=hours * 3600 if hours else None, threads=threads, compile=compile, progress=True)

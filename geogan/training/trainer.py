@@ -617,7 +617,7 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
           gan_mode: str | None = None, ratio="dynamic", seed: int = 0, resume: bool = False,
           checkpoint_every: int = 500, sample_every: int = 500, log_every: int = 25,
           feature_matching: float | None = None, lattice_weight: float | None = None,
-          equivariance_weight: float | None = None,
+          equivariance_weight: float | None = None, kld_weight: float | None = None,
           vgg_weights: str | Path | None = None, amp: bool = True,
           channels_last: bool | None = None, compile: bool = False, log_tensorboard: bool = False,
           device: str = "auto", label_map="landcoverai", val_data=None, val_fraction: float | None = None,
@@ -666,7 +666,8 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
     overrides: dict = {"shadow": shadow, "lr": lr, "beta1": beta1}
     for key, value in (("batch", batch_size), ("l1_weight", l1_weight), ("gan_mode", gan_mode),
                        ("fm_weight", feature_matching), ("balance", balance), ("jitter", jitter),
-                       ("lattice_weight", lattice_weight), ("equivariance_weight", equivariance_weight)):
+                       ("lattice_weight", lattice_weight), ("equivariance_weight", equivariance_weight),
+                       ("kld_weight", kld_weight)):
         if value is not None:
             overrides[key] = value
     if vgg_weights is not None:
