@@ -54,7 +54,8 @@ def register_train(app: typer.Typer) -> None:
         z_dim: int = typer.Option(64, help="Style latent size with --style-encoder."),
         kld_weight: Optional[float] = typer.Option(None, help="KL weight of the style encoder (default GauGAN's "
                                                              "0.05; lower it when the encoder collapses onto the "
-                                                             "prior and the style stops mattering)."),
+                                                             "prior and the style stops mattering; 0: no KL and "
+                                                             "no sampling, a deterministic style code)."),
         hidden_nc: Optional[int] = typer.Option(None, help="SPADE only: width of the SPADE modulation convolutions "
                                                            "(default 128; 32 trains about 3x faster)."),
         resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),

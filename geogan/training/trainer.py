@@ -297,6 +297,8 @@ class Trainer:
                 # GauGAN's VAE route: the real photo's encoded style (reparameterised) drives the generator,
                 # so at render time a reference photo's style sets the look (--style-ref)
                 style, mu, logvar = self.G.encode_style(real[:, :3])
+                if not self.recipe.kld_weight:  # KL off: a plain (deterministic) style code, no sampling
+                    style = mu
             noise = None
             if self.recipe.equivariance_weight and style is None:
                 # one explicit noise map, rolled with the input for the shifted copy (same noise per place)
