@@ -169,6 +169,30 @@ def test_lattice_and_equivariance_losses_are_logged_and_can_be_added_when_resumi
     assert card["training"]["recipe"]["lattice_weight"] == 10.0
 
 
+def test_kld_weight_zero_feeds_the_generator_the_plain_style_code(data, tmp_path):
+    """kld_weight 0: no sampling, G gets the encoder's mean (with KL, a sample around it)."""
+    train_ds, _ = data
+    seen = {}
+    for kld in (0.0, 0.05):
+        recipe = recipe_for("spade", 5, g_params={"ngf": 4, "n_up": 4, "z_dim": 4, "use_style_encoder": True},
+                            d_params={"ndf": 4}, batch=2, balance=False, kld_weight=kld)
+        t = Trainer(recipe, train_ds, tmp_path / f"k{kld}", ratio=FixedRatio(1, 1), seed=0)
+        encode, forward = t.G.encode_style, t.g_fwd
+
+        def spy_encode(img, encode=encode):
+            z, mu, logvar = encode(img)
+            seen["mu"] = mu.detach().clone()
+            return z, mu, logvar
+
+        def spy_forward(x, encode=None, forward=forward, **kw):
+            seen["style"] = kw.get("style").detach().clone()
+            return forward(x, **kw)
+
+        t.G.encode_style, t.g_fwd = spy_encode, spy_forward
+        t.step()
+        assert torch.equal(seen["style"], seen["mu"]) == (kld == 0.0)
+
+
 def test_init_from_starts_a_new_recipe_from_an_earlier_run(pairs_dir, tmp_path):
     """--init-from: a SPADE run with style FiLM starts from a run without it; the shared tensors are copied,
     only the new FiLM layers keep their (zero) initialisation; a run of another architecture is refused."""
