@@ -48,7 +48,8 @@ class LoadedModel:
     lut: np.ndarray  # schema class id -> model class index
     n_classes: int
     size_multiple: int
-    style: torch.Tensor | None = None  # a style latent (SPADE style encoder), applied to every tile
+    style: torch.Tensor | None = None  # a style latent (SPADE style encoder), applied to every tile; the
+    # card's ``default_style`` (e.g. the mean code of its training photos) unless --style-ref replaces it
     _onehot: np.ndarray | None = None
 
     @property
@@ -103,7 +104,10 @@ def load_model(name_or_path: str, schema: Schema, device: str = "auto", compile:
     multiple = int(getattr(module, "size_multiple", 1))
     if compile:
         module = torch.compile(module, mode="reduce-overhead" if dev.type == "cuda" else None, dynamic=False)
-    return LoadedModel(module, card, dev, class_lut(card, schema), len(card["classes"]), multiple)
+    style = None
+    if card.get("default_style") is not None:  # a style-encoder model's look without --style-ref
+        style = torch.tensor([card["default_style"]], dtype=torch.float32)
+    return LoadedModel(module, card, dev, class_lut(card, schema), len(card["classes"]), multiple, style)
 
 
 def prepare_for_inference(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -92,3 +92,30 @@ def test_style_reference_is_read_at_the_model_gsd_and_averaged_over_crops(tmp_pa
     whole = encode_style(model, png)
     assert whole.shape == (1, 8) and not torch.allclose(halves[0], halves[1], atol=1e-3)
     torch.testing.assert_close(whole, (halves[0] + halves[1]) / 2, atol=1e-4, rtol=1e-4)
+
+
+def test_card_default_style_is_the_look_without_a_reference(tmp_path, spade_model):
+    """A style-encoder model whose card has ``default_style`` renders with that latent when no --style-ref is
+    given: the same pixels as a render with a reference encoding to it."""
+    import json
+    import shutil
+
+    from geogan.classes import load_schema
+    from geogan.infer import encode_style, load_model
+    rng = np.random.default_rng(5)
+    ref = tmp_path / "sand.png"
+    Image.fromarray(np.clip(np.array((220, 190, 120)) + rng.normal(0, 20, (256, 256, 3)), 0, 255)
+                    .astype(np.uint8)).save(ref)
+    z = encode_style(load_model(str(spade_model), load_schema(), "cpu"), ref)
+    card_path = tmp_path / "styled.json"
+    shutil.copy(spade_model.with_suffix(".safetensors"), card_path.with_suffix(".safetensors"))
+    card = json.loads(spade_model.with_suffix(".json").read_text())
+    card["default_style"] = [float(v) for v in z[0]]
+    card_path.write_text(json.dumps(card))
+    kw = dict(osm=sample_osm_path(), bbox=_bbox(), tile_px=128, overlap_px=32, seed=1)
+    plain = geogan.render(out_dir=tmp_path / "plain", model=str(spade_model), **kw)
+    with_ref = geogan.render(out_dir=tmp_path / "ref", model=str(spade_model), style_ref=ref, **kw)
+    default = geogan.render(out_dir=tmp_path / "default", model=str(card_path), **kw)
+    read = lambda r: rasterio.open(r.aerial).read()  # noqa: E731
+    assert np.array_equal(read(default), read(with_ref))
+    assert not np.array_equal(read(default), read(plain))
