@@ -229,7 +229,7 @@ def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out
     noise : float32 (B, 1, m, m)
     out_px : output size; outputs are resized (bilinear, antialiased) when m differs
     orientations : per tile, the :func:`geogan.noise.orient` code its inputs were turned by; the outputs
-        are turned back (:func:`geogan.noise.unorient`)
+        are turned back (:func:`_unorient_tensor`)
 
     Returns
     -------
@@ -258,7 +258,7 @@ def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out
 
 
 def _unorient_tensor(t: torch.Tensor, k: int) -> torch.Tensor:
-    """:func:`geogan.noise.unorient` for a (C, n, n) tensor."""
+    """The inverse of :func:`geogan.noise.orient` (code ``k``) for a (C, n, n) tensor."""
     t = torch.rot90(t, -(k % 4), dims=(-2, -1))
     return torch.flip(t, dims=(-1,)) if k >= 4 else t
 

@@ -84,8 +84,3 @@ def orient(a: np.ndarray, k: int) -> np.ndarray:
         a = a[..., ::-1]
     return np.rot90(a, k % 4, axes=(-2, -1))
 
-
-def unorient(a: np.ndarray, k: int) -> np.ndarray:
-    """The inverse of :func:`orient`."""
-    a = np.rot90(a, -(k % 4), axes=(-2, -1))
-    return a[..., ::-1] if k >= 4 else a

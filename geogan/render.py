@@ -245,7 +245,8 @@ def turns_tiles(model: LoadedModel) -> bool:
     A generator that ignores its noise paints the same picture for the same input; on open ground every
     tile's input is the same, so a feature it likes there (the default model: one dark tree about 90 px
     from the tile corner) repeats at the tile stride, a regular grid over whole fields. Turning each tile
-    scatters it. Only for models trained on flipped and turned tiles (card ``rotate_tiles``, else the
+    moves it to one of four places about 38 model pixels from the tile centre, which breaks the grid (one
+    tree per tile remains). Only for models trained on flipped and turned tiles (card ``rotate_tiles``, else the
     recipe's ``flip``); never for models with a height output, whose shading has a light direction.
     """
     card = model.card

@@ -216,16 +216,15 @@ def test_concurrent_generator_calls_keep_order_values_and_thread_setting(tiny_mo
 
 
 def test_tile_orientations_are_inverted_exactly_and_spread_over_all_eight():
-    from geogan.noise import orient, tile_orientation, unorient
+    import torch
+
+    from geogan.noise import orient, tile_orientation
     a = np.arange(2 * 5 * 5).reshape(2, 5, 5)
     seen = {orient(a, k).tobytes() for k in range(8)}
     assert len(seen) == 8  # eight different orientations
-    for k in range(8):
-        assert np.array_equal(unorient(orient(a, k), k), a)
-    import torch
 
     from geogan.infer import _unorient_tensor
-    for k in range(8):  # run_batch turns outputs back in torch: the same as unorient
+    for k in range(8):  # run_batch turns outputs back in torch: the exact inverse
         assert np.array_equal(_unorient_tensor(torch.from_numpy(orient(a, k).copy()), k).numpy(), a)
     ks = [tile_orientation(7, r, c) for r in range(0, 192 * 20, 192) for c in range(0, 192 * 20, 192)]
     assert set(ks) == set(range(8)) and max(np.bincount(ks)) < 0.2 * len(ks)
