@@ -83,4 +83,3 @@ def orient(a: np.ndarray, k: int) -> np.ndarray:
     if k >= 4:
         a = a[..., ::-1]
     return np.rot90(a, k % 4, axes=(-2, -1))
-

@@ -213,11 +213,9 @@ def shift_equivariance_loss(out: torch.Tensor, out_shifted: torch.Tensor, shift_
     rolled = torch.roll(out, shifts=(sy, sx), dims=(-2, -1))
 
     def keep(n: int, s: int) -> torch.Tensor:
-        i = torch.arange(n, device=out.device)
-        seam = torch.minimum((i - s) % n, (s - i) % n)  # distance to the wrap-around seam at index s
-        # a pixel must be away from the seam, from the rolled tile's borders, and from the original's
-        return (seam >= margin_px) & (i >= margin_px) & (i < n - margin_px) & \
-            (((i - s) % n) >= margin_px) & (((i - s) % n) < n - margin_px)
+        i = torch.arange(n, device=out.device)  # position in the shifted tile
+        j = (i - s) % n  # where it came from in the original tile (its borders there are the roll's seam)
+        return (i >= margin_px) & (i < n - margin_px) & (j >= margin_px) & (j < n - margin_px)
 
     mask = keep(h, sy)[:, None] & keep(w, sx)[None, :]
     if not bool(mask.any()):
