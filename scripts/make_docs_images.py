@@ -109,19 +109,25 @@ def sketch(model: str) -> Path:
     return out
 
 
+def _centre_window(res, window_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """(aerial RGB, class map in the palette) of the centre ``window_px`` square of a render."""
+    with rasterio.open(res.aerial) as ds:
+        h, w = ds.height, ds.width
+        win = rasterio.windows.Window((w - window_px) // 2, (h - window_px) // 2, window_px, window_px)
+        aerial = ds.read(window=win).transpose(1, 2, 0)
+    with rasterio.open(res.classes) as ds:
+        return aerial, _palette_image(ds.read(1, window=win))
+
+
 def styles(models: list[str], window_px: int = 640) -> Path:
     """docs/styles.jpg: one window of the sample town's class map | its render by each model."""
     tiles = []
     with tempfile.TemporaryDirectory() as d:
         for i, model in enumerate(models):
             res = geogan.render(out_dir=Path(d) / model, model=model, seed=0, gsd_m=0.5)
-            with rasterio.open(res.aerial) as ds:
-                h, w = ds.height, ds.width
-                win = rasterio.windows.Window((w - window_px) // 2, (h - window_px) // 2, window_px, window_px)
-                aerial = ds.read(window=win).transpose(1, 2, 0)
+            aerial, classes = _centre_window(res, window_px)
             if i == 0:
-                with rasterio.open(res.classes) as ds:
-                    tiles.append(_palette_image(ds.read(1, window=win)))
+                tiles.append(classes)
             tiles.append(aerial)
     gap = np.full((window_px, 16, 3), 255, np.uint8)
     row = np.concatenate(sum(([t, gap] for t in tiles), [])[:-1], 1)
@@ -146,13 +152,8 @@ def style_refs(model: str, refs: list[tuple[Path, int]], window_px: int = 512) -
         for i, (pairs, number) in enumerate(refs):
             ref = _pair_photo(pairs, number, Path(d) / f"ref{i}.png")
             res = geogan.render(out_dir=Path(d) / f"r{i}", model=model, seed=0, style_ref=ref)
-            with rasterio.open(res.aerial) as ds:
-                h, w = ds.height, ds.width
-                win = rasterio.windows.Window((w - window_px) // 2, (h - window_px) // 2, window_px, window_px)
-                aerial = ds.read(window=win).transpose(1, 2, 0)
+            aerial, classes = _centre_window(res, window_px)
             if i == 0:
-                with rasterio.open(res.classes) as ds:
-                    classes = _palette_image(ds.read(1, window=win))
                 cols.append(np.concatenate([np.full((window_px // 2, window_px, 3), 255, np.uint8), classes], 0))
             photo = np.array(Image.open(ref).resize((window_px // 2, window_px // 2), Image.LANCZOS))
             top = np.full((window_px // 2, window_px, 3), 255, np.uint8)
