@@ -158,8 +158,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     dem : a DEM raster (any GDAL raster, any CRS): terrain under objects, in the DEM's vertical datum;
         without it the ground is flat at 0. hillshade : also write hillshade.tif (light from the NW).
     canopy : vegetation canopy heights per class (default: woodland 15 m +-30 %, wetland 1 m).
-    style_ref : a reference aerial image whose look (colours, texture) the render takes on; needs a SPADE
-        model with a style encoder.
+    style_ref : a reference aerial image whose look (colours, texture) the render takes on; needs a model
+        trained with a style encoder (``model="style"``).
     sketch : a PNG painted with the class palette, stretched over ``bbox`` (instead of vector sources).
     scheduler : a Dask scheduler address (``tcp://host:8786``) to render blocks of tiles on a cluster;
         workers : or the number of workers of a local Dask cluster. Output equals the local render.

@@ -121,7 +121,7 @@ def render(
     osm: Optional[list[Path]] = typer.Option(None, "--osm", help=OSM_HELP),
     sketch: Optional[Path] = typer.Option(None, help="A PNG painted with the class palette, stretched over --bbox."),
     style_ref: Optional[Path] = typer.Option(None, help="Reference aerial image whose look the render takes "
-                                                         "(SPADE models with a style encoder)."),
+                                                         "(models trained with --style-encoder)."),
     bbox: Optional[str] = typer.Option(None, help=BBOX_HELP),
     bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
     crs: str = typer.Option("EPSG:3857", help="Output CRS."),

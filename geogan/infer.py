@@ -177,7 +177,7 @@ def encode_style(model: LoadedModel, image_path) -> torch.Tensor:
     encoder = getattr(model.module, "encode_style", None)
     if encoder is None or getattr(model.module, "style_encoder", None) is None:
         raise InputError(f"model '{model.name}' has no style encoder, so --style-ref cannot set its look; "
-                         "use a SPADE model trained with a style encoder")
+                         "use a model trained with --style-encoder (e.g. --model style)")
     if not path.is_file():
         raise InputError(f"style reference '{path}' does not exist; give an aerial image (GeoTIFF or PNG)")
     try:

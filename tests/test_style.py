@@ -1,4 +1,4 @@
-"""--style-ref: a reference aerial image sets the look (SPADE style encoder); the class layout stays."""
+"""--style-ref: a reference aerial image sets the look (SPADE or U-Net style encoder); the class layout stays."""
 
 import numpy as np
 import pytest
@@ -12,22 +12,29 @@ from geogan.errors import InputError
 from geogan.sources import osm_file_bounds
 
 
-@pytest.fixture(scope="module")
-def spade_model(tmp_path_factory):
-    """A tiny SPADE with a style encoder. Untrained, its latent barely matters, so the encoder's output layer
-    and the generator's input layer are scaled up: this checks the wiring (reference -> latent -> every tile),
-    not a learned style."""
+@pytest.fixture(scope="module", params=["spade", "unet"])
+def style_model(request, tmp_path_factory):
+    """A tiny SPADE or U-Net with a style encoder. Untrained, its latent barely matters (the U-Net's style FiLM
+    even starts as the identity), so the encoder's output layer and the latent's way in are scaled up: this
+    checks the wiring (reference -> latent -> every tile), not a learned style."""
     import torch
 
     from geogan.models.checkpoint import load_generator, save_generator
-    path = make_tiny_model(tmp_path_factory.mktemp("spade") / "spade", arch="spade",
+    arch = request.param
+    path = make_tiny_model(tmp_path_factory.mktemp(arch) / arch, arch=arch,
                            arch_params={"z_dim": 8, "use_style_encoder": True})
     module, card = load_generator(path)
+    torch.manual_seed(1)
     with torch.no_grad():
         for p in module.style_encoder.fc_mu.parameters():
             p.mul_(30.0)
-        for p in module.fc.parameters():
-            p.mul_(3.0)
+        if arch == "spade":
+            for p in module.fc.parameters():
+                p.mul_(3.0)
+        else:
+            for name, p in module.named_parameters():
+                if "style_film" in name:
+                    p.normal_(0.0, 0.3)
     save_generator(module, card, path.with_suffix(""))
     return path
 
@@ -38,7 +45,7 @@ def _bbox():
     return cx - 0.001, cy - 0.0005, cx + 0.001, cy + 0.0005
 
 
-def test_style_reference_changes_colours_but_not_layout(tmp_path, spade_model):
+def test_style_reference_changes_colours_but_not_layout(tmp_path, style_model):
     rng = np.random.default_rng(0)
     refs = {}
     for name, colour in (("green", (40, 140, 40)), ("sand", (220, 190, 120))):
@@ -47,7 +54,7 @@ def test_style_reference_changes_colours_but_not_layout(tmp_path, spade_model):
         Image.fromarray(img).save(refs[name])
     out = {}
     for name, ref in refs.items():
-        res = geogan.render(osm=sample_osm_path(), bbox=_bbox(), out_dir=tmp_path / name, model=str(spade_model),
+        res = geogan.render(osm=sample_osm_path(), bbox=_bbox(), out_dir=tmp_path / name, model=str(style_model),
                             tile_px=128, overlap_px=32, style_ref=ref, seed=1)
         out[name] = (rasterio.open(res.aerial).read().astype(float), rasterio.open(res.classes).read(1))
     (a, ca), (b, cb) = out["green"], out["sand"]
@@ -63,7 +70,7 @@ def test_style_reference_needs_a_style_encoder(tmp_path, tiny_model):
                       style_ref=ref)
 
 
-def test_style_reference_is_read_at_the_model_gsd_and_averaged_over_crops(tmp_path, spade_model):
+def test_style_reference_is_read_at_the_model_gsd_and_averaged_over_crops(tmp_path, style_model):
     """A georeferenced reference at twice the model's GSD is resampled to it before cropping; a plain picture
     is taken as it is; the latent of a photo half green, half sand is the mean of its halves' latents (one
     256 px crop in each half)."""
@@ -72,7 +79,7 @@ def test_style_reference_is_read_at_the_model_gsd_and_averaged_over_crops(tmp_pa
 
     from geogan.classes import load_schema
     from geogan.infer import _reference_pixels, encode_style, load_model
-    model = load_model(str(spade_model), load_schema(), "cpu")
+    model = load_model(str(style_model), load_schema(), "cpu")
     img = np.zeros((3, 300, 600), np.uint8)
     img[:, :, :300] = np.array([40, 140, 40], np.uint8)[:, None, None]  # green | sand, each uniform
     img[:, :, 300:] = np.array([220, 190, 120], np.uint8)[:, None, None]
@@ -94,7 +101,7 @@ def test_style_reference_is_read_at_the_model_gsd_and_averaged_over_crops(tmp_pa
     torch.testing.assert_close(whole, (halves[0] + halves[1]) / 2, atol=1e-4, rtol=1e-4)
 
 
-def test_card_default_style_is_the_look_without_a_reference(tmp_path, spade_model):
+def test_card_default_style_is_the_look_without_a_reference(tmp_path, style_model):
     """A style-encoder model whose card has ``default_style`` renders with that latent when no --style-ref is
     given: the same pixels as a render with a reference encoding to it."""
     import json
@@ -106,15 +113,15 @@ def test_card_default_style_is_the_look_without_a_reference(tmp_path, spade_mode
     ref = tmp_path / "sand.png"
     Image.fromarray(np.clip(np.array((220, 190, 120)) + rng.normal(0, 20, (256, 256, 3)), 0, 255)
                     .astype(np.uint8)).save(ref)
-    z = encode_style(load_model(str(spade_model), load_schema(), "cpu"), ref)
+    z = encode_style(load_model(str(style_model), load_schema(), "cpu"), ref)
     card_path = tmp_path / "styled.json"
-    shutil.copy(spade_model.with_suffix(".safetensors"), card_path.with_suffix(".safetensors"))
-    card = json.loads(spade_model.with_suffix(".json").read_text())
+    shutil.copy(style_model.with_suffix(".safetensors"), card_path.with_suffix(".safetensors"))
+    card = json.loads(style_model.with_suffix(".json").read_text())
     card["default_style"] = [float(v) for v in z[0]]
     card_path.write_text(json.dumps(card))
     kw = dict(osm=sample_osm_path(), bbox=_bbox(), tile_px=128, overlap_px=32, seed=1)
-    plain = geogan.render(out_dir=tmp_path / "plain", model=str(spade_model), **kw)
-    with_ref = geogan.render(out_dir=tmp_path / "ref", model=str(spade_model), style_ref=ref, **kw)
+    plain = geogan.render(out_dir=tmp_path / "plain", model=str(style_model), **kw)
+    with_ref = geogan.render(out_dir=tmp_path / "ref", model=str(style_model), style_ref=ref, **kw)
     default = geogan.render(out_dir=tmp_path / "default", model=str(card_path), **kw)
     read = lambda r: rasterio.open(r.aerial).read()  # noqa: E731
     assert np.array_equal(read(default), read(with_ref))

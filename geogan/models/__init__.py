@@ -28,7 +28,8 @@ from .registry import (
     generator_defaults,
 )
 from .shadow import ShadowGenerator, random_flip_rotate, split_texture_height
-from .spade import SPADEGenerator, SPADEResBlock, StyleEncoder, reparameterize
+from .spade import SPADEGenerator, SPADEResBlock
+from .style import StyleEncoder, StyleFiLM, reparameterize
 from .unet import UNetGenerator
 from .vgg import VGG19Features
 
@@ -50,6 +51,7 @@ __all__ = [
     "SPADEGenerator",
     "SPADEResBlock",
     "StyleEncoder",
+    "StyleFiLM",
     "reparameterize",
     "SPADE",
     "NoiseInjection",

@@ -8,14 +8,10 @@ from torch import nn
 
 from ._validate import check_generator_input, choice, positive_int
 from .init import init_weights
-from .normalization import NORM_KINDS, SPADE, NoiseInjection, make_norm, resize_labels
+from .normalization import NORM_KINDS, SPADE, NoiseInjection, resize_labels
+from .style import StyleEncoder, encode_style, style_latent
 
-__all__ = ["SPADEResBlock", "StyleEncoder", "SPADEGenerator", "reparameterize"]
-
-
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Draw ``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, 1)``."""
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+__all__ = ["SPADEResBlock", "SPADEGenerator"]
 
 
 class SPADEResBlock(nn.Module):
@@ -76,58 +72,6 @@ class SPADEResBlock(nn.Module):
             dx = self.noise_0(dx, noise)
         dx = self.conv_1(self.act(self.norm_1(dx, labels, style)))
         return x_s + dx
-
-
-class StyleEncoder(nn.Module):
-    """VAE encoder from a reference image to a style latent ``(mu, logvar)``.
-
-    ``n_layers`` 3x3 stride-2 convolutions (instance norm, LeakyReLU 0.2) with
-    ``nef * min(2**i, 8)`` channels, global average pooling, then two linear
-    heads. Global pooling makes the latent describe the overall look (colour,
-    texture) rather than the layout, and lets any image size through.
-
-    Parameters
-    ----------
-    in_nc : int, default 3
-        Image channels.
-    z_dim : int, default 64
-    nef : int, default 32
-    n_layers : int, default 4
-        The image should be at least ``2**(n_layers + 1)`` px on each side.
-    """
-
-    def __init__(self, in_nc: int = 3, z_dim: int = 64, nef: int = 32, n_layers: int = 4):
-        super().__init__()
-        owner = "StyleEncoder"
-        positive_int(owner, "in_nc", in_nc)
-        positive_int(owner, "z_dim", z_dim)
-        positive_int(owner, "nef", nef)
-        positive_int(owner, "n_layers", n_layers)
-        self.in_channels = in_nc
-        self.z_dim = z_dim
-        layers: list[nn.Module] = []
-        c_in = in_nc
-        for i in range(n_layers):
-            c_out = nef * min(2**i, 8)
-            layers += [
-                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
-                make_norm("instance", c_out),
-                nn.LeakyReLU(0.2),
-            ]
-            c_in = c_out
-        self.body = nn.Sequential(*layers)
-        self.fc_mu = nn.Linear(c_in, z_dim)
-        self.fc_logvar = nn.Linear(c_in, z_dim)
-        init_weights(self)
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if image.dim() != 4 or image.shape[1] != self.in_channels:
-            raise ValueError(
-                f"StyleEncoder: image must be [B, {self.in_channels}, H, W], "
-                f"got {list(image.shape)}"
-            )
-        feats = self.body(image).mean(dim=(2, 3))
-        return self.fc_mu(feats), self.fc_logvar(feats)
 
 
 class SPADEGenerator(nn.Module):
@@ -250,48 +194,12 @@ class SPADEGenerator(nn.Module):
     def encode_style(
         self, image: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Encode a reference image to ``(z, mu, logvar)``.
-
-        ``z`` is reparameterised in train mode and equals ``mu`` in eval mode.
-        Use ``mu``/``logvar`` for the KL term (:func:`geogan.models.loss.kld_loss`).
-
-        Raises
-        ------
-        ValueError
-            If the generator has no style encoder.
-        """
-        if self.style_encoder is None:
-            raise ValueError(
-                "SPADEGenerator: no style encoder; build with use_style_encoder=True and z_dim > 0"
-            )
-        mu, logvar = self.style_encoder(image)
-        z = reparameterize(mu, logvar) if self.training else mu
-        return z, mu, logvar
+        """Encode a reference image to ``(z, mu, logvar)`` (:func:`geogan.models.style.encode_style`)."""
+        return encode_style("SPADEGenerator", self.style_encoder, image, self.training)
 
     def _latent(self, labels: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor | None:
-        batch = labels.shape[0]
-        if self.z_dim == 0:
-            if style is not None:
-                raise ValueError("SPADEGenerator: style given but z_dim is 0; build with z_dim > 0")
-            return None
-        if style is None:
-            shape = (batch, self.z_dim)
-            if self.training:
-                return torch.randn(shape, device=labels.device, dtype=labels.dtype)
-            return torch.zeros(shape, device=labels.device, dtype=labels.dtype)
-        if style.dim() == 4:
-            if style.shape[0] not in (1, batch):
-                raise ValueError(
-                    f"SPADEGenerator: style image batch {style.shape[0]} does not match "
-                    f"labels batch {batch}; give 1 or {batch} images"
-                )
-            return self.encode_style(style)[0].expand(batch, -1)
-        if style.dim() == 2 and style.shape[1] == self.z_dim and style.shape[0] in (1, batch):
-            return style.to(dtype=labels.dtype).expand(batch, -1)
-        raise ValueError(
-            f"SPADEGenerator: style must be [B, {self.z_dim}] or an image [B, C, H, W], "
-            f"got {list(style.shape)}"
-        )
+        encode = (lambda image: self.encode_style(image)[0]) if self.style_encoder is not None else None
+        return style_latent("SPADEGenerator", self.z_dim, labels, style, self.training, encode)
 
     def forward(
         self,

@@ -8,6 +8,7 @@ from torch import nn
 from ._validate import check_generator_input, choice, positive_int
 from .init import init_weights
 from .normalization import NORM_KINDS, NoiseInjection, fold_batchnorm, make_norm, noise_pyramid
+from .style import StyleEncoder, StyleFiLM, encode_style, style_latent
 
 __all__ = ["UNetGenerator", "unet_channels"]
 
@@ -39,18 +40,21 @@ class _Down(nn.Module):
 
 
 class _Up(nn.Module):
-    """Decoder block: ReLU -> ConvT4x4/2 -> norm -> [noise] -> [dropout 0.5]."""
+    """Decoder block: ReLU -> ConvT4x4/2 -> norm -> [style FiLM] -> [noise] -> [dropout 0.5]."""
 
-    def __init__(self, in_nc: int, out_nc: int, norm: str, noise: bool, dropout: bool):
+    def __init__(self, in_nc: int, out_nc: int, norm: str, noise: bool, dropout: bool, z_dim: int = 0):
         super().__init__()
         self.act = nn.ReLU()
         self.conv = nn.ConvTranspose2d(in_nc, out_nc, 4, stride=2, padding=1, bias=False)
         self.norm = make_norm(norm, out_nc)
+        self.style_film = StyleFiLM(z_dim, out_nc) if z_dim else None
         self.noise = NoiseInjection(out_nc) if noise else None
         self.dropout = nn.Dropout(0.5) if dropout else None
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None, z: torch.Tensor | None = None) -> torch.Tensor:
         x = self.norm(self.conv(self.act(x)))
+        if self.style_film is not None and z is not None:
+            x = self.style_film(x, z)
         if self.noise is not None:
             x = self.noise(x, noise)
         if self.dropout is not None:
@@ -88,16 +92,26 @@ class UNetGenerator(nn.Module):
         Add a :class:`NoiseInjection` to every decoder block but the last,
         fed from the ``noise`` map given to ``forward``.
     norm : {"batch", "instance"}, default "batch"
+    z_dim : int, default 0
+        Style latent size; 0 disables it. The latent scales and shifts every decoder block's
+        normalised features per channel (:class:`~geogan.models.style.StyleFiLM`, zero-initialised,
+        so a trained U-Net given a style starts out computing exactly what it did).
+    use_style_encoder : bool, default False
+        Build a :class:`~geogan.models.style.StyleEncoder` (needs ``z_dim > 0``) so a reference
+        photo can set the look (``render --style-ref``).
+    style_nc : int, default 3
+        Channels of reference images given to the style encoder.
 
     Attributes
     ----------
-    in_channels, out_channels, size_multiple : int
+    in_channels, out_channels, size_multiple, z_dim : int
 
     Notes
     -----
-    ``forward(labels, noise=None)`` takes ``labels`` ``[B, in_nc, H, W]`` and
-    optional full-resolution noise ``[B, 1, H, W]`` and returns
-    ``[B, out_nc, H, W]`` in [-1, 1]. Memory grows with ``H*W*ngf``; the full
+    ``forward(labels, noise=None, style=None)`` takes ``labels`` ``[B, in_nc, H, W]``,
+    optional full-resolution noise ``[B, 1, H, W]`` and, with ``z_dim > 0``, an optional
+    style (a latent ``[B or 1, z_dim]`` or a reference image; see
+    :func:`~geogan.models.style.style_latent`) and returns ``[B, out_nc, H, W]`` in [-1, 1]. Memory grows with ``H*W*ngf``; the full
     ``ngf=64, n_down=8`` network has about 54.4 M parameters.
     """
 
@@ -110,6 +124,9 @@ class UNetGenerator(nn.Module):
         dropout: bool = True,
         noise: bool = False,
         norm: str = "batch",
+        z_dim: int = 0,
+        use_style_encoder: bool = False,
+        style_nc: int = 3,
     ):
         super().__init__()
         owner = "UNetGenerator"
@@ -118,10 +135,15 @@ class UNetGenerator(nn.Module):
         positive_int(owner, "ngf", ngf)
         positive_int(owner, "n_down", n_down, minimum=2)
         choice(owner, "norm", norm, NORM_KINDS)
-        for name, flag in (("dropout", dropout), ("noise", noise)):
+        positive_int(owner, "z_dim", z_dim, minimum=0)
+        positive_int(owner, "style_nc", style_nc)
+        for name, flag in (("dropout", dropout), ("noise", noise), ("use_style_encoder", use_style_encoder)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{owner}: {name} must be a bool, got {flag!r}")
+        if use_style_encoder and z_dim == 0:
+            raise ValueError(f"{owner}: use_style_encoder=True needs z_dim > 0")
         self.in_channels = in_nc
+        self.z_dim = z_dim
         self.out_channels = out_nc
         self.size_multiple = 2**n_down
         self.use_noise = noise
@@ -139,19 +161,32 @@ class UNetGenerator(nn.Module):
             level = n_down - 1 - j  # encoder level whose output this block receives
             c_in = chans[level] if j == 0 else 2 * chans[level]
             self.up.append(
-                _Up(c_in, chans[level - 1], norm, noise=noise, dropout=dropout and j < 3)
+                _Up(c_in, chans[level - 1], norm, noise=noise, dropout=dropout and j < 3, z_dim=z_dim)
             )
         self.out = nn.Sequential(
             nn.ReLU(),
             nn.ConvTranspose2d(2 * chans[0], out_nc, 4, stride=2, padding=1),
             nn.Tanh(),
         )
+        self.style_encoder = StyleEncoder(style_nc, z_dim) if use_style_encoder else None
         init_weights(self)
+        for sub in self.modules():  # init_weights re-drew every Linear: style FiLM starts as the identity again
+            if isinstance(sub, StyleFiLM):
+                nn.init.zeros_(sub.linear.weight)
+                nn.init.zeros_(sub.linear.bias)
 
-    def forward(self, labels: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_style(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode a reference image to ``(z, mu, logvar)`` (:func:`geogan.models.style.encode_style`)."""
+        return encode_style("UNetGenerator", self.style_encoder, image, self.training)
+
+    def forward(
+        self, labels: torch.Tensor, noise: torch.Tensor | None = None, style: torch.Tensor | None = None
+    ) -> torch.Tensor:
         check_generator_input(
             "UNetGenerator", labels, self.in_channels, self.size_multiple, noise
         )
+        encode = (lambda image: self.encode_style(image)[0]) if self.style_encoder is not None else None
+        z = style_latent("UNetGenerator", self.z_dim, labels, style, self.training, encode)
         x = labels
         skips = []
         for block in self.down:
@@ -163,7 +198,7 @@ class UNetGenerator(nn.Module):
         for j, block in enumerate(self.up):
             if j > 0:
                 x = torch.cat([x, skips[-1 - j]], dim=1)
-            x = block(x, pyramid[n_up - 1 - j] if pyramid is not None else None)
+            x = block(x, pyramid[n_up - 1 - j] if pyramid is not None else None, z)
         return self.out(torch.cat([x, skips[0]], dim=1))
 
     def fold_batchnorm_(self) -> "UNetGenerator":

@@ -49,8 +49,9 @@ def register_train(app: typer.Typer) -> None:
         val_fraction: Optional[float] = typer.Option(None, help="Share of the pairs (highest numbers) held out "
                                                              "for validation (default 0.125)."),
         shadow: bool = typer.Option(False, help="Texture+height generator with a shadow generator (needs heights)."),
-        style_encoder: bool = typer.Option(False, help="SPADE only: also train a style encoder (VAE, GauGAN) so "
-                                                       "'render --style-ref photo.tif' can set the look."),
+        style_encoder: bool = typer.Option(False, help="SPADE or U-Net: also train a style encoder (VAE, GauGAN) "
+                                                       "so 'render --style-ref photo.tif' can set the look (the U-Net "
+                                                       "takes the style through FiLM on its decoder)."),
         z_dim: int = typer.Option(64, help="Style latent size with --style-encoder."),
         kld_weight: Optional[float] = typer.Option(None, help="KL weight of the style encoder (default GauGAN's "
                                                              "0.05; lower it when the encoder collapses onto the "
@@ -87,15 +88,16 @@ def register_train(app: typer.Typer) -> None:
                 if (folder / "index.json").is_file():
                     raise InputError(f"'{folder}' holds chips; pass it as --chips")
             n_steps = steps if steps is not None or epochs is not None else 1000
-            if style_encoder and arch != "spade":
-                raise InputError("--style-encoder needs --arch spade")
+            if style_encoder and arch not in ("spade", "unet"):
+                raise InputError("--style-encoder needs --arch spade or --arch unet")
             if hidden_nc is not None and arch != "spade":
                 raise InputError("--hidden-nc needs --arch spade")
             g_params = {**({"ngf": ngf} if ngf else {}), **({"hidden_nc": hidden_nc} if hidden_nc else {}),
                         **({"z_dim": z_dim, "use_style_encoder": True} if style_encoder else {}),
                         **({"style_film": True} if style_film else {})}
-            if style_film and not style_encoder:
-                raise InputError("--style-film needs --style-encoder")
+            if style_film and not (style_encoder and arch == "spade"):
+                raise InputError("--style-film needs --arch spade and --style-encoder (the U-Net always "
+                                 "feeds its style through FiLM)")
             return run_training(
                 arch, chips if chips is not None else (pairs[0] if len(pairs) == 1 else list(pairs)), out, steps=n_steps, epochs=epochs, batch_size=batch,
                 lr=lr, beta1=beta1, l1_weight=l1_weight, gan_mode=gan_mode, ratio=ratio, seed=seed,
