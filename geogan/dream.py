@@ -67,6 +67,7 @@ from .models.dcgan import DCGANDiscriminator, DCGANGenerator
 from .models.loss import GANLoss
 from .noise import GOLD, M1, M2, splitmix64
 from .sketch import RasterClassSource
+from .streets import join_streets
 
 log = logging.getLogger("geogan")
 
@@ -410,6 +411,12 @@ def line_stats(class_map: np.ndarray, classes: Sequence[int], long_px: int) -> d
 
 #: Class ids of the street network (road, path) in geogan's schema, for :func:`line_stats`.
 STREET_CLASSES = (2, 3)
+#: Street joining in :func:`dream_map` (dream pixels; 4 m with the shipped model). Measured on four 200 px
+#: dreams (seeds 0-3): roads in pieces at least 16 px long 40 % -> 85 % (real OSM tiles 91 %), road pieces
+#: per 1,000 px 2.3 -> 0.7; a 20 degree cone and 10 px gaps drew a web of diagonal cracks instead.
+STREET_JOIN_GAP_PX = 8
+STREET_JOIN_CONE_DEG = 10.0
+STREET_MIN_LENGTH_PX = 12
 
 
 def dream_tile_stats(tiles: np.ndarray, n_classes: int) -> dict:
@@ -776,7 +783,8 @@ def _class_prior(model: DreamModel, n: int = 64) -> np.ndarray:
 
 def dream_map(model: DreamModel, shape_yx: tuple[int, int], seed: int = 0, *, overlap_px: int | None = None,
               latent_spacing_tiles: float = 2.0, candidates: int = 8, spread: float = 1.0,
-              min_speck_px: int = 4, batch_tiles: int = 16, balance: float = 1.0, sharpen: float = 1.0,
+              min_speck_px: int = 4, join_gap_px: int = STREET_JOIN_GAP_PX, batch_tiles: int = 16,
+              balance: float = 1.0, sharpen: float = 1.0,
               class_gains: Sequence[float] | None = None, progress: ProgressFn | None = None) -> np.ndarray:
     """Dream a class map ``uint8 shape_yx`` (schema ids) of any size, at the model's native GSD.
 
@@ -788,7 +796,9 @@ def dream_map(model: DreamModel, shape_yx: tuple[int, int], seed: int = 0, *, ov
     upper, upper-right) laid down on the overlaps, so that unrelated tile contents do not meet at the
     blend's crossover line. The chosen tiles' softmax maps are blended with
     :func:`geogan.blend.blend_weights` windows before the argmax; then patches under
-    ``min_speck_px`` pixels are sieved away. Deterministic: the same seed gives the same map.
+    ``min_speck_px`` pixels are sieved away, and road and path pieces are joined along their own
+    direction across gaps up to ``join_gap_px`` (:func:`geogan.streets.join_streets`; 0: not joined).
+    Deterministic: the same seed gives the same map.
 
     ``balance``: the candidates' agreement with their neighbours counts each class with weight
     ``(model's mean class probability + 0.01) ** -balance``, so that continuing a road counts more
@@ -868,7 +878,12 @@ def dream_map(model: DreamModel, shape_yx: tuple[int, int], seed: int = 0, *, ov
         prev_row = row
         if progress is not None:
             progress((r + 1) / n_rows, f"dream tile row {r + 1}/{n_rows}")
-    return remove_specks(out, min_speck_px)
+    out = remove_specks(out, min_speck_px)
+    if join_gap_px > 0:
+        for street in STREET_CLASSES:
+            out = join_streets(out, street, max_gap_px=join_gap_px, cone_deg=STREET_JOIN_CONE_DEG,
+                               min_length_px=STREET_MIN_LENGTH_PX)
+    return out
 
 
 def stitched_stats(maps: Sequence[np.ndarray], n_classes: int, long_px: int) -> dict:
@@ -1011,8 +1026,8 @@ def _render_gsd(render_model: str) -> float:
 def dream(bbox: BBox, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m: float | None = None,
           out_dir: PathLike = "out", model: PathLike = DEFAULT_MODEL_NAME, seed: int = 0,
           render_model: str | None = "default", overwrite: bool = False, device: str = "auto",
-          min_speck_px: int = 4, tile_px: int | None = None, overlap_px: int | None = None,
-          rules: PathLike | None = None,
+          min_speck_px: int = 4, join_gap_px: int = STREET_JOIN_GAP_PX, tile_px: int | None = None,
+          overlap_px: int | None = None, rules: PathLike | None = None,
           force: bool = False, progress: ProgressFn | None = None) -> DreamResult:
     """Dream a town on the real grid of ``bbox`` and render it.
 
@@ -1040,7 +1055,7 @@ def dream(bbox: BBox, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m
     grid = grid_from_bbox(tuple(bbox), bbox_crs, crs, gsd_m)  # type: ignore[arg-type]
     if grid.width * grid.height > MAX_DREAM_PX:
         raise TooLargeError(f"the dream would be {grid.width}x{grid.height} px; raise --gsd or shrink the bbox")
-    class_map, _ = dream_on_grid(dm, grid, seed, min_speck_px=min_speck_px,
+    class_map, _ = dream_on_grid(dm, grid, seed, min_speck_px=min_speck_px, join_gap_px=join_gap_px,
                                  progress=(lambda f, m: progress(0.2 * f, m)) if progress else None)
     write_class_map(class_map, grid, classes_path, schema)
     log.info("dreamed %dx%d px (%s)", grid.width, grid.height, ", ".join(

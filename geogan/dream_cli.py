@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         render_model: str = typer.Option("default", help="Conditional model that renders the dream "
                                                          "('none': write the class map only)."),
         min_speck: int = typer.Option(4, help="Merge patches smaller than this many dream pixels into a neighbour."),
+        join_gap: int = typer.Option(8, help="Join road and path pieces along their direction across gaps up to "
+                                             "this many dream pixels (0: leave them as dreamed)."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         tile_size: Optional[int] = typer.Option(None, help="Render tile size in output pixels (default: 256 model "
                                                            "pixels at the output GSD)."),
@@ -40,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
         rm = None if render_model.lower() == "none" else render_model
         res = run_guarded(lambda: run_dream(parse_bbox(bbox), bbox_crs, crs, gsd, out, model, seed, rm,
-                                            overwrite=overwrite, device=device, min_speck_px=min_speck,
+                                            overwrite=overwrite, device=device, min_speck_px=min_speck, join_gap_px=join_gap,
                                             tile_px=tile_size, overlap_px=overlap, force=force))
         g = res.grid
         rendered = ""

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from geogan.dream import DREAM_FORMAT, dream_map, dream_tile_stats, load_dream_model, sample_tiles
+from geogan.dream import DREAM_FORMAT, dream_map, dream_tile_stats, line_stats, load_dream_model, sample_tiles
 from geogan.zoo import builtin_model_dir
 
 CLASSES = ["background", "building", "road", "path", "railway", "water", "woodland", "grass", "farmland",
@@ -81,6 +81,17 @@ def test_stitching_keeps_the_tiles_roads(model):
     old = [dream_map(model, (160, 160), seed=s, balance=0.0, class_gains=[]) for s in (5, 6)]
     stitched, before = np.mean([(m == 2).mean() for m in town]), np.mean([(m == 2).mean() for m in old])
     assert stitched > 0.6 * in_tiles and stitched > 1.3 * before
+
+
+def test_streets_are_joined_into_a_network(model):
+    """Joined along their own direction, dreamed road dashes become streets: most road pixels lie in
+    pieces at least 16 px (64 m) long (real OSM tiles: 91 %), far more than without joining."""
+    joined = [dream_map(model, (160, 160), seed=s) for s in (8, 9)]
+    loose = [dream_map(model, (160, 160), seed=s, join_gap_px=0) for s in (8, 9)]
+    long_joined = np.mean([line_stats(m, [2], 16)["long_share"] for m in joined])
+    long_loose = np.mean([line_stats(m, [2], 16)["long_share"] for m in loose])
+    assert long_joined > 0.7 and long_joined > long_loose + 0.2
+    assert (np.mean([(m == 2).mean() for m in joined]) > 0.6 * np.mean([(m == 2).mean() for m in loose]))
 
 
 def test_same_seed_same_town_other_seed_other_town(model, town):
