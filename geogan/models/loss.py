@@ -14,6 +14,8 @@ from torch import nn
 from .vgg import VGG19Features, load_vgg19_state
 
 __all__ = [
+    "DIVERSITY_CAP",
+    "diversity_loss",
     "GAN_MODES",
     "GANLoss",
     "feature_matching_loss",
@@ -221,6 +223,22 @@ def shift_equivariance_loss(out: torch.Tensor, out_shifted: torch.Tensor, shift_
     if not bool(mask.any()):
         return out.new_zeros(())
     return (rolled - out_shifted).abs()[..., mask].mean()
+
+
+#: Cap of :func:`diversity_loss` (mean L1 between two samples, [-1, 1] units): beyond it the generator
+#: gains nothing from differing more, so the loss cannot pull the picture away from the photo.
+DIVERSITY_CAP = 0.1
+
+
+def diversity_loss(out_a: torch.Tensor, out_b: torch.Tensor, cap: float = DIVERSITY_CAP) -> torch.Tensor:
+    """Diversity-sensitive loss (Yang et al. 2019, "DSGAN"): ``-min(mean |out_a - out_b|, cap)`` for two
+    outputs of the same input under two different noise maps.
+
+    A generator that ignores its noise draws the same picture for the same input: on uniform open ground
+    every tile is alike, so a feature it likes there repeats at the tile stride (the default U-Net's one
+    dark tree per tile). Rewarding different samples makes the noise decide where such features go.
+    """
+    return -torch.clamp((out_a - out_b).abs().mean(), max=float(cap))
 
 
 class VGGPerceptualLoss(nn.Module):

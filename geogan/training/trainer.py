@@ -32,8 +32,8 @@ import torch
 
 from ..errors import InputError, OutputError
 from ..models.checkpoint import load_training_state, save_generator, save_training_state
-from ..models.loss import GANLoss, feature_matching_loss, kld_loss, lattice_loss, maybe_vgg_loss, \
-    shift_equivariance_loss
+from ..models.loss import GANLoss, diversity_loss, feature_matching_loss, kld_loss, lattice_loss, \
+    maybe_vgg_loss, shift_equivariance_loss
 from ..models.registry import build_discriminator, build_generator
 from ..models.shadow import ShadowGenerator, random_flip_rotate
 from .chips import HEIGHT_RANGE_M
@@ -58,6 +58,7 @@ class Recipe:
     kld_weight: float = 0.05  # SPADE with a style encoder: KL of the encoded style from N(0, 1) (GauGAN's 0.05)
     lattice_weight: float = 0.0  # excess spectral power on the 32/64/128 px lattices (models.loss.lattice_loss)
     equivariance_weight: float = 0.0  # G(roll(x)) vs roll(G(x)) (models.loss.shift_equivariance_loss)
+    diversity_weight: float = 0.0  # two noise maps, two different pictures (models.loss.diversity_loss)
     vgg_weights: str | None = None
     lr: float = 2e-4
     beta1: float = 0.5
@@ -300,10 +301,11 @@ class Trainer:
                 if not self.recipe.kld_weight:  # KL off: a plain (deterministic) style code, no sampling
                     style = mu
             noise = None
-            if self.recipe.equivariance_weight and style is None:
-                # one explicit noise map, rolled with the input for the shifted copy (same noise per place)
+            if (self.recipe.equivariance_weight and style is None) or self.recipe.diversity_weight:
+                # an explicit noise map: rolled with the input for the shifted copy (same noise per place),
+                # or set against a second one for the diversity loss
                 noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
-            out = self.g_fwd(x, noise=noise) if style is None else self.g_fwd(x, style=style)
+            out = self.g_fwd(x, noise=noise) if style is None else self.g_fwd(x, noise=noise, style=style)
             if self.shadow is not None:
                 fake, texture, height = self._shade(out)
             else:
@@ -330,7 +332,13 @@ class Trainer:
                     rec["loss_fm"] = loss_fm.item()
                 loss_l1 = (fake[:, :3] - real[:, :3]).abs().mean()
                 loss = loss + self.recipe.l1_weight * loss_l1
-                if noise is not None:
+                if self.recipe.diversity_weight:
+                    other = torch.randn_like(noise)
+                    out_b = self.g_fwd(x, noise=other) if style is None else self.g_fwd(x, noise=other, style=style)
+                    loss_div = diversity_loss(out[:, :3], out_b[:, :3])
+                    loss = loss + self.recipe.diversity_weight * loss_div
+                    rec["diversity"] = -loss_div.item()
+                if noise is not None and self.recipe.equivariance_weight and style is None:
                     shift = tuple(int(v) for v in self.rng.integers(16, x.shape[-1] - 16, 2))
                     out_shifted = self.g_fwd(torch.roll(x, shift, dims=(-2, -1)),
                                              noise=torch.roll(noise, shift, dims=(-2, -1)))
@@ -620,6 +628,7 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
           checkpoint_every: int = 500, sample_every: int = 500, log_every: int = 25,
           feature_matching: float | None = None, lattice_weight: float | None = None,
           equivariance_weight: float | None = None, kld_weight: float | None = None,
+          diversity_weight: float | None = None,
           vgg_weights: str | Path | None = None, amp: bool = True,
           channels_last: bool | None = None, compile: bool = False, log_tensorboard: bool = False,
           device: str = "auto", label_map="landcoverai", val_data=None, val_fraction: float | None = None,
@@ -669,7 +678,7 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
     for key, value in (("batch", batch_size), ("l1_weight", l1_weight), ("gan_mode", gan_mode),
                        ("fm_weight", feature_matching), ("balance", balance), ("jitter", jitter),
                        ("lattice_weight", lattice_weight), ("equivariance_weight", equivariance_weight),
-                       ("kld_weight", kld_weight)):
+                       ("kld_weight", kld_weight), ("diversity_weight", diversity_weight)):
         if value is not None:
             overrides[key] = value
     if vgg_weights is not None:
