@@ -450,6 +450,20 @@ def test_lattice_share_finds_a_periodic_pattern_and_the_loss_pushes_it_down():
         lattice_share(torch.zeros(1, 3, 100, 100))
 
 
+def test_diversity_loss_rewards_different_samples_up_to_its_cap():
+    from geogan.models.loss import diversity_loss
+    a = torch.zeros(2, 3, 8, 8)
+    assert diversity_loss(a, a).item() == 0.0
+    assert diversity_loss(a, a + 0.04).item() == pytest.approx(-0.04)
+    assert diversity_loss(a, a + 0.5, cap=0.1).item() == pytest.approx(-0.1)
+    b = (a + 0.02).requires_grad_()
+    diversity_loss(a, b).backward()
+    assert (b.grad < 0).all()  # minimising it pushes the samples apart
+    c = (a + 0.5).requires_grad_()
+    diversity_loss(a, c, cap=0.1).backward()
+    assert (c.grad == 0).all()  # past the cap: no pull away from the photo
+
+
 def test_shift_equivariance_loss_is_zero_for_pointwise_maps_and_catches_a_fixed_spot():
     from geogan.models.loss import shift_equivariance_loss
     g = torch.Generator().manual_seed(1)

@@ -155,18 +155,19 @@ def _weights(t):
     return {k: v.clone() for k, v in t.G.state_dict().items()}
 
 
-def test_lattice_and_equivariance_losses_are_logged_and_can_be_added_when_resuming(pairs_dir, tmp_path):
+def test_lattice_equivariance_and_diversity_losses_are_logged_and_can_be_added_when_resuming(pairs_dir, tmp_path):
     kw = dict(batch_size=2, arch_params={"ngf": 4, "n_down": 5}, disc_params={"ndf": 4}, val_fraction=0.5,
               checkpoint_every=100, sample_every=100, device="cpu", log_every=1)
     train("unet", pairs_dir, tmp_path / "run", steps=2, **kw)
     train("unet", pairs_dir, tmp_path / "run", steps=4, resume=True, lattice_weight=10.0, equivariance_weight=5.0,
-          **kw)
+          diversity_weight=10.0, **kw)
     recs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    for key in ("loss_lattice", "loss_equivariance"):
+    for key in ("loss_lattice", "loss_equivariance", "diversity"):
         values = [r.get(key) for r in recs if r.get("g_step")]
         assert values[:2] == [None, None] and all(v is not None and v >= 0 for v in values[2:])
     _, card = load_generator(tmp_path / "run" / "export" / "model.json")
     assert card["training"]["recipe"]["lattice_weight"] == 10.0
+    assert card["training"]["recipe"]["diversity_weight"] == 10.0
 
 
 def test_kld_weight_zero_feeds_the_generator_the_plain_style_code(data, tmp_path):
