@@ -56,6 +56,30 @@ def make_tiny_model(path_stem: Path, arch: str = "unet", gsd_m: float = 0.5, see
     return card_path
 
 
+def make_tiny_style_model(path_stem: Path, arch: str = "unet") -> Path:
+    """A tiny SPADE or U-Net with a style encoder; returns the card path. Untrained, its latent barely
+    matters (the U-Net's style FiLM even starts as the identity), so the encoder's output layer and the
+    latent's way in are scaled up: for checking the wiring (reference -> latent -> every tile), not a
+    learned style."""
+    from geogan.models.checkpoint import load_generator, save_generator
+
+    path = make_tiny_model(path_stem, arch=arch, arch_params={"z_dim": 8, "use_style_encoder": True})
+    module, card = load_generator(path)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in module.style_encoder.fc_mu.parameters():
+            p.mul_(30.0)
+        if arch == "spade":
+            for p in module.fc.parameters():
+                p.mul_(3.0)
+        else:
+            for name, p in module.named_parameters():
+                if "style_film" in name:
+                    p.normal_(0.0, 0.3)
+    save_generator(module, card, path.with_suffix(""))
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")

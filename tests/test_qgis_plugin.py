@@ -171,6 +171,30 @@ def test_render_writes_three_rasters(qgis_home, geojson, tiny_model, tmp_path):
     assert mesh.read_bytes()[:4] == b"glTF"
 
 
+def test_render_with_a_style_reference_layer(qgis_home, geojson, tmp_path):
+    """A reference photo layer sets the look of a style-encoder model; the class map stays."""
+    import rasterio
+    from PIL import Image
+
+    from conftest import make_tiny_style_model
+
+    model = make_tiny_style_model(tmp_path / "style_unet", "unet")
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, colour in (("green", (40, 140, 40)), ("sand", (220, 190, 120))):
+        ref = tmp_path / f"{name}.png"
+        Image.fromarray(np.clip(np.array(colour) + rng.normal(0, 20, (256, 256, 3)), 0, 255).astype(np.uint8)).save(ref)
+        out_dir = tmp_path / name
+        _ok(qgis_process(qgis_home, "run", "geogan:render", "--", f"LAYERS={geojson}",
+                         f"EXTENT={_extent(BBOX_LONLAT, 'EPSG:4326')}", "OUTPUT_CRS=EPSG:3857", "GSD_M=1",
+                         f"MODEL={model}", f"STYLE_REF={ref}", "TILE_PX=64", "OVERLAP_PX=16",
+                         f"OUTPUT_DIR={out_dir}"))
+        with rasterio.open(out_dir / "aerial.tif") as a, rasterio.open(out_dir / "classes.tif") as c:
+            out[name] = (a.read().astype(float).mean((1, 2)), c.read(1))
+    assert np.array_equal(out["green"][1], out["sand"][1])
+    assert np.abs(out["green"][0] - out["sand"][0]).max() > 1.0
+
+
 def test_bad_input_is_one_line_error(qgis_home, geojson, tmp_path):
     missing = tmp_path / "no_such_model.json"
     proc = qgis_process(qgis_home, "run", "geogan:render", "--", f"LAYERS={geojson}",

@@ -6,7 +6,7 @@ import rasterio
 from PIL import Image
 
 import geogan
-from conftest import make_tiny_model
+from conftest import make_tiny_style_model
 from geogan.api import sample_osm_path
 from geogan.errors import InputError
 from geogan.sources import osm_file_bounds
@@ -14,29 +14,7 @@ from geogan.sources import osm_file_bounds
 
 @pytest.fixture(scope="module", params=["spade", "unet"])
 def style_model(request, tmp_path_factory):
-    """A tiny SPADE or U-Net with a style encoder. Untrained, its latent barely matters (the U-Net's style FiLM
-    even starts as the identity), so the encoder's output layer and the latent's way in are scaled up: this
-    checks the wiring (reference -> latent -> every tile), not a learned style."""
-    import torch
-
-    from geogan.models.checkpoint import load_generator, save_generator
-    arch = request.param
-    path = make_tiny_model(tmp_path_factory.mktemp(arch) / arch, arch=arch,
-                           arch_params={"z_dim": 8, "use_style_encoder": True})
-    module, card = load_generator(path)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in module.style_encoder.fc_mu.parameters():
-            p.mul_(30.0)
-        if arch == "spade":
-            for p in module.fc.parameters():
-                p.mul_(3.0)
-        else:
-            for name, p in module.named_parameters():
-                if "style_film" in name:
-                    p.normal_(0.0, 0.3)
-    save_generator(module, card, path.with_suffix(""))
-    return path
+    return make_tiny_style_model(tmp_path_factory.mktemp(request.param) / request.param, request.param)
 
 
 def _bbox():

@@ -360,6 +360,7 @@ class RasterizeAlgorithm(GeoganAlgorithm):
 
 class RenderAlgorithm(GeoganAlgorithm):
     MODEL = "MODEL"
+    STYLE_REF = "STYLE_REF"
     DEM = "DEM"
     DEVICE = "DEVICE"
     SEED = "SEED"
@@ -387,6 +388,8 @@ class RenderAlgorithm(GeoganAlgorithm):
             "Extent: any CRS, reprojected into the output CRS; empty: the data's extent.\n"
             "Pixel size: ground metres; empty: the model's native pixel size.\n"
             "Model: a name from 'geogan models' or a path to a model .json/.safetensors.\n"
+            "Style reference: an aerial photo (raster layer) whose look the render takes on; needs a "
+            "model with a style encoder (model 'style').\n"
             "Cancel stops within one tile. The three rasters are written to the output folder "
             "and added to the project.")
 
@@ -397,6 +400,9 @@ class RenderAlgorithm(GeoganAlgorithm):
             QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
         self.addParameter(QgsProcessingParameterString(
             self.MODEL, tr("Model (name or path to .json/.safetensors)"), defaultValue="default"))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.STYLE_REF, tr("Style reference photo (optional; models with a style encoder, e.g. 'style')"),
+            optional=True))
         advanced = [
             QgsProcessingParameterRasterLayer(self.DEM, tr("Terrain DEM (optional)"), optional=True),
             QgsProcessingParameterEnum(self.DEVICE, tr("Device"), options=self.DEVICES, defaultValue=0),
@@ -429,6 +435,8 @@ class RenderAlgorithm(GeoganAlgorithm):
                                          f"{exc.strerror}; choose a writable folder") from None
         dem = self.parameterAsRasterLayer(parameters, self.DEM, context)
         dem_path = _raster_file(dem, "DEM") if dem is not None else None
+        style = self.parameterAsRasterLayer(parameters, self.STYLE_REF, context)
+        style_path = _raster_file(style, "style reference") if style is not None else None
         gsd = parameters.get(self.GSD_M)
         gsd_m = None
         if gsd not in (None, ""):
@@ -442,6 +450,7 @@ class RenderAlgorithm(GeoganAlgorithm):
                 feedback.pushInfo("no input layers or OSM file: rendering geogan's bundled sample town")
             kwargs.update(
                 gsd_m=gsd_m, out_dir=str(out_dir), overwrite=True, dem=dem_path,
+                **({"style_ref": style_path} if style_path else {}),
                 model=(self.parameterAsString(parameters, self.MODEL, context) or "default").strip(),
                 device=self.DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
                 seed=self.parameterAsInt(parameters, self.SEED, context),
