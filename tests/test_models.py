@@ -452,10 +452,14 @@ def test_lattice_share_finds_a_periodic_pattern_and_the_loss_pushes_it_down():
 
 def test_diversity_loss_rewards_different_samples_up_to_its_cap():
     from geogan.models.loss import diversity_loss
-    a = torch.zeros(2, 3, 8, 8)
+    a = torch.zeros(2, 3, 16, 16)
     assert diversity_loss(a, a).item() == 0.0
-    assert diversity_loss(a, a + 0.04).item() == pytest.approx(-0.04)
+    assert diversity_loss(a, a + 0.04, cap=0.1).item() == pytest.approx(-0.04)
     assert diversity_loss(a, a + 0.5, cap=0.1).item() == pytest.approx(-0.1)
+    speckle = torch.ones(1, 1, 16, 16)
+    speckle[..., ::2, :] = -1  # pixel-level differences average out over the 8 px cells
+    assert diversity_loss(a, a + 0.3 * speckle).item() == pytest.approx(0.0, abs=1e-7)
+    assert diversity_loss(a, a + 0.3 * speckle, pool_px=1, cap=1.0).item() == pytest.approx(-0.3)
     b = (a + 0.02).requires_grad_()
     diversity_loss(a, b).backward()
     assert (b.grad < 0).all()  # minimising it pushes the samples apart

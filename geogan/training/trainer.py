@@ -58,7 +58,7 @@ class Recipe:
     kld_weight: float = 0.05  # SPADE with a style encoder: KL of the encoded style from N(0, 1) (GauGAN's 0.05)
     lattice_weight: float = 0.0  # excess spectral power on the 32/64/128 px lattices (models.loss.lattice_loss)
     equivariance_weight: float = 0.0  # G(roll(x)) vs roll(G(x)) (models.loss.shift_equivariance_loss)
-    diversity_weight: float = 0.0  # two noise maps, two different pictures (models.loss.diversity_loss)
+    diversity_weight: float = 0.0  # two noise maps, two different pictures at 8 px cells (models.loss.diversity_loss)
     vgg_weights: str | None = None
     lr: float = 2e-4
     beta1: float = 0.5
