@@ -233,8 +233,11 @@ def models() -> None:
         table.add_column(col, overflow="fold")
     for card in list_models():
         data = card.get("training", {}).get("data", "")
+        outputs = list(card.get("outputs", []))
+        if card.get("arch_params", {}).get("use_style_encoder"):
+            outputs.append("--style-ref")
         table.add_row(card.get("name", "?"), card.get("arch", "?"), ", ".join(card.get("classes", [])),
-                      str(card.get("gsd_m", "?")), ", ".join(card.get("outputs", [])), str(data),
+                      str(card.get("gsd_m", "?")), ", ".join(outputs), str(data),
                       str(card.get("license", "")), card["path"])
     Console().print(table)
     typer.echo("searched: " + ", ".join(str(d) for d in model_dirs()))
