@@ -76,7 +76,7 @@ def main() -> None:
     metrics["fixed_pattern"]["command"] = f"benchmarks/fixed_pattern.py geogan/data/models/{args.name}.json"
     metrics["style_reference"].pop("model", None)
     card["metrics"] = metrics
-    save_generator(module, card, stem)
+    save_generator(module, card, stem, fp16=True)
     print(json.dumps(metrics, indent=1))
 
 
