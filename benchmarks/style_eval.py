@@ -36,13 +36,10 @@ def load_set(folder: Path, label_map: str, n: int, classes: list[str]):
     lm = load_label_map(label_map)
     _, val = split_by_number(list_pair_files(folder))
     picks = [val[i] for i in np.linspace(0, len(val) - 1, min(n, len(val))).round().astype(int)]
-    photos, onehots = [], []
-    for path in picks:
-        image, ids = read_pair(path, lm)
-        ids = np.array([classes.index(lm.classes[i]) for i in range(len(lm.classes))], np.int64)[ids]
-        photos.append(torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1)
-        onehots.append(torch.nn.functional.one_hot(torch.from_numpy(ids), len(classes)).permute(2, 0, 1).float())
-    return torch.stack(photos), torch.stack(onehots)
+    from geogan.evaluate import one_hot, to_tensor_image
+    to_model = np.array([classes.index(name) for name in lm.classes], np.int64)
+    images, labels = zip(*(read_pair(path, lm) for path in picks))
+    return to_tensor_image(np.stack(images)), one_hot(to_model[np.stack(labels)], len(classes))
 
 
 def main() -> None:

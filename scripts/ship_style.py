@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,14 +24,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 def default_style(module, pairs: Path, n: int) -> list[float]:
     """Mean style code (encoder mean) of ``n`` evenly spread training photos of a pair folder."""
+    from geogan.evaluate import to_tensor_image
     from geogan.training.datasets import list_pair_files, split_by_number
     from geogan.training.pairs import load_label_map, read_pair
 
     train, _ = split_by_number(list_pair_files(pairs))
     picks = [train[i] for i in np.linspace(0, len(train) - 1, n).round().astype(int)]
     lm = load_label_map("landcoverai")
-    photos = torch.stack([torch.from_numpy(read_pair(p, lm)[0]).permute(2, 0, 1).float() / 127.5 - 1
-                          for p in picks])
+    photos = to_tensor_image(np.stack([read_pair(p, lm)[0] for p in picks]))
     with torch.no_grad():
         mu = module.encode_style(photos)[1]
     return [round(float(v), 5) for v in mu.mean(0)]
@@ -64,7 +65,6 @@ def main() -> None:
     stem = ROOT / "geogan/data/models" / args.name
     tmp = Path("/tmp") / f"ship_{args.name}"
     save_generator(module, card, tmp)
-    import subprocess
     evaluation = subprocess.run([sys.executable, str(ROOT / "benchmarks/style_eval.py"), str(tmp) + ".json",
                                  "--json", str(tmp) + "_eval.json"], check=True, capture_output=True, text=True)
     print(evaluation.stdout)
