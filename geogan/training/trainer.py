@@ -305,7 +305,8 @@ class Trainer:
                 # an explicit noise map: rolled with the input for the shifted copy (same noise per place),
                 # or set against a second one for the diversity loss
                 noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
-            out = self.g_fwd(x, noise=noise) if style is None else self.g_fwd(x, noise=noise, style=style)
+            style_kw = {} if style is None else {"style": style}  # models without a style take no style argument
+            out = self.g_fwd(x, noise=noise, **style_kw)
             if self.shadow is not None:
                 fake, texture, height = self._shade(out)
             else:
@@ -334,7 +335,7 @@ class Trainer:
                 loss = loss + self.recipe.l1_weight * loss_l1
                 if self.recipe.diversity_weight:
                     other = torch.randn_like(noise)
-                    out_b = self.g_fwd(x, noise=other) if style is None else self.g_fwd(x, noise=other, style=style)
+                    out_b = self.g_fwd(x, noise=other, **style_kw)
                     loss_div = diversity_loss(out[:, :3], out_b[:, :3])
                     loss = loss + self.recipe.diversity_weight * loss_div
                     rec["diversity"] = -loss_div.item()
