@@ -468,6 +468,30 @@ def test_diversity_loss_rewards_different_samples_up_to_its_cap():
     assert (c.grad == 0).all()  # past the cap: no pull away from the photo
 
 
+def test_fixed_pattern_loss_measures_only_the_picture_all_samples_share():
+    from geogan.models.loss import fixed_pattern_loss
+    g = torch.Generator().manual_seed(0)
+    spot = torch.zeros(1, 3, 64, 64)
+    spot[..., 16:32, 24:40] = -0.8  # one dark tree at the same place of every sample
+    pooled_var = torch.nn.functional.avg_pool2d(spot, 8).var(dim=(-2, -1), unbiased=False).mean().item()
+    shared = spot.repeat(4, 1, 1, 1)
+    assert fixed_pattern_loss(shared).item() == pytest.approx(pooled_var, rel=1e-5)
+    # trees the noise places: as much contrast, zero shared variance in expectation (one draw: small)
+    drawn = torch.randn(64, 3, 8, 8, generator=g).repeat_interleave(8, -1).repeat_interleave(8, -2) * 0.3
+    assert abs(fixed_pattern_loss(drawn).item()) < 0.05 * pooled_var
+    assert abs(fixed_pattern_loss(drawn).item()) < 0.01 * drawn.var().item()
+    assert fixed_pattern_loss(shared + drawn[:4]).item() > 0.5 * pooled_var
+    x = (shared + drawn[:4]).requires_grad_()
+    fixed_pattern_loss(x).backward()
+    descent = -x.grad  # fades the shared spot: lifts it, and moves the rest of the tile far less
+    outside = torch.ones(64, 64, dtype=torch.bool)
+    outside[16:32, 24:40] = False
+    assert descent[..., 16:32, 24:40].mean() > 0
+    assert descent[..., 16:32, 24:40].abs().mean() > 3 * descent[..., outside].abs().mean()
+    with pytest.raises(ValueError, match="at least 2"):
+        fixed_pattern_loss(shared[:1])
+
+
 def test_shift_equivariance_loss_is_zero_for_pointwise_maps_and_catches_a_fixed_spot():
     from geogan.models.loss import shift_equivariance_loss
     g = torch.Generator().manual_seed(1)

@@ -5,6 +5,7 @@ Torch runs single-threaded here: on a busy 2-core machine two OpenMP threads are
 """
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -168,6 +169,29 @@ def test_lattice_equivariance_and_diversity_losses_are_logged_and_can_be_added_w
     _, card = load_generator(tmp_path / "run" / "export" / "model.json")
     assert card["training"]["recipe"]["lattice_weight"] == 10.0
     assert card["training"]["recipe"]["diversity_weight"] == 10.0
+
+
+def test_fixed_pattern_loss_runs_the_generator_in_eval_mode_and_leaves_it_training(data, tmp_path):
+    train_ds, _ = data
+    running = {}
+    for weight in (100.0, 0.0):
+        recipe = recipe_for("unet", 5, g_params={"ngf": 4, "n_down": 5}, d_params={"ndf": 4}, batch=2,
+                            balance=False, fixed_pattern_weight=weight)
+        t = Trainer(recipe, train_ds, tmp_path / f"run{weight}", ratio=FixedRatio(1, 1), seed=0)
+        modes = []
+        t.G.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+        rec = t.step()
+        assert t.G.training
+        running[weight] = {k: v.clone() for k, v in t.G.state_dict().items() if "running" in k}
+        if weight:
+            assert math.isfinite(rec["fixed_pattern_std"])
+            assert modes == [True, False]  # the batch in train mode, the uniform samples in eval mode
+        else:
+            assert "fixed_pattern_std" not in rec and modes == [True]
+    # batch-norm statistics come from the training batch only, not from the uniform samples
+    assert running[100.0].keys() == running[0.0].keys() and running[0.0]
+    for k, v in running[0.0].items():
+        assert torch.equal(v, running[100.0][k]), k
 
 
 def test_kld_weight_zero_feeds_the_generator_the_plain_style_code(data, tmp_path):

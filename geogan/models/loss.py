@@ -26,6 +26,7 @@ __all__ = [
     "LATTICE_PERIODS_PX",
     "lattice_periods",
     "shift_equivariance_loss",
+    "fixed_pattern_loss",
     "VGGPerceptualLoss",
     "maybe_vgg_loss",
 ]
@@ -250,6 +251,34 @@ def diversity_loss(out_a: torch.Tensor, out_b: torch.Tensor, cap: float = DIVERS
     if pool_px > 1:
         out_a, out_b = F.avg_pool2d(out_a, pool_px), F.avg_pool2d(out_b, pool_px)
     return -torch.clamp((out_a - out_b).abs().mean(), max=float(cap))
+
+
+#: Cell size over which :func:`fixed_pattern_loss` compares samples (features of a few metres, not pixel noise).
+FIXED_PATTERN_POOL_PX = 8
+
+
+def fixed_pattern_loss(samples: torch.Tensor, pool_px: int = FIXED_PATTERN_POOL_PX) -> torch.Tensor:
+    """The variance of the picture that ``samples`` (``K >= 2`` outputs for one uniform input under K
+    independent noise maps, ``[K, C, H, W]``) share at the same place: the mean covariance, over all pairs of
+    samples, of their deviations from their own spatial mean (pooled to ``pool_px`` cells). Its square root
+    is the standard deviation of the shared pattern in [-1, 1] units.
+
+    On a uniform input (one class everywhere) nothing but the position inside the tile and the noise can
+    place a feature. Features drawn by the noise are independent between samples, so their covariance is
+    zero in expectation whatever their contrast: the estimate is unbiased (it can come out negative for one
+    draw) and its gradient asks nothing of the random part, unlike :func:`diversity_loss`; it only removes
+    the part every sample shares (the default U-Net's one dark tree at the same place of every open-ground
+    tile). ``benchmarks/fixed_pattern.py`` measures the same thing on the finished model.
+    """
+    k = samples.shape[0]
+    if k < 2:
+        raise ValueError(f"fixed_pattern_loss needs at least 2 samples of one input, got {k}")
+    x = F.avg_pool2d(samples, pool_px) if pool_px > 1 else samples
+    d = (x - x.mean(dim=(-2, -1), keepdim=True)).flatten(1)  # [K, C*cells]
+    total = d.sum(0)
+    # the sum over ordered pairs i != j of <d_i, d_j> is |sum_i d_i|^2 - sum_i |d_i|^2
+    pair_sum = (total * total).sum() - (d * d).sum()
+    return pair_sum / (k * (k - 1) * d.shape[1])
 
 
 class VGGPerceptualLoss(nn.Module):

@@ -47,6 +47,11 @@ def register_train(app: typer.Typer) -> None:
                                                                   "features the "
                                                                   "generator puts at the same place in every tile "
                                                                   "(default 0: off; can be added when resuming)."),
+        fixed_pattern_weight: Optional[float] = typer.Option(None, help="Weight of the fixed-pattern loss: for one "
+                                                                      "class everywhere, the outputs under several "
+                                                                      "noise maps should share no picture tied to "
+                                                                      "the tile position (default 0: off; can be "
+                                                                      "added when resuming)."),
         ratio: str = typer.Option("dynamic", help="D:G ratio: 'dynamic', 'dynamic:LOW:HIGH' or fixed 'D:G'."),
         gan_mode: Optional[str] = typer.Option(None, help="hinge, vanilla or lsgan (default: the recipe's)."),
         vgg_weights: Optional[Path] = typer.Option(None, help="Local VGG19 weights for a perceptual loss."),
@@ -109,7 +114,7 @@ def register_train(app: typer.Typer) -> None:
                 lr=lr, beta1=beta1, l1_weight=l1_weight, gan_mode=gan_mode, ratio=ratio, seed=seed,
                 resume=resume, checkpoint_every=checkpoint_every, sample_every=sample_every,
                 feature_matching=fm_weight, lattice_weight=lattice_weight, equivariance_weight=equivariance_weight, kld_weight=kld_weight,
-                diversity_weight=diversity_weight, vgg_weights=vgg_weights, log_tensorboard=tensorboard,
+                diversity_weight=diversity_weight, fixed_pattern_weight=fixed_pattern_weight, vgg_weights=vgg_weights, log_tensorboard=tensorboard,
                 device=device, label_map=label_map[0] if len(label_map) == 1 else list(label_map), val_fraction=val_fraction,
                 arch_params=g_params or None, disc_params={"ndf": ndf} if ndf else None, shadow=shadow, balance=balance, name=name,
                 init_from=init_from, max_seconds=hours * 3600 if hours else None, threads=threads, compile=compile, progress=True)

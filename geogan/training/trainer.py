@@ -32,7 +32,8 @@ import torch
 
 from ..errors import InputError, OutputError
 from ..models.checkpoint import load_training_state, save_generator, save_training_state
-from ..models.loss import GANLoss, diversity_loss, feature_matching_loss, kld_loss, lattice_loss, \
+from ..models.loss import GANLoss, diversity_loss, feature_matching_loss, fixed_pattern_loss, kld_loss, \
+    lattice_loss, \
     maybe_vgg_loss, shift_equivariance_loss
 from ..models.registry import build_discriminator, build_generator
 from ..models.shadow import ShadowGenerator, random_flip_rotate
@@ -41,6 +42,8 @@ from .pairs import PairSet
 from .ratio import DynamicRatio, FixedRatio
 
 log = logging.getLogger("geogan")
+
+FIXED_PATTERN_SAMPLES = 4  # noise maps per step for the fixed-pattern loss (all for one uniform input)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Recipe:
     lattice_weight: float = 0.0  # excess spectral power on the 32/64/128 px lattices (models.loss.lattice_loss)
     equivariance_weight: float = 0.0  # G(roll(x)) vs roll(G(x)) (models.loss.shift_equivariance_loss)
     diversity_weight: float = 0.0  # two noise maps, two different pictures at 8 px cells (models.loss.diversity_loss)
+    fixed_pattern_weight: float = 0.0  # uniform input: no picture shared by all noise maps (models.loss.fixed_pattern_loss)
     vgg_weights: str | None = None
     lr: float = 2e-4
     beta1: float = 0.5
@@ -290,6 +294,23 @@ class Trainer:
         texture, height = out[:, :3], out[:, 3:4]
         return self.shadow(texture, height), texture, height
 
+    def _fixed_pattern(self, x: torch.Tensor) -> torch.Tensor:
+        """:func:`fixed_pattern_loss` of ``FIXED_PATTERN_SAMPLES`` outputs for one input class everywhere (drawn
+        at random among the input's channels), each under its own noise. The generator runs in eval mode here
+        (batch norm on its running statistics, no dropout): the mode it renders in, and a batch of identical
+        inputs would give degenerate batch statistics."""
+        k = FIXED_PATTERN_SAMPLES
+        uniform = torch.zeros(k, *x.shape[1:], device=x.device, dtype=x.dtype)
+        uniform[:, int(self.rng.integers(x.shape[1]))] = 1
+        noise = torch.randn(k, 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+        was_training = self.G.training
+        self.G.eval()
+        try:
+            out = self.g_fwd(uniform, noise=noise)
+        finally:
+            self.G.train(was_training)
+        return fixed_pattern_loss(out[:, :3])
+
     def step(self) -> dict:
         x, real, *extra = self._batch()
         with torch.autocast(self.device.type, enabled=self.amp):
@@ -346,6 +367,10 @@ class Trainer:
                     loss_eq = shift_equivariance_loss(out[:, :3], out_shifted[:, :3], shift)
                     loss = loss + self.recipe.equivariance_weight * loss_eq
                     rec["loss_equivariance"] = loss_eq.item()
+                if self.recipe.fixed_pattern_weight and style is None:
+                    loss_fixed = self._fixed_pattern(x)
+                    loss = loss + self.recipe.fixed_pattern_weight * loss_fixed
+                    rec["fixed_pattern_std"] = math.copysign(abs(loss_fixed.item()) ** 0.5, loss_fixed.item())
                 if self.recipe.lattice_weight:
                     loss_lattice = lattice_loss(fake[:, :3], real[:, :3])
                     loss = loss + self.recipe.lattice_weight * loss_lattice
@@ -629,7 +654,7 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
           checkpoint_every: int = 500, sample_every: int = 500, log_every: int = 25,
           feature_matching: float | None = None, lattice_weight: float | None = None,
           equivariance_weight: float | None = None, kld_weight: float | None = None,
-          diversity_weight: float | None = None,
+          diversity_weight: float | None = None, fixed_pattern_weight: float | None = None,
           vgg_weights: str | Path | None = None, amp: bool = True,
           channels_last: bool | None = None, compile: bool = False, log_tensorboard: bool = False,
           device: str = "auto", label_map="landcoverai", val_data=None, val_fraction: float | None = None,
@@ -679,7 +704,8 @@ def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epo
     for key, value in (("batch", batch_size), ("l1_weight", l1_weight), ("gan_mode", gan_mode),
                        ("fm_weight", feature_matching), ("balance", balance), ("jitter", jitter),
                        ("lattice_weight", lattice_weight), ("equivariance_weight", equivariance_weight),
-                       ("kld_weight", kld_weight), ("diversity_weight", diversity_weight)):
+                       ("kld_weight", kld_weight), ("diversity_weight", diversity_weight),
+                       ("fixed_pattern_weight", fixed_pattern_weight)):
         if value is not None:
             overrides[key] = value
     if vgg_weights is not None:
