@@ -9,12 +9,22 @@ the grid's shape.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import shapely
 from rasterio import features as rio_features
+from rasterio.errors import NotGeoreferencedWarning
 
 from .features import FeatureSet
 from .grid import Grid
+
+# rasterio.features.rasterize now and then warns that its in-memory target "has no geotransform" when
+# several threads rasterize at once (the render does: model inputs and output strips), although every
+# call here passes the grid's transform and the pixels come out right (a known, unfixed rasterio/GDAL
+# error-state race: rasterio/rasterio#2497, opendatacube/odc-geo#131). Only that module's warning of
+# that kind is hidden.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"rasterio\.features")
 
 
 CLIP_MARGIN_PX = 2
