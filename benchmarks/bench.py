@@ -4,7 +4,10 @@
 
 Measures, in one run on this machine:
 - generator-only throughput (output MP/s, overlap included in the cost) and end-to-end render
-  throughput (OSM -> three COGs) on the same area, and their ratio;
+  throughput (OSM -> three COGs) on the same area, and their ratio: ``e2e_ratio`` for the first render of
+  a fresh process, ``e2e_warm_ratio`` for its second; the ``_paired`` variants time the bare generator in
+  each render's own process right after it and take the median of the per-process ratios (robust to this
+  VM's drifting speed);
 - peak RSS of a 1 km^2 and a 16 km^2 render at the same GSD (separate processes);
 - rasterizing the class map vs gdal_rasterize of the same layers on the same grid (when installed);
 - the generator's FLOP/s (torch.utils.flop_counter) vs this machine's measured fp32 matmul FLOP/s;
@@ -127,14 +130,29 @@ def pix2pix_mp_s(tile_px: int = 256, batch: int = 1, reps: int = 3) -> float:
     return batch * tile_px * tile_px / 1e6 / float(np.median(times))
 
 
-def render_in_subprocess(bbox, osm: Path, out: Path, model: str, extra=()) -> dict:
+def render_in_subprocess(bbox, osm: Path, out: Path, model: str, extra=(), renders: int = 1,
+                         generator: bool = False) -> dict:
+    """``renders`` renders of the same area in one fresh process: ``seconds`` is the first (cold: the
+    process's first model load, first forward pass of each shape, first GDAL/PROJ use), ``warm_seconds``
+    the last (what a long-lived process such as the QGIS plugin or a Dask worker sees). ``generator``: then
+    also time the bare generator in the same process (:func:`generator_stats`, ``gen_seconds_per_tile``),
+    so the end-to-end / generator ratio compares timings taken under the same machine load (this VM's
+    speed drifts by +-20 % within minutes)."""
     code = (
         "import json, resource, sys, time, geogan, torch\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
         f"torch.set_num_threads({torch.get_num_threads()})\n"
-        f"t=time.perf_counter(); r=geogan.render(osm={str(osm)!r}, bbox={tuple(bbox)!r}, out_dir={str(out)!r}, "
+        "secs = []\n"
+        f"for _ in range({int(renders)}):\n"
+        f"    t=time.perf_counter(); r=geogan.render(osm={str(osm)!r}, bbox={tuple(bbox)!r}, out_dir={str(out)!r}, "
         f"model={model!r}, overwrite=True, force=True{''.join(', ' + e for e in extra)})\n"
-        "print(json.dumps({'seconds': time.perf_counter()-t, 'tiles': r.tiles, 'shape': r.grid.shape_yx, "
-        "'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))\n")
+        "    secs.append(time.perf_counter()-t)\n"
+        "res = {'seconds': secs[0], 'warm_seconds': secs[-1], 'tiles': r.tiles, 'shape': r.grid.shape_yx, "
+        "'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}\n"
+        + ("from bench import generator_stats\nfrom geogan.render import CPU_BATCH_TILES\n"
+           f"res['gen_seconds_per_tile'] = generator_stats({model!r}, batch=CPU_BATCH_TILES)['seconds_per_tile']\n"
+           if generator else "")
+        + "print(json.dumps(res))\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -195,9 +213,14 @@ def main() -> None:
                                                                                   "dask"} else None
         if "e2e" in args.only or "dask" in args.only:
             # end-to-end vs generator-only on the same area
-            runs = [render_in_subprocess(_town_bbox(small), osm, tmp / "e2e", args.model)
+            runs = [render_in_subprocess(_town_bbox(small), osm, tmp / "e2e", args.model, renders=2, generator=True)
                     for _ in range(args.repeat)]
             e2e = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # the median run
+            warm_seconds = float(np.median([r["warm_seconds"] for r in runs]))
+            # the ratios of each process (render and bare generator timed in it, one after the other): medians
+            paired = [r["tiles"] * r["gen_seconds_per_tile"] for r in runs]
+            res.update(e2e_ratio_paired=float(np.median([g / r["seconds"] for g, r in zip(paired, runs)])),
+                       e2e_warm_ratio_paired=float(np.median([g / r["warm_seconds"] for g, r in zip(paired, runs)])))
             h, w = e2e["shape"]
             out_mp = h * w / 1e6
             gen_seconds = e2e["tiles"] * gen["seconds_per_tile"]  # same tiles and batch size, overlap included
@@ -205,6 +228,7 @@ def main() -> None:
                        generator_one_call_tile_mp_s=gen["one_call_mp_s"], generator_streams_tile_mp_s=gen["streams_mp_s"],
                        generator_streams=gen["streams"],
                        e2e_ratio=gen_seconds / e2e["seconds"], e2e_seconds=e2e["seconds"], e2e_area_km2=small,
+                       e2e_warm_seconds=warm_seconds, e2e_warm_ratio=gen_seconds / warm_seconds,
                        e2e_shape=[h, w])
         if "memory" in args.only:
             # memory: 1 km2 vs 16 km2
