@@ -294,13 +294,11 @@ class Trainer:
         texture, height = out[:, :3], out[:, 3:4]
         return self.shadow(texture, height), texture, height
 
-    def _fixed_pattern(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """For one input class everywhere (drawn at random among the input's channels), ``FIXED_PATTERN_SAMPLES``
-        outputs, each under its own noise: (:func:`fixed_pattern_loss` of them, their adversarial loss).
+    def _uniform_samples(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For the fixed-pattern loss: one input class everywhere (drawn at random among the input's channels)
+        and ``FIXED_PATTERN_SAMPLES`` outputs for it, each under its own noise: ``(labels, output, what the
+        discriminator judges)``.
 
-        The adversarial term (the discriminator judges the samples against their uniform label map, as it judges
-        real tiles of one class) keeps the samples textured: without it the cheapest way to share no picture
-        is to draw none, and 260 steps at weight 2,000 turned fields, woodland and water into flat colour.
         The generator runs in eval mode here (batch norm on its running statistics, no dropout): the mode it
         renders in, and a batch of identical inputs would give degenerate batch statistics."""
         k = FIXED_PATTERN_SAMPLES
@@ -313,13 +311,12 @@ class Trainer:
             out = self.g_fwd(uniform, noise=noise)
         finally:
             self.G.train(was_training)
-        fake = out
+        judged = out
         if self.shadow is not None:
-            fake, _, height = self._shade(out)
+            judged, _, height = self._shade(out)
             if self.recipe.height_to_d:
-                fake = torch.cat([fake, height], 1)
-        adv = self.gan(self.D(uniform, fake), True, for_discriminator=False)
-        return fixed_pattern_loss(out[:, :3]), adv
+                judged = torch.cat([judged, height], 1)
+        return uniform, out, judged
 
     def step(self) -> dict:
         x, real, *extra = self._batch()
@@ -348,6 +345,14 @@ class Trainer:
             d_fake = self.D(x, fake.detach())
             d_real = self.D(x, real)
             loss_d = self.gan(d_fake, False) + self.gan(d_real, True)
+            uniform = None
+            if self.recipe.fixed_pattern_weight and style is None:
+                # uniform samples: the discriminator learns them as fakes (judged against real tiles of one
+                # class, of which the data holds many), so the generator cannot share no picture by drawing
+                # none (260 steps at weight 2,000 without this turned fields, woodland and water flat), nor
+                # win against a discriminator that never saw such inputs (it did, within 100 steps)
+                uniform, out_uniform, judged_uniform = self._uniform_samples(x)
+                loss_d = loss_d + self.gan(self.D(uniform, judged_uniform.detach()), False)
         step_d = self.ratio.should_step_d()
         if step_d:
             self._backward(loss_d, self.opt_d)
@@ -377,8 +382,9 @@ class Trainer:
                     loss_eq = shift_equivariance_loss(out[:, :3], out_shifted[:, :3], shift)
                     loss = loss + self.recipe.equivariance_weight * loss_eq
                     rec["loss_equivariance"] = loss_eq.item()
-                if self.recipe.fixed_pattern_weight and style is None:
-                    loss_fixed, loss_adv_uniform = self._fixed_pattern(x)
+                if uniform is not None:
+                    loss_fixed = fixed_pattern_loss(out_uniform[:, :3])
+                    loss_adv_uniform = self.gan(self.D(uniform, judged_uniform), True, for_discriminator=False)
                     loss = loss + self.recipe.fixed_pattern_weight * loss_fixed + loss_adv_uniform
                     rec["loss_adv_uniform"] = loss_adv_uniform.item()
                     rec["fixed_pattern_std"] = math.copysign(abs(loss_fixed.item()) ** 0.5, loss_fixed.item())
