@@ -149,6 +149,10 @@ def render(
     progress: bool = typer.Option(True, help="Show a progress bar."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the generator (with CUDA graphs on a "
                                                           "GPU; pays off on large areas; no gain on CPU)."),
+    compress: str = typer.Option("deflate", "--compress", metavar="[deflate|zstd|jpeg]",
+                                 help="COG compression: deflate (lossless, read everywhere), zstd (lossless, "
+                                      "faster; readers need GDAL >= 2.3) or jpeg (aerial and hillshade lossy "
+                                      "JPEG, quality 90; heights and classes stay lossless)."),
 ) -> None:
     """Render aerial.tif, height.tif and classes.tif for an area (default: the bundled sample town)."""
     from .api import render as api_render
@@ -159,7 +163,8 @@ def render(
                               out_dir=out, model=model, device=device, tile_px=tile_size, overlap_px=overlap,
                               seed=seed, overwrite=overwrite, rules=rules, force=force, class_field=class_field,
                               sketch=sketch, style_ref=style_ref, dem=dem, hillshade=hillshade, osm_fetch=_fetch(overpass_url, cache_dir, no_cache),
-                              scheduler=scheduler, workers=workers, progress=bar, compile=compile)
+                              scheduler=scheduler, workers=workers, progress=bar, compile=compile,
+                              compression=compress)
 
     result = run_guarded(go)
     g = result.grid

@@ -76,8 +76,12 @@ def get_client(scheduler: str | None, workers: int | None):
 def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_ref: str, schema: Schema,
                      paths: OutputPaths, *, spec: TileSpec, client, seed: int = 0, rows_per_block: int = 2,
                      retries: int = 2, force: bool = False, heights: HeightSpec | None = None,
-                     progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> RenderResult:
-    """Like :func:`geogan.render.render_grid`, with blocks of tile rows rendered on Dask workers."""
+                     progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                     compression: str = "deflate") -> RenderResult:
+    """Like :func:`geogan.render.render_grid`, with blocks of tile rows rendered on Dask workers.
+
+    The driver writes the outputs with the same specs (``compression`` included) as a local render.
+    """
     from dask.distributed import as_completed
 
     t0 = time.perf_counter()
@@ -97,7 +101,7 @@ def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_re
                for first, stop in block_list]
     done = 0
     try:
-        with OutputSet(grid, output_specs(paths, schema)) as outputs:
+        with OutputSet(grid, output_specs(paths, schema, compression)) as outputs:
             for fut in as_completed(futures):
                 if cancel is not None and cancel():
                     raise Cancelled("render cancelled; no output was written")

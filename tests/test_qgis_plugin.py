@@ -162,6 +162,7 @@ def test_render_writes_three_rasters(qgis_home, geojson, tiny_model, tmp_path):
     for name, bands in (("aerial", 3), ("height", 1), ("classes", 1)):
         with rasterio.open(out_dir / f"{name}.tif") as ds:
             assert ds.count == bands and ds.crs.to_epsg() == 3857
+            assert ds.compression.name == "deflate"  # no COMPRESSION given: the default
             grids.append((ds.transform, ds.shape))
     assert grids[0] == grids[1] == grids[2]
 
@@ -172,7 +173,10 @@ def test_render_writes_three_rasters(qgis_home, geojson, tiny_model, tmp_path):
 
 
 def test_render_with_a_style_reference_layer(qgis_home, geojson, tmp_path):
-    """A reference photo layer sets the look of a style-encoder model; the class map stays."""
+    """A reference photo layer sets the look of a style-encoder model; the class map stays.
+
+    Also the COMPRESSION choice (2: JPEG aerial) on the way: the aerial image is JPEG, the class map lossless.
+    """
     import rasterio
     from PIL import Image
 
@@ -187,10 +191,11 @@ def test_render_with_a_style_reference_layer(qgis_home, geojson, tmp_path):
         out_dir = tmp_path / name
         _ok(qgis_process(qgis_home, "run", "geogan:render", "--", f"LAYERS={geojson}",
                          f"EXTENT={_extent(BBOX_LONLAT, 'EPSG:4326')}", "OUTPUT_CRS=EPSG:3857", "GSD_M=1",
-                         f"MODEL={model}", f"STYLE_REF={ref}", "TILE_PX=64", "OVERLAP_PX=16",
+                         f"MODEL={model}", f"STYLE_REF={ref}", "TILE_PX=64", "OVERLAP_PX=16", "COMPRESSION=2",
                          f"OUTPUT_DIR={out_dir}"))
         with rasterio.open(out_dir / "aerial.tif") as a, rasterio.open(out_dir / "classes.tif") as c:
             out[name] = (a.read().astype(float).mean((1, 2)), c.read(1))
+            assert (a.compression.name, c.compression.name) == ("jpeg", "deflate")
     assert np.array_equal(out["green"][1], out["sand"][1])
     assert np.abs(out["green"][0] - out["sand"][0]).max() > 1.0
 

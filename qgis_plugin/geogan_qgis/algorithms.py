@@ -367,11 +367,13 @@ class RenderAlgorithm(GeoganAlgorithm):
     TILE_PX = "TILE_PX"
     OVERLAP_PX = "OVERLAP_PX"
     FORCE = "FORCE"
+    COMPRESSION = "COMPRESSION"
     OUTPUT_DIR = "OUTPUT_DIR"
     AERIAL = "AERIAL"
     HEIGHT = "HEIGHT"
     CLASSES = "CLASSES"
     DEVICES = ["auto", "cpu", "cuda"]
+    COMPRESSIONS = [("deflate", "Deflate"), ("zstd", "ZSTD"), ("jpeg", "JPEG aerial")]  # geogan value, label
 
     def name(self):
         return "render"
@@ -390,6 +392,9 @@ class RenderAlgorithm(GeoganAlgorithm):
             "Model: a name from 'geogan models' or a path to a model .json/.safetensors.\n"
             "Style reference: an aerial photo (raster layer) whose look the render takes on; needs a "
             "model with a style encoder (model 'style').\n"
+            "Compression (advanced): Deflate (lossless, read everywhere), ZSTD (lossless, faster; "
+            "readers need GDAL >= 2.3) or JPEG aerial (the aerial image lossy JPEG, quality 90, several "
+            "times smaller; heights and classes stay lossless).\n"
             "Cancel stops within one tile. The three rasters are written to the output folder "
             "and added to the project.")
 
@@ -416,6 +421,9 @@ class RenderAlgorithm(GeoganAlgorithm):
                                          minValue=-1),
             QgsProcessingParameterBoolean(self.FORCE, tr("Run even if the area is very large"),
                                           defaultValue=False),
+            QgsProcessingParameterEnum(self.COMPRESSION, tr("Compression"),
+                                       options=[tr(label) for _, label in self.COMPRESSIONS], defaultValue=0,
+                                       optional=True),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -457,6 +465,9 @@ class RenderAlgorithm(GeoganAlgorithm):
                 tile_px=self.parameterAsInt(parameters, self.TILE_PX, context) or None,
                 overlap_px=_or_none_if_negative(self.parameterAsInt(parameters, self.OVERLAP_PX, context)),
                 force=self.parameterAsBoolean(parameters, self.FORCE, context))
+            compression = self.COMPRESSIONS[self.parameterAsEnum(parameters, self.COMPRESSION, context)][0]
+            if compression != "deflate":  # the default: not sent, so a geogan without the option still runs
+                kwargs["compression"] = compression
             result = self._run("render", kwargs, feedback)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
