@@ -195,6 +195,7 @@ def main() -> None:
     ap.add_argument("--big-km2", type=float, default=16.0, help="area of the large memory-test render")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="torch threads, the same in the benchmark and its render subprocesses (default: all cores)")
+    ap.add_argument("--compression", default="deflate", help="the renders' --compress (deflate, zstd, jpeg)")
     ap.add_argument("--repeat", type=int, default=3, help="end-to-end renders to time; the median counts")
     ap.add_argument("--only", type=lambda s: set(s.split(",")), default=set(PARTS),
                     help=f"comma-separated parts to run (default all): {','.join(PARTS)}")
@@ -203,7 +204,9 @@ def main() -> None:
         ap.error(f"unknown parts {sorted(args.only - set(PARTS))}; choose from {','.join(PARTS)}")
     torch.set_num_threads(args.threads)
     from geogan.api import sample_osm_path
-    res: dict = {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "torch": torch.__version__}
+    res: dict = {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "torch": torch.__version__,
+                 "compression": args.compression}
+    compress = [f"compression={args.compression!r}"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         osm = sample_osm_path()
@@ -213,7 +216,8 @@ def main() -> None:
                                                                                   "dask"} else None
         if "e2e" in args.only or "dask" in args.only:
             # end-to-end vs generator-only on the same area
-            runs = [render_in_subprocess(_town_bbox(small), osm, tmp / "e2e", args.model, renders=2, generator=True)
+            runs = [render_in_subprocess(_town_bbox(small), osm, tmp / "e2e", args.model, compress, renders=2,
+                                         generator=True)
                     for _ in range(args.repeat)]
             e2e = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # the median run
             warm_seconds = float(np.median([r["warm_seconds"] for r in runs]))
@@ -234,8 +238,8 @@ def main() -> None:
             # memory: 1 km2 vs 16 km2
             big = 1.0 if args.quick else args.big_km2
             big_osm = _synthetic_town(big, tmp / "big.osm")
-            m1 = render_in_subprocess(_town_bbox(small), osm, tmp / "m1", args.model)
-            m16 = render_in_subprocess(_town_bbox(big), big_osm, tmp / "m16", args.model, generator=True)
+            m1 = render_in_subprocess(_town_bbox(small), osm, tmp / "m1", args.model, compress)
+            m16 = render_in_subprocess(_town_bbox(big), big_osm, tmp / "m16", args.model, compress, generator=True)
             res.update(rss_1km2_mb=m1["maxrss_mb"], rss_16km2_mb=m16["maxrss_mb"],
                        rss_ratio=m16["maxrss_mb"] / m1["maxrss_mb"], big_area_km2=big, big_seconds=m16["seconds"])
             if gen is not None:  # the same ratio on the large render (fixed costs spread; mostly open ground)
@@ -253,7 +257,7 @@ def main() -> None:
             res["pix2pix_ref_mp_s"] = pix2pix_mp_s(batch=CPU_BATCH_TILES)
             res["default_vs_pix2pix_speedup"] = gen["one_call_mp_s"] / res["pix2pix_ref_mp_s"]  # both one call
         if "dask" in args.only:
-            d1 = render_in_subprocess(_town_bbox(small), osm, tmp / "d1", args.model, extra=["workers=2"])
+            d1 = render_in_subprocess(_town_bbox(small), osm, tmp / "d1", args.model, extra=["workers=2", *compress])
             res.update(dask_2w_s=d1["seconds"], single_s=e2e["seconds"],
                        dask_speedup=e2e["seconds"] / d1["seconds"])
     for k, v in res.items():
