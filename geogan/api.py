@@ -294,8 +294,11 @@ def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | Non
               bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m: float = 0.5,
               out: PathLike = "classes.tif", rules: PathLike | None = None, class_field: str | None = None,
               overwrite: bool = False, force: bool = False, osm_fetch: OsmFetch | None = None,
-              progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Path:
-    """Rasterize vector sources into a class-map COG (uint8 with the schema palette). Same parameters as render."""
+              progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+              compression: str = "deflate") -> Path:
+    """Rasterize vector sources into a class-map COG (uint8 with the schema palette). Same parameters as render
+    (``compression``: "deflate" or "zstd"; the class map is never lossy, so "jpeg" writes DEFLATE)."""
+    compression = check_compression(compression)  # before any work
     schema = load_schema(rules)
     osm, class_field, _keep = materialize_sources(osm, class_field)
     out = Path(out)
@@ -306,7 +309,7 @@ def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | Non
         raise TooLargeError(f"the class map would be {grid.width}x{grid.height} px; raise --gsd, shrink the bbox "
                             "or pass --force")
     feats, _ = _features(paths_in, grid, schema, class_field, 2, osm_fetch, progress)
-    return rasterize_to_file(feats, grid, schema, out, progress=progress, cancel=cancel)
+    return rasterize_to_file(feats, grid, schema, out, progress=progress, cancel=cancel, compression=compression)
 
 
 def rasterize_array(osm, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857",

@@ -188,6 +188,9 @@ def rasterize(
     cache_dir: Optional[Path] = typer.Option(None, help="Cache for downloaded/clipped OSM (default ~/.cache/geogan)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the OSM cache (still writes it)."),
     force: bool = typer.Option(False, help="Run even for a huge class map."),
+    compress: str = typer.Option("deflate", "--compress", metavar="[deflate|zstd]",
+                                 help="COG compression: deflate (read everywhere) or zstd (faster; readers need "
+                                      "GDAL >= 2.3). Always lossless."),
 ) -> None:
     """Rasterize vector data into a class map only (uint8 COG with the class palette)."""
     from .api import rasterize as api_rasterize
@@ -195,7 +198,8 @@ def rasterize(
     path = run_guarded(lambda: api_rasterize(osm=osm or None, bbox=parse_bbox(bbox), bbox_crs=bbox_crs, crs=crs,
                                              gsd_m=gsd, out=out, rules=rules, class_field=class_field,
                                              overwrite=overwrite, force=force,
-                                             osm_fetch=_fetch(overpass_url, cache_dir, no_cache)))
+                                             osm_fetch=_fetch(overpass_url, cache_dir, no_cache),
+                                             compression=compress))
     typer.echo(f"wrote {path}")
 
 

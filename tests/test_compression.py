@@ -159,3 +159,18 @@ def test_dask_render_writes_the_same_files(renders, tmp_path):
                 with rasterio.open(res.paths[name]) as a, rasterio.open(renders[compression][name]) as b:
                     assert a.compression == b.compression and a.photometric == b.photometric, (compression, name)
                     assert np.array_equal(a.read(), b.read()), (compression, name)
+
+
+def test_rasterize_takes_lossless_compression_only(tmp_path):
+    from geogan.api import rasterize
+    bbox = _bbox()
+    pixels = {}
+    for compression in COMPRESSIONS:
+        out = rasterize(osm=SAMPLE, bbox=bbox, gsd_m=1.0, out=tmp_path / f"{compression}.tif", compression=compression)
+        with rasterio.open(out) as ds:
+            pixels[compression] = ds.read()
+            assert ds.compression.name == ("zstd" if compression == "zstd" else "deflate")
+    assert np.array_equal(pixels["deflate"], pixels["zstd"]) and np.array_equal(pixels["deflate"], pixels["jpeg"])
+    with pytest.raises(InputError, match="choose --compress"):
+        rasterize(osm=SAMPLE, bbox=bbox, gsd_m=1.0, out=tmp_path / "bad.tif", compression="lzw")
+    assert not (tmp_path / "bad.tif").exists()
