@@ -469,11 +469,11 @@ def test_diversity_loss_rewards_different_samples_up_to_its_cap():
 
 
 def test_fixed_pattern_loss_measures_only_the_picture_all_samples_share():
-    from geogan.models.loss import fixed_pattern_loss
+    from geogan.models.loss import FIXED_PATTERN_POOL_PX, fixed_pattern_loss
     g = torch.Generator().manual_seed(0)
     spot = torch.zeros(1, 3, 64, 64)
     spot[..., 16:32, 24:40] = -0.8  # one dark tree at the same place of every sample
-    pooled_var = torch.nn.functional.avg_pool2d(spot, 8).var(dim=(-2, -1), unbiased=False).mean().item()
+    pooled_var = torch.nn.functional.avg_pool2d(spot, FIXED_PATTERN_POOL_PX).var(dim=(-2, -1), unbiased=False).mean().item()
     shared = spot.repeat(4, 1, 1, 1)
     assert fixed_pattern_loss(shared).item() == pytest.approx(pooled_var, rel=1e-5)
     # trees the noise places: as much contrast, zero shared variance in expectation (one draw: small)
