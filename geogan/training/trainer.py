@@ -33,8 +33,7 @@ import torch
 from ..errors import InputError, OutputError
 from ..models.checkpoint import load_training_state, save_generator, save_training_state
 from ..models.loss import GANLoss, diversity_loss, feature_matching_loss, fixed_pattern_loss, kld_loss, \
-    lattice_loss, \
-    maybe_vgg_loss, shift_equivariance_loss
+    lattice_loss, maybe_vgg_loss, shift_equivariance_loss
 from ..models.registry import build_discriminator, build_generator
 from ..models.shadow import ShadowGenerator, random_flip_rotate
 from .chips import HEIGHT_RANGE_M
