@@ -1,6 +1,7 @@
 """geogan benchmark: prints and writes (--json) the numbers the README quotes.
 
     .venv/bin/python benchmarks/bench.py --json bench.json [--model default] [--quick] [--only e2e,memory]
+        [--compression deflate|zstd|jpeg]
 
 Measures, in one run on this machine:
 - generator-only throughput (output MP/s, overlap included in the cost) and end-to-end render
