@@ -155,10 +155,8 @@ def _codecs_of(compression: str) -> tuple[str, str]:
 
 def check_compression(compression: str) -> str:
     """``compression`` lower-cased, checked: a key of ``COMPRESSIONS`` that rasterio's GDAL can write."""
-    name = compression.strip().lower() if isinstance(compression, str) else ""
-    if name not in COMPRESSIONS:
-        _codecs_of(compression)  # the one-line error naming the choices
-    check_codecs(COMPRESSIONS[name])
+    name = compression.strip().lower() if isinstance(compression, str) else compression
+    check_codecs(_codecs_of(name))  # an unknown name: the one-line error naming the choices
     return name
 
 
