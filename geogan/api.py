@@ -136,7 +136,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            scheduler: str | None = None, workers: int | None = None, osm_fetch: OsmFetch | None = None,
            sketch: PathLike | None = None, style_ref: PathLike | None = None, progress: ProgressFn | None = None,
            cancel: CancelFn | None = None, compile: bool = False, compression: str = "deflate",
-           _preloaded: LoadedModel | None = None):
+           precision: str = "auto", _preloaded: LoadedModel | None = None):
     """Render synthetic aerial imagery, heights and a class map for an area.
 
     Parameters
@@ -166,6 +166,9 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         workers : or the number of workers of a local Dask cluster. Output equals the local render.
     progress : ``progress(fraction, message)``. cancel : ``cancel() -> bool``, checked once per tile.
     compile : ``torch.compile`` the generator (CUDA graphs on a GPU; local renders, not Dask workers).
+    precision : the generator's arithmetic: ``"auto"`` (fp16 on a CUDA GPU, fp32 on CPU), ``"fp32"``,
+        ``"bf16"`` (about 1.4x faster on CPUs with AVX512-BF16 or AMX, within about 1 grey level) or
+        ``"fp16"`` (GPU only). A half-precision batch that overflows is run again in fp32.
     compression : the COGs' compression: ``"deflate"`` (lossless, read everywhere), ``"zstd"`` (lossless,
         about half the CPU time for the aerial image at the same size; readers need GDAL >= 2.3 / libtiff
         with zstd) or ``"jpeg"`` (aerial and hillshade lossy JPEG quality 90, RGB as YCbCr, several times
@@ -192,7 +195,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     osm, class_field, _keep = materialize_sources(osm, class_field)
     paths = OutputPaths.in_dir(Path(out_dir), hillshade)
     parse_crs(crs)
-    loaded = _preloaded if _preloaded is not None else load_model(model, schema, device, compile=compile)
+    loaded = _preloaded if _preloaded is not None else load_model(model, schema, device, compile=compile,
+                                                                  precision=precision)
     if style_ref is not None:
         loaded = dataclasses.replace(loaded, style=encode_style(loaded, style_ref))
     gsd_m = gsd_m if gsd_m is not None else loaded.gsd_m
@@ -260,9 +264,10 @@ class Renderer:
     >>> r.render(osm="town.osm", out_dir="a"); r.render(osm="town.osm", bbox=..., out_dir="b")
     """
 
-    def __init__(self, model: str = "default", device: str = "auto", rules: PathLike | None = None) -> None:
+    def __init__(self, model: str = "default", device: str = "auto", rules: PathLike | None = None,
+                 precision: str = "auto") -> None:
         self.model_name, self.rules = model, rules
-        self.loaded = load_model(model, load_schema(rules), device)
+        self.loaded = load_model(model, load_schema(rules), device, precision=precision)
 
     def render(self, **kwargs) -> RenderResult:
         kwargs.setdefault("rules", self.rules)

@@ -30,20 +30,21 @@ from .write import OutputSet
 
 log = logging.getLogger("geogan")
 
-_WORKER_MODELS: dict[tuple[str, str], LoadedModel] = {}
+_WORKER_MODELS: dict[tuple[str, str, str], LoadedModel] = {}
 
 
-def _worker_model(model_ref: str, schema: Schema, device: str) -> LoadedModel:
+def _worker_model(model_ref: str, schema: Schema, device: str, precision: str = "fp32") -> LoadedModel:
     """Load a model once per worker process and keep it."""
-    key = (model_ref, device)
+    key = (model_ref, device, precision)
     if key not in _WORKER_MODELS:
-        _WORKER_MODELS[key] = load_model(model_ref, schema, device)
+        _WORKER_MODELS[key] = load_model(model_ref, schema, device, precision=precision)
     return _WORKER_MODELS[key]
 
 
 def _render_block_task(feats: FeatureSet, grid: Grid, model_ref: str, schema: Schema, device: str,
-                       spec: TileSpec, plan, first_row: int, stop_row: int, seed: int, style=None):
-    model = _worker_model(model_ref, schema, device)
+                       spec: TileSpec, plan, first_row: int, stop_row: int, seed: int, style=None,
+                       precision: str = "fp32"):
+    model = _worker_model(model_ref, schema, device, precision)
     if style is not None:
         import dataclasses
         model = dataclasses.replace(model, style=style)
@@ -96,7 +97,7 @@ def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_re
              len(client.scheduler_info().get("workers", {})))
     feats_f, grid_f, schema_f, plan_f = client.scatter([feats, grid, schema, plan], broadcast=True)
     futures = [client.submit(_render_block_task, feats_f, grid_f, model_ref, schema_f, device, spec, plan_f,
-                             first, stop, seed, model.style, retries=retries, pure=False,
+                             first, stop, seed, model.style, model.precision, retries=retries, pure=False,
                              key=f"geogan-block-{first}-{stop}")
                for first, stop in block_list]
     done = 0

@@ -10,6 +10,7 @@ exactly for the same seed.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import functools
 from collections import deque
@@ -50,6 +51,8 @@ class LoadedModel:
     size_multiple: int
     style: torch.Tensor | None = None  # a style latent (SPADE style encoder), applied to every tile; the
     # card's ``default_style`` (e.g. the mean code of its training photos) unless --style-ref replaces it
+    precision: str = "fp32"  # the generator's arithmetic (:data:`PRECISIONS`); ``module`` holds weights of it
+    module_fp32: torch.nn.Module | None = None  # the fp32 generator, for batches a half precision overflows
     _onehot: np.ndarray | None = None
 
     @property
@@ -58,6 +61,10 @@ class LoadedModel:
         if self._onehot is None:
             self._onehot = np.eye(self.n_classes, dtype=np.float32)[self.lut]
         return self._onehot
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
 
     @property
     def gsd_m(self) -> float:
@@ -91,23 +98,54 @@ def class_lut(card: dict, schema: Schema) -> np.ndarray:
     return lut
 
 
-def load_model(name_or_path: str, schema: Schema, device: str = "auto", compile: bool = False) -> LoadedModel:
-    """A model ready for :func:`run_batch`. ``compile``: ``torch.compile`` the generator (on CUDA with CUDA
-    graphs, mode ``reduce-overhead``); the first batch of each shape then pays the compilation (tens of
-    seconds). On this project's 2-core CPU it gains nothing (eager 31.8, compiled 32.4 ms per 4 tiles, measured)."""
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> fp16 on a CUDA GPU, fp32 on CPU; bf16 and fp16 as asked (fp16 only on a GPU).
+
+    Measured (benchmarks/gpu_bench.py, default model): on an H100, fp16 weights run at 2.2x fp32's speed
+    (2053 vs 934 MP/s, 64 tiles per call; bf16 1956) with a relative error of 6.2e-4 against float64 (at
+    most 0.16 grey levels; bf16: 4.7e-3, 1.6 levels). On this project's CPU (AMD EPYC with AVX512-BF16),
+    bf16 weights make a 4-tile call 1.4x faster at 4.0e-3 (about 1 grey level); without native bf16
+    instructions it is slower than fp32, and CPUs lack fast fp16 entirely, hence fp32 by default there.
+    """
+    precision = (precision or "auto").lower()
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}'; use auto, fp32, bf16 or fp16")
+    if precision == "fp16" and device.type != "cuda":
+        raise InputError("--precision fp16 needs a CUDA GPU (CPUs run fp16 convolutions many times slower "
+                         "than fp32); use bf16 or fp32 on CPU")
+    return precision
+
+
+def load_model(name_or_path: str, schema: Schema, device: str = "auto", compile: bool = False,
+               precision: str = "auto") -> LoadedModel:
+    """A model ready for :func:`run_batch`. ``precision``: see :func:`resolve_precision`. ``compile``:
+    ``torch.compile`` the generator (on CUDA with CUDA graphs, mode ``reduce-overhead``); the first batch
+    of each shape then pays the compilation (seconds to tens of seconds). On this project's 2-core CPU it
+    gains nothing (eager 31.8, compiled 32.4 ms per 4 tiles); on an H100 the default model's forward pass
+    gains 1.3x at 64 tiles per call, a render nothing (benchmarks/gpu_bench.py, gpu_render.py)."""
     from .models.checkpoint import load_generator
 
     card_path = resolve_model(name_or_path)
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     module, card = load_generator(card_path, device="cpu", schema_classes=schema.names)
     module = prepare_for_inference(module, dev)
     multiple = int(getattr(module, "size_multiple", 1))
+    module_fp32 = None
+    if precision != "fp32":
+        module_fp32, module = module, copy.deepcopy(module).to(PRECISIONS[precision])
     if compile:
         module = torch.compile(module, mode="reduce-overhead" if dev.type == "cuda" else None, dynamic=False)
     style = None
     if card.get("default_style") is not None:  # a style-encoder model's look without --style-ref
         style = torch.tensor([card["default_style"]], dtype=torch.float32)
-    return LoadedModel(module, card, dev, class_lut(card, schema), len(card["classes"]), multiple, style)
+    return LoadedModel(module, card, dev, class_lut(card, schema), len(card["classes"]), multiple, style,
+                       precision, module_fp32)
 
 
 def prepare_for_inference(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -174,8 +212,9 @@ def encode_style(model: LoadedModel, image_path) -> torch.Tensor:
     from pathlib import Path
 
     path = Path(image_path)
-    encoder = getattr(model.module, "encode_style", None)
-    if encoder is None or getattr(model.module, "style_encoder", None) is None:
+    module = model.module_fp32 if model.module_fp32 is not None else model.module  # the encoder runs in fp32
+    encoder = getattr(module, "encode_style", None)
+    if encoder is None or getattr(module, "style_encoder", None) is None:
         raise InputError(f"model '{model.name}' has no style encoder, so --style-ref cannot set its look; "
                          "use a model trained with --style-encoder (e.g. --model style)")
     if not path.is_file():
@@ -211,14 +250,6 @@ def model_input_px(tile_px: int, tile_gsd_m: float, native_gsd_m: float, multipl
     return max(multiple, int(round(exact / multiple)) * multiple)
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed precision for inference: bf16 on CUDA GPUs that support it, else fp16 there; none on CPU
-    (oneDNN's fp32 convolutions are the fast path on this project's CPUs). Not yet measured on a GPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out_px: int,
               orientations: Sequence[int] | None = None) -> np.ndarray:
     """Generate outputs for a batch of schema-id class maps.
@@ -241,21 +272,45 @@ def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out
         # (np.take: 4x faster than the same gather by fancy indexing)
         if dev.type == "cpu":
             onehot = torch.from_numpy(np.take(model.onehot_table, class_maps, axis=0)).permute(0, 3, 1, 2)
-        else:  # send the uint8 ids, gather on the device
+            z = torch.from_numpy(noise)
+        else:  # send the uint8 ids, gather on the device; host buffers pinned (page-locked) for fast copies
             table = torch.from_numpy(model.onehot_table).to(dev)
-            onehot = table[torch.from_numpy(class_maps).to(dev).long()].permute(0, 3, 1, 2)
-        z = torch.from_numpy(noise).to(dev)
-        amp = autocast_dtype(dev)
-        with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-            out = model.module(onehot, noise=z) if model.style is None else \
-                model.module(onehot, noise=z, style=model.style.to(dev))
+            onehot = table[_to_device(class_maps, dev).long()].permute(0, 3, 1, 2)
+            z = _to_device(noise, dev)
+        out = _generate(model.module, model.style, onehot, z, model.dtype)
+        if model.module_fp32 is not None and not bool(torch.isfinite(out).all()):  # overflowed: this batch in fp32
+            out = _generate(model.module_fp32, model.style, onehot, z, torch.float32)
+        out = out.float()
         if out.shape[-1] != out_px:
             out = F.interpolate(out, size=(out_px, out_px), mode="bilinear", align_corners=False,
                                 antialias=out.shape[-1] > out_px)
-        out = out.float().clamp_(-1, 1)
+        out = out.clamp_(-1, 1)
         if orientations is not None and any(orientations):
             out = torch.stack([_unorient_tensor(o, k) for o, k in zip(out, orientations)])
-        return out.cpu().numpy()
+        return out.numpy() if dev.type == "cpu" else _to_host(out)
+
+
+def _generate(module: torch.nn.Module, style: torch.Tensor | None, onehot: torch.Tensor, z: torch.Tensor,
+              dtype: torch.dtype) -> torch.Tensor:
+    """The generator on inputs cast to its weights' ``dtype``."""
+    onehot, z = onehot.to(dtype), z.to(dtype)
+    if style is None:
+        return module(onehot, noise=z)
+    return module(onehot, noise=z, style=style.to(onehot.device, dtype))
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` on ``device`` through a page-locked staging copy (a pageable copy of a 64-tile batch's
+    outputs took 38 ms on an H100 machine, benchmarks/gpu_bench.py)."""
+    return torch.from_numpy(np.ascontiguousarray(array)).pin_memory().to(device, non_blocking=True)
+
+
+def _to_host(t: torch.Tensor) -> np.ndarray:
+    """A device tensor as a numpy array, copied into page-locked host memory."""
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    host.copy_(t.contiguous(), non_blocking=True)
+    torch.cuda.current_stream(t.device).synchronize()
+    return host.numpy()
 
 
 def _unorient_tensor(t: torch.Tensor, k: int) -> torch.Tensor:
@@ -265,6 +320,8 @@ def _unorient_tensor(t: torch.Tensor, k: int) -> torch.Tensor:
 
 
 MAX_CPU_STREAMS = 4  # generator calls in flight at once on CPU (each holds one batch's activations)
+CUDA_STREAMS = 2  # generator calls in flight on a CUDA GPU: one batch's inputs and outputs cross the bus while
+# the other's runs (H100, 16 km2: 4.2 s vs 5.2 s with one; benchmarks/gpu_render.py)
 
 
 def cpu_streams(device: torch.device, threads: int | None = None) -> tuple[int, int]:
@@ -274,9 +331,12 @@ def cpu_streams(device: torch.device, threads: int | None = None) -> tuple[int, 
     then synchronise fewer threads, and a call keeps its pace when another thread of the render (writing,
     rasterizing) takes a core. Measured on the 2-core VM (benchmarks/bench.py): the default model at
     8.0 ms per 256 px tile as two 1-thread calls against 9.2-11.1 ms as one 2-thread call, and the end-to-end
-    render's generator calls slowed by the writer threads far less. One call on CUDA.
+    render's generator calls slowed by the writer threads far less. ``CUDA_STREAMS`` calls on CUDA, each with
+    all the threads.
     """
     threads = torch.get_num_threads() if threads is None else int(threads)
+    if device.type == "cuda":
+        return CUDA_STREAMS, max(1, threads)
     if device.type != "cpu" or threads < 2:
         return 1, max(1, threads)
     streams = min(MAX_CPU_STREAMS, threads)

@@ -42,6 +42,8 @@ CancelFn = Callable[[], bool]
 HEIGHT_NODATA = -9999.0
 MAX_HOURS_DEFAULT = 24.0
 CPU_BATCH_TILES = 4  # tiles per generator call on CPU (render_grid's default)
+CUDA_BATCH_TILES = 64  # tiles per generator call on a CUDA GPU (at most a tile row): an H100 runs the default
+# model at 530 MP/s in calls of 8 tiles, 1978 MP/s in calls of 64 (benchmarks/gpu_bench.py)
 MAX_QUEUED_STRIPS = 1  # generator strips waiting for the writer thread (bounds memory)
 
 
@@ -440,12 +442,12 @@ def render_grid(feats: ClassSource, grid: Grid, model: LoadedModel, schema: Sche
     """Render ``feats`` on ``grid`` with ``model`` into three COGs at ``paths``.
 
     ``batch_tiles``: tiles per generator call (default ``CPU_BATCH_TILES`` on CPU, where 2-4 tiles per
-    call keep both cores busier than one, measured with benchmarks/bench.py; 8 on CUDA).
+    call keep both cores busier than one, measured with benchmarks/bench.py; ``CUDA_BATCH_TILES`` on CUDA).
     ``compression``: the COGs' codecs, a key of ``COMPRESSIONS`` (see :func:`output_specs`).
     """
     t0 = time.perf_counter()
     if batch_tiles is None:
-        batch_tiles = 8 if model.device.type == "cuda" else CPU_BATCH_TILES
+        batch_tiles = CUDA_BATCH_TILES if model.device.type == "cuda" else CPU_BATCH_TILES
     heights = heights if heights is not None else make_height_spec(grid)
     plan = plan_tiles(grid, spec, model)
     check_size(plan, model, force)

@@ -122,6 +122,8 @@ BAD = {
     "unknown model name": (["--model", "no-such-model"], 2, ["unknown model"]),
     "too large": (["--bbox", "20,55,30,65", "--gsd", "0.3"], 2, ["--force", "days"]),
     "bad device": (["--device", "tpu"], 2, ["unknown device"]),
+    "bad precision": (["--precision", "fp64"], 2, ["unknown precision", "bf16"]),
+    "fp16 on cpu": (["--precision", "fp16", "--device", "cpu"], 2, ["needs a CUDA GPU", "bf16"]),
     "bad tile size": (["--tile-size", "100", "--overlap", "16"], 2, ["multiple"]),
 }
 

@@ -193,7 +193,7 @@ def test_concurrent_generator_calls_keep_order_values_and_thread_setting(tiny_mo
     import torch
 
     from geogan.classes import load_schema
-    from geogan.infer import cpu_streams, load_model, run_batch, run_batches
+    from geogan.infer import CUDA_STREAMS, cpu_streams, load_model, run_batch, run_batches
     model = load_model(str(tiny_model), load_schema(), "cpu")
     rng = np.random.default_rng(0)
     items = [(i, rng.integers(0, 12, (2, 64, 64)).astype(np.uint8), rng.standard_normal((2, 1, 64, 64)).astype(np.float32))
@@ -212,7 +212,7 @@ def test_concurrent_generator_calls_keep_order_values_and_thread_setting(tiny_mo
     assert cpu_streams(torch.device("cpu"), 2) == (2, 1)
     assert cpu_streams(torch.device("cpu"), 16) == (4, 4)
     assert cpu_streams(torch.device("cpu"), 1) == (1, 1)
-    assert cpu_streams(torch.device("cuda"), 16) == (1, 16)
+    assert cpu_streams(torch.device("cuda"), 16) == (CUDA_STREAMS, 16)
 
 
 def test_tile_orientations_are_inverted_exactly_and_spread_over_all_eight():

@@ -1,6 +1,8 @@
 """Inference speed-ups of the generator keep its outputs: batch norm folding, the noise pyramid,
 channels-last CPU inference (deterministic, batch- and thread-invariant: local and Dask renders match)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -96,8 +98,50 @@ def test_default_model_inference_is_close_deterministic_and_batch_and_thread_inv
     assert all(torch.equal(a, b) for a, b in zip(one_thread, two_threads))
 
 
-def test_mixed_precision_only_on_gpus():
-    from geogan.infer import autocast_dtype
-    assert autocast_dtype(torch.device("cpu")) is None
-    if torch.cuda.is_available():  # runs where a GPU is lent
-        assert autocast_dtype(torch.device("cuda")) in (torch.bfloat16, torch.float16)
+def test_precision_defaults_and_refusals():
+    from geogan.errors import InputError
+    from geogan.infer import resolve_precision
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("auto", cuda) == "fp16"
+    assert resolve_precision("BF16", cpu) == "bf16" and resolve_precision("fp32", cuda) == "fp32"
+    with pytest.raises(InputError, match="fp16 needs a CUDA GPU"):
+        resolve_precision("fp16", cpu)
+    with pytest.raises(InputError, match="unknown precision 'fp64'"):
+        resolve_precision("fp64", cpu)
+
+
+def test_bf16_on_cpu_is_close_to_fp32(schema):
+    """The shipped model in bf16: within about one grey level of fp32 (0.14 levels on average)."""
+    from geogan.infer import load_model, run_batch
+    fp32, bf16 = load_model("default", schema, "cpu"), load_model("default", schema, "cpu", precision="bf16")
+    assert bf16.precision == "bf16" and fp32.precision == "fp32" and fp32.module_fp32 is None
+    assert {p.dtype for p in bf16.module.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in bf16.module_fp32.parameters()} == {torch.float32}
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.repeat(rng.integers(0, 12, (2, 32, 32), dtype=np.uint8), 8, 1), 8, 2)
+    noise = rng.standard_normal((2, 1, 256, 256), dtype=np.float32)
+    a, b = run_batch(fp32, ids, noise, 256), run_batch(bf16, ids, noise, 256)
+    assert b.dtype == np.float32 and b.shape == a.shape
+    diff = np.abs(a - b)
+    assert 0 < diff.mean() < 0.003 and diff.max() < 0.03  # [-1, 1]: 0.003 = 0.4 grey levels
+
+
+@pytest.mark.parametrize("arch", ["unet", "spade"])
+def test_bf16_style_models_on_cpu(tmp_path, schema, arch):
+    """Both architectures with a style encoder run in bf16; the encoder itself runs in fp32."""
+    from PIL import Image
+
+    from conftest import make_tiny_style_model
+    from geogan.infer import encode_style, load_model, run_batch
+    card = make_tiny_style_model(tmp_path / "m", arch)
+    fp32, bf16 = load_model(str(card), schema, "cpu"), load_model(str(card), schema, "cpu", precision="bf16")
+    rng = np.random.default_rng(0)
+    ref = tmp_path / "ref.png"
+    Image.fromarray(rng.integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(ref)
+    style = encode_style(bf16, ref)
+    assert style.dtype == torch.float32 and torch.allclose(style, encode_style(fp32, ref))
+    ids = np.repeat(np.repeat(rng.integers(0, 12, (2, 8, 8), dtype=np.uint8), 8, 1), 8, 2)
+    noise = rng.standard_normal((2, 1, 64, 64), dtype=np.float32)
+    styled = run_batch(dataclasses.replace(bf16, style=style), ids, noise, 64)
+    assert styled.dtype == np.float32 and np.isfinite(styled).all()
+    assert np.abs(styled - run_batch(bf16, ids, noise, 64)).max() > 0.01  # the style reached the outputs
