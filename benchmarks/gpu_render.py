@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--big-configs", default="8:1,64:1,64:2",
                     help="batch:streams pairs for areas over 1 km^2 (each render is long), comma-separated")
+    ap.add_argument("--no-extras", action="store_true", help="skip the --compile renders and the CPU comparison")
     ap.add_argument("--smoke-cpu", action="store_true", help="run on the CPU, tiny (a self-check of the script)")
     args = ap.parse_args()
     dev = "cuda"
@@ -127,18 +128,19 @@ def main() -> None:
                     res["runs"].append(run)
                     print(json.dumps(run), flush=True)
         geogan.render.CUDA_BATCH_TILES, geogan.infer.CUDA_STREAMS = 8, 1
-        for compile_ in ((False,) if args.smoke_cpu else (False, True)):
+        for compile_ in (() if args.no_extras else (False,) if args.smoke_cpu else (False, True)):
             try:
                 s1, _ = render_seconds(osm, _town_bbox(1), tmp / "c", dev, compile=compile_)
                 s2, _ = render_seconds(osm, _town_bbox(1), tmp / "c", dev, compile=compile_)
                 res[f"compile_{compile_}"] = {"first_s": s1, "second_s": s2}
             except Exception as e:
                 res[f"compile_{compile_}"] = {"error": f"{type(e).__name__}: {e}"[:300]}
-        check_km2 = 0.1 if args.smoke_cpu else 1
-        _, r = render_seconds(osm, _town_bbox(check_km2), tmp / "gpu1", dev)
-        t_cpu, _ = render_seconds(osm, _town_bbox(check_km2), tmp / "cpu1", "cpu")
-        res["cpu_1km2_seconds"] = t_cpu
-        res["gpu_vs_cpu"] = compare(tmp / "gpu1", tmp / "cpu1")
+        if not args.no_extras:
+            check_km2 = 0.1 if args.smoke_cpu else 1
+            _, r = render_seconds(osm, _town_bbox(check_km2), tmp / "gpu1", dev)
+            t_cpu, _ = render_seconds(osm, _town_bbox(check_km2), tmp / "cpu1", "cpu")
+            res["cpu_1km2_seconds"] = t_cpu
+            res["gpu_vs_cpu"] = compare(tmp / "gpu1", tmp / "cpu1")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     print(f"\n{res['device']}, torch {res['torch']}, {res['cpu_threads']} CPU threads; cold render "
@@ -148,8 +150,9 @@ def main() -> None:
     for r in res["runs"]:
         print(f"{r['area_km2']:4g} {r['batch_tiles']:5d} {r['streams']:3d} {r['tiles']:5d} {r['seconds']:7.2f} "
               f"{r['e2e_mp_s']:9.1f} {r['generator_seconds']:7.3f} {r['generator_mp_s']:9.0f} {r['e2e_ratio']:6.3f}")
-    print("compile:", res.get("compile_False"), res.get("compile_True"))
-    print(f"CPU render 1 km2 on this machine: {res['cpu_1km2_seconds']:.2f} s; GPU vs CPU: {res['gpu_vs_cpu']}")
+    if not args.no_extras:
+        print("compile:", res.get("compile_False"), res.get("compile_True"))
+        print(f"CPU render 1 km2 on this machine: {res['cpu_1km2_seconds']:.2f} s; GPU vs CPU: {res['gpu_vs_cpu']}")
 
 
 if __name__ == "__main__":

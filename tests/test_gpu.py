@@ -83,3 +83,48 @@ def test_render_on_cuda_matches_cpu(tmp_path):
     assert diff.mean() < 0.2 and diff.max() <= 3  # fp16 on the GPU; measured 0.02 and 1 on an H100
     with rasterio.open(outs["cpu"].height) as a, rasterio.open(outs["cuda"].height) as b:
         assert np.abs(a.read(1) - b.read(1)).max() < 0.05
+
+
+def _pairs(tmp_path):
+    from data_factory import make_pairs
+    from geogan.training.datasets import PairsDataset
+    d = make_pairs(tmp_path / "pairs", n=12, size=64)
+    return (PairsDataset(d, size=64, split="train", val_fraction=0.5),
+            PairsDataset(d, size=64, split="val", val_fraction=0.5, jitter=False, flip=False))
+
+
+@pytest.mark.parametrize("arch, g_params, shadow", [
+    ("unet", {"ngf": 8, "n_down": 5}, False),
+    ("unet", {"ngf": 8, "n_down": 5}, True),
+    ("spade", {"ngf": 4, "n_up": 4, "z_dim": 8, "use_style_encoder": True}, False),
+], ids=["unet", "unet-shadow", "spade-style"])
+def test_training_on_cuda_with_amp_and_channels_last(tmp_path, arch, g_params, shadow):
+    """What `geogan train` does on a GPU (AMP with a gradient scaler, channels-last): losses stay finite, the
+    validation L1 falls, the checkpoint resumes on the GPU and the exported model runs on the CPU."""
+    from geogan.classes import load_schema
+    from geogan.infer import load_model, run_batch
+    from geogan.training.ratio import FixedRatio
+    from geogan.training.trainer import Trainer, recipe_for
+    train_ds, val_ds = _pairs(tmp_path)
+    if shadow:  # the texture+height route: pairs with a height map
+        from test_training import HeightPairs
+        train_ds, val_ds = (HeightPairs(d.tiles.images, d.tiles.labels, d.tiles.label_map, d.tiles.numbers)
+                            for d in (train_ds, val_ds))
+    recipe = recipe_for(arch, 5, g_params=g_params, d_params={"ndf": 8}, batch=2, balance=False, l1_weight=100.0,
+                        shadow=shadow)
+    kw = dict(val_set=val_ds, ratio=FixedRatio(1, 1), seed=0, device="cuda", amp=True, channels_last=True)
+    t = Trainer(recipe, train_ds, tmp_path / "run", **kw)
+    assert t.scaler is not None and next(t.G.parameters()).is_cuda
+    before = t.validate()
+    t.train(40, checkpoint_every=20, sample_every=1000, log_every=1)
+    after = t.validate()
+    losses = [h["loss_l1"] for h in t.log.history if "loss_l1" in h]
+    assert len(losses) == 40 and np.isfinite(losses).all()
+    assert after < before, (before, after)
+    again = Trainer(recipe, train_ds, tmp_path / "run", **kw)
+    assert again.resume() and again.log.step == 40
+    again.train(44, checkpoint_every=1000, sample_every=1000)
+    assert again.log.step == 44
+    cpu = load_model(str(tmp_path / "run" / "export" / "model.json"), load_schema(), "cpu")
+    ids, noise = _inputs(1, 64)
+    assert np.isfinite(run_batch(cpu, ids, noise, 64)).all()

@@ -203,6 +203,59 @@ def test_unet_instance_norm_and_checks():
             tiny_unet(**bad)
 
 
+def _uniform_output(net, size: int = 256):
+    """The eval-mode net on a one-class tile with no noise (after a few training-mode calls for the norms)."""
+    with torch.no_grad():
+        net.train()
+        for seed in range(3):
+            net(one_hot_labels(2, size, seed=seed), noise_map(2, size, seed=seed))
+        net.eval()
+        labels = torch.zeros(1, N_CLASSES, size, size)
+        labels[:, 2] = 1
+        return net(labels, torch.zeros(1, 1, size, size))
+
+
+def test_reflect_resize_unet_has_no_position_cue():
+    """Reflect padding + resize-convolutions: a uniform input gives an exactly uniform output, so the net cannot
+    paint anything at a fixed place of every tile. With the paper's transposed convolutions the tile edges
+    and a 2-pixel pattern show; with the inner 4 decoder steps resized, only an 8-pixel period is left inside
+    (the outer transposed convolutions), nothing at the scale of the tile."""
+    torch.manual_seed(0)
+    out = _uniform_output(tiny_unet(n_down=6, padding_mode="reflect", upsample="resize"))
+    assert out.std(dim=(2, 3)).max() < 1e-6
+    torch.manual_seed(0)
+    paper = _uniform_output(tiny_unet(n_down=6))
+    assert paper.std(dim=(2, 3)).max() > 1e-3
+    torch.manual_seed(0)
+    inner = _uniform_output(tiny_unet(n_down=6, padding_mode="reflect", upsample="resize", resize_levels=4))
+    core = inner[..., 32:-32, 32:-32]
+    assert core.std(dim=(2, 3)).max() > 1e-4  # the outer transposed convolutions' fine pattern
+    assert torch.allclose(core[..., 8:, :], core[..., :-8, :], atol=1e-5)  # 8-pixel periodic inside
+    assert torch.allclose(core[..., :, 8:], core[..., :, :-8], atol=1e-5)
+
+
+def test_reflect_resize_unet_folds_and_round_trips(tmp_path):
+    from geogan.infer import prepare_for_inference
+    params = {"in_nc": N_CLASSES, "ngf": 8, "n_down": 6, "noise": True, "padding_mode": "reflect",
+              "upsample": "resize", "resize_levels": 3}
+    net = build_generator("unet", params)
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules()) == 3  # 6 steps, inner 3 resize
+    _uniform_output(net, 64)
+    labels, noise = one_hot_labels(2, 64, seed=5), noise_map(2, 64, seed=6)
+    with torch.no_grad():
+        expected = net(labels, noise)
+    save_generator(net, make_card("unet", params), tmp_path / "eq")
+    loaded, card = load_generator(tmp_path / "eq.json")
+    assert card["arch_params"]["padding_mode"] == "reflect"
+    folded = prepare_for_inference(loaded, torch.device("cpu"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        assert (folded(labels, noise) - expected).abs().max() < 1e-4
+    for bad in (dict(padding_mode="circular"), dict(upsample="pixelshuffle"), dict(resize_levels=-1)):
+        with pytest.raises(ValueError):
+            tiny_unet(**bad)
+
+
 def test_unet_gradients_reach_every_parameter():
     net = tiny_unet(dropout=True, noise=True).train()
     out = net(one_hot_labels(2, 64), noise_map(2, 64))
