@@ -98,7 +98,7 @@ def auto_tile_spec(model: LoadedModel, gsd_m: float) -> TileSpec:
     """Output tiles that hold ``train_tile_px`` (default 256) model pixels at ``gsd_m``, a quarter overlap.
 
     The generators are trained on 256 px crops; fed 512 px inputs (a 256 px tile at twice the native
-    GSD) the default model repeated a dark tree every 128 model pixels over open ground, a pattern the
+    GSD) the previous default model repeated a dark tree every 128 model pixels over open ground, a pattern the
     tile orientation cannot scatter because it lies inside one tile. Output tiles are rounded to 16 px
     (at least 32 px, so coarse renders get many small tiles of full-size model input).
     """
@@ -273,10 +273,11 @@ def turns_tiles(model: LoadedModel) -> bool:
     the 8 quarter turns and mirrors, undone on the output).
 
     A generator that ignores its noise paints the same picture for the same input; on open ground every
-    tile's input is the same, so a feature it likes there (the default model: one dark tree about 90 px
-    from the tile corner) repeats at the tile stride, a regular grid over whole fields. Turning each tile
+    tile's input is the same, so a feature it likes there (the previous default model: one dark tree about
+    90 px from the tile corner) repeats at the tile stride, a regular grid over whole fields. Turning each tile
     moves it to one of four places about 38 model pixels from the tile centre, which breaks the grid (one
-    tree per tile remains). Only for models trained on flipped and turned tiles (card ``rotate_tiles``, else the
+    tree per tile remains). A U-Net without position cue (the default since session 7,
+    :data:`geogan.models.unet.NO_POSITION_CUE`) has no such feature; turning its tiles does no harm. Only for models trained on flipped and turned tiles (card ``rotate_tiles``, else the
     recipe's ``flip``); never for models with a height output, whose shading has a light direction.
     """
     card = model.card

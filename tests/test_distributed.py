@@ -8,6 +8,7 @@ import geogan
 from geogan.api import sample_osm_path
 from geogan.distributed import covered_rows
 from geogan.grid import grid_from_bbox
+from geogan.models.unet import NO_POSITION_CUE
 from geogan.sources import osm_file_bounds
 from geogan.tiles import TileSpec
 
@@ -22,13 +23,16 @@ def test_blocks_cover_every_row_once():
         assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
 
 
-@pytest.mark.parametrize("model_heights, precision", [(False, "auto"), (True, "auto"), (False, "bf16")],
-                         ids=["rgb-model", "rgb+height-model", "rgb-model-bf16"])
-def test_dask_render_equals_local_render(tmp_path, tiny_model, model_heights, precision):
+@pytest.mark.parametrize("model_heights, precision, arch_params",
+                         [(False, "auto", None), (True, "auto", None), (False, "bf16", None),
+                          (False, "auto", NO_POSITION_CUE)],
+                         ids=["rgb-model", "rgb+height-model", "rgb-model-bf16", "no-position-cue-model"])
+def test_dask_render_equals_local_render(tmp_path, tiny_model, model_heights, precision, arch_params):
     x0, y0, x1, y1 = osm_file_bounds(sample_osm_path())
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     bbox = (cx - 0.002, cy - 0.0015, cx + 0.002, cy + 0.0015)
-    model = make_tiny_model(tmp_path / "height_model", height_scale_m=20.0) if model_heights else tiny_model
+    model = make_tiny_model(tmp_path / "height_model", height_scale_m=20.0) if model_heights else \
+        make_tiny_model(tmp_path / "eq_model", arch_params=arch_params) if arch_params else tiny_model
     kw = dict(osm=sample_osm_path(), bbox=bbox, gsd_m=0.5, model=str(model), tile_px=128, overlap_px=32,
               seed=5, precision=precision)
     local = geogan.render(out_dir=tmp_path / "local", **kw)

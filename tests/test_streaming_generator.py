@@ -79,7 +79,10 @@ def test_folded_unet_within_tolerance_of_the_trained_one():
 
 
 def test_default_model_inference_is_close_deterministic_and_batch_and_thread_invariant():
-    """Local renders run 1 tile per call on all threads, Dask workers 4 tiles per call on one thread."""
+    """Deterministic; one tile per call thread-invariant bit for bit; across batch sizes equal within float
+    rounding: oneDNN picks other kernels for the default model's 3x3 resize-convolutions at other batch sizes
+    (measured: at most 3e-7). Local renders and Dask workers run the same batches on single-threaded calls,
+    so they still match bit for bit (tests/test_distributed.py, a no-position-cue model among them)."""
     model = load_model("default", load_schema(), "cpu")
     reference, _ = load_generator(resolve_model("default"))
     labels, noise = _labels(3, 128, seed=5), _noise(3, 128, seed=6)
@@ -88,14 +91,16 @@ def test_default_model_inference_is_close_deterministic_and_batch_and_thread_inv
         with torch.inference_mode():
             torch.set_num_threads(1)
             batched = model.module(labels, noise=noise)
+            again = model.module(labels, noise=noise)
             assert (batched - reference.eval()(labels, noise=noise)).abs().max().item() <= FOLD_TOLERANCE
             one_thread = [model.module(labels[i:i + 1], noise=noise[i:i + 1]) for i in range(3)]
             torch.set_num_threads(2)
             two_threads = [model.module(labels[i:i + 1].contiguous(), noise=noise[i:i + 1]) for i in range(3)]
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(batched, torch.cat(one_thread))
+    assert (batched - torch.cat(one_thread)).abs().max().item() <= 1e-6
     assert all(torch.equal(a, b) for a, b in zip(one_thread, two_threads))
+    assert torch.equal(again, batched)
 
 
 def test_precision_defaults_and_refusals():

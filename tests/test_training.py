@@ -370,7 +370,7 @@ def test_cli_train_resume_and_tensorboard(tmp_path):
     run = tmp_path / "run"
     base = [sys.executable, "-m", "geogan.cli", "train", "--arch", "unet", "--pairs", str(pairs_dir), "--out",
             str(run), "--ngf", "4", "--batch-size", "1", "--checkpoint-every", "2", "--sample-every", "2",
-            "--tensorboard", "--name", "tiny", "--threads", "1"]
+            "--tensorboard", "--name", "tiny", "--no-position-cue", "--threads", "1"]
     p = subprocess.run(base + ["--steps", "2"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert list((run / "tb").glob("events.out.tfevents.*"))
@@ -382,6 +382,8 @@ def test_cli_train_resume_and_tensorboard(tmp_path):
     assert "trained to step 3" in p.stdout
     _, card = load_generator(run / "export" / "tiny.json")
     assert card["training"]["steps"] == 3
+    assert {k: card["arch_params"][k] for k in ("padding_mode", "upsample", "resize_levels")} == \
+        {"padding_mode": "reflect", "upsample": "resize", "resize_levels": 4}
     bad = subprocess.run(base[:-2] + ["--steps", "1", "--label-map", "nowhere.toml", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "label map" in bad.stderr

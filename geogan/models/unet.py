@@ -10,7 +10,7 @@ from .init import init_weights
 from .normalization import NORM_KINDS, NoiseInjection, fold_batchnorm, make_norm, noise_pyramid
 from .style import StyleEncoder, StyleFiLM, encode_style, style_latent
 
-__all__ = ["UNetGenerator", "unet_channels"]
+__all__ = ["NO_POSITION_CUE", "UNetGenerator", "unet_channels"]
 
 
 def unet_channels(ngf: int, n_down: int) -> list[int]:
@@ -23,6 +23,9 @@ def unet_channels(ngf: int, n_down: int) -> list[int]:
 
 PADDING_MODES = ("zeros", "reflect")
 UPSAMPLE_MODES = ("transpose", "resize")
+#: the default model's U-Net options since session 7 (``geogan train --no-position-cue``): no feature can be tied
+#: to a place in the tile; the outer transposed convolutions keep the decoder's cost at 1.33x the paper's
+NO_POSITION_CUE = {"padding_mode": "reflect", "upsample": "resize", "resize_levels": 4}
 
 
 def _up_conv(in_nc: int, out_nc: int, upsample: str, padding_mode: str, bias: bool) -> nn.Module:

@@ -84,6 +84,11 @@ def register_train(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
         compile: bool = typer.Option(False, help="torch.compile the generator."),
         tensorboard: bool = typer.Option(False, help="Also write TensorBoard logs to OUT/tb."),
+        no_position_cue: bool = typer.Option(False, "--no-position-cue",
+                                             help="U-Net only: reflect padding and resize-convolutions in the 4 "
+                                                  "innermost decoder steps (the default model's architecture "
+                                                  "since session 7): a uniform input gives a uniform output, so "
+                                                  "nothing is painted at the same spot of every tile."),
     ) -> None:
         """Train a generator (pix2pix / compact U-Net / SPADE) on paired data; resumable, Ctrl-C safe."""
         from ..cli import run_guarded
@@ -103,7 +108,11 @@ def register_train(app: typer.Typer) -> None:
                 raise InputError("--style-encoder needs --arch spade or --arch unet")
             if hidden_nc is not None and arch != "spade":
                 raise InputError("--hidden-nc needs --arch spade")
+            from ..models.unet import NO_POSITION_CUE
+            if no_position_cue and arch != "unet":
+                raise InputError("--no-position-cue needs --arch unet")
             g_params = {**({"ngf": ngf} if ngf else {}), **({"hidden_nc": hidden_nc} if hidden_nc else {}),
+                        **(NO_POSITION_CUE if no_position_cue else {}),
                         **({"z_dim": z_dim, "use_style_encoder": True} if style_encoder else {}),
                         **({"style_film": True} if style_film else {})}
             if style_film and not (style_encoder and arch == "spade"):
