@@ -79,10 +79,11 @@ def test_folded_unet_within_tolerance_of_the_trained_one():
 
 
 def test_default_model_inference_is_close_deterministic_and_batch_and_thread_invariant():
-    """Deterministic; one tile per call thread-invariant bit for bit; across batch sizes equal within float
-    rounding: oneDNN picks other kernels for the default model's 3x3 resize-convolutions at other batch sizes
-    (measured: at most 3e-7). Local renders and Dask workers run the same batches on single-threaded calls,
-    so they still match bit for bit (tests/test_distributed.py, a no-position-cue model among them)."""
+    """Deterministic bit for bit; across batch sizes and thread counts equal within float rounding: oneDNN picks
+    other kernels for the default model's 3x3 resize-convolutions at other batch sizes, and on some CPUs at
+    other thread counts (measured: at most 3e-7 here; thread counts differed on a 16-core machine). Local
+    renders and Dask workers run the same batches, on single-threaded calls on machines of up to 4 cores, so
+    there they match bit for bit (tests/test_distributed.py, a no-position-cue model among them)."""
     model = load_model("default", load_schema(), "cpu")
     reference, _ = load_generator(resolve_model("default"))
     labels, noise = _labels(3, 128, seed=5), _noise(3, 128, seed=6)
@@ -99,7 +100,7 @@ def test_default_model_inference_is_close_deterministic_and_batch_and_thread_inv
     finally:
         torch.set_num_threads(threads)
     assert (batched - torch.cat(one_thread)).abs().max().item() <= 1e-6
-    assert all(torch.equal(a, b) for a, b in zip(one_thread, two_threads))
+    assert all((a - b).abs().max().item() <= 1e-6 for a, b in zip(one_thread, two_threads))
     assert torch.equal(again, batched)
 
 
