@@ -429,8 +429,8 @@ def log_plan(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel) -> 
     gx, gy = grid.gsd_m_at(grid.height / 2, grid.width / 2)
     unit = grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "units"
     log.info("grid %dx%d px, pixel %.4g x %.4g %s = %.3f x %.3f ground m at centre; %d tiles of %d px "
-             "(overlap %d), model %s native GSD %.3g m on %s", grid.width, grid.height, rx, ry, unit, gx, gy,
-             plan.tiles, spec.tile_px, spec.overlap_px, model.name, model.gsd_m, model.device)
+             "(overlap %d), model %s native GSD %.3g m on %s (%s)", grid.width, grid.height, rx, ry, unit, gx, gy,
+             plan.tiles, spec.tile_px, spec.overlap_px, model.name, model.gsd_m, model.device, model.precision)
     distinct = sorted(set(plan.model_px_by_row))
     if distinct != [spec.tile_px]:
         log.info("per-tile rescaling: model input %s px for %d px tiles", distinct, spec.tile_px)

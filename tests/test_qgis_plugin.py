@@ -175,7 +175,8 @@ def test_render_writes_three_rasters(qgis_home, geojson, tiny_model, tmp_path):
 def test_render_with_a_style_reference_layer(qgis_home, geojson, tmp_path):
     """A reference photo layer sets the look of a style-encoder model; the class map stays.
 
-    Also the COMPRESSION choice (2: JPEG aerial) on the way: the aerial image is JPEG, the class map lossless.
+    Also the COMPRESSION choice (2: JPEG aerial) on the way: the aerial image is JPEG, the class map lossless;
+    and PRECISION (2: bf16 for one render), which geogan's log line reports.
     """
     import rasterio
     from PIL import Image
@@ -189,10 +190,12 @@ def test_render_with_a_style_reference_layer(qgis_home, geojson, tmp_path):
         ref = tmp_path / f"{name}.png"
         Image.fromarray(np.clip(np.array(colour) + rng.normal(0, 20, (256, 256, 3)), 0, 255).astype(np.uint8)).save(ref)
         out_dir = tmp_path / name
-        _ok(qgis_process(qgis_home, "run", "geogan:render", "--", f"LAYERS={geojson}",
-                         f"EXTENT={_extent(BBOX_LONLAT, 'EPSG:4326')}", "OUTPUT_CRS=EPSG:3857", "GSD_M=1",
-                         f"MODEL={model}", f"STYLE_REF={ref}", "TILE_PX=64", "OVERLAP_PX=16", "COMPRESSION=2",
-                         f"OUTPUT_DIR={out_dir}"))
+        precision = "2" if name == "sand" else "0"
+        p = _ok(qgis_process(qgis_home, "run", "geogan:render", "--", f"LAYERS={geojson}",
+                             f"EXTENT={_extent(BBOX_LONLAT, 'EPSG:4326')}", "OUTPUT_CRS=EPSG:3857", "GSD_M=1",
+                             f"MODEL={model}", f"STYLE_REF={ref}", "TILE_PX=64", "OVERLAP_PX=16", "COMPRESSION=2",
+                             f"PRECISION={precision}", f"OUTPUT_DIR={out_dir}"))
+        assert ("on cpu (bf16)" if name == "sand" else "on cpu (fp32)") in p.stdout + p.stderr
         with rasterio.open(out_dir / "aerial.tif") as a, rasterio.open(out_dir / "classes.tif") as c:
             out[name] = (a.read().astype(float).mean((1, 2)), c.read(1))
             assert (a.compression.name, c.compression.name) == ("jpeg", "deflate")

@@ -368,12 +368,14 @@ class RenderAlgorithm(GeoganAlgorithm):
     OVERLAP_PX = "OVERLAP_PX"
     FORCE = "FORCE"
     COMPRESSION = "COMPRESSION"
+    PRECISION = "PRECISION"
     OUTPUT_DIR = "OUTPUT_DIR"
     AERIAL = "AERIAL"
     HEIGHT = "HEIGHT"
     CLASSES = "CLASSES"
     DEVICES = ["auto", "cpu", "cuda"]
     COMPRESSIONS = [("deflate", "Deflate"), ("zstd", "ZSTD"), ("jpeg", "JPEG aerial")]  # geogan value, label
+    PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 
     def name(self):
         return "render"
@@ -395,6 +397,8 @@ class RenderAlgorithm(GeoganAlgorithm):
             "Compression (advanced): Deflate (lossless, read everywhere), ZSTD (lossless, faster; "
             "readers need GDAL >= 2.3) or JPEG aerial (the aerial image lossy JPEG, quality 90, several "
             "times smaller; heights and classes stay lossless).\n"
+            "Precision (advanced): the generator's arithmetic; auto = fp16 on a CUDA GPU, fp32 on CPU; bf16 "
+            "is about 1.4x faster on CPUs with AVX512-BF16 (within about 1 grey level); fp16 needs a GPU.\n"
             "Cancel stops within one tile. The three rasters are written to the output folder "
             "and added to the project.")
 
@@ -423,6 +427,8 @@ class RenderAlgorithm(GeoganAlgorithm):
                                           defaultValue=False),
             QgsProcessingParameterEnum(self.COMPRESSION, tr("Compression"),
                                        options=[tr(label) for _, label in self.COMPRESSIONS], defaultValue=0,
+                                       optional=True),
+            QgsProcessingParameterEnum(self.PRECISION, tr("Precision"), options=self.PRECISIONS, defaultValue=0,
                                        optional=True),
         ]
         for p in advanced:
@@ -468,6 +474,9 @@ class RenderAlgorithm(GeoganAlgorithm):
             compression = self.COMPRESSIONS[self.parameterAsEnum(parameters, self.COMPRESSION, context)][0]
             if compression != "deflate":  # the default: not sent, so a geogan without the option still runs
                 kwargs["compression"] = compression
+            precision = self.PRECISIONS[self.parameterAsEnum(parameters, self.PRECISION, context)]
+            if precision != "auto":  # likewise
+                kwargs["precision"] = precision
             result = self._run("render", kwargs, feedback)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
