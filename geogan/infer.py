@@ -104,9 +104,10 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' -> fp16 on a CUDA GPU, fp32 on CPU; bf16 and fp16 as asked (fp16 only on a GPU).
 
-    Measured (benchmarks/gpu_bench.py, default model): on an H100, fp16 weights run at 2.2x fp32's speed
-    (2053 vs 934 MP/s, 64 tiles per call; bf16 1956) with a relative error of 6.2e-4 against float64 (at
-    most 0.16 grey levels; bf16: 4.7e-3, 1.6 levels). On this project's CPU (AMD EPYC with AVX512-BF16),
+    Measured (benchmarks/gpu_bench.py, the previous default model): on an H100, fp16 weights run at 2.2x
+    fp32's speed (2048 vs 947 MP/s, 64 tiles per call; bf16 1952) with a relative error of 6.2e-4 against
+    float64 (at most 0.16 grey levels; bf16: 4.7e-3, 1.6 levels); the current default model: 1114-1182 MP/s
+    in fp16 at 6.1e-4. On this project's CPU (AMD EPYC with AVX512-BF16),
     bf16 weights make a 4-tile call 1.4x faster at 4.0e-3 (about 1 grey level); without native bf16
     instructions it is slower than fp32, and CPUs lack fast fp16 entirely, hence fp32 by default there.
     """
@@ -126,8 +127,9 @@ def load_model(name_or_path: str, schema: Schema, device: str = "auto", compile:
     """A model ready for :func:`run_batch`. ``precision``: see :func:`resolve_precision`. ``compile``:
     ``torch.compile`` the generator (on CUDA with CUDA graphs, mode ``reduce-overhead``); the first batch
     of each shape then pays the compilation (seconds to tens of seconds). On this project's 2-core CPU it
-    gains nothing (eager 31.8, compiled 32.4 ms per 4 tiles); on an H100 the default model's forward pass
-    gains 1.3x at 64 tiles per call, a render nothing (benchmarks/gpu_bench.py, gpu_render.py)."""
+    gains nothing (eager 31.8, compiled 32.4 ms per 4 tiles); on an H100 the previous default model's forward
+    pass gained 1.5x at 64 tiles per call (fp16 weights, CUDA graphs), a render nothing
+    (benchmarks/gpu_bench.py, gpu_render.py)."""
     from .models.checkpoint import load_generator
 
     card_path = resolve_model(name_or_path)
@@ -321,7 +323,7 @@ def _unorient_tensor(t: torch.Tensor, k: int) -> torch.Tensor:
 
 MAX_CPU_STREAMS = 4  # generator calls in flight at once on CPU (each holds one batch's activations)
 CUDA_STREAMS = 2  # generator calls in flight on a CUDA GPU: one batch's inputs and outputs cross the bus while
-# the other's runs (H100, 16 km2: 4.2 s vs 5.2 s with one; benchmarks/gpu_render.py)
+# the other's runs (H100, 16 km2: 3.27 s vs 3.80 s with one; benchmarks/gpu_render.py)
 
 
 def cpu_streams(device: torch.device, threads: int | None = None) -> tuple[int, int]:

@@ -136,9 +136,13 @@ class UNetGenerator(nn.Module):
     padding_mode : {"zeros", "reflect"}, default "zeros"
         Padding of every convolution. upsample : {"transpose", "resize"}, default "transpose"
         The decoder's x2 steps: the paper's 4x4 transposed convolutions, or nearest-neighbour resizing +
-        3x3 convolution. ``reflect`` + ``resize`` make the net translation-equivariant up to its
-        receptive field: a uniform input gives a uniform output, so noise alone places texture
-        (no feature painted at the same spot of every tile); the decoder then costs 2.25x the FLOPs.
+        3x3 convolution (2.25x the FLOPs per step). ``reflect`` + ``resize`` make a uniform input give a
+        uniform output, so noise alone places texture (no feature painted at the same spot of every tile).
+    resize_levels : int, optional
+        With ``upsample="resize"``: only the innermost ``resize_levels`` decoder steps resize, the outer
+        ones stay transposed convolutions (default: all resize). :data:`NO_POSITION_CUE` resizes the inner 4,
+        where every pixel is near the tile border; the outer transposed convolutions then leave only a short
+        period inside the tile (8 px at 7 levels) and effects within a few pixels of its edge.
 
     Attributes
     ----------
