@@ -387,6 +387,11 @@ def test_cli_train_resume_and_tensorboard(tmp_path):
     bad = subprocess.run(base[:-2] + ["--steps", "1", "--label-map", "nowhere.toml", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "label map" in bad.stderr
+    spade = [("spade" if a == "unet" else a) for a in base[:-2]]
+    bad = subprocess.run(spade + ["--steps", "1", "--out", str(tmp_path / "z")], capture_output=True, text=True,
+                         timeout=600)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--no-position-cue needs --arch unet" in bad.stderr
+    assert not (tmp_path / "z").exists()
     small = make_pairs(tmp_path / "small", n=4, size=64)
     only_small = [str(small) if a == str(pairs_dir) else a for a in base[:-2]]  # --pairs repeats: replace it
     p = subprocess.run(only_small + ["--steps", "1", "--out", str(tmp_path / "y")],
