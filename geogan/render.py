@@ -43,7 +43,7 @@ HEIGHT_NODATA = -9999.0
 MAX_HOURS_DEFAULT = 24.0
 CPU_BATCH_TILES = 4  # tiles per generator call on CPU (render_grid's default)
 CUDA_BATCH_TILES = 64  # tiles per generator call on a CUDA GPU (at most a tile row): an H100 runs the default
-# model at 530 MP/s in calls of 8 tiles, 1978 MP/s in calls of 64 (benchmarks/gpu_bench.py)
+# model (fp16) at 209 MP/s in calls of 8 tiles, 1114 MP/s in calls of 64 (benchmarks/gpu_bench.py)
 MAX_QUEUED_STRIPS = 1  # generator strips waiting for the writer thread (bounds memory)
 
 
@@ -277,8 +277,9 @@ def turns_tiles(model: LoadedModel) -> bool:
     90 px from the tile corner) repeats at the tile stride, a regular grid over whole fields. Turning each tile
     moves it to one of four places about 38 model pixels from the tile centre, which breaks the grid (one
     tree per tile remains). A U-Net without position cue (the default since session 7,
-    :data:`geogan.models.unet.NO_POSITION_CUE`) has no such feature; turning its tiles does no harm. Only for models trained on flipped and turned tiles (card ``rotate_tiles``, else the
-    recipe's ``flip``); never for models with a height output, whose shading has a light direction.
+    :data:`geogan.models.unet.NO_POSITION_CUE`) has no such feature; turning its tiles does no harm. Only for
+    models trained on flipped and turned tiles (card ``rotate_tiles``, else the recipe's ``flip``); never for
+    models with a height output, whose shading has a light direction.
     """
     card = model.card
     if "rotate_tiles" in card:
