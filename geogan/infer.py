@@ -323,7 +323,8 @@ def _unorient_tensor(t: torch.Tensor, k: int) -> torch.Tensor:
 
 MAX_CPU_STREAMS = 4  # generator calls in flight at once on CPU (each holds one batch's activations)
 CUDA_STREAMS = 2  # generator calls in flight on a CUDA GPU: one batch's inputs and outputs cross the bus while
-# the other's runs (H100, 16 km2: 3.27 s vs 3.80 s with one; benchmarks/gpu_render.py)
+# the other's runs (its end-to-end effect alone is unmeasured: with all session-7 GPU changes together an H100
+# rendered 16 km2 in 3.3-3.8 s instead of 4.4-5.4 s; benchmarks/gpu_render.py)
 
 
 def cpu_streams(device: torch.device, threads: int | None = None) -> tuple[int, int]:
