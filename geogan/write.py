@@ -9,6 +9,13 @@ buffered per row of 512 px blocks and a block row goes to GDAL only once it
 is complete, so every compressed block is written exactly once and GDAL's
 block cache, capped at ``GDAL_CACHE_BYTES`` while writing and converting,
 never has to hold half-filled blocks.
+
+Overviews are built the same way, as the block rows arrive (:class:`_Overviews`:
+numpy 2x2 reductions, each level from the one above, into hidden files of
+their own), so the COG conversion only compresses and copies. Computing them
+at the end with GDAL (rasterio's ``build_overviews``) read the whole file back
+and held Python's GIL throughout, stalling the generator threads of a render
+(measured with py-spy: 0.14 s of a 1.8 s render of 1 km2).
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio._err import CPLE_BaseError
-from rasterio.enums import Resampling
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
@@ -40,6 +46,57 @@ def overview_factors(width: int, height: int, block_px: int) -> list[int]:
         factors.append(f)
         f *= 2
     return factors
+
+
+def _pair_sum(a: np.ndarray, axis: int, dtype) -> np.ndarray:
+    """Sums of neighbouring pairs along ``axis`` (in ``dtype``); an odd last element counts twice."""
+    n = a.shape[axis]
+    even = [slice(None)] * a.ndim
+    odd = [slice(None)] * a.ndim
+    even[axis], odd[axis] = slice(0, n - 1, 2), slice(1, n, 2)
+    pairs = np.add(a[tuple(even)], a[tuple(odd)], dtype=dtype)
+    if n % 2 == 0:
+        return pairs
+    last = [slice(None)] * a.ndim
+    last[axis] = slice(n - 1, n)
+    return np.concatenate([pairs, np.multiply(a[tuple(last)], 2, dtype=dtype)], axis=axis)
+
+
+def reduce_2x(values: np.ndarray, resampling: str, nodata: float | None = None) -> np.ndarray:
+    """One overview step: (bands, rows, cols) -> (bands, ceil(rows / 2), ceil(cols / 2)).
+
+    ``"nearest"`` keeps the top-left pixel of each 2x2 cell (GDAL's choice for factor 2); ``"average"`` is
+    the mean of the cell's pixels inside the raster (an odd last row or column averages what is there),
+    leaving out ``nodata`` pixels (a cell of nodata only stays nodata); integers are rounded half up.
+    """
+    if resampling == "nearest":
+        return np.ascontiguousarray(values[:, ::2, ::2])
+    if resampling != "average":
+        raise ValueError(f"overview resampling '{resampling}' is not 'average' or 'nearest'")
+    integer = np.issubdtype(values.dtype, np.integer)
+    missing = None
+    if nodata is not None:
+        missing = np.isnan(values) if np.isnan(nodata) else values == nodata
+        if not missing.any():
+            missing = None
+    if missing is None and integer and values.dtype.itemsize == 1:  # the common case: 8-bit images, exact
+        total = _pair_sum(_pair_sum(values, 1, np.uint16), 2, np.uint16)
+        total += 2
+        total >>= 2
+        return total.astype(values.dtype)
+    acc = np.float64 if values.dtype.itemsize > 4 or integer else np.float32
+    if missing is None:
+        mean = _pair_sum(_pair_sum(values, 1, acc), 2, acc)
+        mean *= 0.25
+    else:
+        valid = ~missing
+        total = _pair_sum(_pair_sum(np.where(valid, values, 0), 1, acc), 2, acc)
+        count = _pair_sum(_pair_sum(valid, 1, np.uint8), 2, np.uint8)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(count > 0, total / np.maximum(count, 1), nodata)
+    if integer:
+        mean = np.floor(mean + 0.5)
+    return mean.astype(values.dtype)
 
 
 STREAM_RAW_MAX_BYTES = 512 * 2**20  # hidden stream files up to this size stay uncompressed
@@ -175,6 +232,11 @@ class _BlockRows:
         self.block_px = block_px
         self._pending: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # block row -> (values, rows filled)
 
+    @property
+    def empty(self) -> bool:
+        """No block row is waiting for rows."""
+        return not self._pending
+
     def _rows_in(self, block: int) -> int:
         return min(self.block_px, self.height - block * self.block_px)
 
@@ -197,14 +259,76 @@ class _BlockRows:
                 del self._pending[block]
                 yield top, buf
 
-    def leftovers(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Rows of unfinished block rows (only when some rows were never written): contiguous runs."""
+    def leftovers(self, fill: float) -> Iterator[tuple[int, np.ndarray]]:
+        """Unfinished block rows (only when some rows were never written), whole, with ``fill`` in the rows
+        never written (what GDAL puts in blocks nobody wrote: the nodata value, else 0)."""
         for block, (buf, filled) in sorted(self._pending.items()):
-            top = block * self.block_px
-            edges = np.flatnonzero(np.diff(np.concatenate([[0], filled.astype(np.int8), [0]])))
-            for a, b in zip(edges[::2], edges[1::2]):
-                yield top + int(a), buf[:, a:b]
+            buf[:, ~filled] = fill
+            yield block * self.block_px, buf
         self._pending.clear()
+
+
+class _Overviews:
+    """The overview levels (factors 2, 4, 8, ...) of one output, built while its block rows arrive.
+
+    Each level is a hidden uncompressed GeoTIFF of its own, fed whole block rows of the level above
+    reduced 2x2 by :func:`reduce_2x` (a block row of ``block_px`` rows gives half a block row, so halves
+    are collected by a :class:`_BlockRows` like the full-resolution rows). Memory: the unfinished block
+    rows of each level, at most one per level when strips arrive in order.
+    """
+
+    def __init__(self, paths: list[Path], grid: Grid, spec: "RasterSpec", block_px: int) -> None:
+        self.spec = spec
+        self.block_px = block_px
+        self._levels: list[tuple[rasterio.io.DatasetWriter, _BlockRows]] = []
+        height, width = grid.height, grid.width
+        try:
+            for i, path in enumerate(paths, start=1):
+                height, width = -(-height // 2), -(-width // 2)
+                ds = rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=spec.count,
+                                   dtype=spec.dtype, crs=grid.crs.to_wkt(), nodata=spec.nodata, tiled=True,
+                                   transform=grid.transform * rasterio.Affine.scale(2 ** i), blockxsize=block_px,
+                                   blockysize=block_px, BIGTIFF="IF_SAFER",
+                                   **stream_compression(grid.resized(height, width), spec))
+                self._levels.append((ds, _BlockRows(height, width, spec.count, spec.dtype, block_px)))
+        except BaseException:
+            self.close()
+            raise
+
+    def add(self, row0: int, rows: np.ndarray, level: int = 0) -> None:
+        """Take a whole block row (``row0``, ``rows``) of level ``level`` (0: full resolution)."""
+        if level >= len(self._levels):
+            return
+        reduced = reduce_2x(rows, self.spec.overview_resampling.lower(), self.spec.nodata)
+        ds, block_rows = self._levels[level]
+        for top, done in block_rows.add(row0 // 2, reduced):
+            ds.write(done, window=Window(0, top, done.shape[2], done.shape[1]))
+            self.add(top, done, level + 1)
+
+    def close(self) -> None:
+        for ds, _ in self._levels:
+            ds.close()
+
+    def check_complete(self) -> None:
+        """Every level got all its rows (true when the full-resolution rows all arrived)."""
+        for ds, block_rows in self._levels:
+            if not block_rows.empty:
+                raise RuntimeError(f"overview {ds.name} is missing rows")
+
+
+def _with_overviews(src: Path, vrt: Path, overviews: list[Path]) -> Path:
+    """A VRT of ``src`` (georeferencing, colours, descriptions, nodata) whose bands have ``overviews``."""
+    import xml.etree.ElementTree as ET
+
+    rasterio.shutil.copy(src, vrt, driver="VRT")
+    tree = ET.parse(vrt)
+    for band in tree.getroot().iter("VRTRasterBand"):
+        for path in overviews:
+            ov = ET.SubElement(band, "Overview")
+            ET.SubElement(ov, "SourceFilename", relativeToVRT="0").text = str(path.resolve())
+            ET.SubElement(ov, "SourceBand").text = band.get("band")
+    tree.write(vrt)
+    return vrt
 
 
 def _write_failed(path: Path, exc: BaseException) -> RenderError:
@@ -249,6 +373,8 @@ class OutputSet:
         self.block_px = block_px
         self._datasets: dict[str, rasterio.io.DatasetWriter] = {}
         self._rows: dict[str, _BlockRows] = {}
+        self._overviews: dict[str, _Overviews] = {}
+        self._factors = overview_factors(grid.width, grid.height, block_px)
         self._finished: set[str] = set()
         self._temps: list[Path] = []
         self._cache_cap = ExitStack()
@@ -285,6 +411,10 @@ class OutputSet:
                 ds.update_tags(1, units=spec.units)
                 ds.units = tuple([spec.units] * spec.count)
             self._rows[key] = _BlockRows(self.grid.height, self.grid.width, spec.count, spec.dtype, self.block_px)
+            if self._factors:
+                ovr_paths = [_partial(spec.path, f"ovr{f}") for f in self._factors]
+                self._temps.extend(ovr_paths)
+                self._overviews[key] = _Overviews(ovr_paths, self.grid, spec, self.block_px)
 
     def write(self, key: str, row0: int, values: np.ndarray) -> None:
         """Write rows starting at ``row0`` (full width); ``values`` is (bands, rows, cols) or (rows, cols).
@@ -298,8 +428,11 @@ class OutputSet:
 
     def _write_rows(self, key: str, row0: int, rows: np.ndarray) -> None:
         ds = self._datasets[key]
+        rows = rows.astype(ds.dtypes[0], copy=False)
         try:
-            ds.write(rows.astype(ds.dtypes[0], copy=False), window=Window(0, row0, rows.shape[2], rows.shape[1]))
+            ds.write(rows, window=Window(0, row0, rows.shape[2], rows.shape[1]))
+            if key in self._overviews:
+                self._overviews[key].add(row0, rows)
         except _WRITE_ERRORS as exc:
             raise _write_failed(self.specs[key].path, exc) from None
 
@@ -309,28 +442,34 @@ class OutputSet:
         Optional: the outputs not finished by hand are finished when the set commits.
         """
         spec = self.specs[key]
-        for row0, rows in self._rows[key].leftovers():
+        for row0, rows in self._rows[key].leftovers(spec.nodata if spec.nodata is not None else 0):
             self._write_rows(key, row0, rows)
+        stream, cog = _partial(spec.path, "stream"), _partial(spec.path, "cog")
+        src = stream
         try:
-            # overviews built in the hidden file are copied, not recomputed, by the COG driver (which
-            # otherwise writes and compresses them in a temporary file of its own first)
-            factors = overview_factors(self.grid.width, self.grid.height, self.block_px)
-            if factors:
-                self._datasets[key].build_overviews(factors, Resampling[spec.overview_resampling.lower()])
             self._datasets[key].close()
+            overviews = self._overviews.get(key)
+            if overviews is not None:
+                overviews.close()
+                overviews.check_complete()
+                # the COG driver copies existing overviews (it would otherwise compute them itself, writing
+                # and compressing them in a temporary file of its own first)
+                vrt = _partial(spec.path, "vrt")
+                self._temps.append(vrt)
+                src = _with_overviews(stream, vrt, [_partial(spec.path, f"ovr{f}") for f in self._factors])
         except _WRITE_ERRORS as exc:
             raise _write_failed(spec.path, exc) from None
-        src, cog = _partial(spec.path, "stream"), _partial(spec.path, "cog")
         self._temps.append(cog)
         try:
             rasterio.shutil.copy(
                 src, cog, driver="COG", **cog_compression(spec),
-                OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE", BLOCKSIZE=self.block_px,
+                OVERVIEWS="FORCE_USE_EXISTING" if src != stream else "NONE", BLOCKSIZE=self.block_px,
                 BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
             )
         except _WRITE_ERRORS as exc:
             raise _write_failed(spec.path, exc) from None
-        src.unlink(missing_ok=True)
+        for path in [stream, *(_partial(spec.path, f"ovr{f}") for f in self._factors), _partial(spec.path, "vrt")]:
+            path.unlink(missing_ok=True)
         self._finished.add(key)
 
     def _commit(self) -> None:
@@ -341,9 +480,9 @@ class OutputSet:
             os.replace(_partial(spec.path, "cog"), spec.path)
 
     def _cleanup(self) -> None:
-        for ds in self._datasets.values():
+        for closable in [*self._datasets.values(), *self._overviews.values()]:
             try:
-                ds.close()
+                closable.close()
             except Exception:
                 pass
         for tmp in self._temps:
