@@ -30,8 +30,9 @@ warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"ras
 CLIP_MARGIN_PX = 2
 
 
-def burnable(geoms: np.ndarray, values, grid: Grid) -> list[tuple[object, int | float]]:
-    """``(geometry, value)`` pairs clipped to the grid (plus a 2 px margin), empty ones left out.
+def burnable(geoms: np.ndarray, values, grid: Grid) -> list[tuple[dict, int | float]]:
+    """``(polygon mapping, value)`` pairs clipped to the grid (plus a 2 px margin), empty ones left out
+    (:func:`polygon_mappings`).
 
     GDAL fills a polygon scanline by scanline, visiting all of its edges on every line: a long
     buffered road costs its whole vertex count on each row of a strip. Clipped to the window it
@@ -41,8 +42,31 @@ def burnable(geoms: np.ndarray, values, grid: Grid) -> list[tuple[object, int | 
     left, bottom, right, top = grid.bounds
     mx, my = CLIP_MARGIN_PX * abs(grid.transform.a), CLIP_MARGIN_PX * abs(grid.transform.e)
     clipped = shapely.clip_by_rect(geoms, left - mx, bottom - my, right + mx, top + my)
-    keep = ~shapely.is_empty(clipped)
-    return [(g, v) for g, v, k in zip(clipped, values, keep) if k]
+    return polygon_mappings(clipped, values)
+
+
+def polygon_mappings(geoms: np.ndarray, values) -> list[tuple[dict, int | float]]:
+    """``(GeoJSON-like Polygon mapping, value)`` for each polygon of ``geoms`` (multi-polygons and
+    collections split into their polygons, in order; empty and non-polygonal parts left out).
+
+    What rasterio burns, built with a few vectorised shapely calls: shapely's ``__geo_interface__``
+    walks every vertex in Python and made up 60 % of a model-input band's rasterizing (1.3 of 2.2 ms
+    for the sample town's 128 shapes), all of it holding the GIL the generator threads wait for.
+    """
+    values = list(values)
+    parts, part_of = shapely.get_parts(geoms, return_index=True)
+    keep = (shapely.get_type_id(parts) == shapely.GeometryType.POLYGON) & ~shapely.is_empty(parts)
+    parts, part_of = parts[keep], part_of[keep]
+    if not len(parts):
+        return []
+    rings, ring_of = shapely.get_rings(parts, return_index=True)
+    coords, coord_of = shapely.get_coordinates(rings, return_index=True)
+    coord_ends = np.cumsum(np.bincount(coord_of, minlength=len(rings))).tolist()
+    ring_ends = np.cumsum(np.bincount(ring_of, minlength=len(parts))).tolist()
+    flat = coords.tolist()
+    ring_coords = [flat[a:b] for a, b in zip([0, *coord_ends[:-1]], coord_ends)]
+    return [({"type": "Polygon", "coordinates": ring_coords[a:b]}, values[k])
+            for a, b, k in zip([0, *ring_ends[:-1]], ring_ends, part_of.tolist())]
 
 
 def rasterize_classes(feats: FeatureSet, grid: Grid, fill: int = 0) -> np.ndarray:
