@@ -272,25 +272,27 @@ class _Overviews:
     """The overview levels (factors 2, 4, 8, ...) of one output, built while its block rows arrive.
 
     Each level is a hidden uncompressed GeoTIFF of its own, fed whole block rows of the level above
-    reduced 2x2 by :func:`reduce_2x` (a block row of ``block_px`` rows gives half a block row, so halves
-    are collected by a :class:`_BlockRows` like the full-resolution rows). Memory: the unfinished block
-    rows of each level, at most one per level when strips arrive in order.
+    reduced 2x2 by :func:`reduce_2x`. Level ``k`` has blocks of ``block_px / 2**k`` px while that stays a
+    multiple of 16, so a block row of the level above makes exactly one block row of the next, written at
+    once; below that, halves are collected (by a :class:`_BlockRows`, like the full-resolution rows).
+    Memory: the temporaries of one reduction (the COG driver re-tiles the levels to ``block_px``).
     """
 
     def __init__(self, paths: list[Path], grid: Grid, spec: "RasterSpec", block_px: int) -> None:
         self.spec = spec
-        self.block_px = block_px
         self._levels: list[tuple[rasterio.io.DatasetWriter, _BlockRows]] = []
-        height, width = grid.height, grid.width
+        height, width, level_block_px = grid.height, grid.width, block_px
         try:
             for i, path in enumerate(paths, start=1):
                 height, width = -(-height // 2), -(-width // 2)
+                if level_block_px % 32 == 0:  # TIFF blocks are multiples of 16 px
+                    level_block_px //= 2
                 ds = rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=spec.count,
                                    dtype=spec.dtype, crs=grid.crs.to_wkt(), nodata=spec.nodata, tiled=True,
-                                   transform=grid.transform * rasterio.Affine.scale(2 ** i), blockxsize=block_px,
-                                   blockysize=block_px, BIGTIFF="IF_SAFER",
+                                   transform=grid.transform * rasterio.Affine.scale(2 ** i),
+                                   blockxsize=level_block_px, blockysize=level_block_px, BIGTIFF="IF_SAFER",
                                    **stream_compression(grid.resized(height, width), spec))
-                self._levels.append((ds, _BlockRows(height, width, spec.count, spec.dtype, block_px)))
+                self._levels.append((ds, _BlockRows(height, width, spec.count, spec.dtype, level_block_px)))
         except BaseException:
             self.close()
             raise
