@@ -25,6 +25,7 @@ from .features import FeatureSet, build_features
 from .grid import Grid, grid_from_bbox, parse_crs
 from .infer import LoadedModel, encode_style, load_model
 from .zoo import resolve_model
+from .runtime import frozen_gc
 from .render import (CancelFn, auto_tile_spec, check_compression, make_height_spec, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
                      render_grid)
 from .overpass import clip_large_osm, fetch_osm
@@ -127,6 +128,7 @@ def _features(paths: list[Path], grid: Grid, schema: Schema, class_field, margin
     return feats, warnings_
 
 
+@frozen_gc()  # see geogan.runtime: no whole-heap garbage collection stalls the render
 def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326",
            crs: str = "EPSG:3857", gsd_m: float | None = None, out_dir: PathLike | None = "out", model: str = "default",
            device: str = "auto", tile_px: int | None = None, overlap_px: int | None = None, seed: int = 0,

@@ -25,6 +25,7 @@ from .grid import Grid
 from .infer import LoadedModel, load_model
 from .render import (CancelFn, HeightSpec, OutputPaths, ProgressFn, RenderResult, block_rows, check_size, log_plan,
                      make_height_spec, output_specs, plan_tiles, render_block, write_strip)
+from .runtime import frozen_gc
 from .tiles import TileSpec
 from .write import OutputSet
 
@@ -41,6 +42,7 @@ def _worker_model(model_ref: str, schema: Schema, device: str, precision: str = 
     return _WORKER_MODELS[key]
 
 
+@frozen_gc()  # see geogan.runtime
 def _render_block_task(feats: FeatureSet, grid: Grid, model_ref: str, schema: Schema, device: str,
                        spec: TileSpec, plan, first_row: int, stop_row: int, seed: int, style=None,
                        precision: str = "fp32"):

@@ -30,6 +30,7 @@ from .sketch import ClassSource
 from .grid import Grid
 from .infer import LoadedModel, cpu_streams, model_input_px, run_batches
 from .noise import noise_window, orient, tile_orientation
+from .runtime import frozen_gc
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
 from .tiles import Tile, TileSpec, tile_rows
 from .write import OutputSet, RasterSpec, check_codecs
@@ -437,6 +438,7 @@ def log_plan(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel) -> 
         log.info("per-tile rescaling: model input %s px for %d px tiles", distinct, spec.tile_px)
 
 
+@frozen_gc()  # see geogan.runtime
 def render_grid(feats: ClassSource, grid: Grid, model: LoadedModel, schema: Schema, paths: OutputPaths, *,
                 spec: TileSpec, seed: int = 0, batch_tiles: int | None = None, force: bool = False,
                 heights: HeightSpec | None = None, progress: ProgressFn | None = None,
