@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import ExitStack, contextmanager
@@ -280,6 +281,7 @@ class _Overviews:
 
     def __init__(self, paths: list[Path], grid: Grid, spec: "RasterSpec", block_px: int) -> None:
         self.spec = spec
+        self.paths = paths  # hidden files, factor 2 first
         self._levels: list[tuple[rasterio.io.DatasetWriter, _BlockRows]] = []
         height, width, level_block_px = grid.height, grid.width, block_px
         try:
@@ -318,10 +320,8 @@ class _Overviews:
                 raise RuntimeError(f"overview {ds.name} is missing rows")
 
 
-def _with_overviews(src: Path, vrt: Path, overviews: list[Path]) -> Path:
-    """A VRT of ``src`` (georeferencing, colours, descriptions, nodata) whose bands have ``overviews``."""
-    import xml.etree.ElementTree as ET
-
+def _with_overviews(src: Path, vrt: Path, overviews: list[Path]) -> None:
+    """Write ``vrt``: ``src`` (georeferencing, colours, descriptions, nodata) with ``overviews`` on its bands."""
     rasterio.shutil.copy(src, vrt, driver="VRT")
     tree = ET.parse(vrt)
     for band in tree.getroot().iter("VRTRasterBand"):
@@ -330,7 +330,6 @@ def _with_overviews(src: Path, vrt: Path, overviews: list[Path]) -> Path:
             ET.SubElement(ov, "SourceFilename", relativeToVRT="0").text = str(path.resolve())
             ET.SubElement(ov, "SourceBand").text = band.get("band")
     tree.write(vrt)
-    return vrt
 
 
 def _write_failed(path: Path, exc: BaseException) -> RenderError:
@@ -446,31 +445,29 @@ class OutputSet:
         spec = self.specs[key]
         for row0, rows in self._rows[key].leftovers(spec.nodata if spec.nodata is not None else 0):
             self._write_rows(key, row0, rows)
-        stream, cog = _partial(spec.path, "stream"), _partial(spec.path, "cog")
-        src = stream
+        stream, vrt, cog = (_partial(spec.path, stage) for stage in ("stream", "vrt", "cog"))
+        overviews = self._overviews.get(key)
         try:
             self._datasets[key].close()
-            overviews = self._overviews.get(key)
             if overviews is not None:
                 overviews.close()
                 overviews.check_complete()
                 # the COG driver copies existing overviews (it would otherwise compute them itself, writing
                 # and compressing them in a temporary file of its own first)
-                vrt = _partial(spec.path, "vrt")
                 self._temps.append(vrt)
-                src = _with_overviews(stream, vrt, [_partial(spec.path, f"ovr{f}") for f in self._factors])
+                _with_overviews(stream, vrt, overviews.paths)
         except _WRITE_ERRORS as exc:
             raise _write_failed(spec.path, exc) from None
         self._temps.append(cog)
         try:
             rasterio.shutil.copy(
-                src, cog, driver="COG", **cog_compression(spec),
-                OVERVIEWS="FORCE_USE_EXISTING" if src != stream else "NONE", BLOCKSIZE=self.block_px,
+                stream if overviews is None else vrt, cog, driver="COG", **cog_compression(spec),
+                OVERVIEWS="NONE" if overviews is None else "FORCE_USE_EXISTING", BLOCKSIZE=self.block_px,
                 BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
             )
         except _WRITE_ERRORS as exc:
             raise _write_failed(spec.path, exc) from None
-        for path in [stream, *(_partial(spec.path, f"ovr{f}") for f in self._factors), _partial(spec.path, "vrt")]:
+        for path in [stream, vrt, *(overviews.paths if overviews is not None else ())]:
             path.unlink(missing_ok=True)
         self._finished.add(key)
 
