@@ -269,6 +269,15 @@ class _BlockRows:
         self._pending.clear()
 
 
+def _open_hidden(path: Path, grid: Grid, spec: "RasterSpec", block_px: int, **extra) -> rasterio.io.DatasetWriter:
+    """A hidden tiled GeoTIFF for ``spec``'s values on ``grid``, compressed only when large
+    (:func:`stream_compression`); ``extra``: more creation options."""
+    return rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height, count=spec.count,
+                         dtype=spec.dtype, crs=grid.crs.to_wkt(), transform=grid.transform, nodata=spec.nodata,
+                         tiled=True, blockxsize=block_px, blockysize=block_px, BIGTIFF="IF_SAFER",
+                         **stream_compression(grid, spec), **extra)
+
+
 class _Overviews:
     """The overview levels (factors 2, 4, 8, ...) of one output, built while its block rows arrive.
 
@@ -289,11 +298,8 @@ class _Overviews:
                 height, width = -(-height // 2), -(-width // 2)
                 if level_block_px % 32 == 0:  # TIFF blocks are multiples of 16 px
                     level_block_px //= 2
-                ds = rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=spec.count,
-                                   dtype=spec.dtype, crs=grid.crs.to_wkt(), nodata=spec.nodata, tiled=True,
-                                   transform=grid.transform * rasterio.Affine.scale(2 ** i),
-                                   blockxsize=level_block_px, blockysize=level_block_px, BIGTIFF="IF_SAFER",
-                                   **stream_compression(grid.resized(height, width), spec))
+                level = Grid(grid.crs, grid.transform * rasterio.Affine.scale(2 ** i), (height, width))
+                ds = _open_hidden(path, level, spec, level_block_px)
                 self._levels.append((ds, _BlockRows(height, width, spec.count, spec.dtype, level_block_px)))
         except BaseException:
             self.close()
@@ -394,15 +400,8 @@ class OutputSet:
         for key, spec in self.specs.items():
             tmp = _partial(spec.path, "stream")
             self._temps.append(tmp)
-            profile = dict(
-                driver="GTiff", width=self.grid.width, height=self.grid.height, count=spec.count,
-                dtype=spec.dtype, crs=self.grid.crs.to_wkt(), transform=self.grid.transform,
-                nodata=spec.nodata, tiled=True, blockxsize=self.block_px, blockysize=self.block_px,
-                BIGTIFF="IF_SAFER", **stream_compression(self.grid, spec),
-            )
-            if spec.photometric:
-                profile["photometric"] = spec.photometric
-            ds = rasterio.open(tmp, "w", **profile)
+            ds = _open_hidden(tmp, self.grid, spec, self.block_px,
+                              **({"photometric": spec.photometric} if spec.photometric else {}))
             self._datasets[key] = ds
             if spec.colormap:
                 ds.write_colormap(1, dict(spec.colormap))
