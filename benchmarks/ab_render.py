@@ -7,6 +7,7 @@ bare generator on the same tiles, so every round gives a paired ratio for both t
 same machine load. It prints the per-round figures and their medians.
 
     .venv/bin/python benchmarks/ab_render.py --base HEAD~2 --rounds 5 [--km2 1] [--warm 5] [--json out.json]
+    .venv/bin/python benchmarks/ab_render.py --base HEAD --new-kw compression=zstd   # two settings, one tree
 
 The base revision is checked out with ``git worktree`` into a temporary folder (removed at the end) and
 imported through ``PYTHONPATH``, so both trees use this checkout's virtual environment.
@@ -33,7 +34,7 @@ from bench import _town_bbox, generator_stats
 from geogan.api import sample_osm_path
 from geogan.render import CPU_BATCH_TILES
 osm, bbox = str(sample_osm_path()), _town_bbox({km2})
-kw = dict(osm=osm, bbox=bbox, out_dir={out!r}, model="default", overwrite=True, force=True)
+kw = dict(osm=osm, bbox=bbox, out_dir={out!r}, model="default", overwrite=True, force=True, **{extra})
 t = time.perf_counter(); r = geogan.render(**kw); cold = time.perf_counter() - t
 warm, cpu = [], []
 for _ in range({warm}):
@@ -46,8 +47,9 @@ print(json.dumps(dict(tree=geogan.__file__, cold_s=cold, warm_s=statistics.media
 """
 
 
-def run_tree(pythonpath: str | None, km2: float, warm: int, out: Path) -> dict:
-    code = CHILD.format(bench=str(REPO / "benchmarks"), km2=km2, out=str(out), warm=warm)
+def run_tree(pythonpath: str | None, km2: float, warm: int, out: Path, extra: dict | None = None) -> dict:
+    """One fresh process of the tree at ``pythonpath`` (None: this checkout); ``extra``: more render() keywords."""
+    code = CHILD.format(bench=str(REPO / "benchmarks"), km2=km2, out=str(out), warm=warm, extra=repr(extra or {}))
     env = None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
                        cwd=tempfile.gettempdir())  # not the repo: its geogan/ would shadow PYTHONPATH
@@ -57,6 +59,22 @@ def run_tree(pythonpath: str | None, km2: float, warm: int, out: Path) -> dict:
     return res
 
 
+def _render_kw(text: str) -> dict:
+    """``"compression=zstd,seed=3"`` -> ``{"compression": "zstd", "seed": 3}`` (values: Python literals, else strings)."""
+    import ast
+
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise argparse.ArgumentTypeError(f"'{item}' is not KEY=VALUE")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="HEAD", help="git revision to compare the working tree with")
@@ -64,6 +82,10 @@ def main() -> None:
     ap.add_argument("--km2", type=float, default=1.0)
     ap.add_argument("--warm", type=int, default=5, help="warm renders per process (their median counts; >= 1)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--base-kw", type=_render_kw, default={}, metavar="K=V,...",
+                    help="render() keywords for the base tree only, e.g. compression=zstd (settings A/B: --base HEAD)")
+    ap.add_argument("--new-kw", type=_render_kw, default={}, metavar="K=V,...",
+                    help="render() keywords for the working tree only")
     args = ap.parse_args()
     if args.warm < 1 or args.rounds < 1:
         ap.error("--warm and --rounds must be at least 1")
@@ -75,8 +97,8 @@ def main() -> None:
                        check=True)
         try:
             for i in range(args.rounds):
-                for name, path in (("base", str(tree)), ("new", None)):
-                    res = run_tree(path, args.km2, args.warm, Path(tmp) / "out")
+                for name, path, extra in (("base", str(tree), args.base_kw), ("new", None, args.new_kw)):
+                    res = run_tree(path, args.km2, args.warm, Path(tmp) / "out", extra)
                     rounds[name].append(res)
                     print(f"round {i + 1} {name:4s} " + "  ".join(f"{k} {res[k]:.3f}" for k in keys), flush=True)
         finally:
@@ -85,7 +107,8 @@ def main() -> None:
     for name, m in medians.items():
         print(f"median {name:4s} " + "  ".join(f"{k} {v:.3f}" for k, v in m.items()))
     if args.json:
-        args.json.write_text(json.dumps({"base": args.base, "km2": args.km2, "rounds": rounds,
+        args.json.write_text(json.dumps({"base": args.base, "km2": args.km2, "base_kw": args.base_kw,
+                                         "new_kw": args.new_kw, "rounds": rounds,
                                          "medians": medians}, indent=1))
 
 
