@@ -101,19 +101,9 @@ def generator_stats(model_name: str, tile_px: int = 256, batch: int = 1, reps: i
     per_tile = {"one_call": float(np.median(one_call)) / batch}
     streams, threads = cpu_streams(torch.device("cpu"))
     if streams > 1:
-        import geogan.infer as infer
-        # pinned to cores the way a render pins its streams (geogan.infer.stream_cores; older trees: floating)
-        cores = infer.stream_cores(torch.device("cpu"), streams, threads) if hasattr(infer, "stream_cores") else []
-        lock = threading.Lock()
-
-        def stream(n: int, times: list) -> None:
-            if cores:
-                infer._pin_thread(cores, lock)
-            timed_calls(n, times)
-
         with torch_threads(threads):
             lists = [[] for _ in range(streams)]
-            workers = [threading.Thread(target=stream, args=(max(3, reps // streams), lst)) for lst in lists]
+            workers = [threading.Thread(target=timed_calls, args=(max(3, reps // streams), lst)) for lst in lists]
             [w.start() for w in workers]
             [w.join() for w in workers]
         # time per tile with every stream busy: the median call, with `streams` calls in flight at once

@@ -13,8 +13,6 @@ from __future__ import annotations
 import copy
 import ctypes
 import functools
-import os
-import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -359,30 +357,6 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def stream_cores(device: torch.device, streams: int, threads_per_stream: int) -> list[int]:
-    """The CPU cores to pin the generator's stream threads to, one each: this process's allowed cores when a
-    CPU render runs one single-threaded stream per core, else none (threads float).
-
-    Pinned, a stream's thread stays on its core's caches while the render's other threads (writing,
-    rasterizing) come and go; measured on the 2-core VM (benchmarks/ab_render.py), see the README.
-    """
-    if device.type != "cpu" or threads_per_stream != 1 or not hasattr(os, "sched_getaffinity"):
-        return []
-    allowed = sorted(os.sched_getaffinity(0))
-    return allowed if len(allowed) == streams else []
-
-
-def _pin_thread(cores: list[int], lock: threading.Lock) -> None:
-    """Thread-pool initializer: pin the calling thread to the next core of ``cores`` (popped; none left: float)."""
-    with lock:
-        core = cores.pop(0) if cores else None
-    if core is not None:
-        try:
-            os.sched_setaffinity(0, {core})  # pid 0: the calling thread only (Linux)
-        except OSError:
-            pass
-
-
 def run_batches(model: LoadedModel, batches: Iterable[tuple], out_px: int, *,
                 streams: int = 1, threads_per_stream: int | None = None) -> Iterator[tuple[Hashable, np.ndarray]]:
     """:func:`run_batch` over ``(key, class_maps, noise[, orientations])`` items, ``streams`` at once; yields
@@ -393,10 +367,8 @@ def run_batches(model: LoadedModel, batches: Iterable[tuple], out_px: int, *,
         for key, *args in batches:
             yield key, run_batch(model, args[0], args[1], out_px, *args[2:])
         return
-    cores = stream_cores(model.device, streams, threads_per_stream or 1)
     with torch_threads(threads_per_stream or 1), \
-            ThreadPoolExecutor(streams, thread_name_prefix="geogan-generator", initializer=_pin_thread,
-                               initargs=(cores, threading.Lock())) as pool:
+            ThreadPoolExecutor(streams, thread_name_prefix="geogan-generator") as pool:
         pending: deque = deque()
         for key, *args in batches:
             pending.append((key, pool.submit(run_batch, model, args[0], args[1], out_px, *args[2:])))

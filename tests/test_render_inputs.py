@@ -216,34 +216,6 @@ def test_concurrent_generator_calls_keep_order_values_and_thread_setting(tiny_mo
     assert cpu_streams(torch.device("cuda"), 16) == (CUDA_STREAMS, 16)
 
 
-def test_generator_stream_threads_are_pinned_one_per_core():
-    """One single-threaded stream per allowed core: each stream thread is pinned to its own core; any other
-    layout (more streams than cores, several threads per stream, a GPU) leaves the threads floating."""
-    import os
-    import threading
-
-    import torch
-
-    from geogan.infer import _pin_thread, stream_cores
-    allowed = sorted(os.sched_getaffinity(0))
-    cpu = torch.device("cpu")
-    assert stream_cores(cpu, len(allowed), 1) == allowed
-    assert stream_cores(cpu, len(allowed) + 1, 1) == []
-    assert stream_cores(cpu, len(allowed), 2) == []
-    assert stream_cores(torch.device("cuda"), len(allowed), 1) == []
-    cores, seen = [allowed[-1]], []
-
-    def worker():
-        _pin_thread(cores, threading.Lock())
-        seen.append(os.sched_getaffinity(0))
-
-    t = threading.Thread(target=worker)
-    t.start()
-    t.join()
-    assert seen == [{allowed[-1]}] and cores == []
-    assert sorted(os.sched_getaffinity(0)) == allowed  # only the stream thread was pinned
-
-
 def test_tile_orientations_are_inverted_exactly_and_spread_over_all_eight():
     import torch
 
