@@ -1,4 +1,5 @@
-"""benchmarks/ab_render.py runs end to end (one tiny round against HEAD): the numbers mean nothing here."""
+"""benchmarks/ab_render.py runs end to end (one tiny round against HEAD): the numbers mean nothing here; the
+large benchmark area of benchmarks/bench.py is a real town of that size."""
 
 from __future__ import annotations
 
@@ -16,13 +17,45 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ab_render_smoke(tmp_path):
     out = tmp_path / "ab.json"
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ab_render.py"), "--base", "HEAD", "--rounds", "1",
-                        "--warm", "1", "--km2", "0.05", "--json", str(out)],
+                        "--warm", "1", "--km2", "0.05", "--json", str(out), "--new-kw", "compression=zstd,seed=5"],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(out.read_text())
     base, new = res["rounds"]["base"][0], res["rounds"]["new"][0]
+    assert res["base_kw"] == {} and res["new_kw"] == {"compression": "zstd", "seed": 5}
     assert "geogan-ab-" in base["tree"] and Path(new["tree"]).resolve().is_relative_to(ROOT)  # each tree imported
     for r in (base, new):
         assert r["cold_s"] > 0 and r["warm_s"] > 0 and 0 < r["warm_ratio"] and r["generator_s"] > 0
     listed = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout
     assert "geogan-ab-" not in listed  # the temporary worktree is removed again
+
+
+def test_ab_render_keywords_parse():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from ab_render import _render_kw
+    assert _render_kw("compression=zstd, seed=3,gsd_m=0.5") == {"compression": "zstd", "seed": 3, "gsd_m": 0.5}
+    assert _render_kw("") == {}
+    with pytest.raises(Exception, match="not KEY=VALUE"):
+        _render_kw("zstd")
+
+
+def test_synthetic_town_is_copies_of_the_sample_side_by_side(tmp_path):
+    """The 16 km2 benchmark area holds the sample town repeated over it (every copy read by GDAL, ids unique),
+    not one town amid open ground."""
+    import shapely
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench import _synthetic_town, _town_bbox
+    from geogan.api import sample_osm_path
+    from geogan.sources import read_sources
+    one = read_sources([sample_osm_path()], None)
+    many = read_sources([_synthetic_town(4.0, tmp_path / "town4.osm")], None)
+    count = {layer.source.split(":")[1]: len(layer.geometries) for layer in one.layers}
+    counts = {layer.source.split(":")[1]: len(layer.geometries) for layer in many.layers}
+    copies = counts["multipolygons"] // count["multipolygons"]
+    assert copies >= 4 and counts == {k: v * copies for k, v in count.items()}
+    x0, y0, x1, y1 = _town_bbox(4.0)
+    polys = next(layer for layer in many.layers if layer.source.endswith("multipolygons")).geometries
+    bx0, by0, bx1, by1 = shapely.total_bounds(polys)
+    assert bx0 < x0 + 0.2 * (x1 - x0) and bx1 > x1 - 0.2 * (x1 - x0)  # spread over the whole area
+    assert by0 < y0 + 0.2 * (y1 - y0) and by1 > y1 - 0.2 * (y1 - y0)
