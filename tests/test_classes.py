@@ -101,3 +101,40 @@ def test_bad_rules_files(tmp_path, text, msg):
         load_schema(p)
     with pytest.raises(RulesError, match="does not exist"):
         load_schema(tmp_path / "missing.toml")
+
+
+def test_rule_index_classifies_exactly_like_trying_every_rule():
+    """classify tries only the rules whose first key the tags have; on every feature of the sample town (areas
+    and lines) and on tag sets made to hit several rules at once, the result is the one trying every rule in
+    order gives (highest priority, the first of equal priority)."""
+    from geogan.api import sample_osm_path
+    from geogan.classes import Classified, load_schema
+    from geogan.sources import read_sources
+
+    schema = load_schema()
+
+    def every_rule(tags, kind):
+        best = None
+        for rule in schema.rules:
+            if rule.matches(tags, kind):
+                cdef = schema.by_name(rule.class_name)
+                if best is None or cdef.priority > best[1].priority:
+                    best = (rule, cdef)
+        if best is None:
+            return None
+        rule, cdef = best
+        return Classified(cdef.id, cdef.priority, schema.line_width_m(rule, tags) if kind == "line" else None)
+
+    report = read_sources([sample_osm_path()], None)
+    cases = [(tags, "area" if layer.source.endswith("multipolygons") else "line")
+             for layer in report.layers for tags in layer.tags]
+    keys = sorted({k for rule in schema.rules for k, _ in rule.match})
+    values = sorted({v for rule in schema.rules for _, vs in rule.match for v in vs})
+    import random
+    rng = random.Random(0)
+    for _ in range(2000):  # random mixtures of the keys and values the rules name
+        tags = {k: rng.choice(values + ["no", "yes"]) for k in rng.sample(keys, rng.randint(1, 4))}
+        cases.append((tags, rng.choice(["area", "line"])))
+    assert len(cases) > 2000 and sum(every_rule(t, k) is not None for t, k in cases) > 500
+    for tags, kind in cases:
+        assert schema.classify(tags, kind) == every_rule(tags, kind), (tags, kind)
