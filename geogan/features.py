@@ -200,13 +200,13 @@ def _half_widths_m(lonlat_geoms: np.ndarray, to_work: pyproj.Transformer) -> np.
     if not polygonal.any():
         return out
     rects = shapely.minimum_rotated_rectangle(_apply(to_work, lonlat_geoms[polygonal]))
-    widths = []
-    for r in rects:
-        if r is None or r.geom_type != "Polygon":
-            widths.append(np.nan)
-            continue
-        c = np.asarray(r.exterior.coords)[:3, :2]
-        widths.append(min(np.hypot(*(c[1] - c[0])), np.hypot(*(c[2] - c[1]))) / 2.0)
+    widths = np.full(len(rects), np.nan)
+    is_rect = shapely.get_type_id(rects) == shapely.GeometryType.POLYGON  # degenerate shapes give lines or points
+    if is_rect.any():  # the first three corners of each rectangle: its two side lengths
+        xy, which = shapely.get_coordinates(shapely.get_exterior_ring(rects[is_rect]), return_index=True)
+        first = np.searchsorted(which, np.arange(int(is_rect.sum())))
+        c0, c1, c2 = xy[first], xy[first + 1], xy[first + 2]
+        widths[is_rect] = np.minimum(np.hypot(*(c1 - c0).T), np.hypot(*(c2 - c1).T)) / 2.0
     out[polygonal] = widths
     return out
 
