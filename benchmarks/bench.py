@@ -12,7 +12,8 @@ Measures, in one run on this machine:
 - peak RSS of a 1 km^2 and a 16 km^2 render at the same GSD (separate processes);
 - rasterizing the class map vs gdal_rasterize of the same layers on the same grid (when installed);
 - the generator's FLOP/s (torch.utils.flop_counter) vs this machine's measured fp32 matmul FLOP/s;
-- the reference pix2pix (ngf=64) generator throughput;
+- the reference pix2pix (ngf=64) generator throughput, and the end-to-end render with it in place of the
+  default model (`pix2pix_e2e_ratio_paired`: the pipeline around a generator of that cost);
 - Dask LocalCluster (2 workers) vs single-process render time.
 """
 
@@ -134,6 +135,22 @@ def generator_stats(model_name: str, tile_px: int = 256, batch: int = 1, reps: i
             "streams_mp_s": tile_px * tile_px / 1e6 / per_tile.get("streams", per_tile["one_call"])}
 
 
+def pix2pix_model(stem: Path) -> Path:
+    """The reference pix2pix generator (ngf 64, random weights) saved as a model geogan renders with: the default
+    model's card (classes, GSD, noise input) with the paper's architecture. Its card path."""
+    from geogan.models.checkpoint import save_generator
+    from geogan.models.registry import build_generator
+    from geogan.zoo import builtin_model_dir
+
+    card = json.loads((builtin_model_dir() / "default.json").read_text())
+    params = {k: v for k, v in card["arch_params"].items() if k in ("in_nc", "out_nc", "noise")}
+    card = {**card, "arch": "pix2pix", "arch_params": params, "name": "pix2pix-ngf64-random"}
+    card.pop("weights_sha256", None)
+    torch.manual_seed(0)
+    save_generator(build_generator("pix2pix", params).eval(), card, stem)
+    return stem.with_suffix(".json")
+
+
 def pix2pix_mp_s(tile_px: int = 256, batch: int = 1, reps: int = 3) -> float:
     """The reference pix2pix generator (ngf 64, random weights: speed does not depend on them)."""
     from geogan.infer import prepare_for_inference
@@ -151,7 +168,7 @@ def pix2pix_mp_s(tile_px: int = 256, batch: int = 1, reps: int = 3) -> float:
 
 
 def render_in_subprocess(bbox, osm: Path, out: Path, model: str, extra=(), renders: int = 1,
-                         generator: bool = False) -> dict:
+                         generator: bool = False, gen_reps: int = 30) -> dict:
     """``renders`` renders of the same area in one fresh process: ``seconds`` is the first (cold: the
     process's first model load, first forward pass of each shape, first GDAL/PROJ use), ``warm_seconds``
     the last (what a long-lived process such as the QGIS plugin or a Dask worker sees). ``generator``: then
@@ -170,7 +187,8 @@ def render_in_subprocess(bbox, osm: Path, out: Path, model: str, extra=(), rende
         "res = {'seconds': secs[0], 'warm_seconds': secs[-1], 'tiles': r.tiles, 'shape': r.grid.shape_yx, "
         "'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}\n"
         + ("from bench import generator_stats\nfrom geogan.render import CPU_BATCH_TILES\n"
-           f"res['gen_seconds_per_tile'] = generator_stats({model!r}, batch=CPU_BATCH_TILES)['seconds_per_tile']\n"
+           f"res['gen_seconds_per_tile'] = generator_stats({model!r}, batch=CPU_BATCH_TILES, reps={int(gen_reps)})"
+           "['seconds_per_tile']\n"
            if generator else "")
         + "print(json.dumps(res))\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -276,6 +294,13 @@ def main() -> None:
         if "pix2pix" in args.only:
             res["pix2pix_ref_mp_s"] = pix2pix_mp_s(batch=CPU_BATCH_TILES)
             res["default_vs_pix2pix_speedup"] = gen["one_call_mp_s"] / res["pix2pix_ref_mp_s"]  # both one call
+            # the same end-to-end render with the reference generator in place of the default model: how much
+            # of the render the pipeline around a generator of pix2pix's cost takes (bare generator re-timed in
+            # the render's process)
+            p2p = render_in_subprocess(_town_bbox(small), osm, tmp / "p2p_out", str(pix2pix_model(tmp / "p2p")),
+                                       compress, generator=True, gen_reps=6)
+            res.update(pix2pix_e2e_seconds=p2p["seconds"],
+                       pix2pix_e2e_ratio_paired=p2p["tiles"] * p2p["gen_seconds_per_tile"] / p2p["seconds"])
         if "dask" in args.only:
             d1 = render_in_subprocess(_town_bbox(small), osm, tmp / "d1", args.model, extra=["workers=2", *compress])
             res.update(dask_2w_s=d1["seconds"], single_s=e2e["seconds"],

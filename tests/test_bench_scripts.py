@@ -59,3 +59,23 @@ def test_synthetic_town_is_copies_of_the_sample_side_by_side(tmp_path):
     bx0, by0, bx1, by1 = shapely.total_bounds(polys)
     assert bx0 < x0 + 0.2 * (x1 - x0) and bx1 > x1 - 0.2 * (x1 - x0)  # spread over the whole area
     assert by0 < y0 + 0.2 * (y1 - y0) and by1 > y1 - 0.2 * (y1 - y0)
+
+
+def test_pix2pix_reference_model_renders(tmp_path):
+    """bench.py's reference generator (the paper's pix2pix, ngf 64, random weights) is a model geogan renders
+    with: the default model's classes, GSD and noise input with the pix2pix architecture."""
+    import rasterio
+
+    import geogan
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench import _town_bbox, pix2pix_model
+    from geogan.api import sample_osm_path
+    from geogan.classes import load_schema
+    from geogan.infer import load_model
+    card = pix2pix_model(tmp_path / "p2p")
+    model = load_model(str(card), load_schema(), "cpu")
+    assert model.card["arch"] == "pix2pix" and model.card["arch_params"]["noise"] is True
+    assert sum(p.numel() for p in model.module.parameters()) > 20_000_000  # ngf 64, eight levels: the paper's size
+    res = geogan.render(osm=sample_osm_path(), bbox=_town_bbox(0.01), out_dir=tmp_path / "out", model=str(card))
+    with rasterio.open(res.aerial) as ds:
+        assert ds.count == 3 and ds.read().std() > 0
