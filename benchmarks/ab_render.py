@@ -32,7 +32,10 @@ sys.path.insert(0, {bench!r})
 import geogan
 from bench import _town_bbox, generator_stats
 from geogan.api import sample_osm_path
-from geogan.render import CPU_BATCH_TILES
+try:
+    from geogan.pipeline import CPU_BATCH_TILES
+except ImportError:  # trees before session 9 called that module geogan.render
+    from geogan.render import CPU_BATCH_TILES
 osm, bbox = str(sample_osm_path()), _town_bbox({km2})
 kw = dict(osm=osm, bbox=bbox, out_dir={out!r}, model="default", overwrite=True, force=True, **{extra})
 t = time.perf_counter(); r = geogan.render(**kw); cold = time.perf_counter() - t

@@ -186,7 +186,7 @@ def render_in_subprocess(bbox, osm: Path, out: Path, model: str, extra=(), rende
         "    secs.append(time.perf_counter()-t)\n"
         "res = {'seconds': secs[0], 'warm_seconds': secs[-1], 'tiles': r.tiles, 'shape': r.grid.shape_yx, "
         "'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}\n"
-        + ("from bench import generator_stats\nfrom geogan.render import CPU_BATCH_TILES\n"
+        + ("from bench import generator_stats\nfrom geogan.pipeline import CPU_BATCH_TILES\n"
            f"res['gen_seconds_per_tile'] = generator_stats({model!r}, batch=CPU_BATCH_TILES, reps={int(gen_reps)})"
            "['seconds_per_tile']\n"
            if generator else "")
@@ -249,7 +249,7 @@ def main() -> None:
         tmp = Path(d)
         osm = sample_osm_path()
         small = 0.1 if args.quick else 1.0
-        from geogan.render import CPU_BATCH_TILES
+        from geogan.pipeline import CPU_BATCH_TILES
         gen = generator_stats(args.model, batch=CPU_BATCH_TILES) if args.only & {"e2e", "memory", "flops", "pix2pix",
                                                                                   "dask"} else None
         if "e2e" in args.only or "dask" in args.only:

@@ -5,7 +5,7 @@ the CPU render.
 
 Renders the bundled sample town (1 km^2 and a 16 km^2 area around it, as benchmarks/bench.py) with
 ``device="cuda"`` in this process: the first render is cold (CUDA context, cuDNN plans), later ones warm.
-For each batch size (``geogan.render.CUDA_BATCH_TILES``) and generator-call count in flight
+For each batch size (``geogan.pipeline.CUDA_BATCH_TILES``) and generator-call count in flight
 (``geogan.infer.CUDA_STREAMS``) it times warm renders, and times the bare generator on the same tiles at
 the same batch size (fp16 weights, as ``run_batch`` runs it; device time only) for the e2e ratio. It
 then renders 1 km^2 on the CPU and compares: classes must be equal; aerial and heights differ by the
@@ -96,9 +96,8 @@ def main() -> None:
         dev, args.areas, args.batch_tiles, args.streams, args.repeat, args.big_configs = "cpu", "0.05,0.1", "4", "1", 1, "4:1"
     elif not torch.cuda.is_available():
         sys.exit("gpu_render: no CUDA GPU here")
-    import importlib
-    # the modules, not the package's attributes: ``geogan.render`` is the API function
-    render_mod, infer_mod = importlib.import_module("geogan.render"), importlib.import_module("geogan.infer")
+    import geogan.infer as infer_mod
+    import geogan.pipeline as render_mod
     from geogan.api import sample_osm_path
     shipped = render_mod.CUDA_BATCH_TILES, infer_mod.CUDA_STREAMS
     res: dict = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name(0) if dev == "cuda" else "cpu",

@@ -26,7 +26,7 @@ from .grid import Grid, grid_from_bbox, parse_crs
 from .infer import LoadedModel, encode_style, load_model
 from .zoo import resolve_model
 from .runtime import frozen_gc
-from .render import (CancelFn, auto_tile_spec, check_compression, make_height_spec, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
+from .pipeline import (CancelFn, auto_tile_spec, check_compression, make_height_spec, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
                      render_grid)
 from .overpass import clip_large_osm, fetch_osm
 from .sketch import sketch_source
@@ -153,7 +153,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     osm may also be a GeoDataFrame (any CRS; its ``class`` column, or OSM tag columns, say the class).
     model : a zoo name (``geogan models``) or a path to a model .json/.safetensors.
     device : auto, cpu or cuda. tile_px, overlap_px : tiling in output pixels (default: tiles of 256 model
-        pixels at the output GSD, a quarter overlap; :func:`geogan.render.auto_tile_spec`).
+        pixels at the output GSD, a quarter overlap; :func:`geogan.pipeline.auto_tile_spec`).
     seed : same seed -> identical output.
     overwrite : replace existing outputs. rules : a class rules TOML (default: built-in schema).
     force : run even when the estimate is over a day. class_field : attribute with a schema class

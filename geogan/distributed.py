@@ -23,7 +23,7 @@ from .errors import Cancelled, InputError
 from .features import FeatureSet
 from .grid import Grid
 from .infer import LoadedModel, load_model
-from .render import (CancelFn, HeightSpec, OutputPaths, ProgressFn, RenderResult, block_rows, check_size, log_plan,
+from .pipeline import (CancelFn, HeightSpec, OutputPaths, ProgressFn, RenderResult, block_rows, check_size, log_plan,
                      make_height_spec, output_specs, plan_tiles, render_block, write_strip)
 from .runtime import frozen_gc
 from .tiles import TileSpec
@@ -81,7 +81,7 @@ def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_re
                      retries: int = 2, force: bool = False, heights: HeightSpec | None = None,
                      progress: ProgressFn | None = None, cancel: CancelFn | None = None,
                      compression: str = "deflate") -> RenderResult:
-    """Like :func:`geogan.render.render_grid`, with blocks of tile rows rendered on Dask workers.
+    """Like :func:`geogan.pipeline.render_grid`, with blocks of tile rows rendered on Dask workers.
 
     The driver writes the outputs with the same specs (``compression`` included) as a local render.
     """

@@ -997,7 +997,7 @@ def dream_on_grid(model: DreamModel, grid: Grid, seed: int = 0, **kwargs) -> tup
 def write_class_map(class_map: np.ndarray, grid: Grid, path: PathLike, schema: Schema,
                     strip_px: int = 512) -> Path:
     """Write a class map as a palette COG with geogan's writer (atomic: all or nothing)."""
-    from .render import OutputPaths, output_specs
+    from .pipeline import OutputPaths, output_specs
     from .write import OutputSet
 
     path = Path(path)
@@ -1035,11 +1035,11 @@ def dream(bbox: BBox, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m
     that conditional model into ``OUT/aerial.tif``, ``height.tif`` and ``classes.tif`` through
     :func:`geogan.api.render` (``classes.tif`` equals ``dream_classes.tif``). ``gsd_m`` defaults to the
     render model's native GSD (the dream model's without rendering). ``tile_px``/``overlap_px`` are the
-    render's tiling (default: :func:`geogan.render.auto_tile_spec`); ``seed`` drives both the dream and the render.
+    render's tiling (default: :func:`geogan.pipeline.auto_tile_spec`); ``seed`` drives both the dream and the render.
     """
     from .api import render as api_render
     from .infer import resolve_device
-    from .render import OutputPaths
+    from .pipeline import OutputPaths
     from .write import check_outputs
 
     t0 = time.perf_counter()

@@ -60,7 +60,7 @@ class FeatureSet:
             return np.zeros(0, dtype=np.int64)
         return np.sort(self.tree.query(shapely.box(*bounds)))
 
-    # the ClassSource interface used by render.py (a sketch raster offers the same two methods)
+    # the ClassSource interface used by pipeline.py (a sketch raster offers the same two methods)
     def classes(self, grid) -> np.ndarray:
         from .rasterizer import rasterize_classes
         return rasterize_classes(self, grid)

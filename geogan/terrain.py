@@ -3,7 +3,7 @@
 ``height.tif`` becomes a surface model: terrain elevation from a DEM plus the
 height of what stands on it (buildings from OSM tags, a vegetation canopy on
 woodland). Everything here works on one window of the output grid at a time
-so :func:`geogan.render.render_grid` can stream it strip by strip.
+so :func:`geogan.pipeline.render_grid` can stream it strip by strip.
 
 Vertical datum and units
     Heights stay in the DEM's vertical datum and unit: nothing converts

@@ -100,6 +100,25 @@ def test_classes_version_help():
         assert p.returncode == 0 and "--help" in p.stdout
 
 
+def test_light_commands_do_not_load_torch_or_gdal():
+    """``import geogan`` and the command line's module load no heavy library (the API is imported on first
+    use), and ``geogan.render`` is the API function whichever module of the package was imported first."""
+    code = ("import sys, geogan, geogan.cli\n"
+            "heavy = sorted(m for m in ('torch', 'rasterio', 'pyogrio', 'geopandas', 'shapely') if m in sys.modules)\n"
+            "assert not heavy, heavy\n"
+            "import geogan.pipeline, geogan.api\n"
+            "assert geogan.render is geogan.api.render and callable(geogan.render)\n"
+            "assert geogan.Renderer is geogan.api.Renderer and 'render' in dir(geogan)\n"
+            "try:\n"
+            "    geogan.no_such_name\n"
+            "except AttributeError as exc:\n"
+            "    assert 'no_such_name' in str(exc)\n"
+            "else:\n"
+            "    raise SystemExit('no AttributeError')\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
 def test_default_render_of_the_bundled_sample_is_refused_when_outputs_exist(tmp_path, tiny_model):
     out = tmp_path / "o"
     out.mkdir()

@@ -13,7 +13,7 @@ import geogan
 from geogan.api import sample_osm_path
 from geogan.classes import load_schema
 from geogan.errors import InputError
-from geogan.render import COMPRESSIONS, OutputPaths, output_specs
+from geogan.pipeline import COMPRESSIONS, OutputPaths, output_specs
 from geogan.sources import osm_file_bounds
 from geogan.write import cog_compression
 

@@ -140,7 +140,7 @@ def test_latitude_rescaling_of_model_input(tmp_path, tiny_model):
         assert ds.res[0] == pytest.approx(1.0 / np.cos(np.radians(lat)), rel=0.01)
     from geogan.classes import load_schema
     from geogan.infer import load_model
-    from geogan.render import plan_tiles
+    from geogan.pipeline import plan_tiles
     from geogan.tiles import TileSpec
     plan = plan_tiles(res.grid, TileSpec(128, 32), load_model(str(tiny_model), load_schema(), "cpu"))
     assert set(plan.model_px_by_row) == {256}

@@ -7,7 +7,7 @@ import shapely
 from geogan.features import build_features
 from geogan.grid import grid_from_bbox
 from geogan.noise import NOISE_CELL_PX, noise_window
-from geogan.render import tile_row_inputs
+from geogan.pipeline import tile_row_inputs
 from geogan.sketch import RasterClassSource
 from geogan.sources import RawLayer, SourceReport
 from geogan.tiles import TileSpec, tile_rows
@@ -111,7 +111,7 @@ def test_surface_strips_computed_in_column_pieces_join_exactly(schema, tmp_path,
     from rasterio.transform import from_origin
 
     import importlib
-    R = importlib.import_module("geogan.render")  # the module (geogan.render is also the function)
+    R = importlib.import_module("geogan.pipeline")
     from geogan.terrain import DemSource
 
     lon, lat = 25.0, 60.0
@@ -175,7 +175,7 @@ def test_clipping_long_shapes_to_the_window_burns_the_same_pixels(schema):
 def test_band_pieces_bound_the_band_and_match_tile_windows(schema, monkeypatch):
     """With band pieces of 2 tiles, tiles from several pieces still equal their own windows."""
     import importlib
-    R = importlib.import_module("geogan.render")
+    R = importlib.import_module("geogan.pipeline")
     monkeypatch.setattr(R, "BAND_TILES", 2)
     feats, grid = _town_features(schema)
     spec = TileSpec(64, 16)
@@ -240,7 +240,7 @@ def test_which_models_turn_their_tiles(tiny_model):
 
     from geogan.classes import load_schema
     from geogan.infer import load_model
-    from geogan.render import turns_tiles
+    from geogan.pipeline import turns_tiles
     m = load_model(str(tiny_model), load_schema(), "cpu")
     with_card = lambda **kw: dataclasses.replace(m, card={**m.card, **kw})
     assert turns_tiles(with_card(training={"recipe": {"flip": True}}))
@@ -256,7 +256,7 @@ def test_automatic_tiles_hold_the_model_s_training_size():
     generator always sees inputs of the size it was trained on."""
     from geogan.classes import load_schema
     from geogan.infer import load_model, model_input_px
-    from geogan.render import auto_tile_spec
+    from geogan.pipeline import auto_tile_spec
     m = load_model("default", load_schema(), "cpu")  # native 0.5 m
     for gsd_m, tile in ((0.5, 256), (1.0, 128), (0.25, 512), (0.6, 208), (4.0, 32), (100.0, 32)):
         spec = auto_tile_spec(m, gsd_m)

@@ -10,7 +10,7 @@ from geogan.api import sample_osm_path
 from geogan.blend import StripBlender
 from geogan.errors import RenderError
 from geogan.grid import grid_from_bbox
-from geogan.render import strip_rows
+from geogan.pipeline import strip_rows
 from geogan.sources import osm_file_bounds
 from geogan.tiles import TileSpec, tile_rows
 
@@ -34,7 +34,7 @@ def test_a_failing_background_writer_stops_the_render_and_leaves_nothing(tmp_pat
     def broken(*args, **kwargs):
         raise RenderError("disk full (simulated)")
 
-    monkeypatch.setattr(importlib.import_module("geogan.render"), "write_surface", broken)
+    monkeypatch.setattr(importlib.import_module("geogan.pipeline"), "write_surface", broken)
     x0, y0, x1, y1 = osm_file_bounds(sample_osm_path())
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     with pytest.raises(RenderError, match="simulated"):
