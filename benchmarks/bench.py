@@ -175,8 +175,8 @@ def render_in_subprocess(bbox, osm: Path, out: Path, model: str, extra=(), rende
     also time the bare generator in the same process (:func:`generator_stats`, ``gen_seconds_per_tile``),
     so the end-to-end / generator ratio compares timings taken under the same machine load (this VM's
     speed drifts by +-20 % within minutes)."""
-    code = (
-        "import json, resource, sys, time, geogan, torch\n"
+    code = (  # geogan.api is imported before the timing (``import geogan`` alone no longer loads it)
+        "import json, resource, sys, time, geogan, geogan.api, torch\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
         f"torch.set_num_threads({torch.get_num_threads()})\n"
         "secs = []\n"
