@@ -26,4 +26,4 @@ if [ $DEV = 1 ]; then
 else
   $VPY -m pip install -q -e . 2>&1 | grep -v "is ignored" || true
 fi
-$VPY -c "import geogan, torch; print(f'setup: geogan {geogan.__version__}, torch {torch.__version__} in .venv')"
+$VPY -c "import geogan, geogan.api, torch; print(f'setup: geogan {geogan.__version__}, torch {torch.__version__} in .venv')"
