@@ -26,8 +26,8 @@ from .grid import Grid, grid_from_bbox, parse_crs
 from .infer import LoadedModel, encode_style, load_model
 from .zoo import resolve_model
 from .runtime import frozen_gc
-from .pipeline import (CancelFn, auto_tile_spec, check_compression, make_height_spec, OutputPaths, ProgressFn, RenderResult, check_size, quick_estimate, rasterize_to_file,
-                     render_grid)
+from .pipeline import (CancelFn, OutputPaths, ProgressFn, RenderResult, auto_tile_spec, check_compression, check_size,
+                       make_height_spec, quick_estimate, rasterize_to_file, render_grid)
 from .overpass import clip_large_osm, fetch_osm
 from .sketch import sketch_source
 from .sources import data_bounds_lonlat, is_osm_path, osm_file_bounds, read_sources

@@ -24,7 +24,7 @@ from .features import FeatureSet
 from .grid import Grid
 from .infer import LoadedModel, load_model
 from .pipeline import (CancelFn, HeightSpec, OutputPaths, ProgressFn, RenderResult, block_rows, check_size, log_plan,
-                     make_height_spec, output_specs, plan_tiles, render_block, write_strip)
+                       make_height_spec, output_specs, plan_tiles, render_block, write_strip)
 from .runtime import frozen_gc
 from .tiles import TileSpec
 from .write import OutputSet
