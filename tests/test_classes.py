@@ -113,16 +113,12 @@ def test_rule_index_classifies_exactly_like_trying_every_rule():
 
     schema = load_schema()
 
-    def every_rule(tags, kind):
-        best = None
-        for rule in schema.rules:
-            if rule.matches(tags, kind):
-                cdef = schema.by_name(rule.class_name)
-                if best is None or cdef.priority > best[1].priority:
-                    best = (rule, cdef)
-        if best is None:
+    def every_rule(tags, kind):  # the definition: of all matching rules, the first of the highest priority
+        matching = [rule for rule in schema.rules if rule.matches(tags, kind)]
+        if not matching:
             return None
-        rule, cdef = best
+        rule = max(matching, key=lambda r: schema.by_name(r.class_name).priority)  # max keeps the first of ties
+        cdef = schema.by_name(rule.class_name)
         return Classified(cdef.id, cdef.priority, schema.line_width_m(rule, tags) if kind == "line" else None)
 
     report = read_sources([sample_osm_path()], None)
