@@ -5,10 +5,6 @@ and the command line's ``--version``, ``--help``, ``classes`` and ``models`` do 
 geopandas (4.7 s of imports on the 2-core VM, against 0.2 s for the command line without them).
 """
 
-from __future__ import annotations
-
-import importlib
-
 __version__ = "0.1.0"
 
 from .errors import GeoganError  # noqa: E402  (light: no third-party imports)
@@ -23,6 +19,8 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'geogan' has no attribute '{name}'")
+    import importlib
+
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
