@@ -26,6 +26,7 @@ from .grid import Grid, grid_from_bbox, parse_crs
 from .infer import LoadedModel, encode_style, load_model
 from .zoo import resolve_model
 from .runtime import frozen_gc
+from .rasterizer import VectorClassSource
 from .pipeline import (CancelFn, OutputPaths, ProgressFn, RenderResult, auto_tile_spec, check_compression, check_size,
                        make_height_spec, quick_estimate, rasterize_to_file, render_grid)
 from .overpass import clip_large_osm, fetch_osm
@@ -220,6 +221,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         feats, warnings_ = sketch_source(sketch, grid, schema), []
     else:
         feats, warnings_ = _features(paths_in, grid, schema, class_field, spec.tile_px, osm_fetch, progress)
+        feats = VectorClassSource(feats)
     with (DemSource(dem, reference_grid=grid) if dem is not None else nullcontext()) as dem_src:
         heights = make_height_spec(grid, dem_src, canopy, hillshade)
         result = _run(feats, grid, loaded, model, schema, paths, spec, seed, force, heights, scheduler, workers,
@@ -316,7 +318,8 @@ def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | Non
         raise TooLargeError(f"the class map would be {grid.width}x{grid.height} px; raise --gsd, shrink the bbox "
                             "or pass --force")
     feats, _ = _features(paths_in, grid, schema, class_field, 2, osm_fetch, progress)
-    return rasterize_to_file(feats, grid, schema, out, progress=progress, cancel=cancel, compression=compression)
+    return rasterize_to_file(VectorClassSource(feats), grid, schema, out, progress=progress, cancel=cancel,
+                             compression=compression)
 
 
 def rasterize_array(osm, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857",

@@ -20,12 +20,12 @@ from typing import Iterator
 
 from .classes import Schema
 from .errors import Cancelled, InputError
-from .features import FeatureSet
 from .grid import Grid
 from .infer import LoadedModel, load_model
 from .pipeline import (CancelFn, HeightSpec, OutputPaths, ProgressFn, RenderResult, block_rows, check_size, log_plan,
                        make_height_spec, output_specs, plan_tiles, render_block, write_strip)
 from .runtime import frozen_gc
+from .sketch import ClassSource
 from .tiles import TileSpec
 from .write import OutputSet
 
@@ -43,7 +43,7 @@ def _worker_model(model_ref: str, schema: Schema, device: str, precision: str = 
 
 
 @frozen_gc()  # see geogan.runtime
-def _render_block_task(feats: FeatureSet, grid: Grid, model_ref: str, schema: Schema, device: str,
+def _render_block_task(feats: ClassSource, grid: Grid, model_ref: str, schema: Schema, device: str,
                        spec: TileSpec, plan, first_row: int, stop_row: int, seed: int, style=None,
                        precision: str = "fp32"):
     model = _worker_model(model_ref, schema, device, precision)
@@ -76,7 +76,7 @@ def get_client(scheduler: str | None, workers: int | None):
     return Client(cluster)
 
 
-def render_grid_dask(feats: FeatureSet, grid: Grid, model: LoadedModel, model_ref: str, schema: Schema,
+def render_grid_dask(feats: ClassSource, grid: Grid, model: LoadedModel, model_ref: str, schema: Schema,
                      paths: OutputPaths, *, spec: TileSpec, client, seed: int = 0, rows_per_block: int = 2,
                      retries: int = 2, force: bool = False, heights: HeightSpec | None = None,
                      progress: ProgressFn | None = None, cancel: CancelFn | None = None,

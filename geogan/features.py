@@ -1,5 +1,8 @@
 """Classified features in the output CRS, ready to rasterize.
 
+Plain data: rasterizing them is :mod:`geogan.rasterizer`'s (its ``VectorClassSource`` is how the
+render sees a :class:`FeatureSet`).
+
 Turns the raw layers from ``sources.py`` into polygons (lines are buffered to
 their width in metres in a local UTM zone, so widths are ground metres in any
 output CRS) with a class id, a drawing priority and, for buildings, a height.
@@ -59,21 +62,6 @@ class FeatureSet:
         if not len(self):
             return np.zeros(0, dtype=np.int64)
         return np.sort(self.tree.query(shapely.box(*bounds)))
-
-    # the ClassSource interface used by pipeline.py (a sketch raster offers the same two methods)
-    def classes(self, grid) -> np.ndarray:
-        from .rasterizer import rasterize_classes
-        return rasterize_classes(self, grid)
-
-    def object_heights(self, grid) -> np.ndarray:
-        """Top surface of objects above ground on ``grid`` (buildings with their roofs, else 0)."""
-        from .heights import rasterize_object_heights
-        return rasterize_object_heights(self, grid)
-
-    def object_height_layers(self, grid) -> tuple[np.ndarray, np.ndarray]:
-        """(top, bottom) above ground on ``grid``: the bottom is the ``min_height`` of the part making the top."""
-        from .heights import rasterize_object_heights
-        return rasterize_object_heights(self, grid, with_bottom=True)
 
     @property
     def min_heights_m(self) -> np.ndarray:

@@ -28,7 +28,7 @@ a warning.
 ``building:part`` features exist they replace the building outline under them (the S3DB rule:
 the outline is only the 2-D footprint then); several parts overlapping give their maximum.
 The bottom height of the part that makes the surface is available as a second raster
-(:func:`rasterize_object_heights` with ``with_bottom=True``) and per feature as
+(:func:`geogan.rasterizer.rasterize_object_heights` with ``with_bottom=True``) and per feature as
 ``BuildingTable.min_heights_m`` for a mesh exporter.
 
 Roofs are approximated by a per-pixel profile inside the footprint, computed in local ground
@@ -45,11 +45,13 @@ lon/lat grids give the same roof as UTM):
 * skillion: linear along ``roof:direction`` (else down across the short axis, to the side
   facing south), from the top at the back to the eaves at the front.
 
-Pixel rule as for the class map: a pixel belongs to a footprint when its centre lies inside
-(which feature is on top comes from the same GDAL rasterization as the class map; the roof
-profile is evaluated at the pixel centres). Each roof is computed only on the pixels of its
-bounding window, from the footprint alone, so the result does not depend on how the output is
-cut into strips; profile heights are rounded to 1 mm so strips agree bit for bit.
+This module is plain data and geometry (tags in, heights and roof profiles out); burning them
+into a grid is :mod:`geogan.rasterizer`'s. Pixel rule as for the class map: a pixel belongs to
+a footprint when its centre lies inside (which feature is on top comes from the same GDAL
+rasterization as the class map; the roof profile is evaluated at the pixel centres). Each roof
+is computed only on the pixels of its bounding window, from the footprint alone, so the result
+does not depend on how the output is cut into strips; profile heights are rounded to 1 mm so
+strips agree bit for bit.
 """
 
 from __future__ import annotations
@@ -492,144 +494,7 @@ def roof_heights_m(shape: str, footprint_m, points_m: np.ndarray, height_m: floa
     return np.round(h / _PROFILE_ROUND_M) * _PROFILE_ROUND_M
 
 
-# ----------------------------------------------------------------------------- rasterizing
-
-
-def _pixel_windows(bounds: np.ndarray, grid) -> np.ndarray:
-    """(N, 4) rows r0, r1 and cols c0, c1 (half-open, clipped) of ``grid`` covering each (minx, miny, maxx, maxy).
-
-    Empty windows have r1 <= r0 or c1 <= c0.
-    """
-    inv = ~grid.transform
-    b = np.asarray(bounds, dtype=np.float64).reshape(-1, 4)
-    xs = b[:, [0, 2, 0, 2]]
-    ys = b[:, [1, 1, 3, 3]]
-    cols = inv.a * xs + inv.b * ys + inv.c
-    rows = inv.d * xs + inv.e * ys + inv.f
-    with np.errstate(invalid="ignore"):
-        c0 = np.clip(np.floor(cols.min(axis=1)), 0, grid.width)
-        c1 = np.clip(np.ceil(cols.max(axis=1)), 0, grid.width)
-        r0 = np.clip(np.floor(rows.min(axis=1)), 0, grid.height)
-        r1 = np.clip(np.ceil(rows.max(axis=1)), 0, grid.height)
-    return np.nan_to_num(np.column_stack([r0, r1, c0, c1]), nan=0).astype(np.int64)
-
-
-def _paint_roof(geom, window, top_m: float, roof_m: float, shape: str, direction_deg: float, across: bool,
-                jac: np.ndarray, grid, surface: np.ndarray, bottom: np.ndarray, bottom_m: float) -> None:
-    """Max-composite one shaped roof into ``surface`` (and its bottom height into ``bottom``).
-
-    ``window`` (r0, r1, c0, c1) bounds the pixels of ``grid`` that can lie inside ``geom``.
-    """
-    r0, r1, c0, c1 = (int(v) for v in window)
-    if r1 <= r0 or c1 <= c0 or not np.all(np.isfinite(jac)) or abs(np.linalg.det(jac)) < 1e-300:
-        return
-    rr, cc = np.mgrid[r0:r1, c0:c1]
-    t = grid.transform
-    xs = t.a * (cc + 0.5) + t.b * (rr + 0.5) + t.c
-    ys = t.d * (cc + 0.5) + t.e * (rr + 0.5) + t.f
-    shapely.prepare(geom)
-    inside = shapely.contains_xy(geom, xs, ys)
-    if not inside.any():
-        return
-    origin = np.array(shapely.bounds(geom)[:2])
-    to_m = np.linalg.inv(jac)
-    pts_m = (np.column_stack([xs[inside], ys[inside]]) - origin) @ to_m.T
-    foot_m = shapely.transform(geom, lambda xy: (xy - origin) @ to_m.T)
-    h = roof_heights_m(shape, foot_m, pts_m, top_m, roof_m, direction_deg, across)
-    sub_s = surface[r0:r1, c0:c1]  # views: the masked assignments below write through
-    sub_b = bottom[r0:r1, c0:c1]
-    cur = sub_s[inside]
-    higher = h > cur
-    sub_s[inside] = np.where(higher, h, cur)
-    sub_b[inside] = np.where(higher, bottom_m, sub_b[inside])
-
-
-def rasterize_object_heights(feats, grid, *, with_bottom: bool = False):
-    """Object heights above ground in metres (float32 ``grid.shape_yx``): building tops with roofs, else 0.
-
-    ``feats`` is a :class:`geogan.features.FeatureSet`. A pixel shows a building when the
-    feature drawn on top there (class drawing order, as in the class map) has a height; its
-    value is then the highest roof over it, ``building:part`` features replacing the outline
-    they stand on. With ``with_bottom=True`` returns ``(top, bottom)``, ``bottom`` holding
-    the ``min_height`` of the part that makes the top (0 elsewhere).
-    """
-    from rasterio import features as rio_features
-
-    from .rasterizer import burnable
-
-    out = np.zeros(grid.shape_yx, dtype=np.float32)
-    bottom_out = np.zeros(grid.shape_yx, dtype=np.float32)
-    idx = feats.query(grid.bounds)
-    if not len(idx):
-        return (out, bottom_out) if with_bottom else out
-    geoms = feats.geometries[idx]
-    tops = np.asarray(feats.heights_m[idx], dtype=np.float64)
-    has_h = np.isfinite(tops)
-    if not has_h.any():
-        return (out, bottom_out) if with_bottom else out
-    rank = np.zeros(grid.shape_yx, dtype=np.int32)
-    burn = burnable(geoms, range(1, len(idx) + 1), grid)
-    if burn:
-        rio_features.rasterize(burn, out=rank, transform=grid.transform)
-    on_building = rank > 0
-    on_building[on_building] = has_h[rank[on_building] - 1]
-
-    table = getattr(feats, "buildings", None)
-    n = len(idx)
-    if table is not None:
-        tb = table.take(idx)
-        shapes, roof_m, is_part = tb.roof_shapes.astype(int), tb.roof_heights_m.astype(np.float64), tb.is_part
-        bottoms = np.nan_to_num(tb.min_heights_m.astype(np.float64), nan=0.0)
-    else:
-        tb = None
-        shapes, roof_m, is_part, bottoms = np.zeros(n, int), np.zeros(n), np.zeros(n, bool), np.zeros(n)
-    shaped = has_h & (shapes != ROOF_CODE["flat"]) & (roof_m > 0)
-
-    layers = {}
-    for part in (False, True):
-        members = has_h & (is_part == part)
-        if not members.any():
-            continue
-        surface = np.full(grid.shape_yx, -np.inf, dtype=np.float32)
-        bottom = np.zeros(grid.shape_yx, dtype=np.float32)
-        flat = np.flatnonzero(members & ~shaped)
-        if len(flat):  # draw in ascending height: the last drawn, the tallest, wins
-            flat = flat[np.argsort(tops[flat], kind="stable")]
-            pick = np.zeros(grid.shape_yx, dtype=np.int32)
-            burn = burnable(geoms[flat], range(1, len(flat) + 1), grid)
-            if burn:
-                rio_features.rasterize(burn, out=pick, transform=grid.transform)
-            hit = pick > 0
-            surface[hit] = tops[flat][pick[hit] - 1]
-            bottom[hit] = bottoms[flat][pick[hit] - 1]
-        roofs = np.flatnonzero(members & shaped)
-        windows = _pixel_windows(shapely.bounds(geoms[roofs]), grid) if len(roofs) else np.zeros((0, 4), int)
-        for i, window in zip(roofs, windows):
-            _paint_roof(geoms[i], window, float(tops[i]), float(roof_m[i]), ROOF_SHAPES[shapes[i]],
-                        float(tb.roof_directions_deg[i]), bool(tb.roof_across[i]), tb.ground_jacobians[i],
-                        grid, surface, bottom, float(bottoms[i]))
-        layers[part] = (surface, bottom)
-
-    if False in layers:
-        surface, bottom = layers[False]
-    else:
-        surface, bottom = np.full(grid.shape_yx, -np.inf, np.float32), np.zeros(grid.shape_yx, np.float32)
-    if True in layers:  # parts replace the outline under them
-        s, b = layers.pop(True)
-        hit = np.isfinite(s)
-        surface[hit], bottom[hit] = s[hit], b[hit]
-    # a pixel whose top feature is a building but no footprint claimed it (a centre exactly on an
-    # edge, where GDAL and GEOS disagree) takes that feature's top
-    missing = on_building & ~np.isfinite(surface)
-    if missing.any():
-        surface[missing] = tops[rank[missing] - 1]
-        bottom[missing] = bottoms[rank[missing] - 1]
-    out[on_building] = surface[on_building]
-    bottom_out[on_building] = bottom[on_building]
-    return (out, bottom_out) if with_bottom else out
-
-
 __all__ = ["BuildingHeights", "BuildingTable", "DEFAULT_BUILDING_HEIGHT_M", "ROOF_SHAPES", "STOREY_HEIGHT_M",
            "building_height_m", "building_heights", "ground_jacobians", "log_height_warnings",
-           "rasterize_object_heights", "roof_fraction", "roof_heights_m"]
+           "roof_fraction", "roof_heights_m"]
 

@@ -1,15 +1,18 @@
-"""Burning classified features into a grid: class map and building heights.
+"""Burning classified features into a grid: class map and object (building) heights.
 
-Pure functions: a :class:`FeatureSet` and a :class:`Grid` in, a new ndarray
-out. Pixel rule: a pixel takes a feature's value when its centre lies inside
-the feature (rasterio's default, ``all_touched=False``); features are drawn in
-priority order, so higher-priority classes end up on top. Memory: one array of
-the grid's shape.
+Pure functions: a :class:`~geogan.features.FeatureSet` (plain data) and a :class:`Grid` in, a
+new ndarray out; :class:`VectorClassSource` offers them as the render's
+:class:`~geogan.sketch.ClassSource`. Pixel rule: a pixel takes a feature's value when its centre
+lies inside the feature (rasterio's default, ``all_touched=False``); features are drawn in
+priority order, so higher-priority classes end up on top. Building tops and roof profiles come
+from :mod:`geogan.heights` (see there for the OSM semantics). Memory: one array of the grid's
+shape per layer.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
@@ -18,6 +21,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from .features import FeatureSet
 from .grid import Grid
+from .heights import ROOF_CODE, ROOF_SHAPES, BuildingTable, roof_heights_m
 
 # rasterio.features.rasterize now and then warns that its in-memory target "has no geotransform" when
 # several threads rasterize at once (the render does: model inputs and output strips), although every
@@ -82,8 +86,190 @@ def rasterize_classes(feats: FeatureSet, grid: Grid, fill: int = 0) -> np.ndarra
 def rasterize_heights(feats: FeatureSet, grid: Grid) -> np.ndarray:
     """Object heights above ground in metres (float32): building tops with their roofs, else 0.
 
-    The same surface as :meth:`FeatureSet.object_heights` (see :func:`geogan.heights.rasterize_object_heights`).
+    The same surface as :meth:`VectorClassSource.object_heights` (see :func:`rasterize_object_heights`).
     """
-    from .heights import rasterize_object_heights
-
     return rasterize_object_heights(feats, grid)
+
+
+@dataclass(frozen=True)
+class VectorClassSource:
+    """A :class:`FeatureSet` as the render's :class:`~geogan.sketch.ClassSource`: it rasterizes the
+    features onto any window (a sketch's :class:`~geogan.sketch.RasterClassSource` offers the same)."""
+
+    features: FeatureSet
+
+    def classes(self, grid: Grid) -> np.ndarray:
+        return rasterize_classes(self.features, grid)
+
+    def object_heights(self, grid: Grid) -> np.ndarray:
+        """Top surface of objects above ground on ``grid`` (buildings with their roofs, else 0)."""
+        return rasterize_object_heights(self.features, grid)
+
+    def object_height_layers(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        """(top, bottom) above ground on ``grid``: the bottom is the ``min_height`` of the part making the top."""
+        return rasterize_object_heights(self.features, grid, with_bottom=True)
+
+
+# ----------------------------------------------------------------------------- object heights
+
+
+def _pixel_windows(bounds: np.ndarray, grid) -> np.ndarray:
+    """(N, 4) rows r0, r1 and cols c0, c1 (half-open, clipped) of ``grid`` covering each (minx, miny, maxx, maxy).
+
+    Empty windows have r1 <= r0 or c1 <= c0.
+    """
+    inv = ~grid.transform
+    b = np.asarray(bounds, dtype=np.float64).reshape(-1, 4)
+    xs = b[:, [0, 2, 0, 2]]
+    ys = b[:, [1, 1, 3, 3]]
+    cols = inv.a * xs + inv.b * ys + inv.c
+    rows = inv.d * xs + inv.e * ys + inv.f
+    with np.errstate(invalid="ignore"):
+        c0 = np.clip(np.floor(cols.min(axis=1)), 0, grid.width)
+        c1 = np.clip(np.ceil(cols.max(axis=1)), 0, grid.width)
+        r0 = np.clip(np.floor(rows.min(axis=1)), 0, grid.height)
+        r1 = np.clip(np.ceil(rows.max(axis=1)), 0, grid.height)
+    return np.nan_to_num(np.column_stack([r0, r1, c0, c1]), nan=0).astype(np.int64)
+
+
+def _paint_roof(geom, window, top_m: float, roof_m: float, shape: str, direction_deg: float, across: bool,
+                jac: np.ndarray, grid, surface: np.ndarray, bottom: np.ndarray, bottom_m: float) -> None:
+    """Max-composite one shaped roof into ``surface`` (and its bottom height into ``bottom``).
+
+    ``window`` (r0, r1, c0, c1) bounds the pixels of ``grid`` that can lie inside ``geom``.
+    """
+    r0, r1, c0, c1 = (int(v) for v in window)
+    if r1 <= r0 or c1 <= c0 or not np.all(np.isfinite(jac)) or abs(np.linalg.det(jac)) < 1e-300:
+        return
+    rr, cc = np.mgrid[r0:r1, c0:c1]
+    t = grid.transform
+    xs = t.a * (cc + 0.5) + t.b * (rr + 0.5) + t.c
+    ys = t.d * (cc + 0.5) + t.e * (rr + 0.5) + t.f
+    shapely.prepare(geom)
+    inside = shapely.contains_xy(geom, xs, ys)
+    if not inside.any():
+        return
+    origin = np.array(shapely.bounds(geom)[:2])
+    to_m = np.linalg.inv(jac)
+    pts_m = (np.column_stack([xs[inside], ys[inside]]) - origin) @ to_m.T
+    foot_m = shapely.transform(geom, lambda xy: (xy - origin) @ to_m.T)
+    h = roof_heights_m(shape, foot_m, pts_m, top_m, roof_m, direction_deg, across)
+    sub_s = surface[r0:r1, c0:c1]  # views: the masked assignments below write through
+    sub_b = bottom[r0:r1, c0:c1]
+    cur = sub_s[inside]
+    higher = h > cur
+    sub_s[inside] = np.where(higher, h, cur)
+    sub_b[inside] = np.where(higher, bottom_m, sub_b[inside])
+
+
+@dataclass(frozen=True)
+class _HeightFeatures:
+    """Per-feature height attributes of the features on one window (query order)."""
+
+    geoms: np.ndarray
+    tops_m: np.ndarray  # float64 top above ground, NaN without a height
+    bottoms_m: np.ndarray  # float64 bottom above ground, 0 where untagged
+    shapes: np.ndarray  # int codes into ROOF_SHAPES
+    roof_m: np.ndarray  # ridge minus eaves
+    is_part: np.ndarray  # bool: a building:part
+    table: BuildingTable | None  # the window's rows of FeatureSet.buildings (None: flat roofs)
+
+    @property
+    def has_h(self) -> np.ndarray:
+        return np.isfinite(self.tops_m)
+
+    @property
+    def shaped(self) -> np.ndarray:
+        return self.has_h & (self.shapes != ROOF_CODE["flat"]) & (self.roof_m > 0)
+
+
+def _height_features(feats: FeatureSet, idx: np.ndarray) -> _HeightFeatures:
+    tops = np.asarray(feats.heights_m[idx], dtype=np.float64)
+    table = getattr(feats, "buildings", None)
+    n = len(idx)
+    if table is None:
+        return _HeightFeatures(feats.geometries[idx], tops, np.zeros(n), np.zeros(n, int), np.zeros(n),
+                               np.zeros(n, bool), None)
+    tb = table.take(idx)
+    return _HeightFeatures(feats.geometries[idx], tops, np.nan_to_num(tb.min_heights_m.astype(np.float64), nan=0.0),
+                           tb.roof_shapes.astype(int), tb.roof_heights_m.astype(np.float64), tb.is_part, tb)
+
+
+def _burn_ranks(geoms: np.ndarray, grid: Grid) -> np.ndarray:
+    """int32 ``grid.shape_yx``: 1 + the index of the last of ``geoms`` drawn over each pixel (0: none)."""
+    rank = np.zeros(grid.shape_yx, dtype=np.int32)
+    burn = burnable(geoms, range(1, len(geoms) + 1), grid)
+    if burn:
+        rio_features.rasterize(burn, out=rank, transform=grid.transform)
+    return rank
+
+
+def _paint_layer(hf: _HeightFeatures, members: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """(surface, bottom) of the ``members`` alone: the highest roof over each pixel (-inf where none)."""
+    surface = np.full(grid.shape_yx, -np.inf, dtype=np.float32)
+    bottom = np.zeros(grid.shape_yx, dtype=np.float32)
+    flat = np.flatnonzero(members & ~hf.shaped)
+    if len(flat):  # draw in ascending height: the last drawn, the tallest, wins
+        flat = flat[np.argsort(hf.tops_m[flat], kind="stable")]
+        pick = _burn_ranks(hf.geoms[flat], grid)
+        hit = pick > 0
+        surface[hit] = hf.tops_m[flat][pick[hit] - 1]
+        bottom[hit] = hf.bottoms_m[flat][pick[hit] - 1]
+    roofs = np.flatnonzero(members & hf.shaped)
+    windows = _pixel_windows(shapely.bounds(hf.geoms[roofs]), grid) if len(roofs) else np.zeros((0, 4), int)
+    tb = hf.table
+    for i, window in zip(roofs, windows):
+        _paint_roof(hf.geoms[i], window, float(hf.tops_m[i]), float(hf.roof_m[i]), ROOF_SHAPES[hf.shapes[i]],
+                    float(tb.roof_directions_deg[i]), bool(tb.roof_across[i]), tb.ground_jacobians[i],
+                    grid, surface, bottom, float(hf.bottoms_m[i]))
+    return surface, bottom
+
+
+def _building_surface(hf: _HeightFeatures, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """(surface, bottom) of all buildings: outlines, then ``building:part`` features replacing them."""
+    layers = {}
+    for part in (False, True):
+        members = hf.has_h & (hf.is_part == part)
+        if members.any():
+            layers[part] = _paint_layer(hf, members, grid)
+    if False in layers:
+        surface, bottom = layers[False]
+    else:
+        surface, bottom = np.full(grid.shape_yx, -np.inf, np.float32), np.zeros(grid.shape_yx, np.float32)
+    if True in layers:  # parts replace the outline under them
+        s, b = layers.pop(True)
+        hit = np.isfinite(s)
+        surface[hit], bottom[hit] = s[hit], b[hit]
+    return surface, bottom
+
+
+def rasterize_object_heights(feats: FeatureSet, grid: Grid, *, with_bottom: bool = False):
+    """Object heights above ground in metres (float32 ``grid.shape_yx``): building tops with roofs, else 0.
+
+    A pixel shows a building when the feature drawn on top there (class drawing order, as in the
+    class map) has a height; its value is then the highest roof over it, ``building:part`` features
+    replacing the outline they stand on. With ``with_bottom=True`` returns ``(top, bottom)``,
+    ``bottom`` holding the ``min_height`` of the part that makes the top (0 elsewhere).
+    """
+    out = np.zeros(grid.shape_yx, dtype=np.float32)
+    bottom_out = np.zeros(grid.shape_yx, dtype=np.float32)
+    idx = feats.query(grid.bounds)
+    if not len(idx):
+        return (out, bottom_out) if with_bottom else out
+    hf = _height_features(feats, idx)
+    has_h = hf.has_h
+    if not has_h.any():
+        return (out, bottom_out) if with_bottom else out
+    rank = _burn_ranks(hf.geoms, grid)
+    on_building = rank > 0
+    on_building[on_building] = has_h[rank[on_building] - 1]
+    surface, bottom = _building_surface(hf, grid)
+    # a pixel whose top feature is a building but no footprint claimed it (a centre exactly on an
+    # edge, where GDAL and GEOS disagree) takes that feature's top
+    missing = on_building & ~np.isfinite(surface)
+    if missing.any():
+        surface[missing] = hf.tops_m[rank[missing] - 1]
+        bottom[missing] = hf.bottoms_m[rank[missing] - 1]
+    out[on_building] = surface[on_building]
+    bottom_out[on_building] = bottom[on_building]
+    return (out, bottom_out) if with_bottom else out

@@ -1,9 +1,9 @@
 """Class sources for rendering, and hand-painted sketches.
 
 Render needs, for any grid window, a class map and object heights: the
-:class:`ClassSource` protocol. Vector features (``features.FeatureSet``)
-rasterize themselves; a :class:`RasterClassSource` resamples a class raster
-(nearest neighbour) onto the window.
+:class:`ClassSource` protocol. Vector features (``features.FeatureSet``) are
+rasterized by ``rasterizer.VectorClassSource``; a :class:`RasterClassSource`
+resamples a class raster (nearest neighbour) onto the window.
 
 A sketch is a PNG painted in any editor with the palette colours of the class
 schema (``geogan classes``). Anti-aliased edges and slight colour shifts are

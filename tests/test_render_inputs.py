@@ -8,6 +8,7 @@ from geogan.features import build_features
 from geogan.grid import grid_from_bbox
 from geogan.noise import NOISE_CELL_PX, noise_window
 from geogan.pipeline import tile_row_inputs
+from geogan.rasterizer import VectorClassSource
 from geogan.sketch import RasterClassSource
 from geogan.sources import RawLayer, SourceReport
 from geogan.tiles import TileSpec, tile_rows
@@ -50,7 +51,7 @@ def _town_features(schema):
     report = SourceReport([RawLayer("t", np.array(polys + [road], dtype=object), tags + [{"highway": "primary"}],
                                     is_osm=True)])
     grid = grid_from_bbox((lon - 2 * d, lat - d, lon + 2 * d, lat + d), "EPSG:4326", "EPSG:3857", 1.0)
-    return build_features(report, schema, grid.crs, grid.center_lonlat()), grid
+    return VectorClassSource(build_features(report, schema, grid.crs, grid.center_lonlat())), grid
 
 
 @pytest.mark.parametrize("source", ["features", "raster"])
@@ -122,7 +123,7 @@ def test_surface_strips_computed_in_column_pieces_join_exactly(schema, tmp_path,
     report = SourceReport([RawLayer("t", np.array([wood, house], dtype=object),
                                     [{"landuse": "forest"}, {"building": "yes", "height": "12"}], is_osm=True)])
     grid = grid_from_bbox((lon - 2 * d, lat - d, lon + 2 * d, lat + d), "EPSG:4326", "EPSG:3857", 1.0)
-    feats = build_features(report, schema, grid.crs, grid.center_lonlat())
+    feats = VectorClassSource(build_features(report, schema, grid.crs, grid.center_lonlat()))
     left, bottom, right, top = grid.bounds
     yy, xx = np.mgrid[0:40, 0:60].astype(np.float32)
     dem = tmp_path / "dem.tif"

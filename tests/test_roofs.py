@@ -21,8 +21,8 @@ from affine import Affine
 import geogan
 from geogan.features import build_features
 from geogan.grid import Grid
-from geogan.heights import (ROOF_SHAPES, building_heights, ground_jacobians, rasterize_object_heights,
-                            roof_fraction, roof_heights_m)
+from geogan.heights import ROOF_SHAPES, building_heights, ground_jacobians, roof_fraction, roof_heights_m
+from geogan.rasterizer import rasterize_object_heights
 from geogan.sources import RawLayer, SourceReport
 
 from osm_factory import offset_lonlat, write_osm
@@ -78,7 +78,7 @@ def _roof_heights(items_m, half_m: float = 20.0):
     """Object heights of footprints (metres around the UTM origin) on a UTM grid of ``half_m`` each way,
     with every pixel centre's position in metres: ``(h, xm, ym)``."""
     grid = _utm_grid(half_m)
-    return (_utm_features(items_m).object_heights(grid), *_centres_m(grid))
+    return (rasterize_object_heights(_utm_features(items_m), grid), *_centres_m(grid))
 
 
 def _box(w_m, h_m, cx=0.0, cy=0.0):
@@ -154,7 +154,7 @@ def test_unknown_shape_is_flat_with_one_warning(caplog):
         feats = _utm_features(items)
     lines = [r.getMessage() for r in caplog.records if "roof:shape" in r.getMessage()]
     assert len(lines) == 1 and "zigzag" in lines[0] and "3 building" in lines[0] and "\n" not in lines[0]
-    h = feats.object_heights(_utm_grid())
+    h = rasterize_object_heights(feats, _utm_grid())
     assert set(np.unique(h)) == {0.0, 9.0}
 
 
@@ -278,7 +278,7 @@ def test_gabled_and_skillion_in_web_mercator_at_60n_use_ground_metres():
     cx, cy = pyproj.Transformer.from_crs(UTM, MERC, always_xy=True).transform(x0, y0)
     px = GSD * jac[0, 0]                                   # 0.5 ground metres per pixel
     grid = Grid(MERC, Affine(px, 0, cx - 40 * px, 0, -px, cy + 60 * px), (120, 80))
-    h = feats.object_heights(grid)
+    h = rasterize_object_heights(feats, grid)
     # expected heights at every pixel centre, from its position in ground metres (exact, via UTM)
     mx, my = _pixel_centres(grid.transform, grid.shape_yx)
     ux, uy = pyproj.Transformer.from_crs(MERC, UTM, always_xy=True).transform(mx, my)
@@ -303,7 +303,7 @@ def test_parts_replace_the_outline_and_overlapping_parts_take_the_maximum():
     ]
     feats = _utm_features(items)
     grid = _utm_grid(12.0)
-    top, bottom = feats.object_height_layers(grid)
+    top, bottom = rasterize_object_heights(feats, grid, with_bottom=True)
     xm, ym = _centres_m(grid)
     tower = (np.abs(xm + 5) < 2) & (np.abs(ym) < 2)
     west = (xm > -10) & (xm < 0) & (np.abs(ym) < 10) & ~tower
@@ -312,7 +312,7 @@ def test_parts_replace_the_outline_and_overlapping_parts_take_the_maximum():
     assert (top[tower] == 30).all() and (top[west] == 6).all()
     assert (top[east] == 10).all() and (top[over] == 14).all()
     assert (bottom[over] == 8).all() and (bottom[~over] == 0).all()
-    assert np.array_equal(top, feats.object_heights(grid))
+    assert np.array_equal(top, rasterize_object_heights(feats, grid))
     assert feats.min_heights_m.tolist().count(8.0) == 1
 
 
@@ -321,8 +321,9 @@ def test_strips_agree_with_the_whole_grid():
              (shapely.Point(6, -6).buffer(5), {"building": "yes", "height": "9", "roof:shape": "onion"})]
     feats = _utm_features(items)
     grid = _utm_grid(14.0)
-    whole = feats.object_heights(grid)
-    strips = np.concatenate([feats.object_heights(grid.window(r, 0, 7, grid.width)) for r in range(0, grid.height, 7)])
+    whole = rasterize_object_heights(feats, grid)
+    strips = np.concatenate([rasterize_object_heights(feats, grid.window(r, 0, 7, grid.width))
+                             for r in range(0, grid.height, 7)])
     assert np.array_equal(whole, strips[:grid.height])
     assert whole.max() > 9 and (whole > 0).sum() > 300
 

@@ -71,8 +71,9 @@ def make_chips(ortho: Path, out_dir: Path, *, vectors: Sequence[Path] = (), clas
     rgb = _warp(Path(ortho), grid, bands, rasterio.warp.Resampling.bilinear, np.uint8)
     if vectors:
         from ..api import _features
+        from ..rasterizer import rasterize_classes
         feats, _ = _features([Path(v) for v in vectors], grid, schema, class_field, 2)
-        classes = feats.classes(grid)
+        classes = rasterize_classes(feats, grid)
     else:
         classes = _warp(Path(class_raster), grid, [1], rasterio.warp.Resampling.nearest, np.uint8)[0]
     heights = None
