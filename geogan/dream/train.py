@@ -58,16 +58,16 @@ import shapely.geometry
 import torch
 import torch.nn.functional as F
 
-from .blend import StripBlender
-from .classes import Schema, load_schema
-from .errors import InputError, ModelError, TooLargeError
-from .grid import Grid, grid_from_bbox, parse_crs
-from .models.checkpoint import load_training_state, model_paths, save_training_state, sha256_file
-from .models.dcgan import DCGANDiscriminator, DCGANGenerator
-from .models.loss import GANLoss
-from .noise import GOLD, M1, M2, splitmix64
-from .sketch import RasterClassSource
-from .streets import join_streets
+from ..blend import StripBlender
+from ..classes import Schema, load_schema
+from ..errors import InputError, ModelError, TooLargeError
+from ..grid import Grid, grid_from_bbox, parse_crs
+from ..models.checkpoint import load_training_state, model_paths, save_training_state, sha256_file
+from ..models.dcgan import DCGANDiscriminator, DCGANGenerator
+from ..models.loss import GANLoss
+from ..noise import GOLD, M1, M2, splitmix64
+from ..sketch import RasterClassSource
+from ..streets import join_streets
 
 log = logging.getLogger("geogan")
 
@@ -126,7 +126,7 @@ def class_tiles_from_osm(osm_paths: PathLike | Sequence[PathLike], bbox_lonlat: 
     InputError
         When no tile passes (area too small for the tile size, or unmapped).
     """
-    from .api import rasterize_array
+    from ..api import rasterize_array
 
     paths = [osm_paths] if isinstance(osm_paths, (str, os.PathLike)) else list(osm_paths)
     if not paths:
@@ -220,7 +220,7 @@ def _ngf(generator: DCGANGenerator) -> int:
 
 def resolve_dream_model(name_or_path: PathLike) -> Path:
     """Card path of a dream model: a .json/.safetensors path or a name in geogan's model directories."""
-    from .zoo import resolve_model
+    from ..zoo import resolve_model
 
     try:
         return resolve_model(name_or_path)
@@ -997,8 +997,8 @@ def dream_on_grid(model: DreamModel, grid: Grid, seed: int = 0, **kwargs) -> tup
 def write_class_map(class_map: np.ndarray, grid: Grid, path: PathLike, schema: Schema,
                     strip_px: int = 512) -> Path:
     """Write a class map as a palette COG with geogan's writer (atomic: all or nothing)."""
-    from .pipeline import OutputPaths, output_specs
-    from .write import OutputSet
+    from ..pipeline import OutputPaths, output_specs
+    from ..write import OutputSet
 
     path = Path(path)
     spec = {"classes": output_specs(OutputPaths(path, path, path), schema)["classes"]}
@@ -1017,7 +1017,7 @@ class DreamResult:
 
 
 def _render_gsd(render_model: str) -> float:
-    from .zoo import resolve_model
+    from ..zoo import resolve_model
 
     card = json.loads(resolve_model(render_model).read_text(encoding="utf-8"))
     return float(card["gsd_m"])
@@ -1037,10 +1037,10 @@ def dream(bbox: BBox, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m
     render model's native GSD (the dream model's without rendering). ``tile_px``/``overlap_px`` are the
     render's tiling (default: :func:`geogan.pipeline.auto_tile_spec`); ``seed`` drives both the dream and the render.
     """
-    from .api import render as api_render
-    from .infer import resolve_device
-    from .pipeline import OutputPaths
-    from .write import check_outputs
+    from ..api import render as api_render
+    from ..infer import resolve_device
+    from ..pipeline import OutputPaths
+    from ..write import check_outputs
 
     t0 = time.perf_counter()
     schema = load_schema(rules)
