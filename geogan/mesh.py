@@ -521,6 +521,37 @@ def _fmt_bounds(ds) -> str:
     return "(" + ", ".join(f"{v:.6g}" for v in ds.bounds) + ")"
 
 
+def check_raster_pair(ads, hds, aerial_path: Path, height_path: Path):
+    """Check that an open aerial (RGB, 8 bit) and height (1 band) raster pair from one render fit together;
+    returns their CRS (a pyproj CRS). One-line InputErrors name what is wrong and the fix."""
+    from .grid import parse_crs
+
+    swap = " (did you swap --aerial and --height?)" if ads.count == 1 and hds.count >= 3 else ""
+    if ads.count not in (3, 4):
+        raise InputError(f"--aerial '{aerial_path}' has {ads.count} band(s); it needs 3 (RGB){swap}")
+    if hds.count != 1:
+        raise InputError(f"--height '{height_path}' has {hds.count} bands; it needs 1 (heights in metres){swap}")
+    if ads.dtypes[0] != "uint8":
+        raise InputError(f"--aerial '{aerial_path}' is {ads.dtypes[0]}; it needs 8-bit RGB "
+                         "(convert with gdal_translate -ot Byte -scale)")
+    if hds.crs is None or ads.crs is None:
+        which = "height" if hds.crs is None else "aerial"
+        raise InputError(f"--{which} '{height_path if which == 'height' else aerial_path}' has no CRS; "
+                         "pass georeferenced GeoTIFFs (e.g. from 'geogan render')")
+    hcrs, acrs = parse_crs(hds.crs.to_wkt()), parse_crs(ads.crs.to_wkt())
+    if hcrs != acrs:
+        raise InputError(f"--aerial is in {acrs.to_string()} but --height in {hcrs.to_string()}; "
+                         "pass the pair from one render (or gdalwarp one onto the other's grid)")
+    for ds, what in ((hds, "height"), (ads, "aerial")):
+        tr = ds.transform
+        if tr.b != 0 or tr.d != 0 or tr.a <= 0 or tr.e >= 0:
+            raise InputError(f"--{what} has a rotated or flipped grid; warp it north-up first (gdalwarp)")
+    if not _same_bounds(hds, ads):
+        raise InputError(f"--aerial and --height cover different areas ({_fmt_bounds(ads)} vs "
+                         f"{_fmt_bounds(hds)}); pass the aerial.tif and height.tif of the same render")
+    return hcrs
+
+
 def export_mesh(aerial_path: Path, height_path: Path, out_path: Path, *, exaggeration: float = 1.0,
                 max_vertices: int = DEFAULT_MAX_VERTICES, step: int | None = None,
                 max_texture: int = DEFAULT_MAX_TEXTURE, overwrite: bool = False) -> Path:
@@ -535,7 +566,7 @@ def export_mesh(aerial_path: Path, height_path: Path, out_path: Path, *, exagger
     """
     from rasterio.enums import Resampling
 
-    from .grid import Grid, parse_crs
+    from .grid import Grid
     from .write import check_outputs
 
     out_path = Path(out_path)
@@ -548,29 +579,7 @@ def export_mesh(aerial_path: Path, height_path: Path, out_path: Path, *, exagger
         raise InputError(f"--exaggeration {exaggeration} must be a positive number, e.g. 1.0 or 2.5")
 
     with _open(aerial_path, "aerial", "aerial.tif") as ads, _open(height_path, "height", "height.tif") as hds:
-        swap = " (did you swap --aerial and --height?)" if ads.count == 1 and hds.count >= 3 else ""
-        if ads.count not in (3, 4):
-            raise InputError(f"--aerial '{aerial_path}' has {ads.count} band(s); it needs 3 (RGB){swap}")
-        if hds.count != 1:
-            raise InputError(f"--height '{height_path}' has {hds.count} bands; it needs 1 (heights in metres){swap}")
-        if ads.dtypes[0] != "uint8":
-            raise InputError(f"--aerial '{aerial_path}' is {ads.dtypes[0]}; it needs 8-bit RGB "
-                             "(convert with gdal_translate -ot Byte -scale)")
-        if hds.crs is None or ads.crs is None:
-            which = "height" if hds.crs is None else "aerial"
-            raise InputError(f"--{which} '{height_path if which == 'height' else aerial_path}' has no CRS; "
-                             "pass georeferenced GeoTIFFs (e.g. from 'geogan render')")
-        hcrs, acrs = parse_crs(hds.crs.to_wkt()), parse_crs(ads.crs.to_wkt())
-        if hcrs != acrs:
-            raise InputError(f"--aerial is in {acrs.to_string()} but --height in {hcrs.to_string()}; "
-                             "pass the pair from one render (or gdalwarp one onto the other's grid)")
-        for ds, what in ((hds, "height"), (ads, "aerial")):
-            tr = ds.transform
-            if tr.b != 0 or tr.d != 0 or tr.a <= 0 or tr.e >= 0:
-                raise InputError(f"--{what} has a rotated or flipped grid; warp it north-up first (gdalwarp)")
-        if not _same_bounds(hds, ads):
-            raise InputError(f"--aerial and --height cover different areas ({_fmt_bounds(ads)} vs "
-                             f"{_fmt_bounds(hds)}); pass the aerial.tif and height.tif of the same render")
+        hcrs = check_raster_pair(ads, hds, aerial_path, height_path)
         h, w = hds.height, hds.width
         if step is None:
             step = choose_step((h, w), int(max_vertices))

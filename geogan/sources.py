@@ -43,6 +43,7 @@ class RawLayer:
     tags: list[dict[str, str]]
     is_osm: bool
     dropped: int = 0  # features whose geometry GDAL could not build
+    ids: list[str | None] = field(default_factory=list)  # OSM "way/1", "relation/2", "node/3" (OSM sources)
 
 
 @dataclass
@@ -167,6 +168,7 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
         if osm and "other_tags" in names:
             t.update(parse_other_tags(fields[names.index("other_tags")][i]))
         tags.append(t)
+    ids = _osm_ids(layer, names, fields, n) if osm else [None] * n
     missing = np.array([g is None or shapely.is_empty(g) for g in geoms], dtype=bool)
     if layer_crs and n:
         crs = pyproj.CRS.from_user_input(layer_crs)
@@ -176,7 +178,25 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
             geoms[ok] = shapely.transform(geoms[ok], lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
     keep = ~missing
     return RawLayer(f"{path.name}:{layer}", geoms[keep], [t for t, k in zip(tags, keep) if k], osm,
-                    dropped=int(missing.sum()))
+                    dropped=int(missing.sum()), ids=[i for i, k in zip(ids, keep) if k])
+
+
+def _osm_ids(layer: str, names: list[str], fields, n: int) -> list[str | None]:
+    """OSM object ids ("way/12", "relation/3", "node/7") from GDAL's osm_id / osm_way_id columns."""
+    def column(name):
+        return fields[names.index(name)] if name in names else [None] * n
+
+    kind = "node" if layer == "points" else "way" if layer in ("lines", "multilinestrings") else "relation"
+    way_ids, osm_ids = column("osm_way_id"), column("osm_id")
+    out: list[str | None] = []
+    for way_id, osm_id in zip(way_ids, osm_ids):
+        if way_id not in (None, ""):
+            out.append(f"way/{way_id}")
+        elif osm_id not in (None, ""):
+            out.append(f"{kind}/{osm_id}")
+        else:
+            out.append(None)
+    return out
 
 
 def _check_declared_crs(path: Path, layer: str, layer_crs: str | None, bounds) -> str:

@@ -23,6 +23,7 @@ if [ $DEV = 1 ]; then
   if [ "$(id -u)" = 0 ] && [ -f scripts/install_qgis.sh ]; then
     bash scripts/install_qgis.sh
   fi
+  bash scripts/install_node_tools.sh  # the Khronos glTF validator for the 3D export tests
 else
   $VPY -m pip install -q -e . 2>&1 | grep -v "is ignored" || true
 fi
