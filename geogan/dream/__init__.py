@@ -51,12 +51,12 @@ from .on_grid import DREAM_CLASSES, DreamResult, dream, dream_on_grid, write_cla
 from .stats import STREET_CLASSES, dream_tile_stats, line_stats, stitched_stats
 from .stitch import (MAX_DREAM_PX, STREET_JOIN_CONE_DEG, STREET_JOIN_GAP_PX, STREET_MIN_LENGTH_PX, THIN_GROUPS,
                      calibrate_dream_model, calibrate_thin_gains, dream_map, remove_specks, tile_latents)
-from .train import STATE_STEM, recalibrate_batchnorm, train_dream
+from .train import STATE_STEM, DreamTrainSettings, recalibrate_batchnorm, train_dream, train_dream_with
 
 __all__ = ["DEFAULT_MODEL_NAME", "DREAM_CLASSES", "DREAM_FORMAT", "FAKE_MODES", "MAX_DREAM_PX", "OSM_ATTRIBUTION",
            "OSM_LICENSE", "STATE_STEM", "STREET_CLASSES", "STREET_JOIN_CONE_DEG", "STREET_JOIN_GAP_PX",
-           "STREET_MIN_LENGTH_PX", "THIN_GROUPS", "DreamModel", "DreamResult", "calibrate_dream_model",
-           "calibrate_thin_gains", "class_marginal_loss", "class_tiles_from_osm", "dream", "dream_map",
-           "dream_on_grid", "dream_tile_stats", "line_stats", "load_dream_model", "mode_seeking_loss", "palette_rgb",
-           "recalibrate_batchnorm", "remove_specks", "resolve_dream_model", "sample_tiles", "save_dream_model",
-           "stitched_stats", "tile_latents", "train_dream", "write_class_map"]
+           "STREET_MIN_LENGTH_PX", "THIN_GROUPS", "DreamModel", "DreamResult", "DreamTrainSettings",
+           "calibrate_dream_model", "calibrate_thin_gains", "class_marginal_loss", "class_tiles_from_osm", "dream",
+           "dream_map", "dream_on_grid", "dream_tile_stats", "line_stats", "load_dream_model", "mode_seeking_loss",
+           "palette_rgb", "recalibrate_batchnorm", "remove_specks", "resolve_dream_model", "sample_tiles",
+           "save_dream_model", "stitched_stats", "tile_latents", "train_dream", "train_dream_with", "write_class_map"]
