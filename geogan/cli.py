@@ -256,22 +256,39 @@ def models() -> None:
     typer.echo("searched: " + ", ".join(str(d) for d in model_dirs()))
 
 
-def _register_extensions() -> None:
-    """Commands that live beside their feature (training, plugin build, ...)."""
+#: Modules whose ``register(app)`` adds the commands that live beside their feature (training, plugin build, ...).
+EXTENSION_MODULES = ("geogan.training.commands", "geogan.plugin_build", "geogan.mesh_cli", "geogan.evaluate_cli",
+                     "geogan.dream_cli", "geogan.terrain_cli")
+#: Optional third-party packages (top-level import name -> the extra that installs them). Only their absence
+#: leaves a module's commands out; any other import error is a broken install and is raised as it is.
+OPTIONAL_DEPENDENCIES = {"dask": "dask", "distributed": "dask", "xarray": "xarray", "rioxarray": "xarray",
+                         "geopandas": "xarray"}
+
+
+def register_extensions(target: typer.Typer, modules: tuple[str, ...] = EXTENSION_MODULES) -> None:
+    """Add the commands of ``modules`` to ``target``.
+
+    A module that cannot be imported raises its real error (so a broken import never reads as "No such
+    command"), unless what is missing is one of :data:`OPTIONAL_DEPENDENCIES`: then its commands are left
+    out with one stderr line naming the package and how to install it.
+    """
     import importlib
 
-    for mod in ("geogan.training.commands", "geogan.plugin_build", "geogan.mesh_cli", "geogan.evaluate_cli",
-                "geogan.dream_cli", "geogan.terrain_cli"):
+    for mod in modules:
         try:
             module = importlib.import_module(mod)
-        except ImportError:
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").partition(".")[0]
+            if missing not in OPTIONAL_DEPENDENCIES:
+                raise
+            err.print(f"warning: the commands of {mod} are unavailable: the optional package '{missing}' is not "
+                      f"installed; pip install 'geogan[{OPTIONAL_DEPENDENCIES[missing]}]'", markup=False,
+                      highlight=False, soft_wrap=True)
             continue
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(app)
+        module.register(target)
 
 
-_register_extensions()
+register_extensions(app)
 
 
 def main() -> None:
