@@ -8,6 +8,8 @@ Metrics (see ``metrics.py``):
 - L1, PSNR, SSIM against the real image.
 - KID and FID between generated and real images on the segmenter's pooled features. These are
   NOT comparable with published FID/KID numbers, which use Inception-v3 features.
+- Realism (``--realism``, see ``realism.py`` and docs/realism.md): the two-sample classifier test
+  (``c2st_accuracy``, and after a 4x blur) and the tile-locked periodic amplitudes, generated vs real.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from .errors import InputError
 from .metrics import confusion, fid, kid, l1, miou, psnr, ssim
+from .realism import C2stSettings, realism_metrics, torch_threads
 from .training.pairs import PairSet, list_pairs, load_label_map
 
 log = logging.getLogger("geogan")
@@ -217,28 +220,73 @@ def _lattice(images: torch.Tensor) -> dict[str, float]:
     return {str(p): float(lattice_share(images, p).mean()) for p in lattice_periods(*images.shape[-2:])}
 
 
-def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = None, max_pairs: int | None = None,
-                   seed: int = 0, label_map: str = "landcoverai", inception: Path | None = None,
-                   val_fraction: float = 0.125) -> dict:
-    """All metrics of one model on the validation pairs; returns a JSON-ready dict.
-
-    ``model_ref`` is a zoo name, a model path, or ``baseline:mean-colour`` (each class painted with its mean
-    training colour). ``inception``: a local TorchScript feature network for standard FID/KID.
-    The validation split is the highest-numbered ``val_fraction`` of the pairs, as in training.
-    """
-    from .metrics import class_colour_texture, extract_features, load_feature_extractor
+def split_number(pairs_dir: Path, val_fraction: float = 0.125, val_from: int | None = None) -> int:
+    """The first validation pair number: ``val_from`` if given, else that of the highest ``val_fraction``."""
     from .training.datasets import val_from_number
 
-    lm = load_label_map(label_map)
-    val_from = val_from_number(list_pairs(pairs_dir, "all"), val_fraction)
+    if val_from is not None:
+        return val_from
+    return val_from_number(list_pairs(pairs_dir, "all"), val_fraction)
+
+
+def load_generator(model_ref: str, pairs_dir: Path, lm, val_from: int):
+    """A ModelGenerator, or the mean-colour baseline fitted on the pairs numbered < ``val_from``; classes checked."""
     if model_ref == BASELINE_NAME:
         gen = MeanColourBaseline(PairSet.load(pairs_dir, lm, "train", val_from))
     else:
         gen = ModelGenerator(model_ref)
+    if sorted(gen.classes) != sorted(lm.classes):
+        raise InputError(f"model '{gen.name}' has classes {gen.classes}; the '{lm.name}' pairs have "
+                         f"{list(lm.classes)}; pass the model's --label-map")
+    return gen
+
+
+def generate_for(gen, data: PairSet, n: int, seed: int) -> tuple[np.ndarray, torch.Tensor, float]:
+    """(model class ids of the first ``n`` pairs, generated images in [-1, 1], generator seconds)."""
+    # the pairs' class order may differ from the model's
+    to_model = np.array([gen.classes.index(c) for c in data.label_map.classes], dtype=np.uint8)
+    labels = to_model[data.labels[:n]]
+    t0 = time.perf_counter()
+    fake = gen.generate(labels, seed)
+    return labels, fake, time.perf_counter() - t0
+
+
+def evaluate_realism(pairs_dir: Path, model_ref: str, *, label_map: str = "landcoverai", max_pairs: int | None = None,
+                     seed: int = 0, val_fraction: float = 0.125, val_from: int | None = None,
+                     settings: C2stSettings = C2stSettings(), threads: int | None = None) -> dict:
+    """Realism metrics only (C2ST sharp and blurred, tile-locked periodic amplitudes; see ``realism.py``).
+
+    The held-out pairs are those numbered >= ``val_from`` (default: the highest ``val_fraction``), the first
+    ``max_pairs`` of them. ``threads``: torch CPU threads for generation and the classifier (restored after).
+    """
+    lm = load_label_map(label_map)
+    val_from = split_number(pairs_dir, val_fraction, val_from)
+    with torch_threads(threads):
+        gen = load_generator(model_ref, pairs_dir, lm, val_from)
+        data = PairSet.load(pairs_dir, lm, "val", val_from)
+        n = len(data) if max_pairs is None else min(max_pairs, len(data))
+        _, fake, gen_s = generate_for(gen, data, n, seed)
+        res = realism_metrics(data.images[:n], to_uint8_images(fake), settings)
+    return {"model": gen.name, "pairs": n, "pairs_dir": str(pairs_dir), "label_map": lm.name,
+            "split": f"pairs numbered >= {val_from}", "seed": seed, **res, "generator_seconds": gen_s}
+
+
+def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = None, max_pairs: int | None = None,
+                   seed: int = 0, label_map: str = "landcoverai", inception: Path | None = None,
+                   val_fraction: float = 0.125, realism: C2stSettings | None = None) -> dict:
+    """All metrics of one model on the validation pairs; returns a JSON-ready dict.
+
+    ``model_ref`` is a zoo name, a model path, or ``baseline:mean-colour`` (each class painted with its mean
+    training colour). ``inception``: a local TorchScript feature network for standard FID/KID.
+    ``realism``: also the realism metrics (C2ST, periodic amplitudes) with this protocol.
+    The validation split is the highest-numbered ``val_fraction`` of the pairs, as in training.
+    """
+    from .metrics import class_colour_texture, extract_features, load_feature_extractor
+
+    lm = load_label_map(label_map)
+    val_from = split_number(pairs_dir, val_fraction)
+    gen = load_generator(model_ref, pairs_dir, lm, val_from)
     classes = gen.classes
-    if sorted(classes) != sorted(lm.classes):
-        raise InputError(f"model '{gen.name}' has classes {classes}; the '{lm.name}' pairs have {list(lm.classes)}; "
-                         "pass the model's --label-map")
     net, seg_card = load_segmenter(segmenter or default_segmenter_path())
     if sorted(seg_card["classes"]) != sorted(classes):
         raise InputError(f"segmenter classes {seg_card['classes']} differ from the model's {classes}; "
@@ -246,12 +294,7 @@ def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = 
     data = PairSet.load(pairs_dir, lm, "val", val_from)
     n = len(data) if max_pairs is None else min(max_pairs, len(data))
     real = to_tensor_image(data.images[:n])
-    # the pairs' class order may differ from the model's
-    to_model = np.array([classes.index(c) for c in lm.classes], dtype=np.uint8)
-    labels = to_model[data.labels[:n]]
-    t0 = time.perf_counter()
-    fake = gen.generate(labels, seed)
-    gen_s = time.perf_counter() - t0
+    labels, fake, gen_s = generate_for(gen, data, n, seed)
     # the segmenter's class order may differ from the model's
     seg_idx = np.array([seg_card["classes"].index(c) for c in classes])
     target = seg_idx[labels]
@@ -280,6 +323,8 @@ def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = 
         "generator_seconds": gen_s, "generator_mp_s": fake.shape[0] * fake.shape[2] * fake.shape[3] / 1e6 / gen_s,
         "model_size_mb": gen.size_mb,
     }
+    if realism is not None:
+        res.update(realism_metrics(data.images[:n], fake_u8, realism))
     if inception is not None:
         feat_net = load_feature_extractor(inception)
         i_fake, i_real = extract_features(feat_net, fake), extract_features(feat_net, real)
