@@ -203,9 +203,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     if style_ref is not None:
         loaded = dataclasses.replace(loaded, style=encode_style(loaded, style_ref))
     gsd_m = gsd_m if gsd_m is not None else loaded.gsd_m
-    if tile_px is not None and spec.tile_px % loaded.size_multiple:
-        raise InputError(f"tile size {spec.tile_px} px must be a multiple of {loaded.size_multiple} for model "
-                         f"'{loaded.name}'; change --tile-size")
+    if tile_px is not None:
+        spec.check_model(loaded.size_multiple, loaded.name)
     check_outputs(paths.all(), overwrite)
     if sketch is not None:
         grid = grid_from_bbox(tuple(bbox), bbox_crs, crs, gsd_m)  # type: ignore[arg-type]

@@ -10,10 +10,10 @@ covers ``gsd_m`` ground metres at the centre of the area.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
 import pyproj
 from affine import Affine
 from pyproj.exceptions import CRSError as _ProjCRSError
@@ -76,11 +76,26 @@ def ground_scale(crs: pyproj.CRS, lon: float, lat: float) -> tuple[float, float]
 
 @dataclass(frozen=True)
 class Grid:
-    """A georeferenced pixel grid: CRS, affine transform and shape (rows, cols)."""
+    """A georeferenced pixel grid: CRS, affine transform and shape (rows, cols).
+
+    A value, checked at construction: a horizontal 2-D CRS (anything :func:`parse_crs` reads; kept as a
+    pyproj CRS), a north-up transform without rotation (``a > 0``, ``b = d = 0``, ``e < 0``, all finite:
+    :attr:`res_xy` and :attr:`bounds` rely on it) and a shape of at least one whole pixel each way.
+    Anything else is a one-line :class:`GridError`.
+
+    ``==`` is exact for the transform and shape and compares CRSs as PROJ does (equivalent definitions,
+    e.g. from EPSG and from its WKT, are equal); the hash agrees with it. :meth:`almost_equal` tolerates
+    rounding in the transform.
+    """
 
     crs: pyproj.CRS
     transform: Affine
     shape_yx: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "crs", _horizontal_crs(self.crs))
+        object.__setattr__(self, "transform", _north_up_transform(self.transform))
+        object.__setattr__(self, "shape_yx", _pixel_shape(self.shape_yx))
 
     @property
     def height(self) -> int:
@@ -129,13 +144,62 @@ class Grid:
         rx, ry = self.res_xy
         return rx / kx, ry / ky
 
-    def __hash__(self) -> int:
-        return hash((self.crs.to_wkt(), tuple(self.transform), self.shape_yx))
-
     def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Grid):
+            return NotImplemented
+        return (self.shape_yx == other.shape_yx and tuple(self.transform) == tuple(other.transform)
+                and _same_crs(self.crs, other.crs))
+
+    def __hash__(self) -> int:
+        # the CRS stays out: equivalent CRSs (equal under ==) may differ in WKT
+        return hash((self.shape_yx, tuple(self.transform)))
+
+    def almost_equal(self, other: "Grid", tol: float = 1e-9) -> bool:
+        """Same shape and CRS, and every transform coefficient within ``tol`` CRS units of the other's."""
         return (isinstance(other, Grid) and self.shape_yx == other.shape_yx
-                and np.allclose(tuple(self.transform), tuple(other.transform), rtol=0, atol=1e-9)
-                and self.crs == other.crs)
+                and all(math.isclose(p, q, rel_tol=0.0, abs_tol=tol) for p, q in zip(self.transform, other.transform))
+                and _same_crs(self.crs, other.crs))
+
+
+def _same_crs(a: pyproj.CRS, b: pyproj.CRS) -> bool:
+    return a is b or a == b
+
+
+def _horizontal_crs(value: object) -> pyproj.CRS:
+    """The grid's CRS as a pyproj CRS: geographic or projected (a compound one by its horizontal part)."""
+    try:
+        crs = parse_crs(value)
+    except TypeError:  # an unhashable value never reaches PROJ
+        raise GridError(f"unknown CRS {value!r}; give one PROJ understands, e.g. EPSG:3857 or EPSG:32635") from None
+    if not (crs.is_geographic or crs.is_projected):
+        raise GridError(f"{crs.to_string()} is a {crs.type_name}, not a horizontal 2-D CRS; give a projected or "
+                        "geographic one, e.g. EPSG:3857 or EPSG:32635")
+    return crs
+
+
+def _north_up_transform(transform: object) -> Affine:
+    if not isinstance(transform, Affine):
+        raise GridError(f"grid transform {transform!r} is not an affine.Affine; build one, e.g. "
+                        "Affine(gsd, 0, left, 0, -gsd, top)")
+    a, b, _, d, e, _ = transform[:6]
+    if not all(math.isfinite(v) for v in transform[:6]):
+        raise GridError(f"grid transform {tuple(transform[:6])} holds a non-finite number; give finite coefficients")
+    if not (a > 0 and e < 0 and b == 0 and d == 0):
+        raise GridError(f"grid transform {tuple(transform[:6])} is not north-up without rotation "
+                        "(needs a > 0, b = d = 0, e < 0); warp the raster north-up first (gdalwarp)")
+    return transform
+
+
+def _pixel_shape(shape_yx: object) -> tuple[int, int]:
+    try:
+        rows, cols = shape_yx  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise GridError(f"grid shape {shape_yx!r} must be two whole numbers (rows, cols)") from None
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (rows, cols)):
+        raise GridError(f"grid shape {shape_yx!r} must be whole numbers of pixels (rows, cols), e.g. (512, 512)")
+    if rows < 1 or cols < 1:
+        raise GridError(f"grid shape {tuple(shape_yx)} is empty; a grid needs at least 1 row and 1 column")
+    return int(rows), int(cols)
 
 
 def bbox_to_crs(bbox: tuple[float, float, float, float], bbox_crs: object,
