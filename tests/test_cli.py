@@ -1,23 +1,58 @@
-"""The real `geogan` command: outputs, exit codes and one-line errors for bad input."""
+"""The `geogan` command: outputs, exit codes and one-line errors for bad input.
 
+Most cases call the command in-process (:func:`geogan`: typer's CliRunner on ``geogan.cli.app``, with stdout,
+stderr and the exit code kept apart, milliseconds a case); one real process per command (:func:`geogan_process`)
+checks the entry point end to end: render, rasterize, classes, models, and the light import.
+"""
+
+import logging
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import rasterio
+from typer.testing import CliRunner
 
+from geogan.cli import app
 from osm_factory import offset_lonlat, to_pbf, write_osm
 
 LON, LAT = 25.70, 60.40
 
 
-def geogan(*args, cwd=None, env_extra=None):
+def geogan_process(*args, cwd=None, env_extra=None):
+    """The command in a real process (``python -m geogan.cli``)."""
     env = dict(os.environ, **(env_extra or {}))
     env["COLUMNS"] = "200"
     return subprocess.run([sys.executable, "-m", "geogan.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300)
+
+
+@dataclass
+class Ran:
+    """What a run left: the same fields as subprocess.CompletedProcess."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def geogan(*args) -> Ran:
+    """The command in this process. An exception that escapes the command (which a real process would print
+    as a traceback) fails the test; the ``geogan`` logger the command configures is put back afterwards."""
+    logger = logging.getLogger("geogan")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args], prog_name="geogan")
+    finally:
+        logger.handlers[:], logger.propagate = saved[0], saved[2]
+        logger.setLevel(saved[1])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"geogan {' '.join(map(str, args))} raised {result.exception!r}; "
+                             f"stderr: {result.stderr}") from result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def one_line_error(proc, code, *words):
@@ -66,9 +101,9 @@ def bbox_text(half_m=50):
 def test_render_tiny_osm_and_pbf(tmp_path, town, tiny_model):
     pbf = to_pbf(town, tmp_path / "town.osm.pbf")
     outs = []
-    for src, out in ((town, tmp_path / "a"), (pbf, tmp_path / "b")):
-        p = geogan("render", "--osm", src, "--bbox", bbox_text(), "--crs", "EPSG:3857", "--gsd", "0.5",
-                   "--out", out, "--model", tiny_model, "--tile-size", "128", "--overlap", "32", "--seed", "3")
+    for run, src, out in ((geogan_process, town, tmp_path / "a"), (geogan, pbf, tmp_path / "b")):
+        p = run("render", "--osm", src, "--bbox", bbox_text(), "--crs", "EPSG:3857", "--gsd", "0.5",
+                "--out", out, "--model", tiny_model, "--tile-size", "128", "--overlap", "32", "--seed", "3")
         assert p.returncode == 0, p.stderr
         outs.append(out)
     for name in ("aerial.tif", "height.tif", "classes.tif"):
@@ -82,7 +117,8 @@ def test_render_tiny_osm_and_pbf(tmp_path, town, tiny_model):
 
 def test_rasterize_command(tmp_path, town):
     out = tmp_path / "c.tif"
-    p = geogan("rasterize", "--osm", town, "--bbox", bbox_text(), "--crs", "EPSG:32635", "--gsd", "1", "--out", out)
+    p = geogan_process("rasterize", "--osm", town, "--bbox", bbox_text(), "--crs", "EPSG:32635", "--gsd", "1",
+                       "--out", out)
     assert p.returncode == 0, p.stderr
     with rasterio.open(out) as ds:
         arr = ds.read(1)
@@ -91,7 +127,7 @@ def test_rasterize_command(tmp_path, town):
 
 
 def test_classes_version_help():
-    p = geogan("classes")
+    p = geogan_process("classes")
     assert p.returncode == 0 and "woodland" in p.stdout and "highway" in p.stdout
     p = geogan("--version")
     assert p.returncode == 0 and p.stdout.startswith("geogan ")
@@ -144,6 +180,8 @@ BAD = {
     "bad precision": (["--precision", "fp64"], 2, ["unknown precision", "bf16"]),
     "fp16 on cpu": (["--precision", "fp16", "--device", "cpu"], 2, ["needs a CUDA GPU", "bf16"]),
     "bad tile size": (["--tile-size", "100", "--overlap", "16"], 2, ["multiple"]),
+    "tile size for the model": (["--tile-size", "100", "--overlap", "16"], 2, ["multiple of 32 px", "96 or 128"]),
+    "tile size too small": (["--tile-size", "8", "--overlap", "0"], 2, ["16 px or more", "multiple"]),
 }
 
 
@@ -203,6 +241,6 @@ def test_verbose_gives_the_traceback(tmp_path):
 
 
 def test_models_lists_the_shipped_default():
-    p = geogan("models")
+    p = geogan_process("models")
     assert p.returncode == 0, p.stderr
     assert "default" in p.stdout and "unet" in p.stdout and "CC BY-NC-SA" in p.stdout
