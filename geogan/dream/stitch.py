@@ -106,6 +106,78 @@ def _class_prior(model: DreamModel, n: int = 64) -> np.ndarray:
     return probs.mean((0, 2, 3)).cpu().numpy().astype(np.float32)
 
 
+def _tile_grid(tile_px: int, h: int, w: int, overlap_px: int | None) -> tuple[int, int, int, int]:
+    """``(overlap, stride, tile rows, tile columns)`` of :func:`dream_map`'s tiles over an ``h`` x ``w`` map."""
+    t = tile_px
+    overlap = t // 2 if overlap_px is None else int(overlap_px)
+    if not 0 <= overlap <= t // 2:
+        raise InputError(f"dream_map: overlap {overlap} px must be in 0..{t // 2} (half the {t} px tile)")
+    stride = t - overlap
+    n_rows = 1 if h <= t else 1 + math.ceil((h - t) / stride)
+    n_cols = 1 if w <= t else 1 + math.ceil((w - t) / stride)
+    return overlap, stride, n_rows, n_cols
+
+
+def _class_gain(model: DreamModel, class_gains: Sequence[float] | None) -> np.ndarray | None:
+    """``(K, 1, 1)`` factors on the blended probabilities (None: none); ``class_gains`` None: the card's."""
+    if class_gains is None:
+        class_gains = model.card.get("class_gains")
+    if class_gains is None or not len(class_gains):
+        return None
+    if len(class_gains) != model.n_classes or not all(float(g) > 0 for g in class_gains):
+        raise InputError(f"dream_map: class_gains must be {model.n_classes} positive numbers, got {class_gains}")
+    return np.asarray(class_gains, dtype=np.float32)[:, None, None]
+
+
+def _best_candidate(probs: np.ndarray, c: int, row: list[np.ndarray], prev_row: list[np.ndarray], stride: int,
+                    window: np.ndarray, class_w: np.ndarray) -> int:
+    """Index of the candidate tile (``probs`` ``(candidates, K, T, T)``) at column ``c`` agreeing best with
+    what its placed neighbours (left, upper-left, upper, upper-right) laid down on the overlaps."""
+    neighbours = []
+    if c > 0:
+        neighbours.append((0, -stride, row[c - 1]))
+    for dc in (-1, 0, 1):
+        if prev_row and 0 <= c + dc < len(prev_row):
+            neighbours.append((-stride, dc * stride, prev_row[c + dc]))
+    if not neighbours:
+        return 0
+    laid = _laid_down(neighbours, window, len(class_w)) * window
+    agree = (probs * laid[None]).sum(axis=(2, 3)) @ class_w
+    return int(np.argmax(agree))
+
+
+def _place_row(model: DreamModel, z: np.ndarray, row0: int, stride: int, blender: StripBlender,
+               prev_row: list[np.ndarray], class_w: np.ndarray, batch_tiles: int) -> list[np.ndarray]:
+    """Generate one tile row's candidates (latents ``z`` ``(columns, candidates, z_dim)``), add the chosen
+    tiles' softmax maps to ``blender`` and return them."""
+    t, candidates = model.tile_px, z.shape[1]
+    row: list[np.ndarray] = []
+    for c0 in range(0, len(z), batch_tiles):
+        chunk = z[c0:c0 + batch_tiles]
+        with torch.inference_mode():
+            logits = model.generator.logits(torch.from_numpy(chunk.reshape(-1, model.z_dim)).to(model.device))
+            probs = torch.softmax(logits, 1).cpu().numpy().reshape(len(chunk), candidates, -1, t, t)
+        for i in range(len(chunk)):
+            c = c0 + i
+            pick = 0
+            if candidates > 1:
+                pick = _best_candidate(probs[i], c, row, prev_row, stride, blender.weights, class_w)
+            tile = probs[i, pick]
+            row.append(tile)
+            blender.add(row0, c * stride, tile)
+    return row
+
+
+def _clean_up(class_map: np.ndarray, min_speck_px: int, join_gap_px: int) -> np.ndarray:
+    """Sieve specks away and join road and path pieces along their direction."""
+    out = remove_specks(class_map, min_speck_px)
+    if join_gap_px > 0:
+        for street in STREET_CLASSES:
+            out = join_streets(out, street, max_gap_px=join_gap_px, cone_deg=STREET_JOIN_CONE_DEG,
+                               min_length_px=STREET_MIN_LENGTH_PX)
+    return out
+
+
 def dream_map(model: DreamModel, shape_yx: tuple[int, int], seed: int = 0, *, overlap_px: int | None = None,
               latent_spacing_tiles: float = 2.0, candidates: int = 8, spread: float = 1.0,
               min_speck_px: int = 4, join_gap_px: int = STREET_JOIN_GAP_PX, batch_tiles: int = 16,
@@ -130,11 +202,10 @@ def dream_map(model: DreamModel, shape_yx: tuple[int, int], seed: int = 0, *, ov
     than agreeing on open ground (at 0, candidates full of background win and stitched maps lose
     their streets). ``sharpen``: blend window raised to this power (> 1: narrower crossovers).
     ``class_gains``: per-class factors on the blended probabilities before the argmax (None: the
-    card's ``class_gains`` from :func:`calibrate_class_gains`, if any; ``[]``: none). Blending
+    card's ``class_gains`` from :func:`calibrate_thin_gains`, if any; ``[]``: none). Blending
     averages thin, uncertain classes (roads, paths, houses) away against confident open ground; the
-    gains undo that.
-    Compute: ``candidates`` generator runs per tile. Memory: a strip of ``n_classes x tile x width``
-    floats, the previous tile row's chosen tiles, plus the uint8 map.
+    gains undo that. Compute: ``candidates`` generator runs per tile. Memory: a strip of
+    ``n_classes x tile x width`` floats, the previous tile row's chosen tiles, plus the uint8 map.
     """
     h, w = (int(v) for v in shape_yx)
     if h < 1 or w < 1:
@@ -144,71 +215,27 @@ def dream_map(model: DreamModel, shape_yx: tuple[int, int], seed: int = 0, *, ov
     if candidates < 1:
         raise InputError(f"dream_map: candidates must be >= 1, got {candidates}")
     t = model.tile_px
-    overlap = t // 2 if overlap_px is None else int(overlap_px)
-    if not 0 <= overlap <= t // 2:
-        raise InputError(f"dream_map: overlap {overlap} px must be in 0..{t // 2} (half the {t} px tile)")
-    stride = t - overlap
-    n_rows = 1 if h <= t else 1 + math.ceil((h - t) / stride)
-    n_cols = 1 if w <= t else 1 + math.ceil((w - t) / stride)
-    cols0 = np.arange(n_cols) * stride
+    overlap, stride, n_rows, n_cols = _tile_grid(t, h, w, overlap_px)
     blender = StripBlender((h, w), model.n_classes, t, overlap)
     if sharpen != 1.0:
         blender.weights = blender.weights ** float(sharpen)
-    window = blender.weights
     class_w = np.ones(model.n_classes, dtype=np.float32)
     if balance > 0 and candidates > 1:
         class_w = (_class_prior(model) + 0.01) ** -float(balance)
-    if class_gains is None:
-        class_gains = model.card.get("class_gains")
-    gain = None
-    if class_gains is not None and len(class_gains):
-        if len(class_gains) != model.n_classes or not all(float(g) > 0 for g in class_gains):
-            raise InputError(f"dream_map: class_gains must be {model.n_classes} positive numbers, got {class_gains}")
-        gain = np.asarray(class_gains, dtype=np.float32)[:, None, None]
+    gain = _class_gain(model, class_gains)
     out = np.zeros((h, w), dtype=np.uint8)
-    gen = model.generator
-    gen.eval()
-    device = model.device
+    model.generator.eval()
     prev_row: list[np.ndarray] = []
     for r in range(n_rows):
-        row0 = r * stride
-        centers = np.stack([np.full(n_cols, row0 + t / 2.0), cols0 + t / 2.0], axis=1)
+        centers = np.stack([np.full(n_cols, r * stride + t / 2.0), np.arange(n_cols) * stride + t / 2.0], axis=1)
         z = _candidate_latents(seed, tile_latents(seed, centers, latent_spacing_tiles * stride, model.z_dim),
                                np.full(n_cols, r), np.arange(n_cols), candidates, spread)
-        row: list[np.ndarray] = []
-        for c0 in range(0, n_cols, batch_tiles):
-            chunk = z[c0:c0 + batch_tiles]
-            with torch.inference_mode():
-                logits = gen.logits(torch.from_numpy(chunk.reshape(-1, model.z_dim)).to(device))
-                probs = torch.softmax(logits, 1).cpu().numpy().reshape(len(chunk), candidates, -1, t, t)
-            for i in range(len(chunk)):
-                c = c0 + i
-                pick = 0
-                if candidates > 1:
-                    neighbours = []
-                    if c > 0:
-                        neighbours.append((0, -stride, row[c - 1]))
-                    for dc in (-1, 0, 1):
-                        if prev_row and 0 <= c + dc < n_cols:
-                            neighbours.append((-stride, dc * stride, prev_row[c + dc]))
-                    if neighbours:
-                        laid = _laid_down(neighbours, window, model.n_classes) * window
-                        agree = (probs[i] * laid[None]).sum(axis=(2, 3)) @ class_w
-                        pick = int(np.argmax(agree))
-                tile = probs[i, pick]
-                row.append(tile)
-                blender.add(row0, int(cols0[c]), tile)
+        prev_row = _place_row(model, z, r * stride, stride, blender, prev_row, class_w, batch_tiles)
         for r0, strip in blender.finish_row(last=r == n_rows - 1):
             out[r0:r0 + strip.shape[1]] = (strip if gain is None else strip * gain).argmax(0).astype(np.uint8)
-        prev_row = row
         if progress is not None:
             progress((r + 1) / n_rows, f"dream tile row {r + 1}/{n_rows}")
-    out = remove_specks(out, min_speck_px)
-    if join_gap_px > 0:
-        for street in STREET_CLASSES:
-            out = join_streets(out, street, max_gap_px=join_gap_px, cone_deg=STREET_JOIN_CONE_DEG,
-                               min_length_px=STREET_MIN_LENGTH_PX)
-    return out
+    return _clean_up(out, min_speck_px, join_gap_px)
 
 
 #: Thin classes that blending overlapping tiles erodes, calibrated by :func:`calibrate_thin_gains`.
