@@ -198,3 +198,30 @@ def test_evaluate_realism_only_on_a_chosen_split(tmp_path, tiny_model):
     assert all(np.isfinite(v) for v in base["periodic_ratio"].values())
     with pytest.raises(InputError, match="no val pairs"):
         evaluate_realism(pairs, str(tiny_model), val_from=10_000, settings=settings)
+
+
+def test_realism_benchmark_script_writes_and_merges_rows(tmp_path, tiny_model, monkeypatch, capsys):
+    """benchmarks/realism.py: model rows and the real-vs-real reference into one JSON; --append merges."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import realism as bench
+
+    pairs = make_pairs(tmp_path / "pairs", n=16)
+    out = tmp_path / "realism.json"
+    base = ["realism.py", "--pairs", str(pairs), "--first", "900", "--steps", "5", "--threads", "1", "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", base + ["--model", "baseline:mean-colour", "--reference"])
+    bench.main()
+    rows = json.loads(out.read_text())["results"]
+    assert [r["model"] for r in rows] == ["baseline-mean-colour", bench.REFERENCE_NAME]
+    assert rows[0]["split"] == "pairs numbered >= 900" and rows[0]["pairs"] == 8
+    assert rows[1]["pairs"] == 8 and rows[1]["c2st_protocol"]["images"] == 4  # 4 photos against 4
+    monkeypatch.setattr(sys, "argv", base + ["--model", str(tiny_model), "--append"])
+    bench.main()
+    saved = json.loads(out.read_text())
+    assert [r["model"] for r in saved["results"]] == ["baseline-mean-colour", bench.REFERENCE_NAME, "tiny"]
+    assert "| tiny |" in saved["table"] and "| tiny |" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", base + ["--model", "no-such-model"])
+    with pytest.raises(SystemExit, match="error: .*no-such-model"):
+        bench.main()
