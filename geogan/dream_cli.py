@@ -10,7 +10,11 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the ``dream`` and ``dream-train`` commands to ``app``."""
+    register_dream(app)
+    register_dream_train(app)
 
+
+def register_dream(app: typer.Typer) -> None:
     @app.command("dream")
     def dream(
         bbox: str = typer.Option(..., help="Area as xmin,ymin,xmax,ymax in --bbox-crs (only its grid is used)."),
@@ -51,6 +55,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {res.classes}{rendered} ({g.width}x{g.height} px, {g.crs.to_string()}, "
                    f"{res.seconds:.1f} s)")
 
+
+def register_dream_train(app: typer.Typer) -> None:
     @app.command("dream-train")
     def dream_train(
         osm: list[Path] = typer.Option(..., "--osm", help="OSM file(s) (.osm/.osm.pbf) to learn town layouts from; "
