@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -17,12 +18,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pyproj
 
 from .classes import Schema, load_schema
-from .errors import InputError, TooLargeError
+from .errors import GridError, InputError, SourceError, TooLargeError
 from .features import FeatureSet, build_features
-from .grid import Grid, grid_from_bbox, parse_crs
+from .grid import Grid, grid_from_bbox, user_crs
 from .infer import LoadedModel, encode_style, load_model
 from .zoo import resolve_model
 from .runtime import frozen_gc
@@ -50,6 +52,53 @@ class OsmFetch:
     cache_dir: PathLike | None = None  # default: $XDG_CACHE_HOME/geogan or ~/.cache/geogan
     use_cache: bool = True
 MAX_RASTERIZE_PX = 100_000 ** 2
+
+
+# ---------------------------------------------------------------- checks at the API boundary
+def _check_gsd_type(gsd_m) -> None:
+    if gsd_m is not None and (isinstance(gsd_m, bool) or not isinstance(gsd_m, numbers.Real)):
+        raise GridError(f"gsd_m={gsd_m!r} is a {type(gsd_m).__name__}, not a number; give ground metres per pixel "
+                        "as a number, e.g. gsd_m=0.5 (--gsd 0.5)")
+
+
+def _check_whole(value, name: str, option: str, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name}={value!r} is not a whole number; give an integer, e.g. {option}")
+    if value < minimum:
+        raise InputError(f"{name}={value} must be {minimum} or more, e.g. {option}")
+
+
+def _check_callback(fn, name: str, signature: str) -> None:
+    if fn is not None and not callable(fn):
+        raise InputError(f"{name}={fn!r} is not callable; pass a function {signature} or None")
+
+
+def _check_render_args(gsd_m, seed, tile_px, overlap_px, workers, progress, cancel) -> None:
+    """Types and ranges of render()'s plain arguments: one-line InputErrors instead of TypeErrors later."""
+    _check_gsd_type(gsd_m)
+    _check_whole(seed, "seed", "seed=0 (--seed 0); any integer 0 or more gives its own repeatable render", 0)
+    _check_whole(tile_px, "tile_px", "tile_px=256 (--tile-size 256)", 1)
+    _check_whole(overlap_px, "overlap_px", "overlap_px=64 (--overlap 64)", 0)
+    if workers is not None:
+        _check_whole(workers, "workers", "workers=2 (--workers 2: a local Dask cluster of 2 processes); leave it "
+                     "out to render in this process", 1)
+    _check_callback(progress, "progress", "progress(fraction, message)")
+    _check_callback(cancel, "cancel", "cancel() -> bool")
+
+
+def generator_seed(seed: int) -> int:
+    """The 32-bit seed that noise, tile orientations and canopy take for a user's ``seed`` (any integer >= 0).
+
+    Seeds below 2**32 are used as they are (renders made with them stay the same); a larger seed is
+    hashed with numpy's SeedSequence, so seeds no longer repeat every 2**32 (2**32 gave seed 0's render)
+    and 2**70 no longer overflows. Two seeds may still share a 32-bit seed by chance (one pair in 2**32).
+    """
+    seed = int(seed)
+    if seed < 2**32:
+        return seed
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint32)[0])
 
 
 def sample_osm_path() -> Path:
@@ -107,14 +156,21 @@ def _features(paths: list[Path], grid: Grid, schema: Schema, class_field, margin
     """
     fetch = fetch or OsmFetch()
     margin_bbox = _margin_bbox_lonlat(grid, margin_px)
-    if not paths:
+    fetched = not paths
+    if fetched:
         paths = [fetch_osm(margin_bbox, schema, url=fetch.url, cache_dir=fetch.cache_dir, use_cache=fetch.use_cache,
                            progress=progress)]
     else:
         paths = [clip_large_osm(p, margin_bbox, cache_dir=fetch.cache_dir, use_cache=fetch.use_cache)
                  if p.is_file() and is_osm_path(p) else p for p in paths]
     warnings_: list[str] = []
-    report = read_sources(paths, margin_bbox, class_field)
+    try:
+        report = read_sources(paths, margin_bbox, class_field)
+    except SourceError as exc:
+        if fetched:
+            raise SourceError(f"{exc} (the Overpass answer cached as '{paths[0]}'; rerun with --no-cache to "
+                              "fetch it again)") from None
+        raise
     feats = build_features(report, schema, grid.crs, grid.center_lonlat(), class_field)
     if len(feats) == 0:
         msg = "the bbox holds no mapped features; rendering it as background"
@@ -139,7 +195,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            scheduler: str | None = None, workers: int | None = None, osm_fetch: OsmFetch | None = None,
            sketch: PathLike | None = None, style_ref: PathLike | None = None, progress: ProgressFn | None = None,
            cancel: CancelFn | None = None, compile: bool = False, compression: str = "deflate",
-           precision: str = "auto", _preloaded: LoadedModel | None = None):
+           precision: str = "auto", _preloaded: LoadedModel | None = None, _in_memory: bool = False):
     """Render synthetic aerial imagery, heights and a class map for an area.
 
     Parameters
@@ -155,7 +211,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     model : a zoo name (``geogan models``) or a path to a model .json/.safetensors.
     device : auto, cpu or cuda. tile_px, overlap_px : tiling in output pixels (default: tiles of 256 model
         pixels at the output GSD, a quarter overlap; :func:`geogan.pipeline.auto_tile_spec`).
-    seed : same seed -> identical output.
+    seed : any integer 0 or more; same seed -> identical output (:func:`generator_seed`).
     overwrite : replace existing outputs. rules : a class rules TOML (default: built-in schema).
     force : run even when the estimate is over a day. class_field : attribute with a schema class
         name or id (for hand-drawn layers) instead of OSM tags.
@@ -183,6 +239,9 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     ``out_dir`` is None).
     """
     compression = check_compression(compression)  # before any work
+    _check_render_args(gsd_m, seed, tile_px, overlap_px, workers, progress, cancel)
+    user_crs(crs, "--crs")
+    user_crs(bbox_crs, "--bbox-crs")
     if tile_px is not None:  # check the user's tiling before any work
         spec = TileSpec(int(tile_px), int(overlap_px if overlap_px is not None else int(tile_px) // 4))
     if sketch is not None and (bbox is None or osm is not None):
@@ -193,11 +252,10 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
 
         from .xarray_io import load_dataset
         with tempfile.TemporaryDirectory(prefix="geogan-") as tmp:
-            res = render(**{**locals_for_render(locals()), "out_dir": tmp, "overwrite": True})
+            res = render(**{**locals_for_render(locals()), "out_dir": tmp, "overwrite": True, "_in_memory": True})
             return load_dataset(res)
     osm, class_field, _keep = materialize_sources(osm, class_field)
     paths = OutputPaths.in_dir(Path(out_dir), hillshade)
-    parse_crs(crs)
     loaded = _preloaded if _preloaded is not None else load_model(model, schema, device, compile=compile,
                                                                   precision=precision)
     if style_ref is not None:
@@ -215,7 +273,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         if overlap_px is not None:
             spec = TileSpec(spec.tile_px, int(overlap_px))
     dem_check = check_dem_overlaps(dem, grid) if dem is not None else None
-    check_size(quick_estimate(grid, spec, loaded), loaded, force)
+    check_size(quick_estimate(grid, spec, loaded), loaded, force, grid=grid, spec=spec, hillshade=hillshade,
+               in_memory=_in_memory)
     if sketch is not None:
         feats, warnings_ = sketch_source(sketch, grid, schema), []
     else:
@@ -223,8 +282,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         feats = VectorClassSource(feats)
     with (DemSource(dem, reference_grid=grid) if dem is not None else nullcontext()) as dem_src:
         heights = make_height_spec(grid, dem_src, canopy, hillshade)
-        result = _run(feats, grid, loaded, model, schema, paths, spec, seed, force, heights, scheduler, workers,
-                      progress, cancel, compression)
+        result = _run(feats, grid, loaded, model, schema, paths, spec, generator_seed(seed), force, heights,
+                      scheduler, workers, progress, cancel, compression)
         if dem_src is not None:
             warnings_.extend(dem_check.warnings + dem_src.warnings())
     result.warnings.extend(warnings_)
@@ -237,27 +296,58 @@ def locals_for_render(scope: dict) -> dict:
     return {k: scope[k] for k in inspect.signature(render).parameters if k in scope}
 
 
+def _frame_kind(obj) -> str | None:
+    """"geo" for a GeoDataFrame, "plain" for a pandas DataFrame or Series, None for anything else."""
+    names = {(cls.__module__.split(".")[0], cls.__name__) for cls in type(obj).__mro__}
+    if ("geopandas", "GeoDataFrame") in names:
+        return "geo"
+    if ("pandas", "DataFrame") in names or ("pandas", "Series") in names:
+        return "plain"
+    return None
+
+
+def _source_kind(item, where: str) -> str:
+    """"path" or "geo" for one vector source, or a one-line InputError."""
+    kind = _frame_kind(item)
+    if kind == "plain":
+        raise InputError(f"{where} is a pandas {type(item).__name__} without geometries; make it a GeoDataFrame "
+                         "(geopandas.GeoDataFrame(df, geometry=..., crs='EPSG:4326')) or pass a file path")
+    if kind is None and not isinstance(item, (str, os.PathLike)):
+        raise InputError(f"{where} is a {type(item).__name__}; give a vector file path, a GeoDataFrame, "
+                         "or a list of them")
+    return kind or "path"
+
+
 def materialize_sources(osm, class_field: str | None):
-    """GeoDataFrames become a temporary GeoPackage (kept alive by the returned handle)."""
-    try:
-        import geopandas as gpd
-    except ImportError:
+    """Check the vector sources; GeoDataFrames (alone, or in a list with each other and with paths) become
+    temporary GeoPackages, kept alive by the returned handle. Returns ``(osm, class_field, handle)``."""
+    if osm is None:
         return osm, class_field, None
-    frames = [osm] if isinstance(osm, gpd.GeoDataFrame) else None
-    if frames is None:
+    single = isinstance(osm, (str, os.PathLike)) or _frame_kind(osm) is not None
+    if not single and not isinstance(osm, (list, tuple)):
+        _source_kind(osm, "osm")  # raises for anything but a path or a frame
+    items = [osm] if single else list(osm)
+    kinds = [_source_kind(item, "osm" if single else f"osm[{i}]") for i, item in enumerate(items)]
+    if "geo" not in kinds:
         return osm, class_field, None
+    for i, (item, kind) in enumerate(zip(items, kinds)):
+        if kind == "geo" and item.crs is None:
+            where = "the GeoDataFrame" if single else f"the GeoDataFrame osm[{i}]"
+            raise InputError(f"{where} has no CRS; set one with gdf.set_crs('EPSG:4326') (or the right EPSG)")
     import tempfile
 
     import pyogrio
     tmp = tempfile.TemporaryDirectory(prefix="geogan-src-")
-    path = Path(tmp.name) / "layer.gpkg"
-    frame = frames[0]
-    if frame.crs is None:
-        raise InputError("the GeoDataFrame has no CRS; set one with gdf.set_crs('EPSG:4326') (or the right EPSG)")
-    pyogrio.write_dataframe(frame, path, layer="features")
-    if class_field is None and "class" in frame.columns:
+    paths = []
+    for i, (item, kind) in enumerate(zip(items, kinds)):
+        if kind == "path":
+            paths.append(Path(item))
+            continue
+        paths.append(Path(tmp.name) / f"layer{i}.gpkg")
+        pyogrio.write_dataframe(item, paths[-1], layer="features")
+    if class_field is None and all(kind == "geo" and "class" in item.columns for item, kind in zip(items, kinds)):
         class_field = "class"
-    return [path], class_field, tmp
+    return paths, class_field, tmp
 
 
 class Renderer:
@@ -279,7 +369,7 @@ class Renderer:
 
 def _run(feats, grid, loaded, model, schema, paths, spec, seed, force, heights, scheduler, workers, progress,
          cancel, compression: str = "deflate") -> RenderResult:
-    if scheduler or workers:
+    if scheduler or workers is not None:
         from .distributed import get_client, render_grid_dask
 
         client = get_client(scheduler, workers)
@@ -307,10 +397,14 @@ def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | Non
     """Rasterize vector sources into a class-map COG (uint8 with the schema palette). Same parameters as render
     (``compression``: "deflate" or "zstd"; the class map is never lossy, so "jpeg" writes DEFLATE)."""
     compression = check_compression(compression)  # before any work
+    _check_gsd_type(gsd_m)
+    _check_callback(progress, "progress", "progress(fraction, message)")
+    _check_callback(cancel, "cancel", "cancel() -> bool")
+    user_crs(crs, "--crs")
+    user_crs(bbox_crs, "--bbox-crs")
     schema = load_schema(rules)
     osm, class_field, _keep = materialize_sources(osm, class_field)
     out = Path(out)
-    parse_crs(crs)
     check_outputs([out], overwrite)
     paths_in, grid = _grid(osm, bbox, bbox_crs, crs, gsd_m, class_field)
     if grid.width * grid.height > MAX_RASTERIZE_PX and not force:

@@ -88,10 +88,10 @@ def render_grid_dask(feats: ClassSource, grid: Grid, model: LoadedModel, model_r
     from dask.distributed import as_completed
 
     t0 = time.perf_counter()
-    plan = plan_tiles(grid, spec, model)
-    check_size(plan, model, force)
-    log_plan(grid, spec, plan, model)
     heights = heights if heights is not None else make_height_spec(grid)
+    plan = plan_tiles(grid, spec, model)
+    check_size(plan, model, force, grid=grid, spec=spec, hillshade=heights.hillshade)
+    log_plan(grid, spec, plan, model)
     device = model.device.type
     n_rows = len(plan.model_px_by_row)
     block_list = list(blocks(n_rows, rows_per_block))

@@ -204,8 +204,8 @@ def _pixel_shape(shape_yx: object) -> tuple[int, int]:
 
 def bbox_to_crs(bbox: tuple[float, float, float, float], bbox_crs: object,
                 crs: object) -> tuple[float, float, float, float]:
-    """Bounds of ``bbox`` (xmin, ymin, xmax, ymax in ``bbox_crs``) in ``crs``."""
-    src, dst = parse_crs(bbox_crs), parse_crs(crs)
+    """Bounds of ``bbox`` (xmin, ymin, xmax, ymax in ``bbox_crs``) in ``crs`` (both as :func:`user_crs` takes them)."""
+    src, dst = user_crs(bbox_crs, "--bbox-crs"), user_crs(crs, "--crs")
     validate_bbox(bbox, src)
     check_area_of_use(bbox, src, dst)
     if src == dst:
@@ -215,6 +215,45 @@ def bbox_to_crs(bbox: tuple[float, float, float, float], bbox_crs: object,
     if not all(math.isfinite(v) for v in out):
         raise GridError(f"bbox {bbox} cannot be transformed to {dst.to_string()}; choose a CRS valid for this area")
     return tuple(float(v) for v in out)  # type: ignore[return-value]
+
+
+def user_crs(value: object, option: str = "--crs") -> pyproj.CRS:
+    """The horizontal 2-D CRS a user gave for ``option`` (``--crs`` or ``--bbox-crs``), or a one-line GridError.
+
+    A geographic or projected CRS is taken as it is; a compound CRS (e.g. EPSG:7415, RD New + NAP height)
+    by its horizontal part and a 3-D geographic or projected CRS (e.g. EPSG:4979) in its 2-D form, since
+    rasters and bboxes only use the horizontal axes. Geocentric (EPSG:4978), vertical (EPSG:5703),
+    engineering and other CRSs have no horizontal axes to place a raster on and are refused.
+    """
+    crs = parse_crs(value)
+    if crs.is_compound:
+        horizontal = [c for c in crs.sub_crs_list if c.is_geographic or c.is_projected]
+        crs = horizontal[0] if horizontal else crs
+    if crs.is_geocentric:
+        what = "a geocentric CRS (X, Y, Z from the Earth's centre)"
+    elif crs.is_vertical:
+        what = "a vertical CRS (heights only)"
+    elif not (crs.is_geographic or crs.is_projected):
+        what = f"a {crs.type_name}"
+    else:
+        return crs.to_2d() if len(crs.axis_info) > 2 else crs
+    example = "EPSG:4326 (lon,lat degrees)" if option == "--bbox-crs" else "EPSG:3857 or a UTM zone such as EPSG:32632"
+    raise GridError(f"{option} {value if isinstance(value, str) else crs.to_string()} is {what}, not a horizontal "
+                    f"2-D CRS; give a projected or geographic one, e.g. {option} {example}")
+
+
+def lon_range_within(lon0: float, lon1: float, west: float, east: float) -> bool:
+    """Whether longitudes ``lon0`` eastwards to ``lon1`` lie within ``west`` eastwards to ``east`` (degrees).
+
+    Either range may cross the antimeridian (``lon0 > lon1``, ``west > east``: an area of use such as
+    Alaska's 172.42..-129.99); a ``west..east`` of 360 degrees or more holds every longitude.
+    """
+    if east - west >= 360.0:
+        return True
+    span = (east - west) % 360.0
+    start = (lon0 - west) % 360.0
+    length = (lon1 - lon0) % 360.0
+    return start + length <= span + 1e-9
 
 
 def validate_bbox(bbox: tuple[float, float, float, float], crs: pyproj.CRS) -> None:
@@ -248,8 +287,11 @@ def check_area_of_use(bbox: tuple[float, float, float, float], bbox_crs: pyproj.
         raise GridError(f"bbox latitudes {lat0:.3f}..{lat1:.3f} are outside where {crs.to_string()} is defined "
                         f"({aou.south:.2f}..{aou.north:.2f}); choose another --crs (e.g. a polar stereographic one)")
     if aou.west > -180 or aou.east < 180:
-        west, east = aou.west - lon_margin_deg, aou.east + lon_margin_deg
-        if lon0 < west or lon1 > east:
+        # an area of use across 180° has west > east (EPSG:3338 Alaska: 172.42..-129.99); so may the bbox
+        # (a projected bbox across 180°, from transform_bounds)
+        west = aou.west - lon_margin_deg
+        east = west + (aou.east - aou.west) % 360.0 + 2 * lon_margin_deg
+        if not lon_range_within(lon0, lon1, west, east):
             raise GridError(f"bbox longitudes {lon0:.3f}..{lon1:.3f} are far outside {crs.to_string()}'s area "
                             f"({aou.west:.2f}..{aou.east:.2f}); choose a CRS for this area (e.g. its UTM zone)")
 
@@ -264,7 +306,7 @@ def grid_from_bbox(bbox: tuple[float, float, float, float], bbox_crs: object, cr
     the extent) so the grid's bounds equal the bbox exactly.
     """
     gsd_m = validate_gsd(gsd_m)
-    dst = parse_crs(crs)
+    dst = user_crs(crs, "--crs")
     xmin, ymin, xmax, ymax = bbox_to_crs(bbox, bbox_crs, dst)
     cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
     lon, lat = _to_lonlat(dst).transform(cx, cy)

@@ -14,10 +14,19 @@ like any ``--osm`` file. Politeness and robustness:
   OSM XML and Overpass ``<remark>`` runtime errors (timeout, out of memory)
   fail at once with a one-line :class:`SourceError` (exit code 2);
 * the answer is written to ``<key>.osm.<random>.part`` next to its cache
-  entry and renamed into place only once it is complete and valid, so the
-  cache never holds a partial or broken file. Cache key: sha256 of (endpoint,
-  query without its ``[timeout:N]``) -> ``<cache>/overpass/<key>.osm`` plus a
-  ``<key>.json`` sidecar (url, bbox, query, fetched_at, bytes, seconds).
+  entry and renamed into place only once it is complete and valid (parsed
+  to the end as XML with an ``<osm>`` root), so the cache never holds a
+  partial or broken file. Cache key: sha256 of (endpoint, query without its
+  ``[timeout:N]``) -> ``<cache>/overpass/<key>.osm`` plus a ``<key>.json``
+  sidecar (url, bbox, query, fetched_at, bytes, seconds);
+* an answer with no nodes, ways or relations (every query asks for some) or
+  larger than :data:`MAX_CACHE_BYTES` is used for this run but not cached
+  (it goes to ``<key>.uncached.osm``, removed an hour later by a later fetch):
+  a rerun asks the server again instead of trusting a suspicious answer or
+  filling the disk;
+* a cache entry is checked the same way before it is used; one that fails
+  (an empty or broken answer cached by an older geogan, a damaged file) is
+  deleted and fetched again.
 
 :func:`clip_large_osm` is for the other case: a big local extract. GDAL's OSM
 driver applies the bbox only *after* parsing the whole file, once per layer
@@ -47,6 +56,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import xml.parsers.expat
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,6 +80,12 @@ MAX_BACKOFF_S = 60.0
 #: Extra seconds the socket waits beyond the Overpass ``[timeout:N]`` (the
 #: server sends nothing while it evaluates the query).
 SOCKET_GRACE_S = 30.0
+#: Answers larger than this are used but not cached (a rerun downloads them again): bounds the cache's
+#: growth; for areas this large a local extract (``--osm`` with a Geofabrik .osm.pbf) is the better source.
+MAX_CACHE_BYTES = 64 * 1024 * 1024
+#: Uncached answers (empty or over :data:`MAX_CACHE_BYTES`) older than this are deleted by the next fetch.
+UNCACHED_MAX_AGE_S = 3600.0
+_DATA_ELEMENTS = ("node", "way", "relation")
 #: Files below this size are not worth clipping (GDAL reads them quickly).
 CLIP_MIN_BYTES = 64 * 1024 * 1024
 _CHUNK = 256 * 1024
@@ -348,8 +364,33 @@ def _stream_to(resp, fh, progress: ProgressFn | None, host: str) -> tuple[int, i
 _OSM_HEAD = re.compile(rb"^\s*(<\?xml[^>]*\?>\s*)?(<!--.*?-->\s*)*<osm[\s>/]", re.S)
 
 
-def _validate(path: Path, remark_at: int | None) -> None:
-    """Raise _Fail/_Retry unless ``path`` is a complete OSM XML document without runtime errors."""
+def _has_osm_data(path: Path) -> bool:
+    """Parse ``path`` to the end (expat, C speed); True when it holds a node, way or relation.
+
+    Raises _Retry for a body that is not well-formed XML (a transfer mangled on the way, most likely).
+    """
+    parser = xml.parsers.expat.ParserCreate()
+    found = []
+
+    def start(name: str, attrs) -> None:
+        if name in _DATA_ELEMENTS:
+            found.append(name)
+            parser.StartElementHandler = None  # the rest only needs checking for well-formedness
+
+    parser.StartElementHandler = start
+    try:
+        with open(path, "rb") as fh:
+            parser.ParseFile(fh)
+    except xml.parsers.expat.ExpatError as exc:
+        raise _Retry(f"malformed OSM XML ({_one_line(str(exc), 80)})") from None
+    return bool(found)
+
+
+def _validate(path: Path, remark_at: int | None) -> bool:
+    """Raise _Fail/_Retry unless ``path`` is a complete OSM XML document without runtime errors.
+
+    Returns whether it holds any node, way or relation (:func:`_has_osm_data`).
+    """
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(4096).lstrip(b"\xef\xbb\xbf")
@@ -382,6 +423,7 @@ def _validate(path: Path, remark_at: int | None) -> None:
         log.warning("Overpass remark: %s", text)
     if not tail_blob.rstrip().endswith(b"</osm>") and not re.search(rb"<osm[^>]*/>\s*$", tail_blob):
         raise _Retry("truncated OSM XML (no closing </osm>)")
+    return _has_osm_data(path)
 
 
 def _request(url: str, query: str, socket_timeout_s: float):
@@ -395,7 +437,7 @@ def _request(url: str, query: str, socket_timeout_s: float):
     return urllib.request.urlopen(req, timeout=socket_timeout_s)  # noqa: S310 (http(s) checked)
 
 
-def _attempt(url: str, query: str, tmp: Path, socket_timeout_s: float, progress: ProgressFn | None) -> None:
+def _attempt(url: str, query: str, tmp: Path, socket_timeout_s: float, progress: ProgressFn | None) -> bool:
     host = urllib.parse.urlsplit(url).netloc
     try:
         resp = _request(url, query, socket_timeout_s)
@@ -428,7 +470,7 @@ def _attempt(url: str, query: str, tmp: Path, socket_timeout_s: float, progress:
         except (OSError, http.client.HTTPException) as exc:  # reading the body (writes raise _Fail)
             reason, _ = _connection_reason(exc)
             raise _Retry(reason) from None
-    _validate(tmp, remark_at)
+    return _validate(tmp, remark_at)
 
 
 def _fetch_error(bbox: BBox, url: str, reason: str, advice: str | None = None) -> SourceError:
@@ -437,35 +479,97 @@ def _fetch_error(bbox: BBox, url: str, reason: str, advice: str | None = None) -
                        f"{extra}pass --osm FILE with a local extract")
 
 
-def fetch_osm(bbox_lonlat: Sequence[float], schema: Schema, *, url: str | None = None,
-              cache_dir: str | os.PathLike | None = None, use_cache: bool = True, timeout_s: float = 180,
-              max_retries: int = 4, progress: ProgressFn | None = None,
-              socket_timeout_s: float | None = None, backoff_s: float = 2.0) -> Path:
-    """OSM XML for ``bbox_lonlat`` (west, south, east, north; margin already added) from Overpass.
+def _cache_error(path: Path, problem: str) -> SourceError:
+    return SourceError(f"Overpass cache file '{path}' {problem}; delete it or rerun with --no-cache")
 
-    Returns the path of a cached ``.osm`` file holding the ways and
-    multipolygon relations the rules of ``schema`` can draw. A cache hit makes
-    no request; ``use_cache=False`` always downloads (and refreshes the cache).
 
-    url:              endpoint; default ``$GEOGAN_OVERPASS_URL`` or :data:`DEFAULT_OVERPASS_URL`
-    cache_dir:        default :func:`default_cache_dir`; files go to ``<cache_dir>/overpass/``
-    timeout_s:        the Overpass server-side ``[timeout:N]``
-    max_retries:      retries after the first try for HTTP 429/502/503/504, timeouts, dropped transfers
-    progress:         ``progress(fraction or None, message)``; fraction only when the size is known
-    socket_timeout_s: seconds without data before giving up on a try (default timeout_s + 30)
-    backoff_s:        first backoff wait (doubles per retry, with jitter) when there is no Retry-After
+def _cached(target: Path, bbox: BBox) -> Path | None:
+    """``target`` when it is a usable cache entry (parsed, non-empty); a broken one is deleted, giving None."""
+    if not target.is_file():
+        return None
+    try:
+        if _validate(target, None):
+            return target
+        reason = "holds no OSM nodes, ways or relations"
+    except (_Fail, _Retry) as exc:
+        reason = exc.reason
+    except OSError as exc:
+        raise _cache_error(target, f"cannot be read ({_one_line(str(exc), 100)})") from None
+    log.warning("cached Overpass answer %s is unusable (%s); deleting it and fetching bbox %s again", target,
+                reason, _fmt_bbox(bbox))
+    try:
+        target.unlink(missing_ok=True)
+        target.with_suffix(".json").unlink(missing_ok=True)
+    except OSError as exc:
+        raise _cache_error(target, f"is unusable ({_one_line(reason, 100)}) and cannot be deleted "
+                                   f"({_one_line(str(exc), 80)})") from None
+    return None
 
-    Raises :class:`SourceError` (one line, exit code 2) when the data cannot be had.
-    """
-    bbox = _check_bbox(bbox_lonlat)
-    endpoint = overpass_url(url)
-    query = build_query(schema, bbox, timeout_s)
-    target = overpass_cache_path(endpoint, query, cache_dir)
-    if use_cache and target.is_file() and target.stat().st_size > 0:
-        log.info("OSM data for bbox %s from cache %s", _fmt_bbox(bbox), target)
+
+def _download(endpoint: str, query: str, bbox: BBox, tmp: Path, sock_timeout_s: float,
+              progress: ProgressFn | None, max_retries: int, backoff_s: float) -> bool:
+    """Fetch the answer into ``tmp`` with retries; returns whether it holds any OSM data."""
+    host = urllib.parse.urlsplit(endpoint).netloc
+    attempts = max(0, int(max_retries)) + 1
+    for attempt in range(attempts):
         if progress is not None:
-            progress(1.0, "OSM data from cache")
-        return target
+            progress(None, f"querying Overpass at {host}" + (f" (try {attempt + 1})" if attempt else ""))
+        try:
+            return _attempt(endpoint, query, tmp, sock_timeout_s, progress)
+        except _Fail as exc:
+            raise _fetch_error(bbox, endpoint, exc.reason, exc.advice) from None
+        except _Retry as exc:
+            if attempt + 1 >= attempts:
+                tries = f" after {attempts} tries" if attempts > 1 else ""
+                raise _fetch_error(bbox, endpoint, exc.reason + tries,
+                                   "try again later" if "429" in exc.reason else None) from None
+            if exc.wait_s is not None:
+                wait = exc.wait_s
+            else:
+                wait = min(MAX_BACKOFF_S, backoff_s * 2 ** attempt) * random.uniform(0.5, 1.0)
+            log.warning("Overpass at %s: %s; retrying in %.1f s (%d/%d)", host, exc.reason, wait,
+                        attempt + 1, attempts - 1)
+            if progress is not None:
+                progress(None, f"Overpass: {exc.reason}; retrying in {wait:.0f} s")
+            _sleep(wait)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _uncached_path(target: Path) -> Path:
+    return target.with_name(target.name[: -len(".osm")] + ".uncached.osm")
+
+
+def _not_cacheable(size: int, has_data: bool, max_cache_bytes: int) -> str | None:
+    """Why an answer must not be cached, or None."""
+    if not has_data:
+        return ("holds no OSM nodes, ways or relations (an empty area, or a server problem); a rerun asks "
+                "the server again")
+    if size > max_cache_bytes:
+        return (f"is {size / 1e6:.0f} MB, over the {max_cache_bytes / 1e6:.0f} MB cache limit; a rerun downloads "
+                "it again (for areas this large pass --osm with a local extract)")
+    return None
+
+
+def _prune_uncached(directory: Path, now: float) -> None:
+    """Delete uncached answers older than :data:`UNCACHED_MAX_AGE_S` (best effort)."""
+    for path in directory.glob("*.uncached.osm"):
+        try:
+            if now - path.stat().st_mtime > UNCACHED_MAX_AGE_S:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def _write_sidecar(target: Path, sidecar: dict) -> None:
+    try:
+        side_tmp = target.with_suffix(f".json.{os.getpid()}.part")
+        side_tmp.write_text(json.dumps(sidecar, indent=1), encoding="utf-8")
+        os.replace(side_tmp, target.with_suffix(".json"))
+    except OSError as exc:  # the sidecar is informative only
+        log.warning("could not write %s (%s)", target.with_suffix(".json"), exc)
+
+
+def _temp_file(target: Path) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
@@ -473,47 +577,64 @@ def fetch_osm(bbox_lonlat: Sequence[float], schema: Schema, *, url: str | None =
     except OSError as exc:
         raise SourceError(f"cannot use cache directory '{target.parent}' ({_one_line(str(exc), 100)}); "
                           "pass a writable --cache-dir") from None
-    tmp = Path(tmp_name)
+    return Path(tmp_name)
+
+
+def fetch_osm(bbox_lonlat: Sequence[float], schema: Schema, *, url: str | None = None,
+              cache_dir: str | os.PathLike | None = None, use_cache: bool = True, timeout_s: float = 180,
+              max_retries: int = 4, progress: ProgressFn | None = None,
+              socket_timeout_s: float | None = None, backoff_s: float = 2.0,
+              max_cache_bytes: int = MAX_CACHE_BYTES) -> Path:
+    """OSM XML for ``bbox_lonlat`` (west, south, east, north; margin already added) from Overpass.
+
+    Returns the path of a cached ``.osm`` file holding the ways and
+    multipolygon relations the rules of ``schema`` can draw. A cache hit makes
+    no request; ``use_cache=False`` always downloads (and refreshes the cache).
+    An answer without any node, way or relation, or over ``max_cache_bytes``,
+    is returned as ``<key>.uncached.osm`` and not cached (a warning says so).
+
+    url:              endpoint; default ``$GEOGAN_OVERPASS_URL`` or :data:`DEFAULT_OVERPASS_URL`
+    cache_dir:        default :func:`default_cache_dir`; files go to ``<cache_dir>/overpass/``
+    timeout_s:        the Overpass server-side ``[timeout:N]``
+    max_retries:      retries after the first try for HTTP 429/502/503/504, timeouts, dropped or mangled transfers
+    progress:         ``progress(fraction or None, message)``; fraction only when the size is known
+    socket_timeout_s: seconds without data before giving up on a try (default timeout_s + 30)
+    backoff_s:        first backoff wait (doubles per retry, with jitter) when there is no Retry-After
+    max_cache_bytes:  answers larger than this are used but not cached (default :data:`MAX_CACHE_BYTES`)
+
+    Raises :class:`SourceError` (one line, exit code 2) when the data cannot be had.
+    """
+    bbox = _check_bbox(bbox_lonlat)
+    endpoint = overpass_url(url)
+    query = build_query(schema, bbox, timeout_s)
+    target = overpass_cache_path(endpoint, query, cache_dir)
+    if use_cache and _cached(target, bbox) is not None:
+        log.info("OSM data for bbox %s from cache %s", _fmt_bbox(bbox), target)
+        if progress is not None:
+            progress(1.0, "OSM data from cache")
+        return target
+    tmp = _temp_file(target)
     sock_timeout = float(socket_timeout_s) if socket_timeout_s is not None else float(timeout_s) + SOCKET_GRACE_S
-    host = urllib.parse.urlsplit(endpoint).netloc
     started = time.monotonic()
-    attempts = max(0, int(max_retries)) + 1
     try:
-        for attempt in range(attempts):
-            if progress is not None:
-                progress(None, f"querying Overpass at {host}" + (f" (try {attempt + 1})" if attempt else ""))
-            try:
-                _attempt(endpoint, query, tmp, sock_timeout, progress)
-                break
-            except _Fail as exc:
-                raise _fetch_error(bbox, endpoint, exc.reason, exc.advice) from None
-            except _Retry as exc:
-                if attempt + 1 >= attempts:
-                    tries = f" after {attempts} tries" if attempts > 1 else ""
-                    raise _fetch_error(bbox, endpoint, exc.reason + tries,
-                                       "try again later" if "429" in exc.reason else None) from None
-                if exc.wait_s is not None:
-                    wait = exc.wait_s
-                else:
-                    wait = min(MAX_BACKOFF_S, backoff_s * 2 ** attempt) * random.uniform(0.5, 1.0)
-                log.warning("Overpass at %s: %s; retrying in %.1f s (%d/%d)", host, exc.reason, wait,
-                            attempt + 1, attempts - 1)
-                if progress is not None:
-                    progress(None, f"Overpass: {exc.reason}; retrying in {wait:.0f} s")
-                _sleep(wait)
+        has_data = _download(endpoint, query, bbox, tmp, sock_timeout, progress, max_retries, backoff_s)
         seconds = time.monotonic() - started
         size = tmp.stat().st_size
-        os.replace(tmp, target)
+        problem = _not_cacheable(size, has_data, max_cache_bytes)
+        result = target if problem is None else _uncached_path(target)
+        os.replace(tmp, result)
     finally:
         tmp.unlink(missing_ok=True)
-    sidecar = {"url": endpoint, "bbox": list(bbox), "query": query, "bytes": size, "seconds": round(seconds, 3),
-               "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "user_agent": user_agent()}
-    try:
-        side_tmp = target.with_suffix(f".json.{os.getpid()}.part")
-        side_tmp.write_text(json.dumps(sidecar, indent=1), encoding="utf-8")
-        os.replace(side_tmp, target.with_suffix(".json"))
-    except OSError as exc:  # the sidecar is informative only
-        log.warning("could not write %s (%s)", target.with_suffix(".json"), exc)
+    _prune_uncached(target.parent, time.time())
+    host = urllib.parse.urlsplit(endpoint).netloc
+    if problem is not None:
+        log.warning("the Overpass answer for bbox %s %s; used for this run, not cached (%s)", _fmt_bbox(bbox),
+                    problem, result)
+        return result
+    _uncached_path(target).unlink(missing_ok=True)
+    _write_sidecar(target, {"url": endpoint, "bbox": list(bbox), "query": query, "bytes": size,
+                            "seconds": round(seconds, 3), "user_agent": user_agent(),
+                            "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     log.info("fetched %.1f MB of OSM data for bbox %s from %s in %.1f s -> %s", size / 1e6, _fmt_bbox(bbox),
              host, seconds, target)
     return target

@@ -29,6 +29,7 @@ from .errors import Cancelled, InputError, TooLargeError
 from .sketch import ClassSource
 from .grid import Grid
 from .infer import LoadedModel, cpu_streams, model_input_px, run_batches
+from .memory import RenderSize, generator_bytes_per_px, memory_problem
 from .noise import noise_window, orient, tile_orientation
 from .runtime import frozen_gc
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
@@ -133,13 +134,39 @@ def estimate_seconds(plan: TilePlan, model: LoadedModel) -> float:
     return plan.model_megapixels / max(model.throughput_mp_s, 1e-6)
 
 
-def check_size(plan: TilePlan, model: LoadedModel, force: bool, max_hours: float = MAX_HOURS_DEFAULT) -> None:
+def render_size(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel, *, hillshade: bool = False,
+                in_memory: bool = False) -> RenderSize:
+    """The sizes a render's memory depends on (:mod:`geogan.memory`), with this module's batching."""
+    streams, _ = cpu_streams(model.device)
+    batch = CUDA_BATCH_TILES if model.device.type == "cuda" else CPU_BATCH_TILES
+    return RenderSize(grid.width, grid.height, spec.tile_px, spec.overlap_px,
+                      max(plan.model_px_by_row, default=spec.tile_px), generator_bytes_per_px(model.card),
+                      out_bands=4 if "height" in model.card.get("outputs", ()) else 3,
+                      batch_tiles=min(batch, spec.count(grid.width)), batches_in_flight=streams + 1,
+                      hillshade=hillshade, in_memory=in_memory)
+
+
+def check_size(plan: TilePlan, model: LoadedModel, force: bool, max_hours: float = MAX_HOURS_DEFAULT, *,
+               grid: Grid | None = None, spec: TileSpec | None = None, hillshade: bool = False,
+               in_memory: bool = False, budget_bytes: int | None = None) -> None:
+    """Refuse (:class:`TooLargeError`, unless ``force``) a render estimated to take over ``max_hours`` or,
+    given ``grid`` and ``spec``, to need more memory than ``budget_bytes`` (default: what this machine can
+    give, :func:`geogan.memory.memory_problem`). Time is checked first: an area of days is told as such."""
+    if force:
+        return
     secs = estimate_seconds(plan, model)
-    if secs > max_hours * 3600 and not force:
+    if secs > max_hours * 3600:
         raise TooLargeError(
             f"this area needs {plan.tiles} tiles ({plan.model_megapixels:.0f} model megapixels), about "
             f"{secs / 3600:.1f} h on {model.device.type} ({secs / 86400:.1f} days); "
             "shrink the bbox, raise --gsd, or pass --force to run anyway")
+    if grid is not None and spec is not None:
+        gx, gy = grid.gsd_m_at(grid.height / 2, grid.width / 2)
+        problem = memory_problem(render_size(grid, spec, plan, model, hillshade=hillshade, in_memory=in_memory),
+                                 budget_bytes, tile_gsd_m=(gx + gy) / 2, native_gsd_m=model.gsd_m,
+                                 multiple_px=model.size_multiple)
+        if problem is not None:
+            raise TooLargeError(problem)
 
 
 #: ``compression`` choices: the COG codec of the images (aerial.tif, hillshade.tif) and of the data
@@ -454,7 +481,7 @@ def render_grid(feats: ClassSource, grid: Grid, model: LoadedModel, schema: Sche
         batch_tiles = CUDA_BATCH_TILES if model.device.type == "cuda" else CPU_BATCH_TILES
     heights = heights if heights is not None else make_height_spec(grid)
     plan = plan_tiles(grid, spec, model)
-    check_size(plan, model, force)
+    check_size(plan, model, force, grid=grid, spec=spec, hillshade=heights.hillshade)
     log_plan(grid, spec, plan, model)
     torch.manual_seed(seed)
     done = 0
