@@ -1,15 +1,19 @@
 """The ``geogan`` command line: a thin front over :mod:`geogan.api`.
 
 Errors: one line on stderr, exit code 2 for bad input/usage and 1 for
-runtime failures; ``--verbose`` adds the traceback.
+runtime failures, 130 for Ctrl-C and 143 for SIGTERM (handled alike: temporary
+files removed, a true line on what was written); ``--verbose`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -17,6 +21,7 @@ from rich.logging import RichHandler
 
 from . import __version__
 from .errors import GeoganError, InputError
+from .outdir import committed_paths, forget_committed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Synthetic georeferenced aerial imagery and heights from OpenStreetMap.")
@@ -44,18 +49,51 @@ def _main(
     logger.propagate = False
 
 
-def run_guarded(fn: Callable[[], object]) -> object:
-    """Run ``fn``; turn geogan errors into one stderr line and an exit code."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so the same cleanup runs."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs (main thread only), SIGTERM raises :class:`Terminated`; the old handler after."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return fn()
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """The true one-line message and exit code for Ctrl-C (130) or SIGTERM (143)."""
+    what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+    written = committed_paths()
+    if written:
+        return f"{what} after writing {', '.join(map(str, written))} (complete); nothing else was written", code
+    return f"{what}; no output was written", code
+
+
+def run_guarded(fn: Callable[[], object]) -> object:
+    """Run ``fn``; turn geogan errors into one stderr line and an exit code (SIGTERM handled like Ctrl-C)."""
+    forget_committed()
+    try:
+        with _sigterm_as_interrupt():
+            return fn()
     except GeoganError as exc:
         if _state["verbose"]:
             traceback.print_exc()
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        err.print("error: interrupted; no output was written", markup=False)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        message, code = _interrupted(exc)
+        err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:  # a bug or an environment failure: still one line unless --verbose

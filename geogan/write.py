@@ -2,7 +2,9 @@
 file, converted to a Cloud-Optimized GeoTIFF (with overviews) by GDAL's COG
 driver, and renamed into place only when everything succeeded. On any error
 or cancel, :class:`OutputSet` removes every temporary file, so no
-half-written output is ever left looking complete.
+half-written output is ever left looking complete. The temporary files live
+in a staging folder of the run's own, the output folder is locked while the
+set is open, and the outputs are replaced as a set (:mod:`geogan.outdir`).
 
 Memory stays flat in the area: incoming strips (any height, any order) are
 buffered per row of 512 px blocks and a block row goes to GDAL only once it
@@ -20,9 +22,12 @@ and held Python's GIL throughout, stalling the generator threads of a render
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
+import secrets
+import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +37,12 @@ from typing import Iterator, Mapping
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio._env import catch_errors
 from rasterio._err import CPLE_BaseError
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
+from . import outdir
 from .errors import InputError, OutputError, RenderError
 from .grid import Grid
 
@@ -338,83 +345,220 @@ def _with_overviews(src: Path, vrt: Path, overviews: list[Path]) -> None:
     tree.write(vrt)
 
 
-def _write_failed(path: Path, exc: BaseException) -> RenderError:
+_SPACE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EFBIG: "file size limit reached"}
+if hasattr(errno, "EDQUOT"):
+    _SPACE_ERRNOS[errno.EDQUOT] = "disk quota exceeded"
+_PROBE_BYTES = 2**20
+
+
+def _space_errno(exc: BaseException, folder: Path | None) -> int | None:
+    """ENOSPC, EDQUOT or EFBIG when the failed write ``exc`` came from a full disk, a quota or a file size limit.
+
+    GDAL's errors carry no errno, so a write of ``_PROBE_BYTES`` random bytes into ``folder`` asks the OS.
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno if exc.errno in _SPACE_ERRNOS else None
+    if folder is None or not folder.is_dir():
+        return None
+    probe = folder / f"probe-{secrets.token_hex(4)}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(os.urandom(_PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as probe_exc:
+        return probe_exc.errno if probe_exc.errno in _SPACE_ERRNOS else None
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return None
+
+
+def _write_failed(path: Path, exc: BaseException, need_bytes: int = 0, folder: Path | None = None) -> RenderError:
+    """One line for a failed write of ``path``: a full disk, quota or file size limit named as such (with
+    ``need_bytes``, what the whole set may need), anything else with the first line of GDAL's message."""
+    code = _space_errno(exc, folder)
+    need = f" (needs up to about {max(1, math.ceil(need_bytes / 1e6))} MB)" if need_bytes else ""
+    if code == errno.EFBIG:
+        return RenderError(f"file size limit reached while writing '{path}'{need}; raise the limit (ulimit -f), "
+                           "free disk space or choose another --out")
+    if code is not None:
+        return RenderError(f"{_SPACE_ERRNOS[code]} while writing '{path}'{need}; free disk space or choose "
+                           "another --out")
     first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
     return RenderError(f"writing '{path}' failed ({first}); check free disk space and write permission, then rerun")
 
 
-def _partial(path: Path, stage: str) -> Path:
-    return path.with_name(f".{path.name}.{stage}.partial")
+def _loaded_libtiffs() -> list:
+    """The libtiff libraries loaded in this process (Linux; elsewhere none), as ctypes handles."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            paths = {line.split()[-1] for line in f if "/libtiff" in line}
+    except OSError:
+        return []
+    libs = []
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+            lib.TIFFSetErrorHandler.restype = ctypes.c_void_p
+            lib.TIFFSetErrorHandler.argtypes = [ctypes.c_void_p]
+        except (OSError, AttributeError):
+            continue
+        libs.append(lib)
+    return libs
+
+
+_libtiff_quiet = {"depth": 0, "saved": []}
+_libtiff_quiet_lock = threading.Lock()
+
+
+@contextmanager
+def libtiff_quiet() -> Iterator[None]:
+    """No libtiff error lines on stderr while the block runs (process-wide, nestable).
+
+    GDAL reports a failed write of a GeoTIFF as an exception, and libtiff's default handler also prints
+    ``_tiffWriteProc: No space left on device.`` for every failed write: 6-8 lines for one full disk.
+    """
+    with _libtiff_quiet_lock:
+        if _libtiff_quiet["depth"] == 0:
+            _libtiff_quiet["saved"] = [(lib, lib.TIFFSetErrorHandler(None)) for lib in _loaded_libtiffs()]
+        _libtiff_quiet["depth"] += 1
+    try:
+        yield
+    finally:
+        with _libtiff_quiet_lock:
+            _libtiff_quiet["depth"] -= 1
+            if _libtiff_quiet["depth"] == 0:
+                for lib, previous in _libtiff_quiet["saved"]:
+                    lib.TIFFSetErrorHandler(previous)
+                _libtiff_quiet["saved"] = []
+
+
+@contextmanager
+def _gdal_quiet() -> Iterator[None]:
+    """GDAL's messages in this thread go to the ``rasterio`` logger (silent unless configured) instead of
+    stderr; the failure itself still raises. A full disk otherwise prints 7-13 GDAL lines."""
+    with catch_errors():
+        yield
+
+
+def _check_directory(parent: Path) -> None:
+    """Create ``parent`` if needed; refuse one that cannot be created or written."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output directory '{parent}' ({exc.strerror}); "
+                          "choose a writable --out") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output directory '{parent}' is not writable; choose a writable --out")
 
 
 def check_outputs(paths: list[Path], overwrite: bool) -> None:
-    """Refuse before any work: unwritable directory or existing outputs without overwrite."""
+    """Refuse before any work: an unwritable directory, another run writing there (:mod:`geogan.outdir`), or
+    existing outputs without overwrite. What killed runs left in the directories is finished or deleted first."""
+    paths = [Path(p) for p in paths]
+    for parent in dict.fromkeys(p.parent for p in paths):
+        _check_directory(parent)
+        outdir.prepare(parent)
     for path in paths:
-        parent = path.parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create output directory '{parent}' ({exc.strerror}); "
-                              "choose a writable --out") from None
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"output directory '{parent}' is not writable; choose a writable --out")
         if path.exists() and not overwrite:
             raise OutputError(f"'{path}' already exists; pass --overwrite to replace it or choose another --out")
         if path.exists() and path.is_dir():
             raise OutputError(f"'{path}' is a directory; choose another output name")
 
 
+def _set_folder(specs: Mapping[str, RasterSpec]) -> Path:
+    folders = {os.path.abspath(spec.path.parent) for spec in specs.values()}
+    if len(folders) != 1:
+        raise ValueError(f"an OutputSet writes into one directory, not {len(folders)}: {sorted(folders)}")
+    return next(iter(specs.values())).path.parent
+
+
 class OutputSet:
     """Several rasters on one grid, written together and committed together.
 
-    Use as a context manager: leaving the block normally converts all outputs
-    to COGs and renames them into place; leaving it with an exception deletes
-    every temporary file. GDAL's block cache is capped while the set is open.
-    Different outputs may be written (and finished) from different threads,
-    one thread per output.
+    Use as a context manager: entering locks the output directory (another run writing there is refused) and
+    makes this run's staging folder; leaving the block normally converts all outputs to COGs and replaces
+    the directory's outputs of these names as a set (:func:`geogan.outdir.commit`); leaving it with an
+    exception deletes the staging folder. GDAL's block cache is capped while the set is open.
+    Different outputs may be written (and finished) from different threads, one thread per output.
     """
 
     def __init__(self, grid: Grid, specs: Mapping[str, RasterSpec], block_px: int = 512) -> None:
         self.grid = grid
         self.specs = dict(specs)
         self.block_px = block_px
+        self.folder = _set_folder(self.specs)
         self._datasets: dict[str, rasterio.io.DatasetWriter] = {}
         self._rows: dict[str, _BlockRows] = {}
         self._overviews: dict[str, _Overviews] = {}
         self._factors = overview_factors(grid.width, grid.height, block_px)
         self._finished: set[str] = set()
-        self._temps: list[Path] = []
-        self._cache_cap = ExitStack()
+        self._lock: outdir.FolderLock | None = None
+        self._staging: Path | None = None
+        self._scope = ExitStack()
+
+    def need_bytes(self) -> int:
+        """About the most disk the set may take: every output uncompressed with overviews, plus the
+        temporaries of the largest while it is converted."""
+        raw = [self.grid.width * self.grid.height * s.count * np.dtype(s.dtype).itemsize for s in self.specs.values()]
+        return int((sum(raw) + max(raw)) * 4 / 3)
+
+    def _temp(self, spec: RasterSpec, stage: str) -> Path:
+        """This run's temporary file ``stage`` of ``spec``; stage "cog" is the finished output."""
+        assert self._staging is not None
+        if stage == "cog":
+            return self._staging / "new" / spec.path.name
+        return self._staging / f"{spec.path.name}.{stage}"
+
+    def _failed(self, spec: RasterSpec, exc: BaseException) -> RenderError:
+        return _write_failed(spec.path, exc, self.need_bytes(), self._staging)
 
     def __enter__(self) -> "OutputSet":
-        self._cache_cap.enter_context(capped_gdal_cache())
+        self._scope.enter_context(capped_gdal_cache())
+        self._scope.enter_context(libtiff_quiet())
         try:
+            _check_directory(self.folder)
+            self._lock = outdir.FolderLock(self.folder).acquire()
+            outdir.recover(self.folder)
+            try:
+                self._staging = outdir.new_staging(self.folder)
+            except OSError as exc:
+                raise self._failed(next(iter(self.specs.values())), exc) from None
             self._open_all()
         except BaseException:
             self._cleanup()
-            self._cache_cap.close()
+            self._scope.close()
             raise
         return self
 
     def _open_all(self) -> None:
         for key, spec in self.specs.items():
-            tmp = _partial(spec.path, "stream")
-            self._temps.append(tmp)
-            ds = _open_hidden(tmp, self.grid, spec, self.block_px,
-                              **({"photometric": spec.photometric} if spec.photometric else {}))
-            self._datasets[key] = ds
-            if spec.colormap:
-                ds.write_colormap(1, dict(spec.colormap))
-            for i, d in enumerate(spec.descriptions, start=1):
-                ds.set_band_description(i, d)
-            if spec.units:
-                ds.update_tags(1, units=spec.units)
-                ds.units = tuple([spec.units] * spec.count)
-            self._rows[key] = _BlockRows(self.grid.height, self.grid.width, spec.count, spec.dtype, self.block_px)
-            if self._factors:
-                ovr_paths = [_partial(spec.path, f"ovr{f}") for f in self._factors]
-                self._temps.extend(ovr_paths)
-                self._overviews[key] = _Overviews(ovr_paths, self.grid, spec, self.block_px)
+            try:
+                with _gdal_quiet():
+                    self._open(key, spec)
+            except _WRITE_ERRORS as exc:
+                raise self._failed(spec, exc) from None
+
+    def _open(self, key: str, spec: RasterSpec) -> None:
+        ds = _open_hidden(self._temp(spec, "stream"), self.grid, spec, self.block_px,
+                          **({"photometric": spec.photometric} if spec.photometric else {}))
+        self._datasets[key] = ds
+        if spec.colormap:
+            ds.write_colormap(1, dict(spec.colormap))
+        for i, d in enumerate(spec.descriptions, start=1):
+            ds.set_band_description(i, d)
+        if spec.units:
+            ds.update_tags(1, units=spec.units)
+            ds.units = tuple([spec.units] * spec.count)
+        self._rows[key] = _BlockRows(self.grid.height, self.grid.width, spec.count, spec.dtype, self.block_px)
+        if self._factors:
+            ovr_paths = [self._temp(spec, f"ovr{f}") for f in self._factors]
+            self._overviews[key] = _Overviews(ovr_paths, self.grid, spec, self.block_px)
 
     def write(self, key: str, row0: int, values: np.ndarray) -> None:
         """Write rows starting at ``row0`` (full width); ``values`` is (bands, rows, cols) or (rows, cols).
@@ -430,11 +574,12 @@ class OutputSet:
         ds = self._datasets[key]
         rows = rows.astype(ds.dtypes[0], copy=False)
         try:
-            ds.write(rows, window=Window(0, row0, rows.shape[2], rows.shape[1]))
-            if key in self._overviews:
-                self._overviews[key].add(row0, rows)
+            with _gdal_quiet():
+                ds.write(rows, window=Window(0, row0, rows.shape[2], rows.shape[1]))
+                if key in self._overviews:
+                    self._overviews[key].add(row0, rows)
         except _WRITE_ERRORS as exc:
-            raise _write_failed(self.specs[key].path, exc) from None
+            raise self._failed(self.specs[key], exc) from None
 
     def finish(self, key: str) -> None:
         """All rows of ``key`` are written: close it and convert it to a (still hidden) COG now.
@@ -444,28 +589,24 @@ class OutputSet:
         spec = self.specs[key]
         for row0, rows in self._rows[key].leftovers(spec.nodata if spec.nodata is not None else 0):
             self._write_rows(key, row0, rows)
-        stream, vrt, cog = (_partial(spec.path, stage) for stage in ("stream", "vrt", "cog"))
+        stream, vrt, cog = (self._temp(spec, stage) for stage in ("stream", "vrt", "cog"))
         overviews = self._overviews.get(key)
         try:
-            self._datasets[key].close()
-            if overviews is not None:
-                overviews.close()
-                overviews.check_complete()
-                # the COG driver copies existing overviews (it would otherwise compute them itself, writing
-                # and compressing them in a temporary file of its own first)
-                self._temps.append(vrt)
-                _with_overviews(stream, vrt, overviews.paths)
+            with _gdal_quiet():
+                self._datasets[key].close()
+                if overviews is not None:
+                    overviews.close()
+                    overviews.check_complete()
+                    # the COG driver copies existing overviews (it would otherwise compute them itself, writing
+                    # and compressing them in a temporary file of its own first)
+                    _with_overviews(stream, vrt, overviews.paths)
+                rasterio.shutil.copy(
+                    stream if overviews is None else vrt, cog, driver="COG", **cog_compression(spec),
+                    OVERVIEWS="NONE" if overviews is None else "FORCE_USE_EXISTING", BLOCKSIZE=self.block_px,
+                    BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
+                )
         except _WRITE_ERRORS as exc:
-            raise _write_failed(spec.path, exc) from None
-        self._temps.append(cog)
-        try:
-            rasterio.shutil.copy(
-                stream if overviews is None else vrt, cog, driver="COG", **cog_compression(spec),
-                OVERVIEWS="NONE" if overviews is None else "FORCE_USE_EXISTING", BLOCKSIZE=self.block_px,
-                BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
-            )
-        except _WRITE_ERRORS as exc:
-            raise _write_failed(spec.path, exc) from None
+            raise self._failed(spec, exc) from None
         for path in [stream, vrt, *(overviews.paths if overviews is not None else ())]:
             path.unlink(missing_ok=True)
         self._finished.add(key)
@@ -474,21 +615,31 @@ class OutputSet:
         for key in self.specs:
             if key not in self._finished:
                 self.finish(key)
-        for spec in self.specs.values():
-            os.replace(_partial(spec.path, "cog"), spec.path)
+        assert self._staging is not None
+        try:
+            outdir.commit(self._staging, self.folder, [spec.path.name for spec in self.specs.values()])
+        except OSError as exc:
+            if not outdir.is_committed(self._staging):
+                raise self._failed(next(iter(self.specs.values())), exc) from None
+            raise RenderError(f"replacing the outputs in '{self.folder}' failed ({exc.strerror or exc}); the next "
+                              "geogan run into this directory finishes it") from None
 
     def _cleanup(self) -> None:
-        for closable in [*self._datasets.values(), *self._overviews.values()]:
-            try:
-                closable.close()
-            except Exception:
-                pass
-        for tmp in self._temps:
-            for p in (tmp, Path(str(tmp) + ".aux.xml"), Path(str(tmp) + ".ovr")):
-                p.unlink(missing_ok=True)
+        with _gdal_quiet():
+            for closable in [*self._datasets.values(), *self._overviews.values()]:
+                try:
+                    closable.close()
+                except Exception:
+                    pass
+        if self._staging is not None:
+            outdir.discard(self._staging)
+            self._staging = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        with self._cache_cap:
+        with self._scope:
             if exc_type is not None:
                 self._cleanup()
                 return
