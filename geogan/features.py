@@ -106,18 +106,45 @@ def _closed_part_as_area(geom, tags):
     return geom
 
 
-def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center_lonlat: tuple[float, float],
-                   class_field: str | None = None) -> FeatureSet:
-    """Classify, buffer and reproject all features of ``report`` into ``crs``."""
-    work = utm_crs_for(*center_lonlat)
-    to_work = _transformer("EPSG:4326", work)
-    work_to_out = _transformer(work, crs)
-    lonlat_to_out = _transformer("EPSG:4326", crs)
-    building_id = schema.by_name("building").id
+@dataclass
+class _Classified:
+    """Features of a source report that have a class, in source order: areas, then lines to buffer.
 
-    area_geoms, line_geoms, line_widths = [], [], []
-    area_meta, line_meta = [], []  # (class_id, priority, building tags or None)
-    skipped = repaired = 0
+    ``*_meta`` rows are ``(class_id, priority, building tags or None)``.
+    """
+
+    area_geoms: list = field(default_factory=list)
+    area_meta: list = field(default_factory=list)
+    line_geoms: list = field(default_factory=list)
+    line_widths: list = field(default_factory=list)
+    line_meta: list = field(default_factory=list)
+    repaired: int = 0
+    skipped: int = 0
+
+    def add(self, geom, kind: str, cls, building_tags) -> None:
+        """Add one classified feature (areas repaired when invalid, lines with under 2 points skipped)."""
+        if kind == "area":
+            if not geom.is_valid:
+                geom = _polygonal(shapely.make_valid(geom))
+                if geom is None:
+                    self.skipped += 1
+                    return
+                self.repaired += 1
+            self.area_geoms.append(geom)
+            self.area_meta.append((cls.class_id, cls.priority, building_tags))
+        else:
+            if shapely.get_num_coordinates(geom) < 2:
+                self.skipped += 1
+                return
+            self.line_geoms.append(geom)
+            self.line_widths.append(cls.width_m or 1.0)
+            self.line_meta.append((cls.class_id, cls.priority, building_tags))
+
+
+def _classify(report: SourceReport, schema: Schema, class_field: str | None) -> _Classified:
+    """Every feature of ``report`` with a class (by its tags, or by ``class_field`` for non-OSM layers)."""
+    building_id = schema.by_name("building").id
+    out = _Classified()
     for layer in report.layers:
         for geom, tags in zip(layer.geometries, layer.tags):
             if layer.is_osm:
@@ -130,43 +157,36 @@ def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center
                 cls = schema.classify_by_value(tags.get(class_field), kind)
             else:
                 cls = schema.classify(tags, kind)
-            if cls is None:
-                continue
-            building_tags = tags if cls.class_id == building_id else None
-            if kind == "area":
-                if not geom.is_valid:
-                    geom = _polygonal(shapely.make_valid(geom))
-                    if geom is None:
-                        skipped += 1
-                        continue
-                    repaired += 1
-                area_geoms.append(geom)
-                area_meta.append((cls.class_id, cls.priority, building_tags))
-            else:
-                if shapely.get_num_coordinates(geom) < 2:
-                    skipped += 1
-                    continue
-                line_geoms.append(geom)
-                line_widths.append(cls.width_m or 1.0)
-                line_meta.append((cls.class_id, cls.priority, building_tags))
+            if cls is not None:
+                out.add(geom, kind, cls, tags if cls.class_id == building_id else None)
+    return out
 
-    skipped += report.dropped
-    polys = _apply(lonlat_to_out, np.array(area_geoms, dtype=object))
-    if line_geoms:
-        lines = _apply(to_work, np.array(line_geoms, dtype=object))
-        buffered = shapely.buffer(lines, np.asarray(line_widths) / 2.0, quad_segs=4)
+
+def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center_lonlat: tuple[float, float],
+                   class_field: str | None = None) -> FeatureSet:
+    """Classify, buffer and reproject all features of ``report`` into ``crs``."""
+    work = utm_crs_for(*center_lonlat)
+    to_work = _transformer("EPSG:4326", work)
+    work_to_out = _transformer(work, crs)
+    lonlat_to_out = _transformer("EPSG:4326", crs)
+    classified = _classify(report, schema, class_field)
+    repaired, skipped = classified.repaired, classified.skipped + report.dropped
+    polys = _apply(lonlat_to_out, np.array(classified.area_geoms, dtype=object))
+    if classified.line_geoms:
+        lines = _apply(to_work, np.array(classified.line_geoms, dtype=object))
+        buffered = shapely.buffer(lines, np.asarray(classified.line_widths) / 2.0, quad_segs=4)
         buffered = _apply(work_to_out, buffered)
     else:
         buffered = np.array([], dtype=object)
     geoms = np.concatenate([polys, buffered]) if len(buffered) else polys
-    meta = area_meta + line_meta
+    meta = classified.area_meta + classified.line_meta
     if geoms is None or not len(meta):
         empty = np.zeros(0)
         return FeatureSet(crs, np.array([], dtype=object), empty.astype(np.uint8), empty.astype(np.int64),
                           empty.astype(np.float32), repaired, skipped)
     class_ids = np.array([m[0] for m in meta], dtype=np.uint8)
     priorities = np.array([m[1] for m in meta], dtype=np.int64)
-    lonlat_geoms = np.array(area_geoms + line_geoms, dtype=object)
+    lonlat_geoms = np.array(classified.area_geoms + classified.line_geoms, dtype=object)
     heights, table = _building_table([m[2] for m in meta], lonlat_geoms, to_work, crs)
     valid = ~shapely.is_empty(geoms) & shapely.is_valid_input(geoms)
     bad_out = ~shapely.is_valid(geoms)

@@ -173,6 +173,75 @@ def _default_roof_height_m(shape: str, half_width_m: float | None, angle_deg: fl
     return run_m * math.tan(math.radians(min(max(angle_deg, 0.0), 80.0)))
 
 
+def _explicit_roof_m(tags: Mapping[str, str], storey_height_m: float) -> float | None:
+    """Roof height from ``roof:height``, else ``roof:levels`` x storey height; None when untagged."""
+    roof_tag_m = _non_negative(parse_length_m(tags.get("roof:height")))
+    if roof_tag_m is not None:
+        return roof_tag_m
+    roof_levels = _non_negative(parse_number(tags.get("roof:levels")))
+    return roof_levels * storey_height_m if roof_levels is not None else None
+
+
+def _roof_angle_deg(tags: Mapping[str, str]) -> float | None:
+    angle = parse_number(str(tags.get("roof:angle", "")).replace("°", "")) if tags.get("roof:angle") else None
+    return angle if angle is not None and 0 <= angle < 90 else None
+
+
+def _bottom_m(tags: Mapping[str, str], storey_height_m: float) -> float:
+    """``min_height``, else ``building:min_level`` x storey height, else 0."""
+    min_height = _non_negative(parse_length_m(tags.get("min_height")))
+    if min_height is not None:
+        return min_height
+    min_level = _non_negative(parse_number(tags.get("building:min_level")))
+    return min_level * storey_height_m if min_level else 0.0
+
+
+def _tagged_top_m(tags: Mapping[str, str], storey_height_m: float) -> tuple[float | None, float | None]:
+    """``(top, None)``, the roof inside it (``height`` or the type's default), or ``(None, top of the walls)``
+    from ``building:levels``."""
+    height = _positive(parse_length_m(tags.get("height")))
+    if height is not None:
+        return height, None
+    levels = _positive(parse_number(tags.get("building:levels")))
+    if levels is not None:
+        return None, levels * storey_height_m
+    kind = (tags.get("building:part") if is_building_part(tags) else tags.get("building")) or "yes"
+    return DEFAULT_BUILDING_HEIGHT_M.get(kind, DEFAULT_HEIGHT_M), None
+
+
+def _roof_within_top(shape: str, top_m: float, bottom_m: float, explicit_roof_m: float | None,
+                     default_roof_m: float, notes: list[str]) -> tuple[float, float]:
+    """``(bottom, roof height)`` of a part whose top includes its roof."""
+    if bottom_m >= top_m:
+        notes.append(f"min_height/building:min_level {bottom_m:g} m at or above the top {top_m:g} m ignored")
+        bottom_m = 0.0
+    if shape == "flat":
+        return bottom_m, 0.0
+    if explicit_roof_m is None:  # a default roof is never taller than the walls under it
+        return bottom_m, min(default_roof_m, (top_m - bottom_m) / 2.0)
+    if explicit_roof_m > top_m - bottom_m:
+        notes.append(f"roof:height {explicit_roof_m:g} m taller than the part ({top_m - bottom_m:g} m) clamped")
+        return bottom_m, top_m - bottom_m
+    return bottom_m, explicit_roof_m
+
+
+def _roof_on_walls(shape: str, walls_top_m: float, bottom_m: float, explicit_roof_m: float | None,
+                   default_roof_m: float, storey_height_m: float, notes: list[str]) -> tuple[float, float, float]:
+    """``(top, bottom, roof height)`` of a part whose roof stands on walls ``walls_top_m`` high."""
+    if shape == "flat":
+        roof_m = 0.0
+        extra_m = explicit_roof_m or 0.0  # a flat roof storey still adds to the top
+    else:
+        walls_m = max(walls_top_m - bottom_m, storey_height_m)
+        roof_m = explicit_roof_m if explicit_roof_m is not None else min(default_roof_m, walls_m)
+        extra_m = roof_m
+    top_m = walls_top_m + extra_m
+    if bottom_m >= top_m:
+        notes.append(f"min_height/building:min_level {bottom_m:g} m at or above the top {top_m:g} m ignored")
+        bottom_m = 0.0
+    return top_m, bottom_m, roof_m
+
+
 def building_heights(tags: Mapping[str, str], storey_height_m: float = STOREY_HEIGHT_M,
                      half_width_m: float | None = None) -> BuildingHeights:
     """Top, bottom and roof of a building (part) from its OSM tags (see the module docstring).
@@ -186,57 +255,15 @@ def building_heights(tags: Mapping[str, str], storey_height_m: float = STOREY_HE
     shape, unknown = roof_shape_of(tags)
     if unknown is not None:
         notes.append(f"unknown roof:shape={unknown!r}")
-    roof_tag_m = _non_negative(parse_length_m(tags.get("roof:height")))
-    roof_levels = _non_negative(parse_number(tags.get("roof:levels")))
-    angle = parse_number(str(tags.get("roof:angle", "")).replace("°", "")) if tags.get("roof:angle") else None
-    angle = angle if angle is not None and 0 <= angle < 90 else None
-    explicit_roof_m = roof_tag_m if roof_tag_m is not None else (
-        roof_levels * storey_height_m if roof_levels is not None else None)
-    shaped_default_m = _default_roof_height_m(shape, half_width_m, angle)
-
-    min_height = _non_negative(parse_length_m(tags.get("min_height")))
-    min_level = _non_negative(parse_number(tags.get("building:min_level")))
-    bottom_m = min_height if min_height is not None else (min_level * storey_height_m if min_level else 0.0)
-
-    height = _positive(parse_length_m(tags.get("height")))
-    levels = _positive(parse_number(tags.get("building:levels")))
-    if height is not None:
-        top_m, walls_top_m, roof_fixed_in_top = height, None, True
-    elif levels is not None:
-        walls_top_m = levels * storey_height_m
-        top_m, roof_fixed_in_top = None, False
+    explicit_roof_m = _explicit_roof_m(tags, storey_height_m)
+    default_roof_m = _default_roof_height_m(shape, half_width_m, _roof_angle_deg(tags))
+    bottom_m = _bottom_m(tags, storey_height_m)
+    top_m, walls_top_m = _tagged_top_m(tags, storey_height_m)
+    if top_m is not None:
+        bottom_m, roof_m = _roof_within_top(shape, top_m, bottom_m, explicit_roof_m, default_roof_m, notes)
     else:
-        kind = tags.get("building:part") if is_building_part(tags) else tags.get("building")
-        kind = kind or "yes"
-        top_m, walls_top_m, roof_fixed_in_top = DEFAULT_BUILDING_HEIGHT_M.get(kind, DEFAULT_HEIGHT_M), None, True
-
-    if roof_fixed_in_top:
-        assert top_m is not None
-        if bottom_m >= top_m:
-            notes.append(f"min_height/building:min_level {bottom_m:g} m at or above the top {top_m:g} m ignored")
-            bottom_m = 0.0
-        if shape == "flat":
-            roof_m = 0.0
-        elif explicit_roof_m is not None:
-            roof_m = explicit_roof_m
-            if roof_m > top_m - bottom_m:
-                notes.append(f"roof:height {roof_m:g} m taller than the part ({top_m - bottom_m:g} m) clamped")
-                roof_m = top_m - bottom_m
-        else:  # a default roof is never taller than the walls under it
-            roof_m = min(shaped_default_m, (top_m - bottom_m) / 2.0)
-    else:
-        assert walls_top_m is not None
-        if shape == "flat":
-            roof_m = 0.0
-            extra_m = explicit_roof_m or 0.0  # a flat roof storey still adds to the top
-        else:
-            walls_m = max(walls_top_m - bottom_m, storey_height_m)
-            roof_m = explicit_roof_m if explicit_roof_m is not None else min(shaped_default_m, walls_m)
-            extra_m = roof_m
-        top_m = walls_top_m + extra_m
-        if bottom_m >= top_m:
-            notes.append(f"min_height/building:min_level {bottom_m:g} m at or above the top {top_m:g} m ignored")
-            bottom_m = 0.0
+        top_m, bottom_m, roof_m = _roof_on_walls(shape, walls_top_m, bottom_m, explicit_roof_m, default_roof_m,
+                                                 storey_height_m, notes)
     if roof_m <= 0:
         shape, roof_m = "flat", 0.0
     across = str(tags.get("roof:orientation", "")).strip().lower() == "across"
@@ -417,6 +444,44 @@ def _knee(x: np.ndarray) -> np.ndarray:
     return np.interp(x, [0.0, 1.0 / 3.0, 1.0], [0.0, 2.0 / 3.0, 1.0])
 
 
+def _skillion_fraction(footprint_m, pts: np.ndarray, direction_deg: float, v: np.ndarray) -> np.ndarray:
+    """A single slope down towards ``roof:direction`` (else across the short axis ``v``, facing south)."""
+    all_xy = np.concatenate(_segments(footprint_m))
+    if math.isfinite(direction_deg):
+        d = np.array([math.sin(math.radians(direction_deg)), math.cos(math.radians(direction_deg))])
+    else:  # down across the short axis, towards the side facing south (east when exactly E-W)
+        d = -v if (v[1] > 0 or (v[1] == 0 and v[0] < 0)) else v
+    s_all = all_xy @ d
+    s_min, s_max = float(s_all.min()), float(s_all.max())
+    return (s_max - pts @ d) / max(s_max - s_min, 1e-9)  # 1 at the back (high), 0 at the front
+
+
+def _hipped_fraction(shape: str, footprint_m, pts: np.ndarray, half_w: float) -> np.ndarray:
+    """Hipped / mansard: rising with the distance to the nearest edge up to the widest point."""
+    a, b = _segments(footprint_m)
+    dist, _ = _edge_distances_m(pts, a, b, None)
+    mic = shapely.maximum_inscribed_circle(footprint_m, max(half_w * 1e-4, 1e-6))
+    radius = max(float(shapely.length(mic)), 1e-9)
+    x = np.clip(dist / radius, 0.0, 1.0)
+    return x if shape == "hipped" else _knee(x)
+
+
+def _apex_fraction(shape: str, footprint_m, pts: np.ndarray) -> np.ndarray:
+    """Pyramidal / cone / dome / onion: from every edge up to one apex (the centroid, if inside)."""
+    a, b = _segments(footprint_m)
+    apex = shapely.centroid(footprint_m)
+    if not shapely.contains(footprint_m, apex):
+        apex = shapely.point_on_surface(footprint_m)
+    _, pyr = _edge_distances_m(pts, a, b, np.array([apex.x, apex.y]))
+    rho = 1.0 - np.clip(pyr, 0.0, 1.0)  # 0 at the apex, 1 on the edge
+    if shape in ("pyramidal", "cone"):
+        return 1.0 - rho
+    if shape == "dome":
+        return np.sqrt(1.0 - rho ** 2)
+    # onion: a bulb of 70 % of the height and a pointed tip on the inner 30 %
+    return 0.7 * np.sqrt(1.0 - rho ** 2) + 0.3 * np.clip(1.0 - rho / 0.3, 0.0, 1.0)
+
+
 def roof_fraction(shape: str, footprint_m, points_m: np.ndarray, direction_deg: float = math.nan,
                   across: bool = False) -> np.ndarray:
     """Height of the roof over each point as a fraction of the roof height: 0 at the eaves, 1 at the ridge.
@@ -448,34 +513,11 @@ def roof_fraction(shape: str, footprint_m, points_m: np.ndarray, direction_deg: 
     elif shape == "half-hipped":  # gable below, a hip on the top half of each end
         f = np.minimum(1.0 - t_across, 0.5 + (half_len - along) / half_w)
     elif shape == "skillion":
-        all_xy = np.concatenate(_segments(footprint_m))
-        if math.isfinite(direction_deg):
-            d = np.array([math.sin(math.radians(direction_deg)), math.cos(math.radians(direction_deg))])
-        else:  # down across the short axis, towards the side facing south (east when exactly E-W)
-            d = -v if (v[1] > 0 or (v[1] == 0 and v[0] < 0)) else v
-        s_all = all_xy @ d
-        s_min, s_max = float(s_all.min()), float(s_all.max())
-        f = (s_max - pts @ d) / max(s_max - s_min, 1e-9)  # 1 at the back (high), 0 at the front
+        f = _skillion_fraction(footprint_m, pts, direction_deg, v)
     elif shape in ("hipped", "mansard"):
-        a, b = _segments(footprint_m)
-        dist, _ = _edge_distances_m(pts, a, b, None)
-        mic = shapely.maximum_inscribed_circle(footprint_m, max(half_w * 1e-4, 1e-6))
-        radius = max(float(shapely.length(mic)), 1e-9)
-        x = np.clip(dist / radius, 0.0, 1.0)
-        f = x if shape == "hipped" else _knee(x)
+        f = _hipped_fraction(shape, footprint_m, pts, half_w)
     elif shape in ("pyramidal", "cone", "dome", "onion"):
-        a, b = _segments(footprint_m)
-        apex = shapely.centroid(footprint_m)
-        if not shapely.contains(footprint_m, apex):
-            apex = shapely.point_on_surface(footprint_m)
-        _, pyr = _edge_distances_m(pts, a, b, np.array([apex.x, apex.y]))
-        rho = 1.0 - np.clip(pyr, 0.0, 1.0)  # 0 at the apex, 1 on the edge
-        if shape in ("pyramidal", "cone"):
-            f = 1.0 - rho
-        elif shape == "dome":
-            f = np.sqrt(1.0 - rho ** 2)
-        else:  # onion: a bulb of 70 % of the height and a pointed tip on the inner 30 %
-            f = 0.7 * np.sqrt(1.0 - rho ** 2) + 0.3 * np.clip(1.0 - rho / 0.3, 0.0, 1.0)
+        f = _apex_fraction(shape, footprint_m, pts)
     else:
         f = np.ones(n)
     return np.clip(f, 0.0, 1.0)
