@@ -37,6 +37,7 @@ import secrets
 import shutil
 import signal
 import threading
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -51,7 +52,7 @@ STAGING_RE = re.compile(r"^\.geogan-\d+-[0-9a-f]{8}\.partial$")
 #: hidden temporary files of geogan versions before the staging folder (one folder, fixed names)
 LEGACY_PARTIAL_RE = re.compile(r"^\.[^/]+\.(stream|vrt|cog|ovr\d+)\.partial(\.aux\.xml|\.ovr)?$")
 
-_committed: list[Path] = []  # outputs this process moved into place (for a true message on interrupt)
+_committed: deque[Path] = deque(maxlen=256)  # outputs this process moved into place (for a true message)
 _committed_lock = threading.Lock()
 
 
@@ -64,6 +65,11 @@ def committed_paths() -> list[Path]:
 def forget_committed() -> None:
     with _committed_lock:
         _committed.clear()
+
+
+#: errnos of file systems without locks (some network mounts): the run goes on unlocked, with a warning
+_NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, getattr(errno, "EOPNOTSUPP", errno.ENOSYS),
+             getattr(errno, "ENOTSUP", errno.ENOSYS)}
 
 
 def _lock_fd(fd: int) -> bool:
@@ -116,9 +122,13 @@ class FolderLock:
             try:
                 locked = _lock_fd(fd)
             except OSError as exc:
-                os.close(fd)
-                raise OutputError(f"cannot lock output directory '{self.folder}' ({exc.strerror}); "
-                                  "choose another --out") from None
+                if exc.errno not in _NO_LOCKS:
+                    os.close(fd)
+                    raise OutputError(f"cannot lock output directory '{self.folder}' ({exc.strerror}); "
+                                      "choose another --out") from None
+                log.warning("'%s' cannot be locked (%s); make sure no other geogan run writes there at the "
+                            "same time", self.folder, exc.strerror)
+                locked = True
             if not locked:
                 os.close(fd)
                 raise OutputError(f"another geogan run is writing into '{self.folder}'{_holder(self.path)}; "

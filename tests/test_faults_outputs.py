@@ -262,3 +262,28 @@ def test_a_real_write_failure_prints_one_line_not_gdal_messages(tmp_path, tiny_m
     assert len(lines) == 1 and lines[0].startswith("error: file size limit reached while writing '"), p.stderr
     assert "ulimit -f" in lines[0]
     assert list(out.iterdir()) == []
+
+
+def test_a_failed_rename_after_the_commit_is_finished_by_the_next_run(tmp_path, monkeypatch):
+    from geogan.errors import RenderError
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    write_set(folder, 200, 100)
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst, *args, **kwargs):
+        calls.append(dst)
+        if len(calls) == 6:  # the second new output moving in (e.g. the old one held open on Windows)
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(RenderError, match="replacing the outputs in .* failed .*; the next geogan run into this "
+                                          "directory finishes it"):
+        write_set(folder, 300, 200)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert set(visible_sizes(folder).values()) == {300}  # one new output in place, the other two not yet
+    check_outputs([folder / n for n in NAMES], overwrite=True)
+    assert visible_sizes(folder) == dict.fromkeys(NAMES, 300)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(NAMES)
