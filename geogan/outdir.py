@@ -260,11 +260,11 @@ def _committed_names(staging: Path) -> list[str] | None:
     return files
 
 
-def recover(folder: Path, keep: Path | None = None) -> None:
+def recover(folder: Path) -> None:
     """Finish the interrupted commits and delete the leftovers of earlier runs in ``folder``.
 
-    The caller holds ``folder``'s lock, so no other run is writing there; ``keep``: the caller's own staging
-    folder. Only geogan's own names are touched: staging folders ``.geogan-PID-TOKEN.partial`` and the
+    The caller holds ``folder``'s lock (and has no staging folder there yet), so no run is writing there.
+    Only geogan's own names are touched: staging folders ``.geogan-PID-TOKEN.partial`` and the
     ``.NAME.(stream|vrt|cog|ovrN).partial`` files of older versions.
     """
     try:
@@ -272,8 +272,6 @@ def recover(folder: Path, keep: Path | None = None) -> None:
     except OSError:
         return
     for entry in entries:
-        if keep is not None and entry == keep:
-            continue
         if STAGING_RE.match(entry.name) and entry.is_dir() and not entry.is_symlink():
             names = _committed_names(entry)
             if names is not None:

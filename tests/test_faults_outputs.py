@@ -274,7 +274,7 @@ def test_a_failed_rename_after_the_commit_is_finished_by_the_next_run(tmp_path, 
 
     def replace(src, dst, *args, **kwargs):
         calls.append(dst)
-        if len(calls) == 6:  # the second new output moving in (e.g. the old one held open on Windows)
+        if len(calls) >= 6:  # from the second new output moving in (e.g. the old one held open on Windows)
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         return real_replace(src, dst, *args, **kwargs)
 
@@ -282,8 +282,12 @@ def test_a_failed_rename_after_the_commit_is_finished_by_the_next_run(tmp_path, 
     with pytest.raises(RenderError, match="replacing the outputs in .* failed .*; the next geogan run into this "
                                           "directory finishes it"):
         write_set(folder, 300, 200)
-    monkeypatch.setattr(os, "replace", real_replace)
     assert set(visible_sizes(folder).values()) == {300}  # one new output in place, the other two not yet
+    from geogan.errors import OutputError
+    with pytest.raises(OutputError, match="cannot finish replacing the outputs of an interrupted run in .*; move "
+                                          "the files of '.geogan-.*/new' there by hand or choose another --out"):
+        check_outputs([folder / n for n in NAMES], overwrite=True)  # the rename still fails
+    monkeypatch.setattr(os, "replace", real_replace)
     check_outputs([folder / n for n in NAMES], overwrite=True)
     assert visible_sizes(folder) == dict.fromkeys(NAMES, 300)
     assert sorted(p.name for p in folder.iterdir()) == sorted(NAMES)
