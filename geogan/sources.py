@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import stat
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ import pyproj
 import shapely
 
 from .errors import SourceError
+from .gpkg import GpkgTable, gpkg_tables, read_tables
+from .pbf import pbf_problem
 
 log = logging.getLogger("geogan")
 
@@ -72,17 +75,48 @@ def parse_other_tags(text: object) -> dict[str, str]:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise SourceError(f"input '{path}' does not exist; check the path given to --osm")
-    if path.is_file() and path.stat().st_size == 0:
+    """Refuse, before GDAL opens it, an input that is missing, not a regular file, empty or cut short."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise SourceError(f"input '{path}' does not exist; check the path given to --osm") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read input '{path}' ({_short(exc)}); check the path and its permissions") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"input '{path}' is {_file_kind(st.st_mode)}, not a regular file; "
+                          "give an OSM/GPKG/GeoJSON/Shapefile file (save a stream to a file first)")
+    if st.st_size == 0:
         raise SourceError(f"input '{path}' is empty; give an OSM/GPKG/GeoJSON/Shapefile with features")
-    if path.is_file() and is_osm_path(path):
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-        name = path.name.lower()
-        if name.endswith(".osm") and b"<osm" not in head:
-            raise SourceError(f"input '{path}' is named .osm but is not OSM XML; export it again from OSM "
-                              "or rename it to its real format")
+    name = path.name.lower()
+    if name.endswith(".osm"):
+        _check_osm_xml(path, st.st_size)
+    elif name.endswith(".pbf"):
+        problem = pbf_problem(path)
+        if problem:
+            raise SourceError(f"input '{path}' is not a complete OSM PBF: {problem}; download or export it again")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((text for test, text in kinds if test(mode)), "not a regular file")
+
+
+_OSM_XML_END = re.compile(rb"(</osm>|<osm\b[^>]*/>)\s*$")
+
+
+def _check_osm_xml(path: Path, size: int) -> None:
+    """An OSM XML file must start with <osm and end with </osm> (GDAL reads a cut-short file's prefix)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+        fh.seek(max(0, size - 1024))
+        tail = fh.read()
+    if b"<osm" not in head:
+        raise SourceError(f"input '{path}' is named .osm but is not OSM XML; export it again from OSM "
+                          "or rename it to its real format")
+    if not _OSM_XML_END.search(tail):
+        raise SourceError(f"input '{path}' is not a complete OSM XML file: it does not end with </osm> "
+                          "(cut short?); download or export it again")
 
 
 def _layer_names(path: Path) -> list[str]:
@@ -138,6 +172,7 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
         info = pyogrio.read_info(path, layer=layer, force_total_bounds=True) if not osm else {"crs": "EPSG:4326"}
         layer_crs = info.get("crs")
         if not osm:
+            _check_has_geometry(path, layer, info.get("features"), info.get("total_bounds"))
             layer_crs = _check_declared_crs(path, layer, layer_crs, info.get("total_bounds"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -150,9 +185,7 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
         raise SourceError(f"cannot read layer '{layer}' of '{path}' ({_short(exc)}); "
                           "check that the file is complete and in a supported format") from None
     names = list(meta["fields"])
-    if class_field is not None and class_field not in names:
-        raise SourceError(f"layer '{layer}' of '{path}' has no field '{class_field}'; "
-                          f"its fields are: {', '.join(names) or '(none)'}")
+    _check_class_field(path, layer, class_field, names)
     geoms = shapely.from_wkb(wkb, on_invalid="ignore") if wkb is not None else np.array([], dtype=object)
     n = len(geoms)
     tags: list[dict[str, str]] = []
@@ -169,8 +202,14 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
             t.update(parse_other_tags(fields[names.index("other_tags")][i]))
         tags.append(t)
     ids = _osm_ids(layer, names, fields, n) if osm else [None] * n
+    return _raw_layer(path, layer, geoms, tags, ids, osm, layer_crs)
+
+
+def _raw_layer(path: Path, layer: str, geoms: np.ndarray, tags: list[dict[str, str]], ids: list[str | None],
+               osm: bool, layer_crs: str | None) -> RawLayer:
+    """Features in EPSG:4326, without those whose geometry is missing or empty (counted as dropped)."""
     missing = np.array([g is None or shapely.is_empty(g) for g in geoms], dtype=bool)
-    if layer_crs and n:
+    if layer_crs and len(geoms):
         crs = pyproj.CRS.from_user_input(layer_crs)
         if not crs.equals(pyproj.CRS.from_epsg(4326), ignore_axis_order=True):
             t = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
@@ -179,6 +218,56 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
     keep = ~missing
     return RawLayer(f"{path.name}:{layer}", geoms[keep], [t for t, k in zip(tags, keep) if k], osm,
                     dropped=int(missing.sum()), ids=[i for i, k in zip(ids, keep) if k])
+
+
+def _check_class_field(path: Path, layer: str, class_field: str | None, names: Sequence[str]) -> None:
+    if class_field is not None and class_field not in names:
+        raise SourceError(f"layer '{layer}' of '{path}' has no field '{class_field}'; "
+                          f"its fields are: {', '.join(names) or '(none)'}")
+
+
+def _check_has_geometry(path: Path, layer: str, n_features: int | None, bounds) -> None:
+    """A layer with features but no extent holds only null or empty geometries: say so (its infinite
+    'bounds' are not coordinates in a wrong CRS)."""
+    if n_features is not None and n_features > 0 and (bounds is None or not all(np.isfinite(bounds))):
+        raise _no_geometry(path, layer, f"its {n_features} feature(s)")
+
+
+def _no_geometry(path: Path, layer: str, what: str) -> SourceError:
+    return SourceError(f"layer '{layer}' of '{path}': {what} have only empty or null geometries, so there is "
+                       "nothing to draw; fix the geometries or remove the layer")
+
+
+def _read_gpkg(path: Path, tables: list[GpkgTable], bbox_lonlat: tuple[float, float, float, float] | None,
+               class_field: str | None) -> list[RawLayer] | None:
+    """All feature layers of a GeoPackage, one GDAL open per CRS (see :mod:`geogan.gpkg`); None when the
+    one-query read fails, for the caller to read the file layer by layer."""
+    crs_of: dict[str, str] = {}
+    read: dict[str, tuple[np.ndarray, list]] = {}
+    try:
+        for t in tables:
+            if t.has_rows and not t.has_geometries:
+                raise _no_geometry(path, t.name, "its features")
+            crs_of[t.name] = _check_declared_crs(path, t.name, t.crs, t.bounds)
+            _check_class_field(path, t.name, class_field, t.fields)
+        bboxes = {crs: _bbox_in_layer_crs(bbox_lonlat, crs) for crs in dict.fromkeys(crs_of.values())}
+    except SourceError:
+        raise
+    except Exception as exc:  # a CRS pyproj cannot parse ...
+        raise SourceError(f"cannot read the layers of '{path}' ({_short(exc)}); "
+                          "check that the file is complete and in a supported format") from None
+    try:
+        for crs, bbox in bboxes.items():
+            read.update(read_tables(path, [t for t in tables if crs_of[t.name] == crs], bbox))
+    except Exception as exc:  # pyogrio's errors: an unusual GeoPackage the one-query read cannot take
+        log.debug("reading '%s' in one query failed (%s); reading it layer by layer", path, _short(exc))
+        return None
+    layers = []
+    for t in tables:
+        wkb, tags = read[t.name]
+        geoms = shapely.from_wkb(wkb, on_invalid="ignore") if len(wkb) else np.array([], dtype=object)
+        layers.append(_raw_layer(path, t.name, geoms, tags, [None] * len(tags), False, crs_of[t.name]))
+    return layers
 
 
 def _osm_ids(layer: str, names: list[str], fields, n: int) -> list[str | None]:
@@ -227,6 +316,11 @@ def read_sources(paths: Sequence[str | Path], bbox_lonlat: tuple[float, float, f
     for p in paths:
         path = Path(p)
         _check_file(path)
+        tables = gpkg_tables(path) if path.name.lower().endswith(".gpkg") else None
+        layers = _read_gpkg(path, tables, bbox_lonlat, class_field) if tables is not None else None
+        if layers is not None:
+            report.layers.extend(layers)
+            continue
         for layer in _layer_names(path):
             report.layers.append(read_layer(path, layer, bbox_lonlat, class_field if not is_osm_path(path) else None))
     if all(layer.is_osm for layer in report.layers) and report.layers:

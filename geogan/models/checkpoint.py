@@ -298,6 +298,15 @@ def _compare_state(reference: Mapping, found: Mapping, where: str) -> None:
         )
 
 
+def _check_finite(tensor: torch.Tensor, key: str, weights_path: Path) -> None:
+    """NaN or inf weights (a diverged training run) would render black; refuse them at load."""
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise ModelError(
+            f"model '{weights_path.name}' holds NaN/inf weights in '{key}'; "
+            f"retrain it or restore the file from a good copy ({weights_path})"
+        )
+
+
 def save_generator(
     module: nn.Module,
     card: Mapping,
@@ -398,7 +407,8 @@ def load_generator(
     ModelError
         One line for: a missing file, unreadable JSON, an invalid card, a
         SHA-256 mismatch, a corrupt or truncated safetensors file, a class or
-        output mismatch, or weights that do not fit the architecture.
+        output mismatch, weights that do not fit the architecture, or NaN/inf
+        weights.
 
     Notes
     -----
@@ -440,6 +450,7 @@ def load_generator(
                 f"{target}; re-export the model"
             )
         state[key] = value.to(target)
+        _check_finite(state[key], key, weights_path)
     module.load_state_dict(state, strict=True)
     module.to(device)
     module.eval()
