@@ -196,12 +196,13 @@ def render_in_subprocess(bbox, osm: Path, out: Path, model: str, extra=(), rende
 
 
 def rasterize_vs_gdal(osm: Path, bbox, tmp: Path) -> dict:
-    from geogan.api import _features, _grid
     from geogan.classes import load_schema
+    from geogan.inputs import area_grid, as_paths, read_features
     from geogan.rasterizer import rasterize_classes
+    from geogan.settings import AreaSettings
     schema = load_schema()
-    paths, grid = _grid(osm, bbox, "EPSG:4326", "EPSG:3857", 0.5, None)
-    feats, _ = _features(paths, grid, schema, None, margin_px=2)
+    paths, grid = area_grid(as_paths(osm), AreaSettings(tuple(bbox), "EPSG:4326", "EPSG:3857", 0.5), 0.5)
+    feats, _ = read_features(paths, grid, schema, None, margin_px=2)
     t = time.perf_counter()
     rasterize_classes(feats, grid)
     ours = time.perf_counter() - t

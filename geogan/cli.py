@@ -197,16 +197,23 @@ def render(
                                        "about 1 grey level) or fp16 (GPU only)."),
 ) -> None:
     """Render aerial.tif, height.tif and classes.tif for an area (default: the bundled sample town)."""
-    from .api import render as api_render
+    from .api import run_request
+    from .settings import (AreaSettings, HeightSettings, ModelSettings, OutputSettings, RenderRequest, RenderSettings,
+                           RuntimeSettings, SourceSettings, TilingSettings)
+
+    def request(bar: _Progress) -> RenderRequest:  # the options as the render core's settings values
+        area_bbox = parse_bbox(bbox)
+        output = OutputSettings(out, overwrite, compress)
+        area = AreaSettings(area_bbox, bbox_crs, crs, gsd)
+        runtime = RuntimeSettings(seed, force, scheduler, workers, progress=bar)
+        settings = RenderSettings(TilingSettings(tile_size, overlap), HeightSettings(dem, None, hillshade), runtime)
+        sources = SourceSettings(osm or None, sketch, class_field, rules, _fetch(overpass_url, cache_dir, no_cache))
+        return RenderRequest(sources, area, ModelSettings(model, device, precision, compile, style_ref), output,
+                             settings)
 
     def go():
         with _Progress(progress and err.is_terminal) as bar:
-            return api_render(osm=osm or None, bbox=parse_bbox(bbox), bbox_crs=bbox_crs, crs=crs, gsd_m=gsd,
-                              out_dir=out, model=model, device=device, tile_px=tile_size, overlap_px=overlap,
-                              seed=seed, overwrite=overwrite, rules=rules, force=force, class_field=class_field,
-                              sketch=sketch, style_ref=style_ref, dem=dem, hillshade=hillshade, osm_fetch=_fetch(overpass_url, cache_dir, no_cache),
-                              scheduler=scheduler, workers=workers, progress=bar, compile=compile,
-                              compression=compress, precision=precision)
+            return run_request(request(bar))
 
     result = run_guarded(go)
     g = result.grid

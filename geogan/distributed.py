@@ -22,9 +22,9 @@ from .classes import Schema
 from .errors import Cancelled, InputError
 from .grid import Grid
 from .infer import LoadedModel, load_model
-from .pipeline import (CancelFn, HeightSpec, OutputPaths, ProgressFn, RenderResult, block_rows, check_size, log_plan,
-                       make_height_spec, output_specs, plan_tiles, render_block, write_strip)
+from .pipeline import RenderJob, RenderResult, block_rows, log_plan, output_specs, render_block, write_strip
 from .runtime import frozen_gc
+from .settings import RuntimeSettings
 from .sketch import ClassSource
 from .tiles import TileSpec
 from .write import OutputSet
@@ -76,50 +76,58 @@ def get_client(scheduler: str | None, workers: int | None):
     return Client(cluster)
 
 
-def render_grid_dask(feats: ClassSource, grid: Grid, model: LoadedModel, model_ref: str, schema: Schema,
-                     paths: OutputPaths, *, spec: TileSpec, client, seed: int = 0, rows_per_block: int = 2,
-                     retries: int = 2, force: bool = False, heights: HeightSpec | None = None,
-                     progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                     compression: str = "deflate") -> RenderResult:
+def render_grid_dask(job: RenderJob, runtime: RuntimeSettings, client, *, rows_per_block: int = 2,
+                     retries: int = 2) -> RenderResult:
     """Like :func:`geogan.pipeline.render_grid`, with blocks of tile rows rendered on Dask workers.
 
-    The driver writes the outputs with the same specs (``compression`` included) as a local render.
+    The same :class:`~geogan.pipeline.RenderJob` (its plan size-checked by :mod:`geogan.core`) and
+    :class:`~geogan.settings.RuntimeSettings`; the workers load the model from ``job.model.card_path``.
+    The driver writes the outputs with the same specs (compression included) as a local render.
     """
-    from dask.distributed import as_completed
-
     t0 = time.perf_counter()
-    heights = heights if heights is not None else make_height_spec(grid)
-    plan = plan_tiles(grid, spec, model)
-    check_size(plan, model, force, grid=grid, spec=spec, hillshade=heights.hillshade)
-    log_plan(grid, spec, plan, model)
-    device = model.device.type
-    n_rows = len(plan.model_px_by_row)
-    block_list = list(blocks(n_rows, rows_per_block))
+    log_plan(job.grid, job.spec, job.plan, job.model)
+    block_list = list(blocks(len(job.plan.model_px_by_row), rows_per_block))
     log.info("dask: %d blocks of up to %d tile rows on %d workers", len(block_list), rows_per_block,
              len(client.scheduler_info().get("workers", {})))
-    feats_f, grid_f, schema_f, plan_f = client.scatter([feats, grid, schema, plan], broadcast=True)
-    futures = [client.submit(_render_block_task, feats_f, grid_f, model_ref, schema_f, device, spec, plan_f,
-                             first, stop, seed, model.style, model.precision, retries=retries, pure=False,
-                             key=f"geogan-block-{first}-{stop}")
-               for first, stop in block_list]
-    done = 0
+    futures = _submit_blocks(job, client, block_list, retries)
     try:
-        with OutputSet(grid, output_specs(paths, schema, compression)) as outputs:
-            for fut in as_completed(futures):
-                if cancel is not None and cancel():
-                    raise Cancelled("render cancelled; no output was written")
-                first, strips = fut.result()
-                for row0, rgb, terrain_m in strips:
-                    write_strip(outputs, feats, grid, schema, heights, seed, row0, rgb, terrain_m)
-                done += 1
-                if progress is not None:
-                    progress(done / len(block_list), f"block {done}/{len(block_list)}")
+        _write_blocks(job, runtime, futures, len(block_list))
     finally:
         for fut in futures:
             fut.cancel()
     secs = time.perf_counter() - t0
-    log.info("dask render: %d tiles in %.1f s", plan.tiles, secs)
-    return RenderResult(paths.aerial, paths.height, paths.classes, grid, plan.tiles, secs, hillshade=paths.hillshade)
+    log.info("dask render: %d tiles in %.1f s", job.plan.tiles, secs)
+    paths = job.paths
+    return RenderResult(paths.aerial, paths.height, paths.classes, job.grid, job.plan.tiles, secs,
+                        hillshade=paths.hillshade)
+
+
+def _submit_blocks(job: RenderJob, client, block_list: list[tuple[int, int]], retries: int) -> list:
+    """One task per block of tile rows; the features, grid, schema and plan are sent to every worker once."""
+    model = job.model
+    feats_f, grid_f, schema_f, plan_f = client.scatter([job.feats, job.grid, job.schema, job.plan], broadcast=True)
+    return [client.submit(_render_block_task, feats_f, grid_f, model.card_path, schema_f, model.device.type, job.spec,
+                          plan_f, first, stop, job.generator_seed, model.style, model.precision, retries=retries,
+                          pure=False, key=f"geogan-block-{first}-{stop}")
+            for first, stop in block_list]
+
+
+def _write_blocks(job: RenderJob, runtime: RuntimeSettings, futures: list, n_blocks: int) -> None:
+    """Write the blocks' strips (with their class-map and height rows) as they come back."""
+    from dask.distributed import as_completed
+
+    done = 0
+    with OutputSet(job.grid, output_specs(job.paths, job.schema, job.compression)) as outputs:
+        for fut in as_completed(futures):
+            if runtime.cancel is not None and runtime.cancel():
+                raise Cancelled("render cancelled; no output was written")
+            first, strips = fut.result()
+            for row0, rgb, terrain_m in strips:
+                write_strip(outputs, job.feats, job.grid, job.schema, job.heights, job.generator_seed, row0, rgb,
+                            terrain_m)
+            done += 1
+            if runtime.progress is not None:
+                runtime.progress(done / n_blocks, f"block {done}/{n_blocks}")
 
 
 def covered_rows(grid: Grid, spec: TileSpec, rows_per_block: int) -> list[tuple[int, int]]:

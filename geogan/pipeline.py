@@ -1,6 +1,8 @@
-"""The only module that wires the stages: features + grid + model -> three COGs.
+"""The render stages on one grid: tile plan and size check, tile inputs, generator, blending, COG strips.
 
-Tiles are processed one tile row at a time. For each tile the class map is
+:mod:`geogan.core` wires a render (sources, grid, model, settings) and hands this module a
+:class:`RenderJob`; :func:`render_grid` runs it in this process (:mod:`geogan.distributed` runs the same
+job on Dask). Tiles are processed one tile row at a time. For each tile the class map is
 rasterized directly at the model's native ground resolution for that tile
 (the CRS's scale factor varies across a tall area, so each tile gets its own
 rescaling), the generator runs on a batch of tiles, outputs are resized back
@@ -32,14 +34,13 @@ from .infer import LoadedModel, cpu_streams, model_input_px, run_batches
 from .memory import RenderSize, generator_bytes_per_px, memory_problem
 from .noise import noise_window, orient, tile_orientation
 from .runtime import frozen_gc
+from .settings import COMPRESSIONS, CancelFn, ProgressFn, RuntimeSettings, check_compression, codecs_of  # noqa: F401
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
 from .tiles import Tile, TileSpec, tile_rows
-from .write import OutputSet, RasterSpec, check_codecs
+from .write import OutputSet, RasterSpec
 
 log = logging.getLogger("geogan")
 
-ProgressFn = Callable[[float, str], None]
-CancelFn = Callable[[], bool]
 
 HEIGHT_NODATA = -9999.0
 MAX_HOURS_DEFAULT = 24.0
@@ -86,11 +87,18 @@ class RenderResult:
 
 @dataclass(frozen=True)
 class TilePlan:
-    """Model-input size for each tile row (the ground scale varies with latitude)."""
+    """Model-input size for each tile row (the ground scale varies with latitude), the tile count, the
+    model megapixels, and the ground metres per pixel (x, y) at the grid's centre (computed once here, for
+    the size check, the log and the heights)."""
 
     model_px_by_row: tuple[int, ...]
     tiles: int
     model_megapixels: float
+    centre_gsd_m: tuple[float, float] = (1.0, 1.0)
+
+    @property
+    def mean_centre_gsd_m(self) -> float:
+        return (self.centre_gsd_m[0] + self.centre_gsd_m[1]) / 2
 
 
 MODEL_TILE_PX = 256  # the tile size the shipped generators were trained on (card ``train_tile_px`` overrides)
@@ -109,25 +117,30 @@ def auto_tile_spec(model: LoadedModel, gsd_m: float) -> TileSpec:
     return TileSpec(tile, tile // 4)
 
 
+def centre_gsd_m(grid: Grid) -> tuple[float, float]:
+    """Ground metres per pixel (x, y) at the grid's centre."""
+    return grid.gsd_m_at(grid.height / 2, grid.width / 2)
+
+
 def plan_tiles(grid: Grid, spec: TileSpec, model: LoadedModel) -> TilePlan:
-    rows = tile_rows(grid.shape_yx, spec)
+    """The model-input size of each tile row, from the ground scale at the row's centre (once per row)."""
+    cols = spec.count(grid.width)
     sizes = []
     mp = 0.0
-    for row in rows:
-        r_center = row[0].row0 + spec.tile_px / 2
-        gx, gy = grid.gsd_m_at(min(r_center, grid.height - 0.5), grid.width / 2)
+    for row0 in spec.starts(grid.height):
+        gx, gy = grid.gsd_m_at(min(row0 + spec.tile_px / 2, grid.height - 0.5), grid.width / 2)
         m = model_input_px(spec.tile_px, (gx + gy) / 2, model.gsd_m, model.size_multiple)
         sizes.append(m)
-        mp += len(row) * m * m / 1e6
-    return TilePlan(tuple(sizes), sum(len(r) for r in rows), mp)
+        mp += cols * m * m / 1e6
+    return TilePlan(tuple(sizes), len(sizes) * cols, mp, centre_gsd_m(grid))
 
 
 def quick_estimate(grid: Grid, spec: TileSpec, model: LoadedModel) -> TilePlan:
     """Tile count and model megapixels from the centre scale alone: cheap for any area."""
-    gx, gy = grid.gsd_m_at(grid.height / 2, grid.width / 2)
-    m = model_input_px(spec.tile_px, (gx + gy) / 2, model.gsd_m, model.size_multiple)
+    centre = centre_gsd_m(grid)
+    m = model_input_px(spec.tile_px, sum(centre) / 2, model.gsd_m, model.size_multiple)
     rows, cols = spec.count(grid.height), spec.count(grid.width)
-    return TilePlan((m,) * min(rows, 1), rows * cols, rows * cols * m * m / 1e6)
+    return TilePlan((m,) * min(rows, 1), rows * cols, rows * cols * m * m / 1e6, centre)
 
 
 def estimate_seconds(plan: TilePlan, model: LoadedModel) -> float:
@@ -161,33 +174,11 @@ def check_size(plan: TilePlan, model: LoadedModel, force: bool, max_hours: float
             f"{secs / 3600:.1f} h on {model.device.type} ({secs / 86400:.1f} days); "
             "shrink the bbox, raise --gsd, or pass --force to run anyway")
     if grid is not None and spec is not None:
-        gx, gy = grid.gsd_m_at(grid.height / 2, grid.width / 2)
         problem = memory_problem(render_size(grid, spec, plan, model, hillshade=hillshade, in_memory=in_memory),
-                                 budget_bytes, tile_gsd_m=(gx + gy) / 2, native_gsd_m=model.gsd_m,
+                                 budget_bytes, tile_gsd_m=plan.mean_centre_gsd_m, native_gsd_m=model.gsd_m,
                                  multiple_px=model.size_multiple)
         if problem is not None:
             raise TooLargeError(problem)
-
-
-#: ``compression`` choices: the COG codec of the images (aerial.tif, hillshade.tif) and of the data
-#: (height.tif, classes.tif: never lossy). ZSTD: level 1 for the images (about half the CPU time of DEFLATE
-#: level 1 at the same size), 3 for the data; readers need GDAL >= 2.3 (libtiff with zstd). JPEG: quality 90,
-#: RGB stored as YCbCr.
-COMPRESSIONS = {"deflate": ("DEFLATE", "DEFLATE"), "zstd": ("ZSTD", "ZSTD"), "jpeg": ("JPEG", "DEFLATE")}
-
-
-def _codecs_of(compression: str) -> tuple[str, str]:
-    codecs = COMPRESSIONS.get(compression) if isinstance(compression, str) else None
-    if codecs is None:
-        raise InputError(f"unknown compression '{compression}'; choose --compress deflate, zstd or jpeg")
-    return codecs
-
-
-def check_compression(compression: str) -> str:
-    """``compression`` lower-cased, checked: a key of ``COMPRESSIONS`` that rasterio's GDAL can write."""
-    name = compression.strip().lower() if isinstance(compression, str) else compression
-    check_codecs(_codecs_of(name))  # an unknown name: the one-line error naming the choices
-    return name
 
 
 def output_specs(paths: OutputPaths, schema: Schema, compression: str = "deflate") -> dict[str, RasterSpec]:
@@ -195,7 +186,7 @@ def output_specs(paths: OutputPaths, schema: Schema, compression: str = "deflate
 
     The same specs for local and Dask renders, so both write the same files.
     """
-    image, data = _codecs_of(compression)
+    image, data = codecs_of(compression)
     specs = {
         "aerial": RasterSpec(paths.aerial, 3, "uint8", None, "average",
                              descriptions=("red", "green", "blue"), photometric="RGB", predictor="2", deflate_level=1,
@@ -448,14 +439,16 @@ def _write_generated(outputs: OutputSet, feats: ClassSource, grid: Grid, schema:
 
 
 def make_height_spec(grid: Grid, dem: DemSource | None = None, canopy: CanopyParams | None = None,
-                     hillshade: bool = False) -> HeightSpec:
-    gx, gy = grid.gsd_m_at(grid.height / 2, grid.width / 2)
+                     hillshade: bool = False, gsd_xy_m: tuple[float, float] | None = None) -> HeightSpec:
+    """``gsd_xy_m``: ground metres per pixel at the grid's centre (:attr:`TilePlan.centre_gsd_m`; None:
+    computed here)."""
+    gx, gy = gsd_xy_m if gsd_xy_m is not None else centre_gsd_m(grid)
     return HeightSpec(dem, canopy if canopy is not None else CanopyParams(), hillshade, (gx + gy) / 2, (gx, gy))
 
 
 def log_plan(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel) -> None:
     rx, ry = grid.res_xy
-    gx, gy = grid.gsd_m_at(grid.height / 2, grid.width / 2)
+    gx, gy = plan.centre_gsd_m
     unit = grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "units"
     log.info("grid %dx%d px, pixel %.4g x %.4g %s = %.3f x %.3f ground m at centre; %d tiles of %d px "
              "(overlap %d), model %s native GSD %.3g m on %s (%s)", grid.width, grid.height, rx, ry, unit, gx, gy,
@@ -465,25 +458,28 @@ def log_plan(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel) -> 
         log.info("per-tile rescaling: model input %s px for %d px tiles", distinct, spec.tile_px)
 
 
-@frozen_gc()  # see geogan.runtime
-def render_grid(feats: ClassSource, grid: Grid, model: LoadedModel, schema: Schema, paths: OutputPaths, *,
-                spec: TileSpec, seed: int = 0, batch_tiles: int | None = None, force: bool = False,
-                heights: HeightSpec | None = None, progress: ProgressFn | None = None,
-                cancel: CancelFn | None = None, compression: str = "deflate") -> RenderResult:
-    """Render ``feats`` on ``grid`` with ``model`` into three COGs at ``paths``.
+@dataclass(frozen=True, eq=False)
+class RenderJob:
+    """One wired render, as :func:`render_grid` and the Dask front run it (:mod:`geogan.core` builds it).
 
-    ``batch_tiles``: tiles per generator call (default ``CPU_BATCH_TILES`` on CPU, where 2-4 tiles per
-    call keep both cores busier than one, measured with benchmarks/bench.py; ``CUDA_BATCH_TILES`` on CUDA).
-    ``compression``: the COGs' codecs, a key of ``COMPRESSIONS`` (see :func:`output_specs`).
+    ``plan``: the tile plan the core size-checked (:func:`check_size`); ``generator_seed``: the 32-bit seed
+    of the noise, tile orientations and canopy (:func:`geogan.settings.generator_seed`).
     """
-    t0 = time.perf_counter()
-    if batch_tiles is None:
-        batch_tiles = CUDA_BATCH_TILES if model.device.type == "cuda" else CPU_BATCH_TILES
-    heights = heights if heights is not None else make_height_spec(grid)
-    plan = plan_tiles(grid, spec, model)
-    check_size(plan, model, force, grid=grid, spec=spec, hillshade=heights.hillshade)
-    log_plan(grid, spec, plan, model)
-    torch.manual_seed(seed)
+
+    feats: ClassSource
+    grid: Grid
+    model: LoadedModel
+    schema: Schema
+    paths: OutputPaths
+    spec: TileSpec
+    plan: TilePlan
+    heights: HeightSpec
+    compression: str = "deflate"
+    generator_seed: int = 0
+
+
+def _batch_callback(tiles: int, progress: ProgressFn | None, cancel: CancelFn | None) -> Callable[[int], None]:
+    """``on_batch(n)`` for :func:`blend_tile_rows`: stop when ``cancel()`` says so, report progress."""
     done = 0
 
     def on_batch(n: int) -> None:
@@ -491,8 +487,30 @@ def render_grid(feats: ClassSource, grid: Grid, model: LoadedModel, schema: Sche
         if cancel is not None and cancel():
             raise Cancelled("render cancelled; no output was written")
         if progress is not None and done:
-            progress(done / plan.tiles, f"tile {done}/{plan.tiles}")
+            progress(done / tiles, f"tile {done}/{tiles}")
         done += n
+    return on_batch
+
+
+@frozen_gc()  # see geogan.runtime
+def render_grid(job: RenderJob, runtime: RuntimeSettings = RuntimeSettings()) -> RenderResult:
+    """Render ``job.feats`` on ``job.grid`` with ``job.model`` into the COGs at ``job.paths``.
+
+    ``runtime.batch_tiles``: tiles per generator call (default ``CPU_BATCH_TILES`` on CPU, where 2-4 tiles per
+    call keep both cores busier than one, measured with benchmarks/bench.py; ``CUDA_BATCH_TILES`` on CUDA);
+    ``runtime.progress`` and ``runtime.cancel`` as in :class:`geogan.settings.RuntimeSettings`.
+    ``job.compression``: the COGs' codecs, a key of ``COMPRESSIONS`` (see :func:`output_specs`).
+    """
+    t0 = time.perf_counter()
+    feats, grid, model, schema, paths = job.feats, job.grid, job.model, job.schema, job.paths
+    spec, plan, heights, seed, compression = job.spec, job.plan, job.heights, job.generator_seed, job.compression
+    progress, cancel = runtime.progress, runtime.cancel
+    batch_tiles = runtime.batch_tiles
+    if batch_tiles is None:
+        batch_tiles = CUDA_BATCH_TILES if model.device.type == "cuda" else CPU_BATCH_TILES
+    log_plan(grid, spec, plan, model)
+    torch.manual_seed(seed)
+    on_batch = _batch_callback(plan.tiles, progress, cancel)
 
     # The generator runs here; one thread writes the strips it releases, another writes (and converts
     # to COGs) the class map and heights when they do not depend on it (no height output). GDAL, numpy

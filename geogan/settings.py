@@ -1,0 +1,270 @@
+"""A render's settings as values: small frozen dataclasses, each checked at construction.
+
+Every front builds these (``geogan.api.render`` from its keyword arguments, ``geogan render`` from its
+options, the QGIS worker from its JSON request) and hands them to the render core (:mod:`geogan.core`);
+the Dask front takes the same values. A bad field is a one-line :class:`~geogan.errors.InputError` (or
+:class:`~geogan.errors.GridError`) naming the argument, its option and a value that works.
+
+* :class:`SourceSettings`: what is drawn (vector sources or a sketch, class rules, OSM fetching);
+* :class:`AreaSettings`: where (bbox and its CRS, output CRS, ground metres per pixel);
+* :class:`ModelSettings`: which generator and how it runs (device, precision, compile, style reference);
+* :class:`TilingSettings`, :class:`HeightSettings`, :class:`OutputSettings`, :class:`RuntimeSettings`;
+* :class:`RenderSettings` (tiling, heights, runtime: what the core's ``render`` takes besides the output)
+  and :class:`RenderRequest` (all of the above: one render, as the fronts describe it).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import GridError, InputError
+from .grid import user_crs
+from .terrain import CanopyParams
+from .tiles import TileSpec
+from .write import check_codecs
+
+PathLike = str | os.PathLike
+BBox = tuple[float, float, float, float]
+ProgressFn = Callable[[float, str], None]
+CancelFn = Callable[[], bool]
+
+#: ``compression`` choices: the COG codec of the images (aerial.tif, hillshade.tif) and of the data
+#: (height.tif, classes.tif: never lossy). ZSTD: level 1 for the images (about half the CPU time of DEFLATE
+#: level 1 at the same size), 3 for the data; readers need GDAL >= 2.3 (libtiff with zstd). JPEG: quality 90,
+#: RGB stored as YCbCr.
+COMPRESSIONS = {"deflate": ("DEFLATE", "DEFLATE"), "zstd": ("ZSTD", "ZSTD"), "jpeg": ("JPEG", "DEFLATE")}
+
+
+# ---------------------------------------------------------------- checks shared by the settings and the API
+def codecs_of(compression: str) -> tuple[str, str]:
+    """(image codec, data codec) of a ``compression`` name, or the one-line error naming the choices."""
+    codecs = COMPRESSIONS.get(compression) if isinstance(compression, str) else None
+    if codecs is None:
+        raise InputError(f"unknown compression '{compression}'; choose --compress deflate, zstd or jpeg")
+    return codecs
+
+
+def check_compression(compression: str) -> str:
+    """``compression`` lower-cased, checked: a key of ``COMPRESSIONS`` that rasterio's GDAL can write."""
+    name = compression.strip().lower() if isinstance(compression, str) else compression
+    check_codecs(codecs_of(name))  # an unknown name: the one-line error naming the choices
+    return name
+
+
+def check_gsd_type(gsd_m) -> None:
+    if gsd_m is not None and (isinstance(gsd_m, bool) or not isinstance(gsd_m, numbers.Real)):
+        raise GridError(f"gsd_m={gsd_m!r} is a {type(gsd_m).__name__}, not a number; give ground metres per pixel "
+                        "as a number, e.g. gsd_m=0.5 (--gsd 0.5)")
+
+
+def check_whole(value, name: str, option: str, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name}={value!r} is not a whole number; give an integer, e.g. {option}")
+    if value < minimum:
+        raise InputError(f"{name}={value} must be {minimum} or more, e.g. {option}")
+
+
+def check_callback(fn, name: str, signature: str) -> None:
+    if fn is not None and not callable(fn):
+        raise InputError(f"{name}={fn!r} is not callable; pass a function {signature} or None")
+
+
+def generator_seed(seed: int) -> int:
+    """The 32-bit seed that noise, tile orientations and canopy take for a user's ``seed`` (any integer >= 0).
+
+    Seeds below 2**32 are used as they are (renders made with them stay the same); a larger seed is
+    hashed with numpy's SeedSequence, so seeds no longer repeat every 2**32 (2**32 gave seed 0's render)
+    and 2**70 no longer overflows. Two seeds may still share a 32-bit seed by chance (one pair in 2**32).
+    """
+    seed = int(seed)
+    if seed < 2**32:
+        return seed
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint32)[0])
+
+
+def _path_or_none(value) -> Path | None:
+    return None if value is None else Path(value)
+
+
+# ---------------------------------------------------------------- the values
+@dataclass(frozen=True)
+class OsmFetch:
+    """Where OSM data comes from when no file is given: an Overpass endpoint and an on-disk cache."""
+
+    url: str | None = None  # default: $GEOGAN_OVERPASS_URL, else the public instance
+    cache_dir: PathLike | None = None  # default: $XDG_CACHE_HOME/geogan or ~/.cache/geogan
+    use_cache: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class SourceSettings:
+    """What is drawn. ``osm``: a vector file path, a GeoDataFrame, a list of them, or None (the bundled
+    sample town, or with a bbox the area fetched from Overpass, see ``fetch``); ``sketch``: a PNG painted
+    with the class palette instead; ``class_field``: an attribute holding class names/ids instead of OSM
+    tags; ``rules``: a class rules TOML (None: the built-in schema)."""
+
+    osm: object = None
+    sketch: Path | None = None
+    class_field: str | None = None
+    rules: Path | None = None
+    fetch: OsmFetch = field(default_factory=OsmFetch)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sketch", _path_or_none(self.sketch))
+        object.__setattr__(self, "rules", _path_or_none(self.rules))
+        if self.fetch is None:
+            object.__setattr__(self, "fetch", OsmFetch())
+
+
+@dataclass(frozen=True)
+class AreaSettings:
+    """Where: ``bbox`` (xmin, ymin, xmax, ymax) in ``bbox_crs`` (None: the data's extent), the output
+    ``crs`` and its pixel size ``gsd_m`` in ground metres (None: the model's native GSD)."""
+
+    bbox: BBox | None = None
+    bbox_crs: str = "EPSG:4326"
+    crs: str = "EPSG:3857"
+    gsd_m: float | None = None
+
+    def __post_init__(self) -> None:
+        check_gsd_type(self.gsd_m)
+        user_crs(self.crs, "--crs")
+        user_crs(self.bbox_crs, "--bbox-crs")
+        if self.bbox is not None:
+            object.__setattr__(self, "bbox", tuple(self.bbox))
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which generator (a zoo name or a model .json/.safetensors path) and how it runs: ``device`` auto, cpu
+    or cuda; ``precision`` auto, fp32, bf16 or fp16; ``compile`` with torch.compile; ``style_ref``: a
+    reference aerial image whose look the render takes on (style-encoder models)."""
+
+    name: str = "default"
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    style_ref: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "style_ref", _path_or_none(self.style_ref))
+
+
+@dataclass(frozen=True)
+class TilingSettings:
+    """Tiles in output pixels: ``tile_px`` (None: 256 model pixels at the output GSD, see
+    :func:`geogan.pipeline.auto_tile_spec`) and ``overlap_px`` (None: a quarter of the tile)."""
+
+    tile_px: int | None = None
+    overlap_px: int | None = None
+
+    def __post_init__(self) -> None:
+        check_whole(self.tile_px, "tile_px", "tile_px=256 (--tile-size 256)", 1)
+        check_whole(self.overlap_px, "overlap_px", "overlap_px=64 (--overlap 64)", 0)
+        if self.tile_px is not None:  # the tile spec's own checks, before any work
+            self.spec()
+
+    def spec(self) -> TileSpec:
+        """The explicit tiling as a :class:`TileSpec` (``tile_px`` must be set)."""
+        if self.tile_px is None:
+            raise ValueError("the tiling has no tile size yet; resolve it with geogan.core.tile_spec")
+        return TileSpec(int(self.tile_px), int(self.overlap_px if self.overlap_px is not None
+                                                else int(self.tile_px) // 4))
+
+
+@dataclass(frozen=True)
+class HeightSettings:
+    """How height.tif is made: ``dem`` a DEM raster for the terrain (None: flat ground at 0, or a height
+    model's own terrain), ``canopy`` vegetation heights per class (None: the defaults of
+    :class:`~geogan.terrain.CanopyParams`), ``hillshade`` also write hillshade.tif."""
+
+    dem: Path | None = None
+    canopy: CanopyParams | None = None
+    hillshade: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dem", _path_or_none(self.dem))
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """Where and how the COGs are written: ``out_dir`` (None: an in-memory ``xarray.Dataset``, made in a
+    scratch folder), ``overwrite`` existing outputs, ``compression`` a key of :data:`COMPRESSIONS`
+    (checked, lower-cased); ``in_memory`` the outputs are read back into memory afterwards (the size
+    check counts them)."""
+
+    out_dir: Path | None = Path("out")
+    overwrite: bool = False
+    compression: str = "deflate"
+    in_memory: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compression", check_compression(self.compression))
+        object.__setattr__(self, "out_dir", _path_or_none(self.out_dir))
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How the render runs: ``seed`` (any integer >= 0; same seed, same output), ``force`` (run even when
+    the estimate is over a day or over this machine's memory), ``scheduler`` (a Dask scheduler address) or
+    ``workers`` (a local Dask cluster of that many processes; neither: this process), ``batch_tiles``
+    (tiles per generator call; None: the device's default), ``progress(fraction, message)`` and
+    ``cancel() -> bool`` (checked once per tile batch)."""
+
+    seed: int = 0
+    force: bool = False
+    scheduler: str | None = None
+    workers: int | None = None
+    batch_tiles: int | None = None
+    progress: ProgressFn | None = None
+    cancel: CancelFn | None = None
+
+    def __post_init__(self) -> None:
+        check_whole(self.seed, "seed", "seed=0 (--seed 0); any integer 0 or more gives its own repeatable render",
+                    0)
+        check_whole(self.workers, "workers", "workers=2 (--workers 2: a local Dask cluster of 2 processes); "
+                    "leave it out to render in this process", 1)
+        check_whole(self.batch_tiles, "batch_tiles", "batch_tiles=4", 1)
+        check_callback(self.progress, "progress", "progress(fraction, message)")
+        check_callback(self.cancel, "cancel", "cancel() -> bool")
+
+    @property
+    def generator_seed(self) -> int:
+        """The 32-bit seed the generator's noise takes (:func:`generator_seed`)."""
+        return generator_seed(self.seed)
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.scheduler) or self.workers is not None
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What the core's ``render`` takes besides sources, grid, model and output."""
+
+    tiling: TilingSettings = field(default_factory=TilingSettings)
+    heights: HeightSettings = field(default_factory=HeightSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+
+
+@dataclass(frozen=True, eq=False)
+class RenderRequest:
+    """One render as a front describes it (:func:`geogan.core.run` carries it out)."""
+
+    sources: SourceSettings = field(default_factory=SourceSettings)
+    area: AreaSettings = field(default_factory=AreaSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+    settings: RenderSettings = field(default_factory=RenderSettings)
+
+    def __post_init__(self) -> None:
+        if self.sources.sketch is not None and (self.area.bbox is None or self.sources.osm is not None):
+            raise InputError("a sketch is placed by --bbox and replaces --osm; pass --bbox and no --osm")
