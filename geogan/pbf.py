@@ -2,11 +2,13 @@
 
 A PBF is a sequence of blocks: a 4-byte big-endian length, a ``BlobHeader`` protobuf of that length
 (``type`` = "OSMHeader" or "OSMData", ``datasize``), then the blob of ``datasize`` bytes; the first
-block is the OSMHeader. GDAL's OSM driver reads a file that ends inside a blob, or one cut between
-two blobs, without an error and renders the part it got. :func:`check_pbf` walks the block headers
-(seeking over the blobs, nothing decompressed: about 10 ms per GB) and then looks into the last data
-blob only: PBF writers (osmium, osmosis) write all nodes, then all ways, then all relations, each block
-holding one kind, so a file whose last block holds nodes was cut before its ways.
+block is the OSMHeader. GDAL's OSM driver reads a file cut between two blocks (or with 1-3 stray bytes
+of a next block) without an error and renders the part it got; inside a block it fails with "error
+during the parsing of data". :func:`pbf_problem` walks the block headers (seeking over the blobs,
+nothing decompressed: 0.08 s for 10,000 blocks, about a 1 GB extract, from the page cache) and then
+looks into the last data blob only: PBF writers (osmium, osmosis) write all nodes, then all ways, then
+all relations, each block holding one kind, so a file whose last block holds nodes was cut before its
+ways (or holds no ways, which geogan would not draw either).
 
 A cut exactly between two blocks of ways or relations leaves a well-formed, shorter file; nothing in
 the format tells it apart from a complete one.
