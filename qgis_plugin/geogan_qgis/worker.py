@@ -135,10 +135,23 @@ def _path_or_none(p) -> str | None:
     return None if p is None else str(p)
 
 
+def _render(kwargs: dict, cancel):
+    """``geogan.render`` with the request as a typed, checked value (:class:`geogan.settings.RenderRequest`,
+    built by ``geogan.api.request_from_kwargs``): a key render() does not take, or a bad value, is a
+    one-line GeoganError naming it."""
+    try:
+        from geogan.api import request_from_kwargs, run_request
+    except ImportError:  # a geogan before the render core: its render() checks the keywords itself
+        import geogan
+
+        return geogan.render(**kwargs, progress=_progress, cancel=cancel)
+    return run_request(request_from_kwargs({**kwargs, "progress": _progress, "cancel": cancel}))
+
+
 def op_render(kwargs: dict, cancel) -> dict:
     import geogan
 
-    result = geogan.render(**kwargs, progress=_progress, cancel=cancel)
+    result = _render(kwargs, cancel)
     return {
         "aerial": _path_or_none(getattr(result, "aerial", None)),
         "height": _path_or_none(getattr(result, "height", None)),
