@@ -155,7 +155,7 @@ def test_render_writes_three_rasters(qgis_home, geojson, tiny_model, tmp_path):
     out_dir = tmp_path / "render"
     proc = _ok(qgis_process(qgis_home, "run", "geogan:render", "--", f"LAYERS={geojson}",
                             f"EXTENT={_extent(BBOX_LONLAT, 'EPSG:4326')}", "OUTPUT_CRS=EPSG:3857",
-                            "GSD_M=1", f"MODEL={tiny_model}", "TILE_PX=64", "OVERLAP_PX=16",
+                            "GSD_M=1", f"MODEL_FILE={tiny_model}", "TILE_PX=64", "OVERLAP_PX=16",
                             f"OUTPUT_DIR={out_dir}"))
     assert f"AERIAL:\t{out_dir / 'aerial.tif'}" in proc.stdout
     grids = []
@@ -193,7 +193,7 @@ def test_render_with_a_style_reference_layer(qgis_home, geojson, tmp_path):
         precision = "2" if name == "sand" else "0"
         p = _ok(qgis_process(qgis_home, "run", "geogan:render", "--", f"LAYERS={geojson}",
                              f"EXTENT={_extent(BBOX_LONLAT, 'EPSG:4326')}", "OUTPUT_CRS=EPSG:3857", "GSD_M=1",
-                             f"MODEL={model}", f"STYLE_REF={ref}", "TILE_PX=64", "OVERLAP_PX=16", "COMPRESSION=2",
+                             f"MODEL_FILE={model}", f"STYLE_REF={ref}", "TILE_PX=64", "OVERLAP_PX=16", "COMPRESSION=2",
                              f"PRECISION={precision}", f"OUTPUT_DIR={out_dir}"))
         assert ("on cpu (bf16)" if name == "sand" else "on cpu (fp32)") in p.stdout + p.stderr
         with rasterio.open(out_dir / "aerial.tif") as a, rasterio.open(out_dir / "classes.tif") as c:
@@ -206,7 +206,7 @@ def test_render_with_a_style_reference_layer(qgis_home, geojson, tmp_path):
 def test_bad_input_is_one_line_error(qgis_home, geojson, tmp_path):
     missing = tmp_path / "no_such_model.json"
     proc = qgis_process(qgis_home, "run", "geogan:render", "--", f"LAYERS={geojson}",
-                        f"MODEL={missing}", f"OUTPUT_DIR={tmp_path / 'out'}")
+                        f"MODEL_FILE={missing}", "OUTPUT_CRS=EPSG:3857", f"OUTPUT_DIR={tmp_path / 'out'}")
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
     assert "Traceback" not in text
@@ -255,7 +255,7 @@ def test_sketch_layer_workflow(qgis_home, tmp_path):
                       geometry_type="Polygon", crs="EPSG:3857")
     out = tmp_path / "classes.tif"
     _ok(qgis_process(qgis_home, "run", "geogan:rasterize", "--", f"LAYERS={sketch}|layername=sketch",
-                     "CLASS_FIELD=class", "GSD_M=2", f"OUTPUT={out}"))
+                     "CLASS_FIELD=class", "GSD_M=2", "OUTPUT_CRS=EPSG:3857", f"OUTPUT={out}"))
     with rasterio.open(out) as ds:
         assert set(np.unique(ds.read(1)).tolist()) == {0, 1, 5}
         assert np.allclose(tuple(ds.bounds), (1113200, 6446280, 1113300, 6446400), atol=max(ds.res))
@@ -294,7 +294,8 @@ def context():
     ctx.setProject(QgsProject.instance())
     return ctx
 
-params = {"LAYERS": [geojson], "GSD_M": 1.0, "MODEL": model, "TILE_PX": 64, "OVERLAP_PX": 16}
+params = {"LAYERS": [geojson], "GSD_M": 1.0, "MODEL_FILE": model, "TILE_PX": 64, "OVERLAP_PX": 16,
+          "OUTPUT_CRS": "EPSG:3857"}
 fb = Feedback(cancel_at_progress=True)
 t0 = time.monotonic()
 _, ok = reg.createAlgorithmById("geogan:render").run(
@@ -405,6 +406,6 @@ def test_installer_makes_a_venv_qgis_uses(qgis_home, geojson, tmp_path):
     # the plugin finds its venv by itself (no GEOGAN_PYTHON)
     out = tmp_path / "classes.tif"
     _ok(qgis_process(qgis_home, "run", "geogan:rasterize", "--", f"LAYERS={geojson}",
-                     f"EXTENT={_extent(BBOX_LONLAT, 'EPSG:4326')}", "GSD_M=2", f"OUTPUT={out}",
+                     f"EXTENT={_extent(BBOX_LONLAT, 'EPSG:4326')}", "GSD_M=2", "OUTPUT_CRS=EPSG:3857", f"OUTPUT={out}",
                      GEOGAN_PYTHON=None, GEOGAN_PYTHONPATH=None, GEOGAN_QGIS_ENV=str(env_dir)))
     assert out.exists()

@@ -34,6 +34,7 @@ class DepStatus:
     message: str  # one line: what is there, or exactly what to install
     versions: dict = field(default_factory=dict)
     tried: tuple = ()  # (python, what was wrong) for each candidate
+    models: tuple = ()  # render models installed there: dicts with name, summary, license, gsd_m, style
 
 
 def candidates(configured: str | None = None) -> list[tuple[str, str]]:
@@ -70,7 +71,7 @@ def check(configured: str | None = None) -> DepStatus:
             versions = info.get("versions", {})
             msg = (f"geogan {info.get('geogan_version') or '?'} (torch {versions.get('torch', '?')}) "
                    f"runs in {python} [{source}]")
-            return DepStatus(True, python, msg, versions, tuple(tried))
+            return DepStatus(True, python, msg, versions, tuple(tried), tuple(info.get("models") or ()))
         if "error" in info:
             what = info["error"]
         else:

@@ -92,6 +92,7 @@ def op_check(kwargs: dict) -> dict:
         "broken": broken,
         "versions": versions,
         "geogan_version": geogan_version,
+        "models": _models() if "geogan" not in missing else [],
     }
 
 
@@ -110,11 +111,31 @@ def _source_version() -> str | None:
     return match.group(1) if match else None
 
 
-def _schema_json() -> list[dict]:
+def _schema_json(rules: str | None = None) -> list[dict]:
+    """The class schema a run used: ``rules`` (a class rules TOML) or geogan's built-in one."""
     from geogan.classes import load_schema
 
     return [{"id": int(c.id), "name": str(c.name), "color": [int(v) for v in c.color]}
-            for c in load_schema().classes]
+            for c in load_schema(rules).classes]
+
+
+def _models() -> list[dict]:
+    """The installed models that render aerial images: name, a one-sentence summary, licence, GSD."""
+    try:
+        from geogan.zoo import list_models
+
+        cards = list_models()
+    except Exception:  # noqa: BLE001 - an old or broken geogan: no list, the check still answers
+        return []
+    out = []
+    for card in cards:
+        if "rgb" not in (card.get("outputs") or []):
+            continue  # segmenters, class-map dreamers: not render models
+        summary = str(card.get("description") or "").split(". ")[0].strip()
+        out.append({"name": str(card.get("name")), "summary": summary[:240],
+                    "license": str(card.get("license") or "not stated"), "gsd_m": card.get("gsd_m"),
+                    "style": bool((card.get("arch_params") or {}).get("use_style_encoder"))})
+    return out
 
 
 class _LogToPlugin(logging.Handler):
@@ -135,6 +156,33 @@ def _path_or_none(p) -> str | None:
     return None if p is None else str(p)
 
 
+def _log_info(message: str) -> None:
+    emit({"type": "log", "level": "INFO", "message": message})
+
+
+def _model_gsd_m(model: str) -> float:
+    """The native GSD written in a model's card (a zoo name or a path)."""
+    from geogan.zoo import resolve_model
+
+    return float(json.loads(resolve_model(model).read_text(encoding="utf-8"))["gsd_m"])
+
+
+def _prepared(kwargs: dict, default_gsd_m) -> dict:
+    """The plugin's own keys turned into geogan's: ``example`` (the bundled sample town as the input)
+    and ``square_pixels`` (a box and GSD giving square pixels, see ``worker_grid``)."""
+    kwargs = dict(kwargs)
+    if kwargs.pop("example", False):
+        from geogan.api import sample_osm_path
+
+        kwargs["osm"] = [str(sample_osm_path())]
+    if kwargs.pop("square_pixels", False):
+        from worker_grid import squared
+
+        gsd_m = kwargs.get("gsd_m") or default_gsd_m()
+        kwargs = squared(kwargs, float(gsd_m), _log_info)
+    return kwargs
+
+
 def _render(kwargs: dict, cancel):
     """``geogan.render`` with the request as a typed, checked value (:class:`geogan.settings.RenderRequest`,
     built by ``geogan.api.request_from_kwargs``): a key render() does not take, or a bad value, is a
@@ -151,20 +199,22 @@ def _render(kwargs: dict, cancel):
 def op_render(kwargs: dict, cancel) -> dict:
     import geogan
 
+    kwargs = _prepared(kwargs, lambda: _model_gsd_m(kwargs.get("model") or "default"))
     result = _render(kwargs, cancel)
     return {
         "aerial": _path_or_none(getattr(result, "aerial", None)),
         "height": _path_or_none(getattr(result, "height", None)),
         "classes": _path_or_none(getattr(result, "classes", None)),
-        "schema": _schema_json(),
+        "schema": _schema_json(kwargs.get("rules")),
     }
 
 
 def op_rasterize(kwargs: dict, cancel) -> dict:
     import geogan
 
+    kwargs = _prepared(kwargs, lambda: 0.5)
     path = geogan.rasterize(**kwargs, progress=_progress, cancel=cancel)
-    return {"classes": str(path), "schema": _schema_json()}
+    return {"classes": str(path), "schema": _schema_json(kwargs.get("rules"))}
 
 
 def op_mesh(kwargs: dict, cancel) -> dict:
@@ -186,7 +236,7 @@ def op_mesh(kwargs: dict, cancel) -> dict:
 
 
 def op_schema(kwargs: dict, cancel) -> dict:
-    return {"schema": _schema_json()}
+    return {"schema": _schema_json(kwargs.get("rules"))}
 
 
 OPS = {"render": op_render, "rasterize": op_rasterize, "mesh": op_mesh, "schema": op_schema}
