@@ -1,4 +1,5 @@
-"""`geogan train` (and `geogan chips`): thin CLI over the trainer."""
+"""`geogan train` (and `geogan chips`): thin CLI over the trainer; `train` builds a
+:class:`~geogan.training.config.TrainConfig` from its options and runs it (:func:`~geogan.training.trainer.train_with`)."""
 
 from __future__ import annotations
 
@@ -92,46 +93,48 @@ def register_train(app: typer.Typer) -> None:
     ) -> None:
         """Train a generator (pix2pix / compact U-Net / SPADE) on paired data; resumable, Ctrl-C safe."""
         from ..cli import run_guarded
-        from ..errors import InputError
-        from .trainer import train as run_training
+        from .config import ArchConfig, LossConfig, OptimConfig, RuntimeConfig, ScheduleConfig, TrainConfig
+        from .trainer import train_with
 
         def go():
-            if (not pairs) == (chips is None):
-                raise InputError("give exactly one of --pairs DIR (repeatable) or --chips DIR")
-            if chips is not None and not (chips / "index.json").is_file():
-                raise InputError(f"'{chips}' holds no chips (index.json); make them with 'geogan chips'")
-            for folder in pairs or ():
-                if (folder / "index.json").is_file():
-                    raise InputError(f"'{folder}' holds chips; pass it as --chips")
-            n_steps = steps if steps is not None or epochs is not None else 1000
-            if style_encoder and arch not in ("spade", "unet"):
-                raise InputError("--style-encoder needs --arch spade or --arch unet")
-            if hidden_nc is not None and arch != "spade":
-                raise InputError("--hidden-nc needs --arch spade")
-            from ..models.unet import NO_POSITION_CUE
-            if no_position_cue and arch != "unet":
-                raise InputError("--no-position-cue needs --arch unet")
-            g_params = {**({"ngf": ngf} if ngf else {}), **({"hidden_nc": hidden_nc} if hidden_nc else {}),
-                        **(NO_POSITION_CUE if no_position_cue else {}),
-                        **({"z_dim": z_dim, "use_style_encoder": True} if style_encoder else {}),
-                        **({"style_film": True} if style_film else {})}
-            if style_film and not (style_encoder and arch == "spade"):
-                raise InputError("--style-film needs --arch spade and --style-encoder (the U-Net always "
-                                 "feeds its style through FiLM)")
-            return run_training(
-                arch, chips if chips is not None else (pairs[0] if len(pairs) == 1 else list(pairs)), out, steps=n_steps, epochs=epochs, batch_size=batch,
-                lr=lr, beta1=beta1, l1_weight=l1_weight, gan_mode=gan_mode, ratio=ratio, seed=seed,
-                resume=resume, checkpoint_every=checkpoint_every, sample_every=sample_every,
-                feature_matching=fm_weight, lattice_weight=lattice_weight, equivariance_weight=equivariance_weight, kld_weight=kld_weight,
-                diversity_weight=diversity_weight, fixed_pattern_weight=fixed_pattern_weight, vgg_weights=vgg_weights, log_tensorboard=tensorboard,
-                device=device, label_map=label_map[0] if len(label_map) == 1 else list(label_map), val_fraction=val_fraction,
-                arch_params=g_params or None, disc_params={"ndf": ndf} if ndf else None, shadow=shadow, balance=balance, name=name,
-                init_from=init_from, max_seconds=hours * 3600 if hours else None, threads=threads, compile=compile, progress=True)
+            data = _data_config(pairs, chips, label_map, val_fraction, balance)
+            config = TrainConfig(
+                data=data, name=name,
+                schedule=ScheduleConfig(steps=steps if steps is not None or epochs is not None else 1000,
+                                        epochs=epochs, max_seconds=hours * 3600 if hours else None,
+                                        checkpoint_every=checkpoint_every, sample_every=sample_every),
+                arch=ArchConfig(arch, ngf=ngf, ndf=ndf, shadow=shadow, no_position_cue=no_position_cue,
+                                style_encoder=style_encoder, z_dim=z_dim, style_film=style_film, hidden_nc=hidden_nc),
+                loss=LossConfig(gan_mode=gan_mode, l1_weight=l1_weight, fm_weight=fm_weight, kld_weight=kld_weight,
+                                lattice_weight=lattice_weight, equivariance_weight=equivariance_weight,
+                                diversity_weight=diversity_weight, fixed_pattern_weight=fixed_pattern_weight,
+                                vgg_weights=vgg_weights),
+                optim=OptimConfig(lr=lr, beta1=beta1, batch=batch, ratio=ratio),
+                runtime=RuntimeConfig(device=device, threads=threads, compile=compile, seed=seed,
+                                      tensorboard=tensorboard))
+            return train_with(config, out, resume=resume, init_from=init_from, progress=True)
 
         log, card_path = run_guarded(go)
         rate = log.step / log.seconds if log.seconds else 0.0
         typer.echo(f"trained to step {log.step} ({log.seconds / 3600:.2f} h, {rate:.2f} steps/s); "
                    f"model: {card_path}")
+
+
+def _data_config(pairs: list[Path] | None, chips: Path | None, label_map: list[str], val_fraction: float | None,
+                 balance: bool | None):
+    """The :class:`~geogan.training.config.DataConfig` of ``--pairs`` (repeatable) or ``--chips``."""
+    from ..errors import InputError
+    from .config import DataConfig
+    if (not pairs) == (chips is None):
+        raise InputError("give exactly one of --pairs DIR (repeatable) or --chips DIR")
+    if chips is not None and not (chips / "index.json").is_file():
+        raise InputError(f"'{chips}' holds no chips (index.json); make them with 'geogan chips'")
+    for folder in pairs or ():
+        if (folder / "index.json").is_file():
+            raise InputError(f"'{folder}' holds chips; pass it as --chips")
+    data = chips if chips is not None else (pairs[0] if len(pairs) == 1 else list(pairs))
+    return DataConfig(data, label_map=label_map[0] if len(label_map) == 1 else list(label_map),
+                      val_fraction=val_fraction, balance=balance)
 
 
 def register_chips(app: typer.Typer) -> None:

@@ -13,6 +13,10 @@
 Training state (both networks, both optimisers, RNG states, step, ratio controller) is saved to
 ``RUN/state.safetensors`` (+ JSON) every ``checkpoint_every`` steps and on exit or Ctrl-C; ``resume``
 continues exactly. The deployable generator (+ model card) goes to ``RUN/export/NAME``.
+
+A run's settings are one :class:`~geogan.training.config.TrainConfig` (:func:`train_with`); :func:`train` takes
+them as keyword arguments. The recipe (:class:`Recipe`, :func:`recipe_for`) lives in
+:mod:`geogan.training.config` and is importable from here too.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -37,83 +41,16 @@ from ..models.loss import GANLoss, diversity_loss, feature_matching_loss, fixed_
 from ..models.registry import build_discriminator, build_generator
 from ..models.shadow import ShadowGenerator, random_flip_rotate
 from .chips import HEIGHT_RANGE_M
+from .config import TERRAIN_LOSSES, Recipe, TrainConfig, recipe_for
 from .pairs import PairSet
 from .ratio import DynamicRatio, FixedRatio
 
 log = logging.getLogger("geogan")
 
+__all__ = ["TERRAIN_LOSSES", "Recipe", "TrainConfig", "TrainLog", "Trainer", "TrainerOptions", "height_losses",
+           "laplacian", "recipe_for", "slope_angle", "train", "train_with"]
+
 FIXED_PATTERN_SAMPLES = 4  # noise maps per step for the fixed-pattern loss (all for one uniform input)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Architecture, losses and optimiser of one training run."""
-
-    arch: str
-    g_params: dict
-    d_arch: str
-    d_params: dict
-    gan_mode: str = "hinge"
-    l1_weight: float = 30.0
-    fm_weight: float = 10.0
-    vgg_weight: float = 10.0
-    kld_weight: float = 0.05  # SPADE with a style encoder: KL of the encoded style from N(0, 1) (GauGAN's 0.05)
-    lattice_weight: float = 0.0  # excess spectral power on the 32/64/128 px lattices (models.loss.lattice_loss)
-    equivariance_weight: float = 0.0  # G(roll(x)) vs roll(G(x)) (models.loss.shift_equivariance_loss)
-    diversity_weight: float = 0.0  # two noise maps, two different pictures at 8 px cells (models.loss.diversity_loss)
-    fixed_pattern_weight: float = 0.0  # uniform input: no picture shared by all noise maps (models.loss.fixed_pattern_loss)
-    vgg_weights: str | None = None
-    lr: float = 2e-4
-    beta1: float = 0.5
-    batch: int = 4
-    jitter: bool = False
-    flip: bool = True
-    balance: bool = True
-    shadow: bool = False
-    # terrain (texture + height) losses, see :data:`TERRAIN_LOSSES` and ``Trainer.step``
-    height_slope_weight: float = 0.0    # L1 of slope angles (radians) generated vs real
-    height_lowres_weight: float = 0.0   # L1 of heights average-pooled by 4 and 16 px (large-scale relief)
-    height_curv_weight: float = 0.0     # L1 of the 5-point Laplacians (pixel-scale ripple / checkerboard)
-    height_to_d: bool = False           # the discriminator also sees the height channel
-    texture_l1_weight: float = 0.0      # L1 of the unshaded texture vs image / prior shading of the real height
-
-
-#: Recipe overrides :func:`train` applies to terrain chips (``geogan terrain-chips``: heights relative to the
-#: chip mean) with ``shadow``: the discriminator judges the height field itself (not only its shading), slope
-#: angles are matched per pixel (class maps fix slope bands; this removes the high-frequency ripple that
-#: shading alone rewards) and large-scale relief gets an extra L1; the unshaded texture is matched to the
-#: image divided by the prior shading of the real height (the chips' synthetic texture is exactly albedo x
-#: that shading), so class colour cannot hide in height ripple decoded by the shadow generator; no
-#: flips/rotations (the chips are lit from the north-west, a flipped chip is lit from elsewhere); the
-#: curvature term (added at step 3462 of the shipped run) damps the transposed-convolution checkerboard
-#: that hillshading makes visible.
-#: Measured on held-out DEMs; see the terrain model card.
-TERRAIN_LOSSES = {"height_slope_weight": 10.0, "height_lowres_weight": 30.0, "height_to_d": True,
-                  "texture_l1_weight": 30.0, "flip": False, "height_curv_weight": 10.0}
-
-
-def recipe_for(arch: str, n_classes: int, **overrides) -> Recipe:
-    """The project's recipe for ``arch`` ('pix2pix', 'unet' or 'spade'), with overrides."""
-    out_nc = 4 if overrides.get("shadow") else 3
-    if arch == "pix2pix":
-        r = Recipe("pix2pix", {"in_nc": n_classes, "out_nc": out_nc, "ngf": 64, "n_down": 8},
-                   "patchgan", {"in_nc": n_classes + 3, "ndf": 64, "n_layers": 3}, gan_mode="vanilla",
-                   l1_weight=100.0, fm_weight=0.0, batch=1, jitter=True, balance=False)
-    elif arch == "unet":
-        r = Recipe("unet", {"in_nc": n_classes, "out_nc": out_nc, "ngf": 16, "n_down": 7, "dropout": False,
-                            "noise": True, "norm": "batch"},
-                   "multiscale", {"in_nc": n_classes + 3, "ndf": 32, "n_layers": 3, "num_d": 2})
-    elif arch == "spade":
-        r = Recipe("spade", {"label_nc": n_classes, "out_nc": out_nc, "ngf": 32, "n_up": 5, "noise": True},
-                   "multiscale", {"in_nc": n_classes + 3, "ndf": 32, "n_layers": 3, "num_d": 2},
-                   l1_weight=10.0, batch=2)
-    else:
-        raise InputError(f"unknown --arch '{arch}'; use pix2pix, unet or spade")
-    g_params = {**r.g_params, **overrides.pop("g_params", {})}
-    d_params = {**r.d_params, **overrides.pop("d_params", {})}
-    if overrides.get("height_to_d") and "in_nc" in d_params:
-        d_params["in_nc"] = n_classes + 4  # labels + RGB + height
-    return replace(r, g_params=g_params, d_params=d_params, **overrides)
 
 
 def slope_angle(height: torch.Tensor, gain: float) -> torch.Tensor:
@@ -157,23 +94,45 @@ class TrainLog:
     history: list[dict] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TrainerOptions:
+    """What a :class:`Trainer` needs besides its recipe, data and runtime: the exported model's ``name``, its
+    ``gsd_m`` and further ``card_extra`` card fields (``training``), ``compile`` the generator with
+    torch.compile, ``tensorboard`` logs in RUN/tb."""
+
+    name: str = "model"
+    gsd_m: float = 0.5
+    card_extra: dict = field(default_factory=dict)
+    compile: bool = False
+    tensorboard: bool = False
+
+
+def _check_terrain_recipe(recipe: Recipe, train_set) -> None:
+    """The terrain losses need the shadow generator and chips with heights."""
+    if (recipe.height_to_d or recipe.height_slope_weight or recipe.height_lowres_weight or
+            recipe.height_curv_weight or recipe.texture_l1_weight) and \
+            (not recipe.shadow or getattr(train_set, "heights", None) is None):
+        raise InputError("the terrain losses (height_to_d, height_slope_weight, height_lowres_weight, "
+                         "texture_l1_weight) need --shadow and chips with heights")
+
+
 class Trainer:
     """One training run in ``run_dir`` on a :class:`PairSet` (or any set with the same ``batch``)."""
 
     def __init__(self, recipe: Recipe, train_set: PairSet, run_dir: Path, *, val_set: PairSet | None = None,
                  ratio: DynamicRatio | FixedRatio | None = None, seed: int = 0, device: str = "cpu",
-                 amp: bool = False, channels_last: bool = False, compile: bool = False, name: str = "model",
-                 gsd_m: float = 0.5, tensorboard: bool = False, card_extra: dict | None = None) -> None:
+                 amp: bool = False, channels_last: bool = False, options: TrainerOptions | None = None) -> None:
+        options = options or TrainerOptions()
         # datasets.PairsDataset / ChipsDataset wrap a PairSet: train on the wrapped tiles
         train_set = getattr(train_set, "tiles", train_set)
         val_set = getattr(val_set, "tiles", val_set)
         self.recipe, self.train_set, self.val_set = recipe, train_set, val_set
-        self.card_extra = dict(card_extra or {})
+        self.card_extra = dict(options.card_extra)
         self.run_dir = Path(run_dir)
         self.ratio = ratio or DynamicRatio()
         self.device = torch.device(device)
         self.amp = amp and self.device.type == "cuda"
-        self.name, self.gsd_m, self.seed = name, gsd_m, seed
+        self.name, self.gsd_m, self.seed = options.name, options.gsd_m, seed
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.G = build_generator(recipe.arch, recipe.g_params).to(self.device)
@@ -183,18 +142,7 @@ class Trainer:
         if tile_px % multiple:
             raise InputError(f"the training tiles are {tile_px} px but {recipe.arch} {recipe.g_params} needs "
                              f"multiples of {multiple} px; use fewer levels (n_down) or larger tiles")
-        self.height_ref = getattr(train_set, "height_ref", "min")
-        self.height_scale_m = float(getattr(train_set, "height_scale_m", HEIGHT_RANGE_M / 2))
-        # terrain chips (heights relative to the chip mean): physically initialised shading, see ShadowGenerator
-        shadow_params = {"relief_gain": self.height_scale_m / gsd_m} if self.height_ref == "mean" else {}
-        self.shadow = ShadowGenerator(**shadow_params).to(self.device) if recipe.shadow else None
-        self.relief_gain = self.height_scale_m / gsd_m
-        if (recipe.height_to_d or recipe.height_slope_weight or recipe.height_lowres_weight or
-                recipe.height_curv_weight or recipe.texture_l1_weight) and (not recipe.shadow or getattr(train_set, "heights", None) is None):
-            raise InputError("the terrain losses (height_to_d, height_slope_weight, height_lowres_weight, "
-                             "texture_l1_weight) need --shadow and chips with heights")
-        if recipe.texture_l1_weight and self.shadow.relief_gain is None:
-            raise InputError("texture_l1_weight needs terrain chips (heights relative to the chip mean)")
+        self._init_shadow(recipe, train_set)
         if channels_last:
             self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
         g_params = list(self.G.parameters()) + (list(self.shadow.parameters()) if self.shadow else [])
@@ -202,12 +150,24 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=recipe.lr, betas=(recipe.beta1, 0.999))
         self.gan = GANLoss(recipe.gan_mode)
         self.vgg = maybe_vgg_loss(recipe.vgg_weights) if recipe.vgg_weights is not None else None
-        self.g_fwd = torch.compile(self.G) if compile else self.G
+        self.g_fwd = torch.compile(self.G) if options.compile else self.G
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self.weights = train_set.class_balanced_weights(0.5) if recipe.balance else None
         self.log = TrainLog()
         self._stop = False
-        self.tb = _tensorboard_writer(self.run_dir / "tb") if tensorboard else None
+        self.tb = _tensorboard_writer(self.run_dir / "tb") if options.tensorboard else None
+
+    def _init_shadow(self, recipe: Recipe, train_set) -> None:
+        """The shadow generator (texture + height recipes) and the height scale of the chips."""
+        self.height_ref = getattr(train_set, "height_ref", "min")
+        self.height_scale_m = float(getattr(train_set, "height_scale_m", HEIGHT_RANGE_M / 2))
+        # terrain chips (heights relative to the chip mean): physically initialised shading, see ShadowGenerator
+        shadow_params = {"relief_gain": self.height_scale_m / self.gsd_m} if self.height_ref == "mean" else {}
+        self.shadow = ShadowGenerator(**shadow_params).to(self.device) if recipe.shadow else None
+        self.relief_gain = self.height_scale_m / self.gsd_m
+        _check_terrain_recipe(recipe, train_set)
+        if recipe.texture_l1_weight and self.shadow.relief_gain is None:
+            raise InputError("texture_l1_weight needs terrain chips (heights relative to the chip mean)")
 
     # ------------------------------------------------------------ state
     @property
@@ -576,14 +536,8 @@ def _load_data(data, label_map, val_data, val_fraction: float | None, check_labe
     length, or one for all), split each by number, and merged (:func:`merge_pairsets`).
     """
     if isinstance(data, (list, tuple)) and all(isinstance(d, (str, Path)) for d in data):
-        if len(data) == 0:
-            raise InputError("no training data given")
-        maps = list(label_map) if isinstance(label_map, (list, tuple)) else [label_map] * len(data)
-        if len(maps) == 1:
-            maps = maps * len(data)
-        if len(maps) != len(data):
-            raise InputError(f"{len(data)} pair folders but {len(maps)} label maps; give one label map, or one "
-                             "per folder in the same order")
+        from .config import label_maps_for
+        maps = label_maps_for(data, label_map)
         if val_data is not None and len(data) > 1:
             raise InputError("a separate validation folder works with one training folder only")
         parts = [_load_data(d, m, val_data, val_fraction, check_labels) for d, m in zip(data, maps)]
@@ -627,7 +581,7 @@ def _attribution(lm_path: Path | None) -> str:
 
 
 def _terrain_loss_overrides(terrain_losses: dict | None, train_set, shadow: bool, state: Path | None) -> dict:
-    """The terrain-loss recipe fields for a run (see :func:`train`'s ``terrain_losses``)."""
+    """The terrain-loss recipe fields for a run (see :class:`~geogan.training.config.TerrainLossConfig`)."""
     keys = tuple(TERRAIN_LOSSES)
     if terrain_losses is not None:
         unknown = set(terrain_losses) - set(keys)
@@ -645,100 +599,80 @@ def _terrain_loss_overrides(terrain_losses: dict | None, train_set, shadow: bool
     return {}
 
 
-def _ratio_controller(ratio):
-    from .ratio import parse_ratio
-    if ratio is None:
-        return DynamicRatio()
-    return parse_ratio(ratio) if isinstance(ratio, str) else ratio
+def _make_trainer(config: TrainConfig, recipe: Recipe, data: tuple, out_dir: Path) -> Trainer:
+    """The :class:`Trainer` of ``config`` for ``data`` = (train set, val set, attribution text)."""
+    from ..infer import resolve_device
+    train_set, val_set, attribution = data
+    rt = config.runtime
+    dev = resolve_device(rt.device)
+    cuda = dev.type == "cuda"
+    options = TrainerOptions(name=config.name, gsd_m=train_set.label_map.gsd_m, compile=rt.compile,
+                             tensorboard=rt.tensorboard, card_extra={"attribution": attribution} if attribution else {})
+    return Trainer(recipe, train_set, out_dir, val_set=val_set, ratio=config.optim.controller(), seed=rt.seed,
+                   device=str(dev), amp=rt.amp and cuda,
+                   channels_last=cuda if rt.channels_last is None else (rt.channels_last and cuda), options=options)
 
 
-def train(arch: str, data, out_dir: str | Path, *, steps: int | None = None, epochs: float | None = None,
-          batch_size: int | None = None, lr: float = 2e-4, beta1: float = 0.5, l1_weight: float | None = None,
-          gan_mode: str | None = None, ratio="dynamic", seed: int = 0, resume: bool = False,
-          checkpoint_every: int = 500, sample_every: int = 500, log_every: int = 25,
-          feature_matching: float | None = None, lattice_weight: float | None = None,
-          equivariance_weight: float | None = None, kld_weight: float | None = None,
-          diversity_weight: float | None = None, fixed_pattern_weight: float | None = None,
-          vgg_weights: str | Path | None = None, amp: bool = True,
-          channels_last: bool | None = None, compile: bool = False, log_tensorboard: bool = False,
-          device: str = "auto", label_map="landcoverai", val_data=None, val_fraction: float | None = None,
-          arch_params: dict | None = None, disc_params: dict | None = None, shadow: bool = False,
-          balance: bool | None = None, jitter: bool | None = None, name: str = "model",
-          max_seconds: float | None = None, threads: int | None = None, progress: bool = False,
-          check_labels: bool = True, terrain_losses: dict | None = None,
-          init_from: str | Path | None = None) -> tuple[TrainLog, Path]:
-    """Train a generator on paired data and export it; returns (log, model card path).
-
-    ``arch``: ``pix2pix`` (U-Net ngf 64 + 70x70 PatchGAN, vanilla GAN + L1 x 100, jitter + mirroring,
-    batch 1), ``unet`` (compact U-Net with noise, 2-scale D, hinge + feature matching + L1) or ``spade``
-    (SPADE + 2-scale D, hinge + feature matching (+ VGG with ``vgg_weights``) + L1). ``None`` options take
-    the recipe's value (:func:`recipe_for`).
-
-    ``data``: a folder of side-by-side pairs (split by file number: the highest ``val_fraction``, default
-    12.5 %, is validation), a folder written by ``geogan chips`` (has ``index.json``; its own split), or a
-    :class:`~geogan.training.datasets.PairsDataset` / ``ChipsDataset`` / ``PairSet`` (then ``val_data``
-    likewise). ``steps`` counts all steps of the run including resumed ones; ``epochs`` converts to
-    ``ceil(epochs * len(train) / batch)`` steps.
+def train_with(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
+               init_from: str | Path | None = None, progress: bool = False) -> tuple[TrainLog, Path]:
+    """Train the generator of ``config`` (:class:`~geogan.training.config.TrainConfig`) and export it into
+    ``out_dir``; returns (log, model card path).
 
     Writes into ``out_dir``: ``state.safetensors/.json`` (exact resume: both nets, both optimisers, RNG
     states, step, ratio controller), ``log.jsonl`` (losses every ``log_every`` steps, one line per epoch
     with the realised D:G ratio), ``samples/step_N.png`` (labels | output | target), ``export/NAME``
     (deployable model + card, refreshed at every checkpoint and at exit, Ctrl-C and SIGTERM included).
-    ``amp`` and ``channels_last`` apply on CUDA only. Deterministic for a given seed on CPU.
+    Deterministic for a given seed on CPU.
 
-    ``terrain_losses``: recipe overrides for the terrain losses (``height_slope_weight``,
-    ``height_lowres_weight``, ``height_curv_weight``, ``height_to_d``, ``texture_l1_weight``, ``flip``);
-    ``None`` = :data:`TERRAIN_LOSSES` for terrain chips (heights relative to the chip mean) with ``shadow``,
-    off otherwise; a resumed run keeps the values it was started with (a run started before the terrain
-    losses existed keeps them off; a run started with them takes the defaults of terrain losses added since).
+    ``resume``: continue the run in ``out_dir`` (without it an existing run is refused); its terrain losses
+    stay what the run was started with unless ``config.terrain`` sets them. ``init_from``: start a new run
+    from another run's networks or an exported model (:meth:`Trainer.init_from`). ``progress``: a progress bar.
     """
-    from ..infer import resolve_device
-    if threads:
-        torch.set_num_threads(int(threads))
+    if config.runtime.threads:
+        torch.set_num_threads(config.runtime.threads)
     out_dir = Path(out_dir)
     state = out_dir / "state.safetensors"
     if state.exists() and not resume:
         raise OutputError(f"'{out_dir}' already holds a training run; pass --resume to continue it or choose "
                           "another --out")
-    if steps is None and epochs is None:
-        raise InputError("give the length of the run: --steps N or --epochs N")
-    train_set, val_set, attribution = _load_data(data, label_map, val_data, val_fraction, check_labels)
-    lm = train_set.label_map
-    overrides: dict = {"shadow": shadow, "lr": lr, "beta1": beta1}
-    for key, value in (("batch", batch_size), ("l1_weight", l1_weight), ("gan_mode", gan_mode),
-                       ("fm_weight", feature_matching), ("balance", balance), ("jitter", jitter),
-                       ("lattice_weight", lattice_weight), ("equivariance_weight", equivariance_weight),
-                       ("kld_weight", kld_weight), ("diversity_weight", diversity_weight),
-                       ("fixed_pattern_weight", fixed_pattern_weight)):
-        if value is not None:
-            overrides[key] = value
-    if vgg_weights is not None:
-        overrides["vgg_weights"] = str(vgg_weights)
-    overrides.update(_terrain_loss_overrides(terrain_losses, train_set, shadow, state if resume else None))
-    if arch_params:
-        overrides["g_params"] = dict(arch_params)
-    if disc_params:
-        overrides["d_params"] = dict(disc_params)
-    recipe = recipe_for(arch, len(lm.classes), **overrides)
-    if recipe.gan_mode not in ("hinge", "vanilla", "lsgan"):
-        raise InputError(f"unknown GAN loss '{recipe.gan_mode}'; use hinge, vanilla or lsgan")
-    if recipe.batch < 1:
-        raise InputError(f"batch size must be >= 1 (got {recipe.batch})")
-    if steps is None:
-        epoch_len = max(1, len(train_set) // recipe.batch)
-        steps = int(math.ceil(float(epochs) * epoch_len))
-    dev = resolve_device(device)
-    cuda = dev.type == "cuda"
-    extra = {"attribution": attribution} if attribution else {}
-    trainer = Trainer(recipe, train_set, out_dir, val_set=val_set, ratio=_ratio_controller(ratio), seed=seed,
-                      device=str(dev), amp=amp and cuda, channels_last=cuda if channels_last is None
-                      else (channels_last and cuda), compile=compile, name=name, gsd_m=lm.gsd_m,
-                      tensorboard=log_tensorboard, card_extra=extra)
+    d = config.data
+    data = _load_data(d.data, d.label_map, d.val_data, d.val_fraction, d.check_labels)
+    train_set = data[0]
+    terrain = _terrain_loss_overrides(None if config.terrain is None else config.terrain.overrides(), train_set,
+                                      config.arch.shadow, state if resume else None)
+    recipe = config.recipe(len(train_set.label_map.classes), terrain)
+    trainer = _make_trainer(config, recipe, data, out_dir)
     resumed = resume and trainer.resume()
     if resume and not resumed:
         log.info("nothing to resume in %s: starting a new run", out_dir)
     if init_from is not None and not resumed:
         trainer.init_from(init_from)
-    run_log = trainer.train(steps, checkpoint_every=checkpoint_every, sample_every=sample_every,
-                            log_every=log_every, max_seconds=max_seconds, progress=progress)
-    return run_log, out_dir / "export" / f"{name}.json"
+    s = config.schedule
+    run_log = trainer.train(s.total_steps(len(train_set), recipe.batch), checkpoint_every=s.checkpoint_every,
+                            sample_every=s.sample_every, log_every=s.log_every, max_seconds=s.max_seconds,
+                            progress=progress)
+    return run_log, out_dir / "export" / f"{config.name}.json"
+
+
+def train(arch: str, data, out_dir: str | Path, *, resume: bool = False, init_from: str | Path | None = None,
+          progress: bool = False, **options) -> tuple[TrainLog, Path]:
+    """Train a generator on paired data and export it; returns (log, model card path).
+
+    The keyword form of :func:`train_with`: ``options`` are the keywords of
+    :data:`~geogan.training.config.TRAIN_OPTIONS`, each a field of the
+    :class:`~geogan.training.config.TrainConfig` it builds (``None`` options take the recipe's value):
+    ``steps``/``epochs``/``max_seconds``/``checkpoint_every``/``sample_every``/``log_every`` (schedule),
+    ``batch_size``/``lr``/``beta1``/``ratio`` (optimiser), ``gan_mode``/``l1_weight``/``feature_matching``/
+    ``lattice_weight``/``equivariance_weight``/``kld_weight``/``diversity_weight``/``fixed_pattern_weight``/
+    ``vgg_weights`` (losses), ``arch_params``/``disc_params``/``shadow`` (networks), ``device``/``threads``/
+    ``compile``/``amp``/``channels_last``/``seed``/``log_tensorboard`` (runtime), ``label_map``/``val_data``/
+    ``val_fraction``/``balance``/``jitter``/``check_labels`` (data), ``name`` and ``terrain_losses`` (a dict of
+    :data:`TERRAIN_LOSSES` fields; None: automatic).
+
+    ``arch``: ``pix2pix`` (U-Net ngf 64 + 70x70 PatchGAN, vanilla GAN + L1 x 100, jitter + mirroring,
+    batch 1), ``unet`` (compact U-Net with noise, 2-scale D, hinge + feature matching + L1) or ``spade``
+    (SPADE + 2-scale D, hinge + feature matching (+ VGG with ``vgg_weights``) + L1). ``data``: see
+    :class:`~geogan.training.config.DataConfig`.
+    """
+    config = TrainConfig.from_options(arch, data, **options)
+    return train_with(config, out_dir, resume=resume, init_from=init_from, progress=progress)
