@@ -1,7 +1,9 @@
-"""``geogan dream`` (dream a fake town on a real grid and render it) and ``geogan dream-train``."""
+"""``geogan dream`` (dream a fake town on a real grid and render it) and ``geogan dream-train`` (builds a
+:class:`~geogan.dream.DreamTrainSettings` from its options and runs :func:`~geogan.dream.train_dream_with`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -111,10 +113,16 @@ def register_dream_train(app: typer.Typer) -> None:
     ) -> None:
         """Train a dream model (DCGAN on class tiles rasterized from real OSM data); resumable."""
         from .cli import parse_bbox, run_guarded
-        from .dream import OSM_ATTRIBUTION, class_tiles_from_osm, train_dream
+        from .dream import OSM_ATTRIBUTION, DreamTrainSettings, class_tiles_from_osm, train_dream_with
         from .infer import resolve_device
 
         def go():
+            settings = DreamTrainSettings(
+                gsd_m=gsd, steps=steps, batch=batch, seed=seed, license=license, name=name, z_dim=z_dim, ngf=ngf,
+                ndf=ndf, lr=lr, lr_d=lr_d, gan_mode=gan_mode, spectral=spectral, mbstd=mbstd, r1_gamma=r1, ema=ema,
+                fakes=fakes, mode_seeking=mode_seeking, blur=blur, marginal=marginal, calibrate=calibrate,
+                stats_samples=stats_samples, checkpoint_every=checkpoint_every, device=str(resolve_device(device)),
+                max_seconds=None if max_minutes is None else 60.0 * max_minutes)
             if threads:
                 import torch
 
@@ -124,13 +132,7 @@ def register_dream_train(app: typer.Typer) -> None:
                                          min_mapped=min_mapped, extra_gsd_m=extra)
             gsds = ", ".join(f"{g:g}" for g in [gsd, *extra])
             data = data_note or (", ".join(p.name for p in osm) + f" rasterized at {gsds} m; {OSM_ATTRIBUTION}")
-            return tiles, train_dream(tiles, out, steps, batch, seed, resume, gsd_m=gsd, data=data, license=license,
-                                      name=name, z_dim=z_dim, ngf=ngf, ndf=ndf, lr=lr, lr_d=lr_d,
-                                      gan_mode=gan_mode, spectral=spectral, mbstd=mbstd, r1_gamma=r1, ema=ema,
-                                      fakes=fakes, mode_seeking=mode_seeking, blur=blur, marginal=marginal,
-                                      calibrate=calibrate, stats_samples=stats_samples,
-                                      checkpoint_every=checkpoint_every, device=str(resolve_device(device)),
-                                      max_seconds=None if max_minutes is None else 60.0 * max_minutes)
+            return tiles, train_dream_with(tiles, out, replace(settings, data=data), resume=resume)
 
         tiles, card = run_guarded(go)
         typer.echo(f"trained on {len(tiles)} tiles; wrote {card}")

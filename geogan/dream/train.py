@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from ..errors import InputError, ModelError
 from ..models.checkpoint import load_training_state, model_paths, save_training_state
 from ..models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ..models.loss import GANLoss
+from ..training.config import check_gan_mode, check_number, check_whole
 from .data import palette_rgb
 from .losses import FAKE_MODES, _fake_maps, _mix, _real_batch, class_marginal_loss, mode_seeking_loss
 from .model import (DEFAULT_MODEL_NAME, OSM_ATTRIBUTION, OSM_LICENSE, PathLike, ProgressFn, _atomic,
@@ -75,6 +76,20 @@ def _sample_sheet(generator: DCGANGenerator, path: Path, schema: Schema, n: int 
         r, c = divmod(i, n)
         sheet[r * (t + 2):r * (t + 2) + t, c * (t + 2):c * (t + 2) + t] = tile
     _atomic(path, lambda tmp: Image.fromarray(palette_rgb(sheet, schema)).save(tmp, format="PNG"))
+
+
+#: DreamTrainSettings' whole-number fields and their minimum (steps and batch are checked first)
+_WHOLE_FIELDS = (("seed", 0), ("z_dim", 1), ("ngf", 1), ("ndf", 1), ("mbstd", 0), ("r1_every", 0),
+                 ("checkpoint_every", 0), ("log_every", 0), ("bn_samples", 1), ("stats_samples", 0))
+#: ``geogan dream-train``'s option of a DreamTrainSettings field where it is not ``--field-name``; None: no option
+_OPTIONS = {"gsd_m": "--gsd", "r1_gamma": "--r1", "max_seconds": "--max-minutes x 60", "smooth": None, "r1_every": None,
+            "log_every": None, "bn_samples": None}
+
+
+def _label(name: str) -> str:
+    """A DreamTrainSettings field as messages name it: ``z_dim (--z-dim)``."""
+    option = _OPTIONS.get(name, "--" + name.replace("_", "-"))
+    return f"{name} ({option})" if option else name
 
 
 @dataclass(frozen=True)
@@ -159,12 +174,27 @@ class DreamTrainSettings:
     calibrate: bool = True
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch < 1:
-            raise InputError(f"steps ({self.steps}) must be >= 0 and batch ({self.batch}) >= 1")
+        check_whole(self.steps, _label("steps"), 0)
+        check_whole(self.batch, _label("batch"), 1)
         if self.fakes not in FAKE_MODES:
             raise InputError(f"fakes must be one of {', '.join(FAKE_MODES)}, got {self.fakes!r}")
-        if not 0.0 <= self.ema < 1.0:
+        if not isinstance(self.ema, (int, float)) or not 0.0 <= self.ema < 1.0:
             raise InputError(f"ema decay {self.ema} must be in [0, 1)")
+        check_number(self.gsd_m, _label("gsd_m"), low_open=True)
+        for name, minimum in _WHOLE_FIELDS:
+            check_whole(getattr(self, name), _label(name), minimum)
+        for name in ("lr", "lr_d"):
+            check_number(getattr(self, name), _label(name), low_open=True, optional=name == "lr_d")
+        for name in ("r1_gamma", "mode_seeking", "marginal", "max_seconds"):
+            check_number(getattr(self, name), _label(name), optional=name == "max_seconds")
+        check_number(self.smooth, _label("smooth"), 0.0, 1.0)
+        if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2):
+            raise InputError(f"betas must be two numbers in [0, 1) such as (0.5, 0.999), got {self.betas!r}")
+        for beta in self.betas:
+            check_number(beta, "each of betas", 0.0, 1.0)
+        check_gan_mode(self.gan_mode)
+        if not isinstance(self.name, str) or not self.name or Path(self.name).name != self.name:
+            raise InputError(f"model name {self.name!r} must be a plain file name (no folders); e.g. --name dream")
 
     @property
     def lr_d_used(self) -> float:
@@ -173,15 +203,8 @@ class DreamTrainSettings:
 
 
 def train_dream(tiles: np.ndarray, out_dir: PathLike, steps: int = 5000, batch: int = 32, seed: int = 0,
-                resume: bool = False, *, gsd_m: float, data: str = "", license: str = OSM_LICENSE,
-                name: str = DEFAULT_MODEL_NAME, z_dim: int = 64, ngf: int = 32, ndf: int = 32, lr: float = 2e-4,
-                lr_d: float | None = 4e-4, betas: tuple[float, float] = (0.5, 0.999), smooth: float = 0.1,
-                gan_mode: str = "hinge", spectral: bool = True, mbstd: int = 4, r1_gamma: float = 0.0,
-                r1_every: int = 4, ema: float = 0.999, checkpoint_every: int = 500, log_every: int = 50,
-                bn_samples: int = 512, stats_samples: int = 256, device: str = "cpu",
-                rules: PathLike | None = None, progress: ProgressFn | None = None,
-                max_seconds: float | None = None, fakes: str = "gumbel", mode_seeking: float = 1.0,
-                blur: bool = True, marginal: float = 0.0, calibrate: bool = True) -> Path:
+                resume: bool = False, *, rules: PathLike | None = None, progress: ProgressFn | None = None,
+                **settings) -> Path:
     """Train a DCGAN on class tiles; returns the exported model card ``OUT/NAME.json``.
 
     ``tiles``: uint8 (N, T, T) schema class ids (T a power of two >= 8), e.g. from
@@ -189,16 +212,14 @@ def train_dream(tiles: np.ndarray, out_dir: PathLike, steps: int = 5000, batch: 
     ``dream-train-state.{json,safetensors}`` (checkpoint), ``NAME.{json,safetensors}`` (exported
     generator + card), ``dream-train-log.jsonl`` and ``dream-samples.png``. ``resume``: continue from
     the checkpoint in ``out_dir`` (starts fresh when there is none). ``rules``: the class schema.
-    ``progress(fraction, message)`` is called after every step. The other arguments are the fields of
-    :class:`DreamTrainSettings` (documented there); :func:`train_dream_with` takes them as one value.
+    ``progress(fraction, message)`` is called after every step. ``steps``, ``batch``, ``seed`` and the
+    keyword ``settings`` (``gsd_m`` required) are the fields of :class:`DreamTrainSettings` (documented
+    there); :func:`train_dream_with` takes them as one value.
     """
-    settings = DreamTrainSettings(
-        gsd_m=gsd_m, steps=steps, batch=batch, seed=seed, data=data, license=license, name=name, z_dim=z_dim,
-        ngf=ngf, ndf=ndf, lr=lr, lr_d=lr_d, betas=betas, smooth=smooth, gan_mode=gan_mode, spectral=spectral,
-        mbstd=mbstd, r1_gamma=r1_gamma, r1_every=r1_every, ema=ema, checkpoint_every=checkpoint_every,
-        log_every=log_every, bn_samples=bn_samples, stats_samples=stats_samples, device=device,
-        max_seconds=max_seconds, fakes=fakes, mode_seeking=mode_seeking, blur=blur, marginal=marginal,
-        calibrate=calibrate)
+    unknown = sorted(set(settings) - {f.name for f in fields(DreamTrainSettings)})
+    if unknown:
+        raise TypeError(f"train_dream() got an unexpected keyword argument '{unknown[0]}'")
+    settings = DreamTrainSettings(steps=steps, batch=batch, seed=seed, **settings)
     return train_dream_with(tiles, out_dir, settings, resume=resume, rules=rules, progress=progress)
 
 

@@ -367,20 +367,36 @@ class _DemChips:
     info: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ChipFilters:
+    """Which DEMs and chips :func:`make_terrain_chips` skips: DEMs coarser than ``max_source_spacing_m`` on
+    the ground (upsampling them shows their pixel facets), chips with more than ``max_water_share`` water
+    (open sea teaches nothing about relief)."""
+
+    max_source_spacing_m: float = 100.0
+    max_water_share: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not self.max_source_spacing_m > 0:
+            raise InputError(f"max_source_spacing_m must be above 0 m (got {self.max_source_spacing_m!r})")
+        if not 0 <= self.max_water_share <= 1:
+            raise InputError(f"max_water_share must be in [0, 1] (got {self.max_water_share!r})")
+
+
 def make_terrain_chips(dem_dir: str | Path | None, out_dir: str | Path, *, dems: Sequence[str | Path] = (),
                        gsd_m: float = 30.0, chip_px: int = 128, max_chips_per_dem: int = 64,
                        val_dems: Iterable[str] = DEFAULT_VAL_DEMS, height_scale_m: float | None = None,
-                       rules: TerrainRules | None = None, seed: int = 0, max_source_spacing_m: float = 100.0,
-                       max_water_share: float = 0.9, log=None) -> dict:
+                       rules: TerrainRules | None = None, seed: int = 0, filters: ChipFilters = ChipFilters(),
+                       log=None) -> dict:
     """Write terrain chips for ``geogan train --chips OUT --shadow``; returns the index (``index.json``).
 
     ``dem_dir``: folder of DEM GeoTIFFs (``landcover_*.tif`` files are land cover, paired by name prefix);
     ``dems``: explicit DEM files instead (or as well). DEMs whose names start with one of ``val_dems``
-    form the validation split (whole files, never random chips). DEMs coarser than ``max_source_spacing_m``
-    on the ground are skipped (upsampling them shows their pixel facets); chips with more than
-    ``max_water_share`` water are skipped (open sea teaches nothing about relief).
+    form the validation split (whole files, never random chips). ``filters``: the DEMs (too coarse) and
+    chips (mostly water) skipped (:class:`ChipFilters`).
     """
     rules = rules or TerrainRules()
+    max_source_spacing_m, max_water_share = filters.max_source_spacing_m, filters.max_water_share
     out_dir = Path(out_dir)
     if (out_dir / "index.json").exists() or any(out_dir.glob("chip_*.png")):
         raise OutputError(f"'{out_dir}' already holds chips; choose another output folder or delete it first")
@@ -475,7 +491,7 @@ def make_terrain_chips(dem_dir: str | Path | None, out_dir: str | Path, *, dems:
 
 __all__ = ["TERRAIN_CLASSES", "ALBEDO", "TerrainRules", "classify_terrain", "slope_deg", "normalize_height",
            "denormalize_height", "albedo_texture", "shade_factor", "utm_crs", "reproject_dem",
-           "make_terrain_chips", "DEFAULT_VAL_DEMS", "SCHEMA_TO_TERRAIN", "radial_power_spectrum",
+           "make_terrain_chips", "ChipFilters", "DEFAULT_VAL_DEMS", "SCHEMA_TO_TERRAIN", "radial_power_spectrum",
            "spectral_slope", "slope_w1_deg", "relief_p95_p5", "rank_agreement", "class_colour_separation",
            "evaluate_terrain_model", "finalize_terrain_card"]
 
