@@ -18,7 +18,7 @@ from typing import Mapping
 
 from .errors import RulesError
 
-GEOMETRY_KINDS = ("area", "line", "any")
+GEOMETRY_KINDS = ("area", "line", "point", "any")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class Rule:
     exclude: tuple[tuple[str, tuple[str, ...]], ...] = ()
     width_key: str | None = None
     width_m: float | None = None
+    priority: int | None = None  # drawing priority of its features (None: the class's)
+    crown: bool = False  # a tree: drawn as its crown (diameter_crown / circumference, else a default)
 
     def matches(self, tags: Mapping[str, str], kind: str) -> bool:
         if self.geometry != "any" and self.geometry != kind:
@@ -61,7 +63,8 @@ class Classified:
 
     class_id: int
     priority: int
-    width_m: float | None  # only for lines
+    width_m: float | None  # lines: their width; points: their diameter (tree crowns)
+    crown: bool = False  # a tree (see Rule.crown)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ class Schema:
     default_line_width_m: Mapping[str, float] = field(default_factory=dict)
     lane_width_m: float = 3.25
     source: str = "builtin"
+    sea_class: str | None = "water"  # class of the sea built from natural=coastline (None: no sea)
+    sea_priority: int = 1  # under every land feature
+    tree_crown_m: float = 6.0  # crown diameter of a tree without diameter_crown / circumference
+    tree_height_m: float = 10.0  # height of a tree without a height tag
 
     # ------------------------------------------------------------ lookups
     @property
@@ -110,24 +117,40 @@ class Schema:
     def classify(self, tags: Mapping[str, str], kind: str) -> Classified | None:
         """Class of a feature with OSM ``tags`` and geometry ``kind``.
 
-        Returns the highest-priority matching rule's class, or None when no
-        rule matches (the feature is not drawn; the ground stays background).
+        Returns the highest-priority matching rule's class (a rule's own ``priority``, else its
+        class's), or None when no rule matches (the feature is not drawn; the ground stays background).
         """
         best: tuple[Rule, ClassDef] | None = None
         by_key, always = self._rule_index
         order = [i for key in tags for i in by_key.get(key, ())]  # only rules whose first key the tags have
         order.extend(always)
         order.sort()  # the schema's order: the first of equal priority wins
+        best_priority = 0
         for rule in (self.rules[i] for i in order):
             if rule.matches(tags, kind):
                 cdef = self.by_name(rule.class_name)
-                if best is None or cdef.priority > best[1].priority:
-                    best = (rule, cdef)
+                priority = rule.priority if rule.priority is not None else cdef.priority
+                if best is None or priority > best_priority:
+                    best, best_priority = (rule, cdef), priority
         if best is None:
             return None
         rule, cdef = best
+        priority = best_priority
+        if rule.crown:
+            return Classified(cdef.id, priority, self.crown_diameter_m(tags), crown=True)
         width = self.line_width_m(rule, tags) if kind == "line" else None
-        return Classified(cdef.id, cdef.priority, width)
+        return Classified(cdef.id, priority, width)
+
+    def crown_diameter_m(self, tags: Mapping[str, str]) -> float:
+        """A tree's crown diameter: ``diameter_crown``, else from the trunk's ``circumference`` (about 20
+        trunk diameters, 2..30 m), else ``tree_crown_m``."""
+        crown = parse_length_m(tags.get("diameter_crown"))
+        if crown is not None and 0 < crown <= 60:
+            return crown
+        trunk = parse_length_m(tags.get("circumference"))
+        if trunk is not None and 0 < trunk <= 30:
+            return min(30.0, max(2.0, CROWN_PER_TRUNK_DIAMETER * trunk / math.pi))
+        return self.tree_crown_m
 
     @cached_property
     def _rule_index(self) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...]]:
@@ -153,6 +176,12 @@ class Schema:
             width = float(self.default_line_width_m.get(cdef.name, 4.0))
         return Classified(cdef.id, cdef.priority, width)
 
+    def sea(self) -> Classified | None:
+        """How the sea is drawn (:mod:`geogan.coastline`): its class at ``sea_priority``, or None."""
+        if self.sea_class is None:
+            return None
+        return Classified(self.by_name(self.sea_class).id, self.sea_priority, None)
+
     def line_width_m(self, rule: Rule, tags: Mapping[str, str]) -> float:
         width = parse_length_m(tags.get("width"))
         if width is not None and width > 0:
@@ -167,6 +196,9 @@ class Schema:
                 return float(table[value])
         return float(rule.width_m if rule.width_m is not None else 4.0)
 
+
+# Crown diameter per trunk diameter of open-grown and street trees (about 15..25 in the literature).
+CROWN_PER_TRUNK_DIAMETER = 20.0
 
 _NUMBER = re.compile(r"^\s*([-+]?\d+(?:[.,]\d+)?)\s*([a-zA-Z']*)\s*$")
 
@@ -252,11 +284,53 @@ def parse_schema(data: Mapping, source: str = "<rules>") -> Schema:
             exclude=tuple(_as_values(k, v, where) for k, v in exclude.items()),
             width_key=r.get("width_key"),
             width_m=float(r["width_m"]) if "width_m" in r else None,
+            priority=_rule_priority(r, where),
+            crown=_rule_crown(r, where),
         ))
     widths = {k: {kk: float(vv) for kk, vv in v.items()} for k, v in data.get("line_widths_m", {}).items()}
     defaults = {k: float(v) for k, v in data.get("default_line_width_m", {}).items()}
+    sea_class, sea_priority = _sea(data, names, source)
+    trees = data.get("trees", {})
     return Schema(int(data.get("schema_version", 1)), tuple(classes), tuple(rules), widths, defaults,
-                  float(data.get("lane_width_m", 3.25)), source)
+                  float(data.get("lane_width_m", 3.25)), source, sea_class, sea_priority,
+                  _positive_m(trees, "crown_m", 6.0, source), _positive_m(trees, "height_m", 10.0, source))
+
+
+def _rule_priority(rule: Mapping, where: str) -> int | None:
+    if "priority" not in rule:
+        return None
+    value = rule["priority"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RulesError(f"{where}: priority must be a whole number, not {value!r}")
+    return value
+
+
+def _rule_crown(rule: Mapping, where: str) -> bool:
+    value = rule.get("crown", False)
+    if not isinstance(value, bool):
+        raise RulesError(f"{where}: crown must be true or false, not {value!r}")
+    return value
+
+
+def _sea(data: Mapping, names: set[str], source: str) -> tuple[str | None, int]:
+    """The [sea] table: the class (default "water" when the schema has it; "" for no sea) and priority."""
+    sea = data.get("sea", {})
+    if not isinstance(sea, dict):
+        raise RulesError(f"{source}: [sea] must be a table with class and priority")
+    name = sea.get("class", "water" if "water" in names else "")
+    if name and name not in names:
+        raise RulesError(f"{source}: [sea] class '{name}' is not one of the schema classes")
+    priority = sea.get("priority", 1)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise RulesError(f"{source}: [sea] priority must be a whole number, not {priority!r}")
+    return (name or None), priority
+
+
+def _positive_m(table: Mapping, key: str, default: float, source: str) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < float(value) < 1000):
+        raise RulesError(f"{source}: [trees] {key} must be a positive number of metres, not {value!r}")
+    return float(value)
 
 
 def default_rules_text() -> str:

@@ -124,6 +124,7 @@ class BuildingHeights:
     roof_across: bool = False
     is_part: bool = False
     warnings: tuple[str, ...] = ()
+    is_tree: bool = False  # a tree crown (tree_heights), not a building: it follows the terrain
 
     @property
     def eaves_m(self) -> float:
@@ -283,6 +284,20 @@ def building_height_m(tags: Mapping[str, str], storey_height_m: float = STOREY_H
     return building_heights(tags, storey_height_m, half_width_m).height_m
 
 
+MAX_TREE_HEIGHT_M = 120.0
+
+
+def tree_heights(tags: Mapping[str, str], crown_m: float, default_height_m: float, row: bool = False) -> BuildingHeights:
+    """A tree's crown as a roof over the ground: its top from the ``height`` tag (else ``default_height_m``),
+    rounded over the ``crown_m`` wide disc (a dome) or row (a ridge along its middle, as a hipped roof).
+    The rounding is half the crown, at most half the tree's height."""
+    height = _positive(parse_length_m(tags.get("height")))
+    if height is None or height > MAX_TREE_HEIGHT_M:
+        height = default_height_m
+    crown_depth = min(crown_m / 2.0, height / 2.0) if crown_m > 0 else 0.0
+    return BuildingHeights(float(height), 0.0, "hipped" if row else "dome", float(crown_depth), is_tree=True)
+
+
 def is_building_part(tags: Mapping[str, str]) -> bool:
     value = tags.get("building:part")
     return value is not None and str(value).strip().lower() not in ("", "no")
@@ -312,7 +327,8 @@ class BuildingTable:
     """Per-feature 3-D attributes, aligned with ``FeatureSet.geometries``.
 
     ``min_heights_m``: bottom of each building part above ground (0 = on the ground; NaN
-    for features that are not buildings), for a mesh exporter. ``roof_shapes`` are codes into
+    for features that are not buildings), for a mesh exporter. ``is_tree``: tree crowns (they
+    have heights and roofs, but follow the terrain instead of standing on one base). ``roof_shapes`` are codes into
     :data:`ROOF_SHAPES`; ``roof_heights_m`` ridge minus eaves; ``roof_directions_deg`` NaN
     when untagged. ``ground_jacobians[i]`` (2x2) holds the CRS units per ground metre
     towards east (column 0) and north (column 1) at feature i (NaN for non-buildings).
@@ -325,13 +341,15 @@ class BuildingTable:
     roof_across: np.ndarray
     is_part: np.ndarray
     ground_jacobians: np.ndarray
+    is_tree: np.ndarray | None = None  # None: no trees
 
     @classmethod
     def from_heights(cls, items: list[BuildingHeights | None], jacobians: np.ndarray) -> "BuildingTable":
         n = len(items)
         nan = np.float32(np.nan)
         t = cls(np.full(n, nan, np.float32), np.zeros(n, np.int8), np.zeros(n, np.float32),
-                np.full(n, nan, np.float32), np.zeros(n, bool), np.zeros(n, bool), np.asarray(jacobians, np.float64))
+                np.full(n, nan, np.float32), np.zeros(n, bool), np.zeros(n, bool), np.asarray(jacobians, np.float64),
+                np.zeros(n, bool))
         for i, b in enumerate(items):
             if b is None:
                 continue
@@ -341,10 +359,17 @@ class BuildingTable:
             t.roof_directions_deg[i] = b.roof_direction_deg
             t.roof_across[i] = b.roof_across
             t.is_part[i] = b.is_part
+            t.is_tree[i] = b.is_tree
         return t
 
     def take(self, order: np.ndarray) -> "BuildingTable":
-        return BuildingTable(*(getattr(self, f)[order] for f in self.__dataclass_fields__))
+        return BuildingTable(*(None if getattr(self, f) is None else getattr(self, f)[order]
+                               for f in self.__dataclass_fields__))
+
+    @property
+    def trees(self) -> np.ndarray:
+        """bool per feature: a tree crown."""
+        return self.is_tree if self.is_tree is not None else np.zeros(len(self.min_heights_m), bool)
 
 
 def ground_jacobians(lon: np.ndarray, lat: np.ndarray, crs: pyproj.CRS, step_m: float = 1.0) -> np.ndarray:
@@ -538,5 +563,5 @@ def roof_heights_m(shape: str, footprint_m, points_m: np.ndarray, height_m: floa
 
 __all__ = ["BuildingHeights", "BuildingTable", "DEFAULT_BUILDING_HEIGHT_M", "ROOF_SHAPES", "STOREY_HEIGHT_M",
            "building_height_m", "building_heights", "ground_jacobians", "log_height_warnings",
-           "roof_fraction", "roof_heights_m"]
+           "roof_fraction", "roof_heights_m", "tree_heights"]
 

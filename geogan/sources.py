@@ -30,7 +30,10 @@ from .pbf import pbf_problem
 log = logging.getLogger("geogan")
 
 OSM_SUFFIXES = (".osm", ".pbf", ".osm.pbf", ".o5m")
-OSM_LAYERS = ("lines", "multipolygons")
+OSM_LAYERS = ("points", "lines", "multipolygons")
+# Layers GDAL's OSM driver writes (ogr2ogr from .osm/.pbf) that geogan does not read from OSM files either:
+# route and other relations, drawn by their member ways already.
+OSM_UNREAD_LAYERS = ("multilinestrings", "other_relations")
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".gml", ".kml", ".sqlite")
 _OTHER_TAGS = re.compile(r'"((?:[^"\\]|\\.)*)"=>"((?:[^"\\]|\\.)*)"')
 # OSM driver columns that are bookkeeping, not tags.
@@ -47,11 +50,54 @@ class RawLayer:
     is_osm: bool
     dropped: int = 0  # features whose geometry GDAL could not build
     ids: list[str | None] = field(default_factory=list)  # OSM "way/1", "relation/2", "node/3" (OSM sources)
+    osm_derived: bool = False  # a non-OSM layer written from OSM by GDAL (an other_tags or osm_id column)
+
+    @property
+    def name(self) -> str:
+        """The layer's name (``source`` is "file:layer")."""
+        return self.source.rsplit(":", 1)[-1]
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How features of non-OSM layers (GPKG, GeoJSON, Shapefile ...) are classified and given heights.
+
+    ``class_name``: every feature of those layers gets this class (e.g. "building"); ``class_field``:
+    the attribute holding each feature's class name or id (one of the two, or neither: classify by OSM
+    tags, as for OSM files); ``height_field`` / ``levels_field``: the attributes holding building heights
+    in metres / storeys (None: a field named ``height`` in any letter case, resp. ``building:levels``);
+    ``sea_without_coast``: an area no coastline crosses is all sea (default: land, see
+    :mod:`geogan.coastline`).
+    """
+
+    class_name: str | None = None
+    class_field: str | None = None
+    height_field: str | None = None
+    levels_field: str | None = None
+    sea_without_coast: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("class_name", "class_field", "height_field", "levels_field"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise SourceError(f"{key} must be a non-empty name, not {value!r}")
+        if self.class_name is not None and self.class_field is not None:
+            raise SourceError("give either a class for every feature (--class) or a class field (--class-field), "
+                              "not both")
+
+    @classmethod
+    def of(cls, value: "SourceOptions | str | None") -> "SourceOptions":
+        """Options from a value the API passes through: options, a class field name (the older
+        ``class_field`` parameter) or None."""
+        if isinstance(value, SourceOptions):
+            return value
+        return cls(class_field=value)
 
 
 @dataclass
 class SourceReport:
     layers: list[RawLayer] = field(default_factory=list)
+    bbox_lonlat: tuple[float, float, float, float] | None = None  # the area read (None: everything)
 
     @property
     def feature_count(self) -> int:
@@ -198,7 +244,7 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
             t[name] = str(value) if not isinstance(value, (int, np.integer)) else str(int(value))
-        if osm and "other_tags" in names:
+        if "other_tags" in names:
             t.update(parse_other_tags(fields[names.index("other_tags")][i]))
         tags.append(t)
     ids = _osm_ids(layer, names, fields, n) if osm else [None] * n
@@ -216,11 +262,23 @@ def _raw_layer(path: Path, layer: str, geoms: np.ndarray, tags: list[dict[str, s
             ok = ~missing
             geoms[ok] = shapely.transform(geoms[ok], lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
     keep = ~missing
+    derived = not osm and any("other_tags" in t or "osm_id" in t or "osm_way_id" in t for t in tags)
+    tags = [_without_bookkeeping(t) for t in tags] if derived else tags
     return RawLayer(f"{path.name}:{layer}", geoms[keep], [t for t, k in zip(tags, keep) if k], osm,
-                    dropped=int(missing.sum()), ids=[i for i, k in zip(ids, keep) if k])
+                    dropped=int(missing.sum()), ids=[i for i, k in zip(ids, keep) if k], osm_derived=derived)
 
 
-def _check_class_field(path: Path, layer: str, class_field: str | None, names: Sequence[str]) -> None:
+def _without_bookkeeping(tags: dict[str, str]) -> dict[str, str]:
+    """The tags of a feature GDAL wrote from OSM: its ``other_tags`` column parsed into tags (whatever
+    the format: GPKG, GeoJSON, Shapefile ...) and the driver's bookkeeping columns left out."""
+    out = {k: v for k, v in tags.items() if k not in _NOT_TAGS}
+    out.update(parse_other_tags(tags.get("other_tags")))
+    return out
+
+
+def _check_class_field(path: Path, layer: str, class_field: "SourceOptions | str | None",
+                       names: Sequence[str]) -> None:
+    class_field = SourceOptions.of(class_field).class_field
     if class_field is not None and class_field not in names:
         raise SourceError(f"layer '{layer}' of '{path}' has no field '{class_field}'; "
                           f"its fields are: {', '.join(names) or '(none)'}")
@@ -306,26 +364,34 @@ def _check_declared_crs(path: Path, layer: str, layer_crs: str | None, bounds) -
 
 
 def read_sources(paths: Sequence[str | Path], bbox_lonlat: tuple[float, float, float, float] | None,
-                 class_field: str | None = None) -> SourceReport:
+                 class_field: SourceOptions | str | None = None) -> SourceReport:
     """Read every usable layer of every path, keeping features inside ``bbox_lonlat``.
 
-    OSM files are read from their ``lines`` and ``multipolygons`` layers with
-    the driver's spatial filter; other formats from all their vector layers.
+    OSM files are read from their ``points``, ``lines`` and ``multipolygons`` layers with
+    the driver's spatial filter; other formats from all their vector layers but those GDAL
+    writes from OSM relations (``multilinestrings``, ``other_relations``: not read from OSM
+    files either). ``class_field``: :class:`SourceOptions`, or the name of a class field.
     """
-    report = SourceReport()
+    report = SourceReport(bbox_lonlat=None if bbox_lonlat is None else tuple(bbox_lonlat))
     for p in paths:
         path = Path(p)
         _check_file(path)
         tables = gpkg_tables(path) if path.name.lower().endswith(".gpkg") else None
         layers = _read_gpkg(path, tables, bbox_lonlat, class_field) if tables is not None else None
         if layers is not None:
-            report.layers.extend(layers)
+            report.layers.extend(layer for layer in layers if not _osm_relation_layer(layer))
             continue
         for layer in _layer_names(path):
-            report.layers.append(read_layer(path, layer, bbox_lonlat, class_field if not is_osm_path(path) else None))
+            raw = read_layer(path, layer, bbox_lonlat, class_field if not is_osm_path(path) else None)
+            if not _osm_relation_layer(raw):
+                report.layers.append(raw)
     if all(layer.is_osm for layer in report.layers) and report.layers:
         _check_osm_not_garbage(paths, report)
     return report
+
+
+def _osm_relation_layer(layer: RawLayer) -> bool:
+    return layer.osm_derived and layer.name in OSM_UNREAD_LAYERS
 
 
 def _check_osm_not_garbage(paths: Sequence[str | Path], report: SourceReport) -> None:

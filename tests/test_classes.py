@@ -117,9 +117,14 @@ def test_rule_index_classifies_exactly_like_trying_every_rule():
         matching = [rule for rule in schema.rules if rule.matches(tags, kind)]
         if not matching:
             return None
-        rule = max(matching, key=lambda r: schema.by_name(r.class_name).priority)  # max keeps the first of ties
+        def priority(r):  # a rule's own priority, else its class's
+            return r.priority if r.priority is not None else schema.by_name(r.class_name).priority
+
+        rule = max(matching, key=priority)  # max keeps the first of ties
         cdef = schema.by_name(rule.class_name)
-        return Classified(cdef.id, cdef.priority, schema.line_width_m(rule, tags) if kind == "line" else None)
+        if rule.crown:
+            return Classified(cdef.id, priority(rule), schema.crown_diameter_m(tags), crown=True)
+        return Classified(cdef.id, priority(rule), schema.line_width_m(rule, tags) if kind == "line" else None)
 
     report = read_sources([sample_osm_path()], None)
     cases = [(tags, "area" if layer.source.endswith("multipolygons") else "line")
