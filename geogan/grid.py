@@ -14,6 +14,7 @@ import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import pyproj
 from affine import Affine
 from pyproj.exceptions import CRSError as _ProjCRSError
@@ -58,18 +59,31 @@ def ground_scale(crs: pyproj.CRS, lon: float, lat: float) -> tuple[float, float]
     (2.0, 2.0), a UTM zone about (0.9996, 0.9996). For a geographic CRS it is
     degrees per ground metre along a parallel and along a meridian.
     """
-    crs = parse_crs(crs)
+    kx, ky = ground_scales(parse_crs(crs), np.array([lon], float), np.array([lat], float))
+    return float(kx[0]), float(ky[0])
+
+
+@lru_cache(maxsize=16)
+def _proj(crs: pyproj.CRS) -> pyproj.Proj:
+    return pyproj.Proj(crs)
+
+
+def ground_scales(crs: pyproj.CRS, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ground_scale` for arrays of points at once (one PROJ call)."""
+    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
     if crs.is_geographic:
         geod = crs.get_geod() or pyproj.Geod(ellps="WGS84")
         d = 1e-4
         _, _, dx_m = geod.inv(lon - d / 2, lat, lon + d / 2, lat)
         _, _, dy_m = geod.inv(lon, lat - d / 2, lon, lat + d / 2)
-        return d / dx_m, d / dy_m
-    factors = pyproj.Proj(crs).get_factors(lon, lat)
+        return d / np.asarray(dx_m), d / np.asarray(dy_m)
+    factors = _proj(crs).get_factors(lon, lat)
     unit = _unit_to_m(crs)
-    kx, ky = float(factors.parallel_scale), float(factors.meridional_scale)
-    if not (math.isfinite(kx) and math.isfinite(ky)) or kx <= 0 or ky <= 0:
-        raise GridError(f"{crs.to_string()} has no usable scale at lon {lon:.4f}, lat {lat:.4f}; "
+    kx, ky = np.asarray(factors.parallel_scale, float), np.asarray(factors.meridional_scale, float)
+    bad = ~(np.isfinite(kx) & np.isfinite(ky) & (kx > 0) & (ky > 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise GridError(f"{crs.to_string()} has no usable scale at lon {lon[i]:.4f}, lat {lat[i]:.4f}; "
                         "choose a CRS valid for this area")
     return kx / unit, ky / unit
 
@@ -139,8 +153,14 @@ class Grid:
 
     def gsd_m_at(self, row: float, col: float) -> tuple[float, float]:
         """Ground metres covered by one pixel along x and y at a pixel position."""
-        lon, lat = self.lonlat(row, col)
-        kx, ky = ground_scale(self.crs, lon, lat)
+        gx, gy = self.gsd_m_at_many(np.array([row], float), np.array([col], float))
+        return float(gx[0]), float(gy[0])
+
+    def gsd_m_at_many(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`gsd_m_at` for arrays of pixel positions at once."""
+        x, y = self.transform * (np.asarray(cols, float), np.asarray(rows, float))
+        lon, lat = _to_lonlat(self.crs).transform(x, y)
+        kx, ky = ground_scales(self.crs, lon, lat)
         rx, ry = self.res_xy
         return rx / kx, ry / ky
 

@@ -125,13 +125,10 @@ def centre_gsd_m(grid: Grid) -> tuple[float, float]:
 def plan_tiles(grid: Grid, spec: TileSpec, model: LoadedModel) -> TilePlan:
     """The model-input size of each tile row, from the ground scale at the row's centre (once per row)."""
     cols = spec.count(grid.width)
-    sizes = []
-    mp = 0.0
-    for row0 in spec.starts(grid.height):
-        gx, gy = grid.gsd_m_at(min(row0 + spec.tile_px / 2, grid.height - 0.5), grid.width / 2)
-        m = model_input_px(spec.tile_px, (gx + gy) / 2, model.gsd_m, model.size_multiple)
-        sizes.append(m)
-        mp += cols * m * m / 1e6
+    centres = np.minimum(np.asarray(spec.starts(grid.height), float) + spec.tile_px / 2, grid.height - 0.5)
+    gx, gy = grid.gsd_m_at_many(centres, np.full(len(centres), grid.width / 2))
+    sizes = [model_input_px(spec.tile_px, float(g), model.gsd_m, model.size_multiple) for g in (gx + gy) / 2]
+    mp = sum(cols * m * m / 1e6 for m in sizes)
     return TilePlan(tuple(sizes), len(sizes) * cols, mp, centre_gsd_m(grid))
 
 

@@ -78,7 +78,12 @@ def test_one_grid_one_size_check_one_ground_scale_per_tile_row(tmp_path, tiny_mo
         return wrapper
     monkeypatch.setattr(core, "area_grid", counted("grid", core.area_grid))
     monkeypatch.setattr(core, "check_size", counted("check", core.check_size))
-    monkeypatch.setattr(Grid, "gsd_m_at", counted("gsd", Grid.gsd_m_at))
+    many = Grid.gsd_m_at_many
+
+    def points_counted(self, rows, cols):  # ground scales computed, counted per point
+        calls["gsd"] += len(rows)
+        return many(self, rows, cols)
+    monkeypatch.setattr(Grid, "gsd_m_at_many", points_counted)
     res = core.run(request_from_kwargs({"osm": sample_osm_path(), "bbox": BBOX, "out_dir": tmp_path / "o",
                                         "model": str(tiny_model), "tile_px": 64, "overlap_px": 16}))
     rows = len(TilingSettings(64, 16).spec().starts(res.grid.height))
