@@ -91,12 +91,18 @@ def rasterize_heights(feats: FeatureSet, grid: Grid) -> np.ndarray:
     return rasterize_object_heights(feats, grid)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class VectorClassSource:
     """A :class:`FeatureSet` as the render's :class:`~geogan.sketch.ClassSource`: it rasterizes the
-    features onto any window (a sketch's :class:`~geogan.sketch.RasterClassSource` offers the same)."""
+    features onto any window (a sketch's :class:`~geogan.sketch.RasterClassSource` offers the same).
+
+    ``bases_m``: one base elevation per feature (NaN: none), from
+    :func:`geogan.terrain.building_bases_m` on a DEM (:meth:`standing_on`); buildings then stand on
+    it (:meth:`object_layers`) instead of following the DEM pixel by pixel.
+    """
 
     features: FeatureSet
+    bases_m: np.ndarray | None = None
 
     def classes(self, grid: Grid) -> np.ndarray:
         return rasterize_classes(self.features, grid)
@@ -108,6 +114,28 @@ class VectorClassSource:
     def object_height_layers(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         """(top, bottom) above ground on ``grid``: the bottom is the ``min_height`` of the part making the top."""
         return rasterize_object_heights(self.features, grid, with_bottom=True)
+
+    def standing_on(self, dem) -> "VectorClassSource":
+        """This source with one base elevation per building from ``dem`` (a :class:`~geogan.terrain.DemSource`)."""
+        from .terrain import building_bases_m
+
+        return VectorClassSource(self.features, building_bases_m(self.features, dem))
+
+    def object_layers(self, grid: Grid) -> tuple[np.ndarray, np.ndarray | None]:
+        """(top above its base, base elevation or NaN where an object follows the terrain; None without bases)
+        on ``grid``: what :func:`geogan.terrain.compose_heights` takes as ``object_m`` and ``base_m``."""
+        layers = object_surface(self.features, grid)
+        if self.bases_m is None:
+            return layers.top_m, None
+        return layers.top_m, layers.per_pixel(self.bases_m)
+
+
+def object_layers(source, grid: Grid) -> tuple[np.ndarray, np.ndarray | None]:
+    """(object heights, per-pixel base elevations or None) of any class source on ``grid``: a
+    :class:`VectorClassSource` standing on a DEM gives bases, other sources (a sketch) only heights."""
+    if isinstance(source, VectorClassSource):
+        return source.object_layers(grid)
+    return source.object_heights(grid), None
 
 
 # ----------------------------------------------------------------------------- object heights
@@ -133,8 +161,8 @@ def _pixel_windows(bounds: np.ndarray, grid) -> np.ndarray:
 
 
 def _paint_roof(geom, window, top_m: float, roof_m: float, shape: str, direction_deg: float, across: bool,
-                jac: np.ndarray, grid, surface: np.ndarray, bottom: np.ndarray, bottom_m: float) -> None:
-    """Max-composite one shaped roof into ``surface`` (and its bottom height into ``bottom``).
+                jac: np.ndarray, grid, surface: np.ndarray, owner: np.ndarray, index: int) -> None:
+    """Max-composite one shaped roof into ``surface`` (and ``index`` into ``owner`` where it is on top).
 
     ``window`` (r0, r1, c0, c1) bounds the pixels of ``grid`` that can lie inside ``geom``.
     """
@@ -155,11 +183,11 @@ def _paint_roof(geom, window, top_m: float, roof_m: float, shape: str, direction
     foot_m = shapely.transform(geom, lambda xy: (xy - origin) @ to_m.T)
     h = roof_heights_m(shape, foot_m, pts_m, top_m, roof_m, direction_deg, across)
     sub_s = surface[r0:r1, c0:c1]  # views: the masked assignments below write through
-    sub_b = bottom[r0:r1, c0:c1]
+    sub_o = owner[r0:r1, c0:c1]
     cur = sub_s[inside]
     higher = h > cur
     sub_s[inside] = np.where(higher, h, cur)
-    sub_b[inside] = np.where(higher, bottom_m, sub_b[inside])
+    sub_o[inside] = np.where(higher, index, sub_o[inside])
 
 
 @dataclass(frozen=True)
@@ -205,71 +233,95 @@ def _burn_ranks(geoms: np.ndarray, grid: Grid) -> np.ndarray:
 
 
 def _paint_layer(hf: _HeightFeatures, members: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """(surface, bottom) of the ``members`` alone: the highest roof over each pixel (-inf where none)."""
+    """(surface, owner) of the ``members`` alone: the highest roof over each pixel (-inf where none) and
+    the index (into ``hf``) of the feature it belongs to (-1 where none)."""
     surface = np.full(grid.shape_yx, -np.inf, dtype=np.float32)
-    bottom = np.zeros(grid.shape_yx, dtype=np.float32)
+    owner = np.full(grid.shape_yx, -1, dtype=np.int64)
     flat = np.flatnonzero(members & ~hf.shaped)
     if len(flat):  # draw in ascending height: the last drawn, the tallest, wins
         flat = flat[np.argsort(hf.tops_m[flat], kind="stable")]
         pick = _burn_ranks(hf.geoms[flat], grid)
         hit = pick > 0
-        surface[hit] = hf.tops_m[flat][pick[hit] - 1]
-        bottom[hit] = hf.bottoms_m[flat][pick[hit] - 1]
+        owner[hit] = flat[pick[hit] - 1]
+        surface[hit] = hf.tops_m[owner[hit]]
     roofs = np.flatnonzero(members & hf.shaped)
     windows = _pixel_windows(shapely.bounds(hf.geoms[roofs]), grid) if len(roofs) else np.zeros((0, 4), int)
     tb = hf.table
     for i, window in zip(roofs, windows):
         _paint_roof(hf.geoms[i], window, float(hf.tops_m[i]), float(hf.roof_m[i]), ROOF_SHAPES[hf.shapes[i]],
                     float(tb.roof_directions_deg[i]), bool(tb.roof_across[i]), tb.ground_jacobians[i],
-                    grid, surface, bottom, float(hf.bottoms_m[i]))
-    return surface, bottom
+                    grid, surface, owner, int(i))
+    return surface, owner
 
 
 def _building_surface(hf: _HeightFeatures, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """(surface, bottom) of all buildings: outlines, then ``building:part`` features replacing them."""
+    """(surface, owner) of all buildings: outlines, then ``building:part`` features replacing them."""
     layers = {}
     for part in (False, True):
         members = hf.has_h & (hf.is_part == part)
         if members.any():
             layers[part] = _paint_layer(hf, members, grid)
     if False in layers:
-        surface, bottom = layers[False]
+        surface, owner = layers[False]
     else:
-        surface, bottom = np.full(grid.shape_yx, -np.inf, np.float32), np.zeros(grid.shape_yx, np.float32)
+        surface, owner = np.full(grid.shape_yx, -np.inf, np.float32), np.full(grid.shape_yx, -1, np.int64)
     if True in layers:  # parts replace the outline under them
-        s, b = layers.pop(True)
+        s, o = layers.pop(True)
         hit = np.isfinite(s)
-        surface[hit], bottom[hit] = s[hit], b[hit]
-    return surface, bottom
+        surface[hit], owner[hit] = s[hit], o[hit]
+    return surface, owner
+
+
+@dataclass(frozen=True)
+class ObjectSurface:
+    """Objects on one window: ``top_m`` above ground (0 where none) and ``owner``, the FeatureSet index of
+    the feature making each pixel's top (-1 where none)."""
+
+    top_m: np.ndarray
+    owner: np.ndarray
+
+    def per_pixel(self, per_feature: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """float32 window of ``per_feature[owner]`` (``fill`` where no object)."""
+        out = np.full(self.owner.shape, fill, dtype=np.float32)
+        hit = self.owner >= 0
+        out[hit] = np.asarray(per_feature, dtype=np.float32)[self.owner[hit]]
+        return out
+
+
+def object_surface(feats: FeatureSet, grid: Grid) -> ObjectSurface:
+    """Object heights above ground on ``grid`` and the feature making each pixel's top.
+
+    A pixel shows an object (a building, a tree crown) when the feature drawn on top there (class
+    drawing order, as in the class map) has a height; its value is then the highest roof over it,
+    ``building:part`` features replacing the outline they stand on.
+    """
+    out = np.zeros(grid.shape_yx, dtype=np.float32)
+    owner_out = np.full(grid.shape_yx, -1, dtype=np.int64)
+    idx = feats.query(grid.bounds)
+    hf = _height_features(feats, idx) if len(idx) else None
+    if hf is None or not hf.has_h.any():
+        return ObjectSurface(out, owner_out)
+    rank = _burn_ranks(hf.geoms, grid)
+    on_building = rank > 0
+    on_building[on_building] = hf.has_h[rank[on_building] - 1]
+    surface, owner = _building_surface(hf, grid)
+    # a pixel whose top feature is a building but no footprint claimed it (a centre exactly on an
+    # edge, where GDAL and GEOS disagree) takes that feature's top
+    missing = on_building & ((owner < 0) | ~np.isfinite(surface))
+    if missing.any():
+        owner[missing] = rank[missing] - 1
+        surface[missing] = hf.tops_m[owner[missing]]
+    out[on_building] = surface[on_building]
+    owner_out[on_building] = idx[owner[on_building]]
+    return ObjectSurface(out, owner_out)
 
 
 def rasterize_object_heights(feats: FeatureSet, grid: Grid, *, with_bottom: bool = False):
-    """Object heights above ground in metres (float32 ``grid.shape_yx``): building tops with roofs, else 0.
-
-    A pixel shows a building when the feature drawn on top there (class drawing order, as in the
-    class map) has a height; its value is then the highest roof over it, ``building:part`` features
-    replacing the outline they stand on. With ``with_bottom=True`` returns ``(top, bottom)``,
-    ``bottom`` holding the ``min_height`` of the part that makes the top (0 elsewhere).
+    """Object heights above ground in metres (float32 ``grid.shape_yx``): building tops with roofs, else 0
+    (see :func:`object_surface`). With ``with_bottom=True`` returns ``(top, bottom)``, ``bottom`` holding
+    the ``min_height`` of the part that makes the top (0 elsewhere).
     """
-    out = np.zeros(grid.shape_yx, dtype=np.float32)
-    bottom_out = np.zeros(grid.shape_yx, dtype=np.float32)
-    idx = feats.query(grid.bounds)
-    if not len(idx):
-        return (out, bottom_out) if with_bottom else out
-    hf = _height_features(feats, idx)
-    has_h = hf.has_h
-    if not has_h.any():
-        return (out, bottom_out) if with_bottom else out
-    rank = _burn_ranks(hf.geoms, grid)
-    on_building = rank > 0
-    on_building[on_building] = has_h[rank[on_building] - 1]
-    surface, bottom = _building_surface(hf, grid)
-    # a pixel whose top feature is a building but no footprint claimed it (a centre exactly on an
-    # edge, where GDAL and GEOS disagree) takes that feature's top
-    missing = on_building & ~np.isfinite(surface)
-    if missing.any():
-        surface[missing] = hf.tops_m[rank[missing] - 1]
-        bottom[missing] = hf.bottoms_m[rank[missing] - 1]
-    out[on_building] = surface[on_building]
-    bottom_out[on_building] = bottom[on_building]
-    return (out, bottom_out) if with_bottom else out
+    layers = object_surface(feats, grid)
+    if not with_bottom:
+        return layers.top_m
+    return layers.top_m, layers.per_pixel(np.nan_to_num(feats.min_heights_m, nan=0.0), 0.0)

@@ -238,13 +238,13 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
     for i in range(n):
         t: dict[str, str] = {}
         for name, column in zip(names, fields):
-            if name in _NOT_TAGS:
+            if osm and name in _NOT_TAGS:  # other layers: see _without_bookkeeping
                 continue
             value = column[i]
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
             t[name] = str(value) if not isinstance(value, (int, np.integer)) else str(int(value))
-        if "other_tags" in names:
+        if osm and "other_tags" in names:
             t.update(parse_other_tags(fields[names.index("other_tags")][i]))
         tags.append(t)
     ids = _osm_ids(layer, names, fields, n) if osm else [None] * n
@@ -263,7 +263,7 @@ def _raw_layer(path: Path, layer: str, geoms: np.ndarray, tags: list[dict[str, s
             geoms[ok] = shapely.transform(geoms[ok], lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
     keep = ~missing
     derived = not osm and any("other_tags" in t or "osm_id" in t or "osm_way_id" in t for t in tags)
-    tags = [_without_bookkeeping(t) for t in tags] if derived else tags
+    tags = tags if osm else [_without_bookkeeping(t) for t in tags]
     return RawLayer(f"{path.name}:{layer}", geoms[keep], [t for t, k in zip(tags, keep) if k], osm,
                     dropped=int(missing.sum()), ids=[i for i, k in zip(ids, keep) if k], osm_derived=derived)
 

@@ -41,6 +41,7 @@ from typing import Mapping
 import numpy as np
 import pyproj
 import rasterio
+import shapely
 from affine import Affine
 from rasterio.crs import CRS as RioCRS
 from rasterio.enums import Resampling
@@ -304,6 +305,47 @@ class DemSource:
         self.nodata_px += int(np.count_nonzero(np.isnan(out)))
         return out
 
+    def sample(self, x: np.ndarray, y: np.ndarray, crs, block_px: int = 512) -> np.ndarray:
+        """DEM values (float64, scale/offset applied) at points ``x``, ``y`` in ``crs``: bilinear between
+        the DEM's own pixel centres (clamped at its edges), NaN outside the DEM or next to a nodata pixel.
+
+        Reads one block of ``block_px`` DEM pixels (plus a 1-pixel border) per block the points fall in;
+        the result depends only on the DEM and the points.
+        """
+        ds = self._ds
+        x = np.asarray(x, dtype=np.float64)
+        out = np.full(len(x), np.nan)
+        if not len(x):
+            return out
+        t = pyproj.Transformer.from_crs(pyproj.CRS.from_user_input(crs), pyproj.CRS.from_wkt(ds.crs.to_wkt()),
+                                        always_xy=True)
+        dx, dy = t.transform(x, np.asarray(y, dtype=np.float64))
+        col, row = ~ds.transform * (np.asarray(dx), np.asarray(dy))
+        inside = np.isfinite(col) & np.isfinite(row) & (col >= 0) & (col <= ds.width) & (row >= 0) & (row <= ds.height)
+        c = np.clip(np.asarray(col) - 0.5, 0, ds.width - 1)
+        r = np.clip(np.asarray(row) - 0.5, 0, ds.height - 1)
+        keys = (r.astype(np.int64) // block_px) * (ds.width // block_px + 1) + c.astype(np.int64) // block_px
+        for key in np.unique(keys[inside]):
+            pick = np.flatnonzero(inside & (keys == key))
+            out[pick] = self._bilinear_block(r[pick], c[pick], block_px)
+        return out * self._scale + self._offset
+
+    def _bilinear_block(self, r: np.ndarray, c: np.ndarray, block_px: int) -> np.ndarray:
+        """Bilinear values at fractional pixel-centre positions ``r``, ``c`` that share one block."""
+        ds = self._ds
+        ri = np.minimum(r.astype(np.int64), max(ds.height - 2, 0))  # the upper-left of each 2x2 neighbourhood
+        ci = np.minimum(c.astype(np.int64), max(ds.width - 2, 0))
+        r0, c0 = int(ri.min()), int(ci.min())
+        r1, c1 = min(ds.height, int(ri.max()) + 2), min(ds.width, int(ci.max()) + 2)
+        arr = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
+        data = np.where(np.ma.getmaskarray(arr), np.nan, np.asarray(arr.data, dtype=np.float64))
+        fr, fc = np.clip(r - ri, 0, 1), np.clip(c - ci, 0, 1)
+        ri, ci = ri - r0, ci - c0
+        ri1, ci1 = np.minimum(ri + 1, data.shape[0] - 1), np.minimum(ci + 1, data.shape[1] - 1)
+        top = data[ri, ci] * (1 - fc) + data[ri, ci1] * fc
+        bottom = data[ri1, ci] * (1 - fc) + data[ri1, ci1] * fc
+        return top * (1 - fr) + bottom * fr
+
     def warnings(self) -> list[str]:
         """One-line warnings about filled holes and uncovered pixels (empty when all is well)."""
         msgs = []
@@ -417,7 +459,7 @@ def canopy_field(seed: int, row0: int, col0: int, shape_yx: tuple[int, int], gsd
 
 def compose_heights(terrain_m: np.ndarray | None, object_m: np.ndarray, class_map: np.ndarray, schema: Schema,
                     seed: int, canopy: CanopyParams | None = None, *, row0: int = 0, col0: int = 0,
-                    gsd_m: float = 1.0, nodata: float = NODATA) -> np.ndarray:
+                    gsd_m: float = 1.0, nodata: float = NODATA, base_m: np.ndarray | None = None) -> np.ndarray:
     """Surface heights: terrain + buildings + canopy, float32, ``nodata`` where the terrain is NaN.
 
     Parameters
@@ -429,10 +471,15 @@ def compose_heights(terrain_m: np.ndarray | None, object_m: np.ndarray, class_ma
         output grid) and ``gsd_m`` (ground metres per pixel, constant for one output)
         it fixes the canopy texture, so strips and tiles are seamless
     canopy : per-class canopy heights (default :class:`CanopyParams`)
+    base_m : per-pixel base elevation of the object there (NaN: none), from
+        :meth:`geogan.rasterizer.VectorClassSource.object_layers`: a building stands on its one
+        base (the lowest ground under it), so a flat roof stays flat on a slope; without it
+        objects follow the terrain pixel by pixel
 
     Water pixels carry no object (terrain surface); canopy classes get their
-    canopy unless a building stands there (the taller of the two); roads and
-    every other class add nothing, so they never change the terrain.
+    canopy unless an object with its own height stands there (a building, a tree
+    crown with its own height); roads and every other class add nothing, so they
+    never change the terrain.
     """
     canopy = canopy if canopy is not None else CanopyParams()
     objects = np.nan_to_num(np.asarray(object_m, dtype=np.float32), nan=0.0)
@@ -447,13 +494,48 @@ def compose_heights(terrain_m: np.ndarray | None, object_m: np.ndarray, class_ma
     if np.any(mean_h > 0):
         factor = canopy_field(seed, row0, col0, shape, gsd_m, canopy.variation, canopy.stand_m, canopy.crown_m,
                               canopy.crown_weight)
-        objects = np.maximum(objects, np.maximum(mean_h * factor, 0.0))
-    if "water" in schema.names:
-        objects[class_map == schema.by_name("water").id] = 0.0
+        objects = np.where(objects > 0, objects, np.maximum(mean_h * factor, 0.0)).astype(np.float32)
+    water = class_map == schema.by_name("water").id if "water" in schema.names else np.zeros(shape, bool)
+    objects[water] = 0.0
     if terrain_m is None:
         return objects.astype(np.float32)
     out = (np.asarray(terrain_m, dtype=np.float32) + objects).astype(np.float32)
+    if base_m is not None:
+        if base_m.shape != shape:
+            raise ValueError(f"shapes differ: objects {shape}, bases {base_m.shape}")
+        on_base = np.isfinite(base_m) & ~water & np.isfinite(terrain_m)
+        out[on_base] = base_m[on_base] + objects[on_base]
     out[~np.isfinite(out)] = nodata
+    return out
+
+
+def building_bases_m(feats, dem: "DemSource") -> np.ndarray:
+    """One base elevation per feature of a :class:`~geogan.features.FeatureSet` (float64, NaN for features
+    that follow the terrain: all but buildings, and buildings off the DEM).
+
+    The lowest DEM value at the footprint's vertices and its centroid (bilinear in the DEM's own pixels),
+    the same rule as the 3-D scene's solids (:func:`geogan.scene._base_m`), rounded to 1 mm. A flat
+    roof on it is flat; every wall reaches the ground (the base is at or below the terrain there).
+    """
+    n = len(feats)
+    out = np.full(n, np.nan)
+    table = feats.buildings
+    standing = np.isfinite(np.asarray(feats.heights_m, dtype=np.float64))
+    if table is not None:
+        standing &= ~table.trees
+    idx = np.flatnonzero(standing)
+    if not len(idx):
+        return out
+    geoms = feats.geometries[idx]
+    xy, which = shapely.get_coordinates(geoms, return_index=True)
+    centres = shapely.get_coordinates(shapely.centroid(geoms))
+    xy = np.vstack([xy, centres])
+    which = np.concatenate([which, np.arange(len(idx))])
+    z = dem.sample(xy[:, 0], xy[:, 1], feats.crs)
+    lowest = np.full(len(idx), np.inf)
+    np.fmin.at(lowest, which, z)
+    lowest[~np.isfinite(lowest)] = np.nan
+    out[idx] = np.round(lowest / 1e-3) * 1e-3
     return out
 
 

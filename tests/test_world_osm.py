@@ -206,3 +206,105 @@ def test_clipped_coast_leaving_and_reentering_the_area(tmp_path, schema):
     crossings = np.count_nonzero(np.diff(np.sign(np.abs(n[np.abs(e) <= HALF_M]) - HALF_M)) != 0)
     assert crossings >= 8
     assert np.mean((classes == schema.by_name("water").id) == sea) > 0.99
+
+
+# ----------------------------------------------------------------------------- other_tags in any format
+
+
+def street_extract(tmp_path):
+    """Tags that GDAL's OSM driver keeps only in other_tags: tunnels, covered ways, pedestrian areas,
+    bridges' layers, trees, tree rows, building heights and parts, lanes."""
+    x = Extract()
+    x.way([(-190, 0), (190, 0)], {"highway": "primary", "lanes": "4"})
+    x.way([(0, -190), (0, -20)], {"highway": "residential", "tunnel": "yes", "layer": "-1"})
+    x.way([(-190, 60), (190, 60)], {"highway": "footway", "covered": "yes"})
+    x.way([(-190, -60), (190, -60)], {"railway": "rail", "tunnel": "yes"})
+    x.way([(40, 100), (140, 100), (140, 170), (40, 170)], {"highway": "pedestrian", "area": "yes"}, closed=True)
+    x.way([(-160, 100), (-60, 100), (-60, 170), (-160, 170)], {"landuse": "grass"}, closed=True)
+    x.way([(-150, 20), (150, 20)], {"natural": "tree_row", "diameter_crown": "8"})
+    x.way([(-150, -120), (-100, -120), (-100, -80), (-150, -80)], {"building": "yes", "height": "21"},
+          closed=True)
+    x.way([(-140, -115), (-120, -115), (-120, -95), (-140, -95)], {"building:part": "yes", "height": "40"},
+          closed=True)
+    x.way([(60, -150), (160, -150), (160, -90), (60, -90)], {"amenity": "parking"}, closed=True)
+    x.way([(20, -180), (20, 190)], {"waterway": "canal", "bridge": "no"})
+    for i, e in enumerate(range(-180, 181, 40)):
+        x.node(e, -40, {"natural": "tree", "circumference": f"{1.0 + 0.1 * i:.1f}", "height": str(8 + i)})
+    return x.write(tmp_path / "streets.osm")
+
+
+def osm_as(osm_path, out_dir, driver, suffix):
+    """What ogr2ogr writes from an OSM file, in-process: every layer of the OSM driver, as GDAL reads it
+    (other_tags and all), into a GeoPackage (one file) or GeoJSON (one file per layer)."""
+    written = []
+    for layer in ("points", "lines", "multilinestrings", "multipolygons", "other_relations"):
+        meta, _, wkb, fields = pyogrio.raw.read(osm_path, layer=layer)
+        if not len(wkb):
+            continue
+        path = out_dir / (f"streets{suffix}" if driver == "GPKG" else f"{layer}{suffix}")
+        pyogrio.raw.write(path, wkb, fields, meta["fields"], layer=layer, driver=driver, crs=meta["crs"],
+                          geometry_type=meta["geometry_type"], append=driver == "GPKG" and path.exists())
+        written.append(path)
+    return sorted(set(written))
+
+
+@pytest.mark.parametrize("driver, suffix", [("GPKG", ".gpkg"), ("GeoJSON", ".geojson")])
+def test_a_converted_extract_draws_what_the_osm_draws(tmp_path, schema, driver, suffix):
+    osm = street_extract(tmp_path)
+    copies = osm_as(osm, tmp_path, driver, suffix)
+    grid = make_grid(gsd_m=1.0)
+    want, feats = class_map([osm], grid, schema)
+    got, _ = class_map(copies, grid, schema)
+    heights_osm = rasterize_object_heights(feats, grid)
+    heights_copy = rasterize_object_heights(class_map(copies, grid, schema)[1], grid)
+    assert name_at(want, grid, schema, 0, -100) == "background"  # the tunnel is not drawn
+    assert name_at(want, grid, schema, 90, 130) == "path"  # the pedestrian area
+    assert np.mean(got == want) >= 0.99
+    assert np.array_equal(got, want) and np.array_equal(heights_copy, heights_osm)
+
+
+# ----------------------------------------------------------------------------- trees
+
+
+def tree_extract(tmp_path):
+    x = Extract()
+    x.node(-100, 100, {"natural": "tree", "diameter_crown": "12", "height": "20"})
+    x.node(0, 100, {"natural": "tree", "circumference": "1.57"})  # a 0.5 m trunk: a 10 m crown
+    x.node(100, 100, {"natural": "tree"})  # the defaults: 6 m across, 10 m tall
+    x.way([(-150, -50), (150, -50)], {"natural": "tree_row", "diameter_crown": "8", "height": "12"})
+    x.way([(60, -150), (60, 50)], {"highway": "residential"})  # under the row: the road stays on top
+    x.way([(-190, -50), (190, -50)], {"highway": "footway"})  # the crowns cover it
+    return x.write(tmp_path / "trees.osm")
+
+
+def test_trees_and_tree_rows_drawn_as_crowns(tmp_path, schema):
+    grid = make_grid(gsd_m=0.5, half_m=HALF_M)
+    classes, feats = class_map([tree_extract(tmp_path)], grid, schema)
+    woodland = classes == schema.by_name("woodland").id
+    e, n = pixel_metres(grid)
+    for (te, tn), crown_m in {(-100, 100): 12.0, (0, 100): 10.0, (100, 100): 6.0}.items():
+        near = np.hypot(e - te, n - tn) < crown_m  # a crown and a ring around it
+        area_m2 = np.count_nonzero(woodland & near) * 0.25
+        assert area_m2 == pytest.approx(math.pi * (crown_m / 2) ** 2, rel=0.08), (te, tn)
+    row = (np.abs(n + 50) < 10) & (np.abs(e) < 140) & (np.abs(e - 60) > 10)
+    assert np.count_nonzero(woodland & row) * 0.25 / 260 == pytest.approx(8.0, rel=0.05)  # 8 m wide
+    assert name_at(classes, grid, schema, 60, -50) == "road"
+    assert name_at(classes, grid, schema, -100, -50) == "woodland"  # over the footway
+
+
+def test_tree_heights_in_the_surface(tmp_path, schema):
+    grid = make_grid(gsd_m=0.5, half_m=HALF_M)
+    classes, feats = class_map([tree_extract(tmp_path)], grid, schema)
+    top = rasterize_object_heights(feats, grid)
+    e, n = pixel_metres(grid)
+    for (te, tn), (height_m, crown_m) in {(-100, 100): (20, 12), (0, 100): (10, 10), (100, 100): (10, 6)}.items():
+        crown = (np.hypot(e - te, n - tn) < crown_m / 2 - 0.5)
+        assert top[crown].max() == pytest.approx(height_m, abs=0.3)
+        assert top[crown].min() >= height_m - min(crown_m / 2, height_m / 2) - 1e-3  # rounded, not a cylinder
+        assert top[crown].min() < height_m - 1.0
+    row = (np.abs(n + 50) < 3) & (np.abs(e + 100) < 30)
+    assert top[row].max() == pytest.approx(12, abs=0.1)
+    # the surface: a tree is as tall as it is, not the woodland canopy's 15 m +- 30 %
+    surface = compose_heights(np.zeros(grid.shape_yx, np.float32), top, classes, schema, seed=1, gsd_m=0.5)
+    crown = np.hypot(e - 100, n - 100) < 2.5
+    assert surface[crown].max() == pytest.approx(10, abs=0.3)
