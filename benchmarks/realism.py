@@ -15,8 +15,9 @@ One checkpoint of a running training job (its exported card):
 
 Each --model row is ``geogan.evaluate.evaluate_realism`` on the pairs numbered >= --first (default: the
 highest 12.5 %, as in training); ``baseline:mean-colour`` paints each class its mean colour in the pairs below
---first. ``--reference`` adds the real-vs-real row: the even-numbered held-out photos against the odd-numbered
-ones under the same protocol (C2ST should be about 0.5, periodic ratios about 1). Prints a Markdown table;
+--first. ``--reference`` adds the real-vs-real row: held-out photos against held-out photos (of each two
+consecutive ones, one on each side by a seeded coin) under the same protocol (C2ST should be about 0.5,
+periodic ratios about 1). Prints a Markdown table;
 --json writes every metric (``--append`` merges the rows into an existing file, replacing rows of the same
 model, pairs and split).
 """
@@ -42,7 +43,7 @@ REFERENCE_NAME = "real vs real (two halves)"
 
 def reference_row(pairs: Path, label_map: str, first: int | None, max_pairs: int | None,
                   settings: C2stSettings, threads: int | None) -> dict:
-    """The real-vs-real row: held-out photos 0, 2, 4, ... against 1, 3, 5, ... (same protocol)."""
+    """The real-vs-real row: of each two consecutive held-out photos one on each side (seeded coin; same protocol)."""
     lm = load_label_map(label_map)
     val_from = split_number(pairs, val_from=first)
     data = PairSet.load(pairs, lm, "val", val_from)
@@ -57,12 +58,14 @@ def fmt(value, spec: str = "{:.3f}") -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| model | data | pairs | C2ST acc. ↓ | C2ST acc., 4x blur ↓ | periodic ratio 4 / 8 / 16 / 32 px ↓ |",
+    lines = ["| model | data | pairs | C2ST acc. ↓ | C2ST acc., 4x blur ↓ "
+             "| periodic ratio 4 / 8 / 16 / 32 px ↓ |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         ratios = " / ".join(fmt(r["periodic_ratio"].get(p), "{:.2f}") for p in ("4", "8", "16", "32"))
-        lines.append(f"| {r['model']} | {r['label_map']} ({r['split']}) | {r['pairs']} | {fmt(r['c2st_accuracy'])} | "
-                     f"{fmt(r.get('c2st_accuracy_blur4'))} | {ratios} |")
+        acc = " | ".join(f"{fmt(r.get(k))} ± {fmt(r.get(k + '_stderr'))}"
+                         for k in ("c2st_accuracy", "c2st_accuracy_blur4"))
+        lines.append(f"| {r['model']} | {r['label_map']} ({r['split']}) | {r['pairs']} | {acc} | {ratios} |")
     return "\n".join(lines)
 
 

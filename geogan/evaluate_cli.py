@@ -41,10 +41,10 @@ def format_report(res: dict) -> str:
 
 def format_realism(res: dict) -> str:
     """The realism metrics as text: C2ST accuracies, then the tile-locked amplitudes by period."""
-    blur_keys = [k for k in res if k.startswith("c2st_accuracy_blur")]
-    lines = ["realism (C2ST accuracy: 0.5 = indistinguishable, 1.0 = always told apart)",
-             f"{'c2st_accuracy':>20}: {res['c2st_accuracy']:.4f}"]
-    lines += [f"{k:>20}: {res[k]:.4f}" for k in blur_keys]
+    blur_keys = [k for k in res if k.startswith("c2st_accuracy_blur") and not k.endswith("_stderr")]
+    lines = ["realism (C2ST accuracy ± standard error: 0.5 = indistinguishable, 1.0 = always told apart)",
+             f"{'c2st_accuracy':>20}: {res['c2st_accuracy']:.4f} ± {res['c2st_accuracy_stderr']:.4f}"]
+    lines += [f"{k:>20}: {res[k]:.4f} ± {res[k + '_stderr']:.4f}" for k in blur_keys]
     lines.append(f"{'period px':>10} {'real rms':>9} {'gen rms':>9} {'ratio':>7}   (tile-locked amplitude, grey "
                  "levels; target ratio <= 1.5)")
     real, gen = res["periodic_amplitude_real"], res["periodic_amplitude_generated"]

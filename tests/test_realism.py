@@ -47,6 +47,7 @@ def test_identical_sets_cannot_be_told_apart():
     res = c2st(real, real.copy(), C2stSettings(crop_px=16, steps=10, batch=16, width=4), threads=1)
     # the same crop carries both labels: no classifier can beat chance on it
     assert res["c2st_accuracy"] == pytest.approx(0.5) and res["c2st_accuracy_blur4"] == pytest.approx(0.5)
+    assert res["c2st_accuracy_stderr"] == pytest.approx(0)  # every image exactly at chance
     assert len(res["c2st_runs"]["sharp"]) == 4  # two seeds, both directions
     assert res["c2st_protocol"]["crops_per_image"] == 16 and res["c2st_protocol"]["images"] == 24
 
@@ -54,6 +55,8 @@ def test_identical_sets_cannot_be_told_apart():
 def test_two_draws_of_one_distribution_are_near_chance():
     res = c2st(textured(24, seed=0), textured(24, seed=1), FAST, threads=1)
     assert 0.35 <= res["c2st_accuracy"] <= 0.65
+    assert 0 < res["c2st_accuracy_stderr"] < 0.15 and 0 < res["c2st_accuracy_blur4_stderr"] < 0.15
+    assert res["c2st_accuracy"] == pytest.approx(np.mean(res["c2st_runs"]["sharp"]))  # even N: the runs' mean
     assert 0.35 <= res["c2st_accuracy_blur4"] <= 0.65
 
 
