@@ -53,7 +53,6 @@ def _prepare_profile(home: Path) -> Path:
     target = plugins / "geogan_qgis"
     shutil.copytree(REPO / "qgis_plugin" / "geogan_qgis", target,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copy(REPO / "metadata.txt", target / "metadata.txt")
     runtime = home / "runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
     for key in ("PYTHONHOME", "GEOGAN_QGIS_ENV", "VIRTUAL_ENV"):

@@ -3,10 +3,10 @@
 Headless (no QGIS needed; use the same Python QGIS runs, e.g. /usr/bin/python3
 on Debian/Ubuntu, or the OSGeo4W shell's python on Windows)::
 
-    python3 /path/to/plugins/geogan_qgis/installer.py             # install
-    python3 /path/to/plugins/geogan_qgis/installer.py --check     # report only
-    python3 /path/to/plugins/geogan_qgis/installer.py --torch "torch==2.13.0" \
-        --geogan /path/to/geogan-src-or-wheel
+    python3 /path/to/plugins/geogan_qgis/installer.py             # install (shows the size first)
+    python3 /path/to/plugins/geogan_qgis/installer.py --plan      # only say what would be downloaded
+    python3 /path/to/plugins/geogan_qgis/installer.py --check     # report what is installed
+    python3 /path/to/plugins/geogan_qgis/installer.py --gpu cpu --geogan /path/to/geogan-wheel-or-src
 
 In QGIS: Plugins > geogan > Install dependencies... runs this same script.
 
@@ -18,11 +18,14 @@ What it does, and why:
   folder (plugin upgrades keep it) and is *isolated*: QGIS's own
   site-packages are never written to, and old distro packages (attrs,
   pyproj, ...) do not leak into geogan's environment.
-* installs geogan from the wheel bundled in the plugin zip (``wheels/``)
-  unless ``--geogan`` names another wheel, source folder or version;
-* installs PyTorch first, by itself (``--torch``, default ``torch``; give a
-  CPU build spec or ``--torch-index-url`` to avoid a multi-GB CUDA build),
-  then geogan with torch pinned to what was installed, so pip cannot swap it.
+* chooses PyTorch (``plan.py``): CPU-only from PyTorch's CPU index unless an
+  NVIDIA GPU is found (``--gpu auto|cpu|cuda``), since PyPI's Linux torch brings
+  about 3 GB of CUDA libraries;
+* resolves everything with pip's dry run and prints the download size before
+  downloading anything (``--plan`` stops there);
+* installs that exact torch first, then geogan (``geogan==`` the plugin's
+  version unless ``--geogan`` names another wheel, source folder or version)
+  with torch pinned, so pip cannot swap it;
 * checks that everything really imports.
 
 QGIS never imports these packages: the plugin runs geogan in a separate
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,9 +47,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 if __package__:
+    from . import plan as planning
     from . import runner
 else:  # run as a script: python3 installer.py
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import plan as planning  # type: ignore[no-redef]
     import runner  # type: ignore[no-redef]
 
 
@@ -71,16 +77,21 @@ def env_python(env_dir: Path) -> Path:
     return Path(env_dir) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def bundled_wheel() -> Path | None:
-    """The geogan wheel shipped in the plugin zip (``wheels/``), if any."""
-    wheels = sorted((Path(__file__).resolve().parent / "wheels").glob("geogan-*.whl"))
-    return wheels[-1] if wheels else None
+def plugin_version() -> str | None:
+    """The version in the plugin's metadata.txt (the geogan version it was built for)."""
+    meta = Path(__file__).resolve().parent / "metadata.txt"
+    try:
+        text = meta.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = re.search(r"(?m)^version\s*=\s*(\S+)\s*$", text)
+    return match.group(1) if match else None
 
 
 def default_geogan_spec() -> str:
-    """The bundled wheel when the zip has one, else geogan from the package index."""
-    wheel = bundled_wheel()
-    return str(wheel) if wheel else "geogan"
+    """geogan at the plugin's own version, from the package index."""
+    version = plugin_version()
+    return f"geogan=={version}" if version else "geogan"
 
 
 def _clean_env() -> dict:
@@ -148,12 +159,47 @@ def _installed_version(py: Path, dist: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
+def _remove_venv(env_dir: Path, log) -> None:
+    if not env_dir.exists():
+        return
+    if not (env_dir / "pyvenv.cfg").exists():
+        raise InstallError(f"{env_dir} is not a venv; refusing to delete it")
+    log(f"removing {env_dir}")
+    shutil.rmtree(env_dir)
+
+
+def _install_torch(pip: list[str], plan, pip_args: Sequence[str], log) -> None:
+    """The exact torch the plan showed, from its index."""
+    index = ["--index-url", plan.torch.index_url] if plan.torch.index_url else []
+    spec = f"torch=={plan.torch_version}"
+    if _run(pip + ["install", *pip_args, *index, spec], log) != 0:
+        raise InstallError(f"pip could not install PyTorch ('{spec}'); see the log above")
+
+
+def _install_geogan(pip: list[str], py: Path, geogan_spec: str, pip_args: Sequence[str], upgrade: bool,
+                    log) -> None:
+    torch_version = _installed_version(py, "torch")
+    if torch_version is None:
+        raise InstallError("PyTorch did not install; see the log above")
+    with tempfile.TemporaryDirectory() as tmp:
+        constraints = Path(tmp) / "constraints.txt"
+        constraints.write_text(f"torch=={torch_version}\n", encoding="utf-8")
+        cmd = pip + ["install", *pip_args, "-c", str(constraints)] + (["--upgrade"] if upgrade else [])
+        if _run(cmd + [geogan_spec], log) != 0:
+            raise InstallError(f"pip could not install '{geogan_spec}'; see the log above "
+                               "(give --geogan a geogan wheel or source folder)")
+
+
 def install(env_dir: str | Path | None = None, base: str | None = None, *,
             geogan_spec: str | None = None, torch_spec: str = "torch",
-            torch_index_url: str | None = None, pip_args: Sequence[str] = (),
-            upgrade: bool = False, recreate: bool = False,
+            torch_index_url: str | None = None, gpu: str = "auto", pip_args: Sequence[str] = (),
+            upgrade: bool = False, recreate: bool = False, plan_only: bool = False,
             log: Callable[[str], None] = print) -> dict:
-    """Create/update the venv and install torch + geogan into it.
+    """Create/update the venv, show the download, and install torch + geogan into it.
+
+    ``gpu``: "auto" (CUDA torch only if ``nvidia-smi`` finds a GPU), "cpu" or "cuda"; ``torch_index_url``
+    overrides the choice of index. ``plan_only``: stop after showing what would be downloaded (the venv
+    is created, nothing installed); returns ``{"plan": ...}``.
 
     Returns the full import check of the venv's python (``ok`` true on success).
     Raises ``InstallError`` with one line on failure.
@@ -161,40 +207,25 @@ def install(env_dir: str | Path | None = None, base: str | None = None, *,
     env_dir = Path(env_dir) if env_dir else default_env_dir()
     base = base or runner.base_python()
     geogan_spec = geogan_spec or default_geogan_spec()
-    if recreate and env_dir.exists():
-        if not (env_dir / "pyvenv.cfg").exists():
-            raise InstallError(f"{env_dir} is not a venv; refusing to delete it")
-        log(f"removing {env_dir}")
-        shutil.rmtree(env_dir)
+    if recreate:
+        _remove_venv(env_dir, log)
     pip = _make_venv(env_dir, base, log)
     py = env_python(env_dir)
-    extra = list(pip_args)
-
-    torch_version = _installed_version(py, "torch")
-    if torch_version is None or upgrade:
-        cmd = pip + ["install", *extra]
-        if torch_index_url:
-            cmd += ["--index-url", torch_index_url]
-        cmd.append(torch_spec)
-        if _run(cmd, log) != 0:
-            raise InstallError(f"pip could not install PyTorch ('{torch_spec}'); see the log above")
-        torch_version = _installed_version(py, "torch")
-    else:
-        log(f"torch {torch_version} already installed")
-    if torch_version is None:
-        raise InstallError("PyTorch did not install; see the log above")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        constraints = Path(tmp) / "constraints.txt"
-        constraints.write_text(f"torch=={torch_version}\n", encoding="utf-8")
-        cmd = pip + ["install", *extra, "-c", str(constraints)]
-        if upgrade:
-            cmd.append("--upgrade")
-        cmd.append(geogan_spec)
-        if _run(cmd, log) != 0:
-            raise InstallError(f"pip could not install '{geogan_spec}'; see the log above "
-                               "(give --geogan a geogan wheel or source folder)")
-
+    installed = None if upgrade else _installed_version(py, "torch")
+    if installed:
+        log(f"torch {installed} already installed")
+    try:
+        choice = planning.choose_torch(torch_spec, torch_index_url, gpu)
+        plan = planning.make_plan(pip, choice, geogan_spec, installed, pip_args, _clean_env(), log)
+    except planning.PlanError as exc:
+        raise InstallError(str(exc)) from None
+    log(f"PyTorch: {choice.reason}")
+    log(plan.describe())
+    if plan_only:
+        return {"plan": plan.as_dict()}
+    if plan.torch_version is not None:
+        _install_torch(pip, plan, pip_args, log)
+    _install_geogan(pip, py, geogan_spec, pip_args, upgrade, log)
     info = runner.check_python(str(py), full_import=True, timeout_s=300)
     if not info.get("ok"):
         raise InstallError(f"installed, but the check failed: {_describe(info)}")
@@ -217,28 +248,34 @@ def _describe(info: dict) -> str:
     return "; ".join(parts) + f" in {info.get('python')}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="installer.py",
-                                 description="Install geogan for the geogan QGIS plugin "
-                                             "into a plugin-owned venv.")
+                                 description="Install geogan for the geogan QGIS plugin into a plugin-owned venv "
+                                             "(the download size is shown before anything is downloaded).")
     ap.add_argument("--env", help=f"venv folder (default: {default_env_dir()})")
     ap.add_argument("--python", help="base Python to make the venv from "
                                      f"(default: QGIS's Python, here {runner.base_python()})")
     ap.add_argument("--geogan", default=None,
                     help="pip spec for geogan: a wheel, a source folder or a version "
                          f"(default: {default_geogan_spec()})")
-    ap.add_argument("--torch", default="torch",
-                    help="pip spec for PyTorch, installed first (default: torch)")
+    ap.add_argument("--gpu", choices=planning.GPU_CHOICES, default="auto",
+                    help="PyTorch build: auto (CUDA only if nvidia-smi finds an NVIDIA GPU), cpu or cuda")
+    ap.add_argument("--torch", default="torch", help="pip spec for PyTorch, installed first (default: torch)")
     ap.add_argument("--torch-index-url",
-                    help="package index for PyTorch only, e.g. PyTorch's CPU wheel index")
+                    help=f"package index for PyTorch only (default: {planning.CPU_TORCH_INDEX} for CPU builds)")
     ap.add_argument("--pip-arg", action="append", default=[],
                     help="extra argument for every pip install (repeatable)")
     ap.add_argument("--upgrade", action="store_true", help="upgrade torch and geogan")
     ap.add_argument("--recreate", action="store_true", help="delete and rebuild the venv")
+    ap.add_argument("--plan", action="store_true",
+                    help="only show what would be downloaded and its size (creates the empty venv)")
     ap.add_argument("--check", action="store_true", help="only report what is installed")
-    ap.add_argument("--json", action="store_true", help="print the final check as JSON")
-    args = ap.parse_args(argv)
+    ap.add_argument("--json", action="store_true", help="print the result (check or plan) as JSON, last line")
+    return ap
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     env_dir = Path(args.env).expanduser() if args.env else default_env_dir()
     if args.check:
         info = runner.check_python(str(env_python(env_dir)), full_import=True, timeout_s=300)
@@ -247,8 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if info.get("ok") else 1
     try:
         info = install(env_dir, args.python, geogan_spec=args.geogan, torch_spec=args.torch,
-                       torch_index_url=args.torch_index_url, pip_args=args.pip_arg,
-                       upgrade=args.upgrade, recreate=args.recreate,
+                       torch_index_url=args.torch_index_url, gpu=args.gpu, pip_args=args.pip_arg,
+                       upgrade=args.upgrade, recreate=args.recreate, plan_only=args.plan,
                        log=lambda s: print(s, flush=True))
     except InstallError as exc:
         print(f"geogan installer: {exc}", file=sys.stderr)

@@ -1,17 +1,19 @@
 """Plugins > geogan > Install dependencies...: a window around ``installer.py``.
 
-The dialog runs the same script as the headless install (in a QProcess, so
-QGIS stays responsive) and shows its log; or points the plugin at an
-existing Python that already has geogan.
+The dialog runs the same script as the headless install, in a QProcess so QGIS
+stays responsive, and shows its log. Install first asks the script for the plan
+(``--plan --json``: which PyTorch build and how much will be downloaded), shows
+the size and asks before downloading; then installs exactly that plan. It can
+also point the plugin at an existing Python that already has geogan.
 """
 
 from __future__ import annotations
 
-import sys
+import json
 
 from qgis.PyQt.QtCore import QProcess, QProcessEnvironment
 from qgis.PyQt.QtWidgets import (
-    QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -19,6 +21,7 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QVBoxLayout,
@@ -29,7 +32,18 @@ from .deps import INSTALLER
 from .installer import default_env_dir, default_geogan_spec
 from .status import configured_python, dep_status, set_configured_python
 
-CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+GPU_LABELS = [("auto", "Automatic: CUDA only if an NVIDIA GPU is found (else CPU-only, about 200 MB)"),
+              ("cpu", "CPU only (about 200 MB)"), ("cuda", "CUDA (NVIDIA GPU; about 3 GB)")]
+
+
+def status_text() -> str:
+    """The dialog's own status line: what runs geogan now, or what Install will do (not a pointer to itself)."""
+    st = dep_status()
+    if st.ok:
+        return st.message
+    return (f"geogan is not installed for QGIS yet. Install makes a Python environment in {default_env_dir()} "
+            "and installs PyTorch and geogan there, after showing the download size; QGIS's own Python is "
+            "not changed.")
 
 
 class InstallerDialog(QDialog):
@@ -37,26 +51,33 @@ class InstallerDialog(QDialog):
         super().__init__(parent)
         self.on_done = on_done
         self.proc = None
+        self.output = ""
         self.setWindowTitle("geogan: install dependencies")
         self.resize(760, 520)
         layout = QVBoxLayout(self)
-
-        self.status = QLabel(dep_status().message)
+        self.status = QLabel(status_text())
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        layout.addLayout(self._form())
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        layout.addWidget(self.log)
+        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        self.install_button = buttons.addButton("Install...", QDialogButtonBox.ActionRole)
+        self.install_button.clicked.connect(self._plan)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
 
+    def _form(self) -> QFormLayout:
         form = QFormLayout()
         form.addRow("Install into", QLabel(str(default_env_dir())))
         self.geogan_spec = QLineEdit(default_geogan_spec())
-        self.geogan_spec.setToolTip("pip spec: the bundled wheel, another wheel file, a source folder "
-                                    "or 'geogan==VERSION'")
+        self.geogan_spec.setToolTip("pip spec: 'geogan==VERSION' (the default), a wheel file or a source folder")
         form.addRow("geogan", self.geogan_spec)
-        self.torch_spec = QLineEdit("torch")
-        form.addRow("PyTorch", self.torch_spec)
-        self.cpu_torch = QCheckBox("CPU-only PyTorch (much smaller download; no GPU)")
-        self.cpu_torch.setChecked(sys.platform != "darwin")
-        self.cpu_torch.setVisible(sys.platform != "darwin")
-        form.addRow("", self.cpu_torch)
+        self.gpu = QComboBox()
+        for value, label in GPU_LABELS:
+            self.gpu.addItem(label, value)
+        form.addRow("PyTorch", self.gpu)
         existing = QHBoxLayout()
         self.python_path = QLineEdit(configured_python() or "")
         self.python_path.setPlaceholderText("or: a Python that already has geogan installed")
@@ -64,21 +85,10 @@ class InstallerDialog(QDialog):
         browse.clicked.connect(self._browse)
         use = QPushButton("Use")
         use.clicked.connect(self._use_existing)
-        existing.addWidget(self.python_path)
-        existing.addWidget(browse)
-        existing.addWidget(use)
+        for widget in (self.python_path, browse, use):
+            existing.addWidget(widget)
         form.addRow("Existing Python", existing)
-        layout.addLayout(form)
-
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        layout.addWidget(self.log)
-
-        buttons = QDialogButtonBox(QDialogButtonBox.Close)
-        self.install_button = buttons.addButton("Install", QDialogButtonBox.ActionRole)
-        self.install_button.clicked.connect(self._install)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
+        return form
 
     # ------------------------------------------------------------ actions
     def _browse(self):
@@ -90,21 +100,45 @@ class InstallerDialog(QDialog):
         set_configured_python(self.python_path.text().strip() or None)
         self._finish()
 
-    def _install(self):
+    def _base_args(self) -> list[str]:
+        return [str(INSTALLER), "--geogan", self.geogan_spec.text().strip() or default_geogan_spec(),
+                "--gpu", self.gpu.currentData()]
+
+    def _plan(self):
+        """Step 1: what would be downloaded (nothing is downloaded yet)."""
+        self._start(self._base_args() + ["--plan", "--json"], self._planned)
+
+    def _planned(self, code, _status=None):
+        self.proc = None
+        self.install_button.setEnabled(True)
+        plan = _last_json(self.output).get("plan") if code == 0 else None
+        if not plan:
+            self.log.appendPlainText(f"could not plan the install (exit code {code}); see the log above")
+            return
+        question = (f"{plan['reason']}.\n\n{plan['summary']}.\n\nDownload and install into "
+                    f"{default_env_dir()}?")
+        if QMessageBox.question(self, "geogan: install dependencies", question) != QMessageBox.Yes:
+            self.log.appendPlainText("not installed")
+            return
+        args = self._base_args()
+        if plan.get("torch_version"):  # exactly the torch the plan showed
+            args += ["--torch", f"torch=={plan['torch_version']}"]
+            if plan.get("torch_index_url"):
+                args += ["--torch-index-url", plan["torch_index_url"]]
+        self._start(args, self._done)
+
+    def _start(self, args: list[str], on_finished):
         if self.proc is not None:
             return
-        args = [str(INSTALLER), "--geogan", self.geogan_spec.text().strip() or default_geogan_spec(),
-                "--torch", self.torch_spec.text().strip() or "torch"]
-        if self.cpu_torch.isVisible() and self.cpu_torch.isChecked():
-            args += ["--torch-index-url", CPU_TORCH_INDEX]
         env = QProcessEnvironment.systemEnvironment()
         for key in runner._STRIP_ENV:
             env.remove(key)
+        self.output = ""
         self.proc = QProcess(self)
         self.proc.setProcessEnvironment(env)
         self.proc.setProcessChannelMode(QProcess.MergedChannels)
         self.proc.readyReadStandardOutput.connect(self._read)
-        self.proc.finished.connect(self._done)
+        self.proc.finished.connect(on_finished)
         self.install_button.setEnabled(False)
         python = runner.base_python()
         self.log.appendPlainText(f"$ {python} {' '.join(args)}")
@@ -112,6 +146,7 @@ class InstallerDialog(QDialog):
 
     def _read(self):
         data = bytes(self.proc.readAllStandardOutput()).decode("utf-8", "replace")
+        self.output += data
         self.log.appendPlainText(data.rstrip("\n"))
 
     def _done(self, code, _status=None):
@@ -123,4 +158,16 @@ class InstallerDialog(QDialog):
     def _finish(self):
         if self.on_done is not None:
             self.on_done()
-        self.status.setText(dep_status(refresh=self.on_done is None).message)
+        else:
+            dep_status(refresh=True)
+        self.status.setText(status_text())
+
+
+def _last_json(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return {}
+    return {}

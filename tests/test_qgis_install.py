@@ -1,0 +1,181 @@
+"""Getting the plugin (issue 23): the zip from an installed geogan, fit for the QGIS plugin repository, and
+the installer's choice of PyTorch: CPU-only on a machine without an NVIDIA GPU, with the download size
+shown before anything is downloaded.
+
+The PyTorch choice is checked against package indexes on this machine's disk, with pip's own
+configuration switched off (PIP_CONFIG_FILE=/dev/null): a stand-in for PyPI, whose torch is the
+CUDA build with its NVIDIA libraries, and a stand-in for PyTorch's CPU index (GEOGAN_TORCH_CPU_INDEX),
+whose torch is the ``+cpu`` build. Both are pip "simple" pages pointing at the wheels under /opt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEM_PYTHON = "/usr/bin/python3"  # the Python QGIS embeds on Debian
+LOCAL_INDEXES = [Path("/opt/pypi/simple"), Path("/opt/pypi-more/simple")]
+CUDA_ONLY = re.compile(r"^(torch|nvidia-.*|triton|cuda-.*)$")
+
+
+# ---------------------------------------------------------------- the zip from an installed geogan
+def checkout_wheel(out_dir: Path) -> Path:
+    """geogan's wheel from a copy of this checkout (an in-tree build would leave build/ behind, and reuse it)."""
+    import shutil
+
+    src = out_dir.parent / "wheel_src"
+    shutil.copytree(REPO / "geogan", src / "geogan", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(REPO / "qgis_plugin" / "geogan_qgis", src / "qgis_plugin" / "geogan_qgis",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(out_dir), str(src)], check=True, timeout=600, cwd=out_dir.parent,
+                   env={**os.environ, "SOURCE_DATE_EPOCH": "1577836800"})
+    return next(out_dir.glob("geogan-*.whl"))
+
+
+def _venv(path: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120)
+    return path / "bin" / "python"
+
+
+def test_zip_from_an_installed_wheel_is_repository_ready(tmp_path):
+    """Wheel built from the checkout, installed without its dependencies into a fresh venv (no checkout on
+    its path); the zip it builds equals the checkout's, has a LICENSE, full metadata and no binaries."""
+    from geogan.plugin_build import build_plugin_zip, repository_problems
+
+    wheel = checkout_wheel(tmp_path / "wheels")
+    py = _venv(tmp_path / "fresh")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
+                   check=True, timeout=600)
+    code = ("import sys, geogan, geogan.plugin_build as b; "
+            "print(geogan.__file__); print(b.plugin_dir()); print(b.build_plugin_zip(sys.argv[1]))")
+    out = subprocess.run([str(py), "-c", code, str(tmp_path / "dist")], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    geogan_file, plugin_dir, zip_path = out.stdout.split()
+    assert geogan_file.startswith(str(tmp_path / "fresh")) and plugin_dir.startswith(str(tmp_path / "fresh"))
+
+    from_checkout = build_plugin_zip(tmp_path / "checkout")
+    assert Path(zip_path).read_bytes() == from_checkout.read_bytes()
+    with zipfile.ZipFile(zip_path) as zf:
+        names = zf.namelist()
+        meta = zf.read("geogan_qgis/metadata.txt").decode()
+        licence = zf.read("geogan_qgis/LICENSE").decode()
+    assert repository_problems(names, meta) == []
+    assert not any(n.endswith((".whl", ".pyc", ".so")) for n in names) and "geogan_qgis/icon.svg" in names
+    assert "MIT License" in licence
+    for key in ("homepage=", "tracker=", "repository=", "tags=", "qgisMinimumVersion=3.22", "icon=icon.svg"):
+        assert key in meta
+    assert sum(zf.file_size for zf in zipfile.ZipFile(zip_path).infolist()) < 500_000  # sources only
+
+
+def test_repository_problems_names_what_is_wrong():
+    from geogan.plugin_build import repository_problems
+
+    meta = "[general]\nname=x\nversion=1\nicon=icon.svg\n"
+    problems = repository_problems(["geogan_qgis/__init__.py", "geogan_qgis/wheels/geogan-0.1.0-py3-none-any.whl"],
+                                   meta)
+    assert "binary file geogan_qgis/wheels/geogan-0.1.0-py3-none-any.whl" in problems
+    assert "no LICENSE file" in problems and "metadata.txt lacks 'tracker'" in problems
+    assert "the icon 'icon.svg' named in metadata.txt is not in the zip" in problems
+
+
+# ---------------------------------------------------------------- the installer's PyTorch choice
+def _write_index(root: Path, pages: dict[str, list[str]]) -> str:
+    """A pip "simple" index at ``root``: one page per project listing absolute wheel URLs."""
+    for name, links in pages.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        body = "".join(f'<a href="{url}">{url.rsplit("/", 1)[-1].split("#")[0]}</a>\n' for url in links)
+        (root / name / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{body}</body></html>\n",
+                                                encoding="utf-8")
+    return root.as_uri()
+
+
+def _local_pages() -> dict[str, list[str]]:
+    """Every project of the machine's local indexes, links made absolute (file://)."""
+    pages: dict[str, list[str]] = {}
+    for index in LOCAL_INDEXES:
+        for page in sorted(index.glob("*/index.html")):
+            base = page.parent.as_uri() + "/"
+            hrefs = re.findall(r'href="([^"]+)"', page.read_text(encoding="utf-8", errors="replace"))
+            links = []
+            for href in hrefs:
+                url = href if "://" in href else (Path(page.parent, href.split("#")[0]).resolve().as_uri()
+                                                  + ("#" + href.split("#", 1)[1] if "#" in href else ""))
+                links.append(url)
+            pages.setdefault(page.parent.name, []).extend(links)
+    return pages
+
+
+def _dummy_geogan(tmp: Path) -> Path:
+    """A wheel named geogan that needs torch (the real one's other dependencies are not on local disk)."""
+    dist = "geogan-0.0.1.dist-info"
+    meta = "Metadata-Version: 2.1\nName: geogan\nVersion: 0.0.1\nRequires-Dist: torch>=2.2\n"
+    wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    path = tmp / "geogan-0.0.1-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("geogan_dummy/__init__.py", "")
+        zf.writestr(f"{dist}/METADATA", meta)
+        zf.writestr(f"{dist}/WHEEL", wheel)
+        zf.writestr(f"{dist}/RECORD", "")
+    return path
+
+
+@pytest.fixture(scope="module")
+def indexes(tmp_path_factory):
+    cpu_wheels = sorted(Path("/opt/wheels").glob("torch-*+cpu-cp311-*.whl"))
+    has_cuda_torch = any((i / "torch").is_dir() for i in LOCAL_INDEXES)
+    if not (cpu_wheels and has_cuda_torch and Path(SYSTEM_PYTHON).exists()):
+        pytest.skip("needs the local indexes (/opt/pypi*/simple with torch), a +cpu torch wheel in /opt/wheels "
+                    "and /usr/bin/python3")
+    root = tmp_path_factory.mktemp("indexes")
+    pages = _local_pages()
+    pypi = _write_index(root / "pypi", pages)
+    cpu_pages = {k: v for k, v in pages.items() if not CUDA_ONLY.match(k)}
+    cpu_pages["torch"] = [w.as_uri() for w in cpu_wheels]
+    cpu = _write_index(root / "cpu", cpu_pages)
+    return pypi, cpu, _dummy_geogan(root)
+
+
+def _plan(tmp_path: Path, indexes, *args: str) -> tuple[subprocess.CompletedProcess, dict | None]:
+    pypi, cpu, geogan = indexes
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL=pypi, PIP_DISABLE_PIP_VERSION_CHECK="1",
+               GEOGAN_TORCH_CPU_INDEX=cpu, PATH="/usr/bin:/bin")  # no nvidia-smi on PATH: a CPU machine
+    installer = REPO / "qgis_plugin" / "geogan_qgis" / "installer.py"
+    proc = subprocess.run([SYSTEM_PYTHON, str(installer), "--env", str(tmp_path / "env"), "--geogan", str(geogan),
+                           "--plan", "--json", *args], capture_output=True, text=True, timeout=900, env=env)
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    return proc, (json.loads(last)["plan"] if last.startswith("{") else None)
+
+
+def test_installer_plans_cpu_torch_without_a_gpu(tmp_path, indexes):
+    proc, plan = _plan(tmp_path, indexes)
+    assert proc.returncode == 0 and plan, proc.stdout[-3000:] + proc.stderr[-3000:]
+    names = {p["name"]: p["version"] for p in plan["packages"]}
+    assert plan["torch_version"].endswith("+cpu") and names["torch"].endswith("+cpu")
+    assert plan["cuda_packages"] == [] and not any(CUDA_ONLY.match(n) and n != "torch" for n in names)
+    assert "no NVIDIA GPU found: CPU-only PyTorch" in plan["reason"]
+    assert 0 < plan["total_bytes"] < 1_000_000_000
+    assert f"download: about {plan['total_bytes'] / 1e6:,.0f} MB" in proc.stdout  # shown before any download
+    assert not list((tmp_path / "env").glob("lib/python*/site-packages/torch"))  # a plan installs nothing
+
+
+def test_installer_plan_with_cuda_takes_pypis_cuda_torch(tmp_path, indexes):
+    """The control: PyPI's Linux torch is the CUDA build (its NVIDIA libraries, about 3 GB more, are not all
+    on this machine's disk, so dependencies are left out here: --no-deps)."""
+    proc, plan = _plan(tmp_path, indexes, "--gpu", "cuda", "--pip-arg=--no-deps")
+    assert proc.returncode == 0 and plan, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not plan["torch_version"].endswith("+cpu")
+    assert "PyTorch with CUDA from PyPI" in plan["reason"]
+    assert plan["total_bytes"] > 500_000_000  # the CUDA torch wheel alone; the CPU plan's whole download is less
