@@ -70,9 +70,9 @@ def make_chips(ortho: Path, out_dir: Path, *, vectors: Sequence[Path] = (), clas
         bands = [1, 2, 3] if ds.count >= 3 else [1, 1, 1]
     rgb = _warp(Path(ortho), grid, bands, rasterio.warp.Resampling.bilinear, np.uint8)
     if vectors:
-        from ..api import _features
+        from ..inputs import read_features
         from ..rasterizer import rasterize_classes
-        feats, _ = _features([Path(v) for v in vectors], grid, schema, class_field, 2)
+        feats, _ = read_features([Path(v) for v in vectors], grid, schema, class_field, 2)
         classes = rasterize_classes(feats, grid)
     else:
         classes = _warp(Path(class_raster), grid, [1], rasterio.warp.Resampling.nearest, np.uint8)[0]
