@@ -24,6 +24,7 @@ if [ $DEV = 1 ]; then
     bash scripts/install_qgis.sh
   fi
   bash scripts/install_node_tools.sh  # the Khronos glTF validator for the 3D export tests
+  bash scripts/install_browser.sh  # Debian's chromium for the geogan serve viewer test
 else
   $VPY -m pip install -q -e . 2>&1 | grep -v "is ignored" || true
 fi
