@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -476,10 +476,6 @@ class TrainConfig:
         return cls(data=DataConfig(**parts["data"]), schedule=ScheduleConfig(**parts["schedule"]),
                    arch=ArchConfig(**parts["arch"]), loss=LossConfig(**parts["loss"]),
                    optim=OptimConfig(**parts["optim"]), runtime=RuntimeConfig(**parts["runtime"]), **top)
-
-    def as_dict(self) -> dict:
-        """The config as plain values (for logs and tests)."""
-        return asdict(self)
 
 
 #: :func:`geogan.training.trainer.train`'s keyword arguments -> (part, field) of :class:`TrainConfig`
