@@ -308,3 +308,206 @@ def test_tree_heights_in_the_surface(tmp_path, schema):
     surface = compose_heights(np.zeros(grid.shape_yx, np.float32), top, classes, schema, seed=1, gsd_m=0.5)
     crown = np.hypot(e - 100, n - 100) < 2.5
     assert surface[crown].max() == pytest.approx(10, abs=0.3)
+
+
+# ----------------------------------------------------------------------------- layers that are not OSM
+
+
+def cadastre(tmp_path, n_buildings=84, fields=("HEIGHT", "hoehe", "FLOORS"), seed=4):
+    """A surveyed building layer in UTM: squares with measured heights, no `building` field."""
+    rng = np.random.default_rng(seed)
+    to_utm = pyproj.Transformer.from_crs("EPSG:4326", UTM, always_xy=True)
+    cx, cy = to_utm.transform(LON0, LAT0)
+    grid_xy = [(e, n) for e in range(-170, 171, 40) for n in range(-170, 171, 40)][:n_buildings]
+    half = rng.uniform(5, 12, len(grid_xy))
+    geoms = [shapely.box(cx + e - h, cy + n - h, cx + e + h, cy + n + h) for (e, n), h in zip(grid_xy, half)]
+    heights = np.round(rng.uniform(3, 45, len(geoms)), 2)
+    columns = {"HEIGHT": heights, "hoehe": np.round(heights * 0.9, 1), "FLOORS": rng.integers(1, 12, len(geoms)),
+               "NAME": np.array([f"b{i}" for i in range(len(geoms))], dtype=object)}
+    names = [f for f in (*fields, "NAME")]
+    path = tmp_path / "cadastre.gpkg"
+    pyogrio.raw.write(path, shapely.to_wkb(np.array(geoms, dtype=object)), [columns[f] for f in names], names,
+                      layer="buildings", driver="GPKG", crs=UTM, geometry_type="Polygon")
+    return path, geoms, columns
+
+
+def heights_at(grid, feats, geoms):
+    """The object height at each building's centre pixel."""
+    top = rasterize_object_heights(feats, grid)
+    out = []
+    for g in geoms:
+        col, row = ~grid.transform * (g.centroid.x, g.centroid.y)
+        out.append(top[int(row), int(col)])
+    return np.array(out)
+
+
+def test_measured_heights_with_class_and_height_field(tmp_path, schema, caplog):
+    path, geoms, columns = cadastre(tmp_path)
+    grid = make_grid(gsd_m=1.0)
+    options = SourceOptions(class_name="building", height_field="HEIGHT")
+    with caplog.at_level(logging.INFO, logger="geogan"):
+        classes, feats = class_map([path], grid, schema, options)
+    assert feats.counts_by_class == {schema.by_name("building").id: 81}
+    got = heights_at(grid, feats, geoms)
+    assert np.mean(np.abs(got - columns["HEIGHT"]) <= 1.0) >= 0.9
+    assert np.allclose(got, columns["HEIGHT"], atol=0.01)  # exact, in fact
+    assert "building heights from field 'HEIGHT'" in caplog.text
+    assert "'hoehe' look like heights but are not used" in caplog.text
+
+
+def test_height_field_found_in_any_letter_case(tmp_path, schema, caplog):
+    path, geoms, columns = cadastre(tmp_path)
+    grid = make_grid(gsd_m=1.0)
+    with caplog.at_level(logging.INFO, logger="geogan"):
+        _, feats = class_map([path], grid, schema, SourceOptions(class_name="building"))
+    assert np.allclose(heights_at(grid, feats, geoms), columns["HEIGHT"], atol=0.01)
+    assert "building heights from field 'HEIGHT'" in caplog.text
+
+
+def test_levels_field_and_unused_height_like_fields(tmp_path, schema, caplog):
+    path, geoms, columns = cadastre(tmp_path, fields=("hoehe", "FLOORS"))
+    grid = make_grid(gsd_m=1.0)
+    with caplog.at_level(logging.INFO, logger="geogan"):
+        _, feats = class_map([path], grid, schema, SourceOptions(class_name="building"))
+    assert np.allclose(heights_at(grid, feats, geoms), 8.0)  # no height field: the default
+    assert "no height field" in caplog.text and "field(s) 'hoehe' look like heights" in caplog.text
+    _, feats = class_map([path], grid, schema, SourceOptions(class_name="building", levels_field="FLOORS"))
+    assert np.allclose(heights_at(grid, feats, geoms), columns["FLOORS"] * 3.0)
+
+
+def test_features_read_but_none_classified_is_said_so(tmp_path, schema):
+    path, _, _ = cadastre(tmp_path)
+    grid = make_grid(gsd_m=1.0)
+    _, feats = class_map([path], grid, schema)  # no building field, no --class: nothing drawn
+    msg = coverage_warning(feats)
+    assert msg.startswith("81 features read, none classified: pass --class NAME or --class-field FIELD")
+    assert "no mapped features" not in msg
+    empty = Extract()
+    empty.node(0, 0, {"amenity": "bench"})
+    _, feats = class_map([empty.write(tmp_path / "bench.osm")], grid, schema)
+    assert coverage_warning(feats).startswith("1 features read, none of them mapped by the class rules")
+    assert coverage_warning(class_map([path], grid, schema, SourceOptions(class_name="building"))[1]) is None
+
+
+def test_bad_source_options_are_one_line_errors(tmp_path, schema):
+    from geogan.errors import GeoganError
+
+    path, _, _ = cadastre(tmp_path)
+    grid = make_grid(gsd_m=1.0)
+    with pytest.raises(SourceError, match="no layer has values in the field 'HIGHT' given to --height-field; "
+                                          "the fields are: .*HEIGHT"):
+        class_map([path], grid, schema, SourceOptions(class_name="building", height_field="HIGHT"))
+    with pytest.raises(SourceError, match="not both"):
+        SourceOptions(class_name="building", class_field="kind")
+    with pytest.raises(GeoganError, match="unknown class 'house'"):
+        class_map([path], grid, schema, SourceOptions(class_name="house"))
+
+
+# ----------------------------------------------------------------------------- one base per building
+
+
+def sloping_dem(tmp_path, slope_e=0.2, slope_n=0.1, res_m=2.0, half_m=300.0):
+    """A plane rising 20 % to the east and 10 % to the north, in UTM, as a GeoTIFF."""
+    to_utm = pyproj.Transformer.from_crs("EPSG:4326", UTM, always_xy=True)
+    cx, cy = to_utm.transform(LON0, LAT0)
+    n = int(2 * half_m / res_m)
+    transform = Affine(res_m, 0, cx - half_m, 0, -res_m, cy + half_m)
+    cols, rows = np.meshgrid(np.arange(n) + 0.5, np.arange(n) + 0.5)
+    x, y = transform * (cols, rows)
+    z = (50.0 + slope_e * (x - cx) + slope_n * (y - cy)).astype(np.float32)
+    path = tmp_path / "slope.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=n, height=n, count=1, dtype="float32", crs=UTM,
+                       transform=transform, nodata=-9999.0) as ds:
+        ds.write(z, 1)
+    return path, lambda xx, yy: 50.0 + slope_e * (np.asarray(xx) - cx) + slope_n * (np.asarray(yy) - cy)
+
+
+def slope_town(tmp_path):
+    x = Extract()
+    x.way([(-60, -20), (-20, -20), (-20, 20), (-60, 20)], {"building": "yes", "height": "12"}, closed=True)
+    x.way([(20, -15), (80, -15), (80, 15), (20, 15)],
+          {"building": "house", "height": "12", "roof:shape": "gabled", "roof:height": "4"}, closed=True)
+    x.node(0, 60, {"natural": "tree", "height": "10", "diameter_crown": "10"})
+    return x.write(tmp_path / "slope.osm")
+
+
+def surface_on_dem(path_osm, dem_path, grid, schema, standing=True):
+    _, feats = class_map([path_osm], grid, schema)
+    with DemSource(dem_path, reference_grid=grid) as dem:
+        source = VectorClassSource(feats)
+        source = source.standing_on(dem) if standing else source
+        terrain = dem.read(grid)
+        top, base = source.object_layers(grid)
+        classes = source.classes(grid)
+        return compose_heights(terrain, top, classes, schema, seed=1, gsd_m=grid.res_xy[0], base_m=base), \
+            terrain, source, classes
+
+
+def footprint_px(grid, e0, n0, e1, n1, inset_m=1.5):
+    e, n = pixel_metres(grid)
+    return (e > e0 + inset_m) & (e < e1 - inset_m) & (n > n0 + inset_m) & (n < n1 - inset_m)
+
+
+def test_flat_roof_stays_flat_on_a_sloping_dem(tmp_path, schema):
+    dem_path, plane = sloping_dem(tmp_path)
+    grid = make_grid(gsd_m=1.0, half_m=100.0)
+    surface, terrain, source, _ = surface_on_dem(slope_town(tmp_path), dem_path, grid, schema)
+    roof = footprint_px(grid, -60, -20, -20, 20)
+    assert np.ptp(surface[roof]) <= 0.05
+    # the base is the lowest ground under the outline: its south-west corner
+    to_utm = pyproj.Transformer.from_crs("EPSG:4326", UTM, always_xy=True)
+    lowest = plane(*to_utm.transform(*lonlat(-60, -20)))
+    assert surface[roof].mean() == pytest.approx(lowest + 12.0, abs=0.05)
+    # never higher over the ground than the building's height, and still above the ground uphill
+    assert (surface[roof] <= terrain[roof] + 12.0 + 1e-3).all() and (surface[roof] > terrain[roof]).all()
+    # before: the roof tilted with the terrain (12 m over this 40 m building on a 20 % / 10 % slope)
+    tilted, *_ = surface_on_dem(slope_town(tmp_path), dem_path, grid, schema, standing=False)
+    assert np.ptp(tilted[roof]) > 10.0
+
+
+def test_gabled_roof_keeps_its_ridge_above_the_base(tmp_path, schema):
+    dem_path, plane = sloping_dem(tmp_path)
+    grid = make_grid(gsd_m=0.5, half_m=100.0)
+    surface, terrain, source, _ = surface_on_dem(slope_town(tmp_path), dem_path, grid, schema)
+    to_utm = pyproj.Transformer.from_crs("EPSG:4326", UTM, always_xy=True)
+    base = plane(*to_utm.transform(*lonlat(20, -15)))
+    roof = footprint_px(grid, 20, -15, 80, 15, inset_m=0.5)
+    assert surface[roof].max() == pytest.approx(base + 12.0, abs=0.1)  # the ridge
+    assert surface[roof].min() == pytest.approx(base + 8.0, abs=0.35)  # the eaves
+    full = roof.sum(axis=0) >= roof.sum(axis=0).max() - 1  # columns across the whole roof
+    ridge = np.where(roof, surface, -np.inf).max(axis=0)[full]  # the highest pixel of each
+    assert full.sum() > 100 and np.ptp(ridge) <= 0.1  # level along the slope (12 m of it under the ridge)
+
+
+def test_bases_do_not_depend_on_the_strip_and_trees_follow_the_terrain(tmp_path, schema):
+    dem_path, _ = sloping_dem(tmp_path)
+    grid = make_grid(gsd_m=1.0, half_m=100.0)
+    surface, terrain, source, classes = surface_on_dem(slope_town(tmp_path), dem_path, grid, schema)
+    with DemSource(dem_path, reference_grid=grid) as dem:
+        strips = []
+        for r0 in range(0, grid.height, 37):  # strips cutting through both buildings
+            g = grid.window(r0, 0, min(37, grid.height - r0), grid.width)
+            top, base = source.object_layers(g)
+            strips.append(compose_heights(dem.read(g), top, source.classes(g), schema, seed=1,
+                                          gsd_m=grid.res_xy[0], base_m=base))
+    assert np.abs(np.vstack(strips) - surface).max() < 1e-3
+    tree = footprint_px(grid, -3, 57, 3, 63, inset_m=0)
+    trees = source.features.buildings.trees
+    buildings = ~trees & np.isfinite(source.features.heights_m)
+    assert trees.sum() == 1 and np.isnan(source.bases_m[trees]).all() and np.isfinite(source.bases_m[buildings]).all()
+    assert np.ptp(surface[tree] - terrain[tree]) < 3.5  # a crown on the slope, rounded, not levelled
+
+
+def test_dem_sample_is_bilinear_between_pixel_centres(tmp_path):
+    dem_path, plane = sloping_dem(tmp_path)
+    to_utm = pyproj.Transformer.from_crs("EPSG:4326", UTM, always_xy=True)
+    cx, cy = to_utm.transform(LON0, LAT0)
+    rng = np.random.default_rng(1)
+    x, y = cx + rng.uniform(-290, 290, 500), cy + rng.uniform(-290, 290, 500)
+    with DemSource(dem_path) as dem:
+        z = dem.sample(x, y, UTM)
+        far = dem.sample(np.array([cx + 5000]), np.array([cy]), UTM)
+        lonlat_z = dem.sample(*np.array(pyproj.Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+                                        .transform(x, y)), "EPSG:4326")
+    assert np.allclose(z, plane(x, y), atol=1e-3) and np.isnan(far).all()
+    assert np.allclose(lonlat_z, z, atol=1e-6)
