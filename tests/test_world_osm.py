@@ -511,3 +511,23 @@ def test_dem_sample_is_bilinear_between_pixel_centres(tmp_path):
                                         .transform(x, y)), "EPSG:4326")
     assert np.allclose(z, plane(x, y), atol=1e-3) and np.isnan(far).all()
     assert np.allclose(lonlat_z, z, atol=1e-6)
+
+
+@pytest.mark.parametrize("old, new, msg", [
+    ('[sea]\nclass = "water"', '[sea]\nclass = "ocean"', r"\[sea\] class 'ocean' is not one of the schema classes"),
+    ('[sea]\nclass = "water"\npriority = 1', '[sea]\nclass = "water"\npriority = "low"',
+     r"\[sea\] priority must be a whole number"),
+    ('crown = true\npriority = 62\n', 'crown = true\npriority = "high"\n', "priority must be a whole number"),
+    ('crown = true\n', 'crown = "yes"\n', "crown must be true or false"),
+    ('crown_m = 6.0', 'crown_m = -1', r"\[trees\] crown_m must be a positive number of metres"),
+])
+def test_bad_sea_tree_and_priority_rules_are_refused(tmp_path, old, new, msg):
+    from geogan.classes import default_rules_text
+    from geogan.errors import RulesError
+
+    text = default_rules_text()
+    assert old in text
+    rules = tmp_path / "rules.toml"
+    rules.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(RulesError, match=msg):
+        load_schema(rules)
