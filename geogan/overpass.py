@@ -195,7 +195,8 @@ def _selectors(rules: Sequence[Rule]) -> tuple[list[str], list[str]]:
 
 
 def build_query(schema: Schema, bbox_lonlat: Sequence[float], timeout_s: float = 180) -> str:
-    """An Overpass QL query for the ways and multipolygon relations the rules of ``schema`` can draw.
+    """An Overpass QL query for the ways and multipolygon relations the rules of ``schema`` can draw, the
+    nodes of its point rules (trees) and the coastline (the sea) unless the schema draws no sea.
 
     One ``way[...]`` statement per rule key (values merged, ``["key"]`` for
     ``*``) and, for area rules, a ``relation["type"="multipolygon"][...]``
@@ -208,10 +209,15 @@ def build_query(schema: Schema, bbox_lonlat: Sequence[float], timeout_s: float =
     """
     w, s, e, n = _check_bbox(bbox_lonlat)
     box = f"{s:.7f},{w:.7f},{n:.7f},{e:.7f}"
-    ways, relations = _selectors(schema.rules)
+    ways, relations = _selectors([r for r in schema.rules if r.geometry != "point"])
     if not ways:
         raise SourceError(f"the class rules ({schema.source}) match no OSM tags; add [[rules]] with 'match' tables")
+    nodes = dict.fromkeys("".join(_tag_filter(k, v) for k, v in r.match) for r in schema.rules
+                          if r.geometry in ("point", "any"))  # trees
+    if schema.sea_class is not None:  # the sea is built from the coastline (geogan.coastline)
+        ways.append(_tag_filter("natural", ["coastline"]))
     lines = [f"[out:xml][timeout:{max(1, math.ceil(timeout_s))}][bbox:{box}];", "("]
+    lines += [f"  node{sel}({box});" for sel in nodes]
     lines += [f"  way{sel}({box});" for sel in ways]
     lines += [f'  relation["type"="multipolygon"]{sel}({box});' for sel in relations]
     lines += [");", "(._;>;);", "out body;"]

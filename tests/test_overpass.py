@@ -158,7 +158,8 @@ def test_query_is_built_from_the_rules_and_the_bbox():
     assert 'relation["type"="multipolygon"]["highway"~"^(footway|pedestrian)$"]' in q  # only area values
     assert "tree_row" not in q.split('relation["type"="multipolygon"]["natural"', 1)[1].split("\n")[0]
     assert q.rstrip().endswith("(._;>;);\nout body;")
-    assert q.count(box) == q.count("way[") + q.count("relation[")
+    assert f'node["natural"="tree"]{box};' in q and f'way["natural"="coastline"]{box};' in q  # trees, the sea
+    assert q.count(box) == q.count("way[") + q.count("relation[") + q.count("node[")
 
 
 def test_query_quotes_values_and_keeps_multi_key_rules_together():
