@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""README screenshots of the geogan QGIS plugin, taken by a real QGIS (PyQGIS).
+"""Screenshots of the geogan QGIS plugin for docs/qgis.md, taken by a real QGIS (PyQGIS).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" /usr/bin/python3 scripts/qgis_screenshots.py
 
@@ -10,23 +10,32 @@ are captured with ``QWidget.grab()``.
 What it does, like ``tests/test_qgis_plugin.py``: copies ``qgis_plugin/geogan_qgis``
 into a fresh, temporary QGIS profile (HOME points to a temp folder) and starts the
 plugin there, with geogan running in ``GEOGAN_PYTHON`` (default: this checkout's
-``.venv/bin/python``, ``GEOGAN_PYTHONPATH`` = the checkout). Then:
+``.venv/bin/python``, ``GEOGAN_PYTHONPATH`` = the checkout). The project CRS is
+UTM 35N (EPSG:32635), as a user's project in Finland would be. Then:
 
-1. loads the bundled sample OSM (``geogan/data/sample/sample_town.osm``) as
-   layers, opens the Processing algorithm dialog of ``geogan:render`` with a
-   300 m x 300 m extent around lon 25.70 lat 60.40, GSD 0.5 m, EPSG:3857 and the
-   default model, and grabs it -> ``docs/qgis_render_dialog.png``;
-2. presses Run in that dialog (the algorithm runs as a QGIS task, the rasters are
-   loaded into the project, the class map with the class palette) and grabs a
-   window with the layer tree and two map canvases, ``geogan aerial`` and
-   ``geogan classes`` -> ``docs/qgis_render_result.png``.
+1. loads the bundled sample OSM (``geogan/data/sample/sample_town.osm``) as two
+   layers: its polygons, with the blocks in the middle selected, and its lines,
+   filtered to roads (no footways); opens the Processing dialog of ``geogan:render``
+   with the polygons as INPUT ("Selected features only" ticked), the lines as more
+   layers, a 300 m x 300 m extent, GSD 0.5 m, the output CRS left at the project's
+   and the default model, and grabs it -> ``qgis_render_dialog.png``; the dialog's
+   help panel scrolled to the models and their licences -> ``qgis_render_models.png``;
+2. the dependency installer dialog as a user without geogan sees it ->
+   ``qgis_installer_dialog.png``;
+3. (unless ``--only-dialogs``) presses Run (the algorithm runs as a QGIS task, the
+   rasters are loaded into the project, the class map styled by its classes.qml) and
+   grabs the layer tree and two map canvases, ``geogan aerial`` and ``geogan classes``
+   -> ``qgis_render_result.png``.
 
+``--report FILE`` writes what the dialogs showed (JSON) for ``tests/test_qgis_screens.py``.
 PNGs are quantized with Pillow to stay small.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import shutil
 import sys
@@ -36,12 +45,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_OSM = REPO / "geogan" / "data" / "sample" / "sample_town.osm"
 LON, LAT, HALF_M = 25.70, 60.40, 150.0  # centre and half size of the rendered area
+SELECT_HALF_M = 70.0  # the selected blocks: features touching this square around the centre
+PROJECT_CRS = "EPSG:32635"
+ROADS_ONLY = "\"highway\" IS NOT NULL AND \"highway\" NOT IN ('footway', 'path', 'steps', 'cycleway')"
 MAX_BYTES = 400_000
 
 
 def _bbox_lonlat(lon: float, lat: float, half_m: float) -> tuple[float, float, float, float]:
-    import math
-
     dlat = half_m / 111_320.0
     dlon = half_m / (111_320.0 * math.cos(math.radians(lat)))
     return lon - dlon, lat - dlat, lon + dlon, lat + dlat
@@ -50,8 +60,7 @@ def _bbox_lonlat(lon: float, lat: float, half_m: float) -> tuple[float, float, f
 def _prepare_profile(home: Path) -> Path:
     """A fresh QGIS profile with the plugin copied in (as the plugin zip would unpack it)."""
     plugins = home / ".local" / "share" / "QGIS" / "QGIS3" / "profiles" / "default" / "python" / "plugins"
-    target = plugins / "geogan_qgis"
-    shutil.copytree(REPO / "qgis_plugin" / "geogan_qgis", target,
+    shutil.copytree(REPO / "qgis_plugin" / "geogan_qgis", plugins / "geogan_qgis",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     runtime = home / "runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
@@ -101,48 +110,26 @@ def _wait(app, seconds: float, until=None) -> bool:
     return until is None
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out-dir", type=Path, default=REPO / "docs", help="where the PNGs go")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary profile and rasters")
-    args = ap.parse_args()
-    if not os.environ.get("DISPLAY"):
-        sys.exit("no DISPLAY: run under xvfb-run (see the docstring)")
+def _start_qgis(plugins: Path):
+    """QGIS with a stand-in QgisInterface (QGIS's own tests do the same), processing and the plugin."""
+    from unittest import mock
 
-    # a fixed folder, so the output path shown in the dialog is the same on every run
-    home = Path(tempfile.gettempdir()) / "geogan_qgis_shots"
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
-    plugins = _prepare_profile(home)
-    render_dir = home / "geogan_render"
-
-    from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsLayerTreeModel,
-                           QgsProject, QgsRasterLayer, QgsVectorLayer)
-    from qgis.gui import (QgisInterface, QgsBrowserGuiModel, QgsLayerTreeMapCanvasBridge, QgsLayerTreeView,
-                          QgsMapCanvas)
-    from qgis.PyQt.QtCore import QSize, Qt
-    from qgis.PyQt.QtGui import QColor
-    from qgis.PyQt.QtWidgets import QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
+    import qgis.utils
+    from qgis.core import QgsApplication
+    from qgis.gui import QgisInterface, QgsBrowserGuiModel, QgsMapCanvas
+    from qgis.PyQt.QtWidgets import QMainWindow
 
     QgsApplication.setPrefixPath("/usr", True)
     app = QgsApplication([], True)
     app.initQgis()
-
-    # an iface-less QGIS: a stand-in QgisInterface (QGIS's own tests do the same)
-    from unittest import mock
-
-    import qgis.utils
-
     main_window = QMainWindow()
     iface = mock.Mock(spec=QgisInterface)
     iface.mainWindow.return_value = main_window
-    iface_canvas = QgsMapCanvas(main_window)
-    iface.mapCanvas.return_value = iface_canvas
+    iface.mapCanvas.return_value = QgsMapCanvas(main_window)
     iface.activeLayer.return_value = None
     browser_model = QgsBrowserGuiModel()
     iface.browserModel.return_value = browser_model
     qgis.utils.iface = iface
-
     sys.path.insert(0, "/usr/share/qgis/python/plugins")
     sys.path.insert(0, str(plugins))
     from processing.core.Processing import Processing
@@ -154,91 +141,149 @@ def main() -> int:
     plugin.initGui()
     from geogan_qgis.status import dep_status
 
-    st = dep_status()
-    if not st.ok:
-        sys.exit(f"geogan is not usable from QGIS: {st.message}")
+    if not dep_status().ok:
+        sys.exit(f"geogan is not usable from QGIS: {dep_status().message}")
+    return app, iface, (main_window, browser_model, plugin)
 
-    project = QgsProject.instance()
-    project.setCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
-    osm_layers = []
-    for sub in ("multipolygons", "lines"):
-        layer = QgsVectorLayer(f"{SAMPLE_OSM}|layername={sub}", f"sample_town {sub}", "ogr")
-        if not layer.isValid():
-            sys.exit(f"cannot open {SAMPLE_OSM} ({sub})")
-        osm_layers.append(layer)
-    project.addMapLayers(osm_layers)
 
-    # ---------------------------------------------------------------- 1: the dialog
+def _load_town(project):
+    """The sample town's polygons (blocks in the middle selected) and its lines filtered to roads."""
+    from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsRectangle,
+                           QgsVectorLayer)
+
+    project.setCrs(QgsCoordinateReferenceSystem(PROJECT_CRS))
+    polys = QgsVectorLayer(f"{SAMPLE_OSM}|layername=multipolygons", "sample_town polygons", "ogr")
+    lines = QgsVectorLayer(f"{SAMPLE_OSM}|layername=lines", "sample_town roads", "ogr")
+    if not (polys.isValid() and lines.isValid()):
+        sys.exit(f"cannot open {SAMPLE_OSM}")
+    lines.setSubsetString(ROADS_ONLY)
+    project.addMapLayers([polys, lines])
+    west, south, east, north = _bbox_lonlat(LON, LAT, SELECT_HALF_M)
+    to_layer = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:4326"), polys.crs(), project)
+    polys.selectByRect(to_layer.transformBoundingBox(QgsRectangle(west, south, east, north)))
+    return polys, lines
+
+
+def _render_dialog(alg_id, polys, lines, render_dir: Path, parent):
     from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from qgis.core import QgsApplication, QgsProcessingFeatureSourceDefinition
 
-    alg = QgsApplication.processingRegistry().createAlgorithmById("geogan:render")
-    dialog = AlgorithmDialog(alg, parent=main_window)
+    alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
+    dialog = AlgorithmDialog(alg, parent=parent)
     west, south, east, north = _bbox_lonlat(LON, LAT, HALF_M)
     dialog.setParameters({
-        "LAYERS": [layer.id() for layer in osm_layers],
+        "INPUT": QgsProcessingFeatureSourceDefinition(polys.id(), True),
+        "LAYERS": [lines.id()],
         "EXTENT": f"{west:.6f},{east:.6f},{south:.6f},{north:.6f} [EPSG:4326]",
-        "OUTPUT_CRS": "EPSG:3857",
         "GSD_M": 0.5,
-        "MODEL": "default",
+        "MODEL": 0,
         "OUTPUT_DIR": str(render_dir),
     })
-    dialog.resize(1100, 780)
+    dialog.resize(1100, 860)
+    return dialog
+
+
+def _dialog_report(dialog, polys) -> dict:
+    """What the render dialog shows and would run with."""
+    from qgis.PyQt.QtWidgets import QComboBox, QTextBrowser
+
+    params = dialog.createProcessingParameters()
+    source = params.get("INPUT")
+    combos = [[c.itemText(i) for i in range(c.count())] for c in dialog.findChildren(QComboBox)]
+    helps = [b.toPlainText() for b in dialog.findChildren(QTextBrowser)]
+    return {"selected": polys.selectedFeatureCount(),
+            "input_selected_only": bool(getattr(source, "selectedFeaturesOnly", False)),
+            "model_items": next((items for items in combos if any(i.startswith("default") for i in items)), []),
+            "output_crs": str(params.get("OUTPUT_CRS")), "overwrite": params.get("OVERWRITE"),
+            "help": max(helps, key=len) if helps else ""}
+
+
+def _shoot_dialogs(app, dialog, out_dir: Path) -> None:
+    from qgis.PyQt.QtWidgets import QSplitter, QTextBrowser
+
     dialog.show()
     _wait(app, 1.0)
-    _save_png(dialog, args.out_dir / "qgis_render_dialog.png", colors=128)
+    _save_png(dialog, out_dir / "qgis_render_dialog.png", colors=128)
+    splitter = max(dialog.findChildren(QSplitter), key=lambda sp: sp.width())
+    splitter.setSizes([500, 600])  # a wide help panel, scrolled to the models and their licences
+    browser = max(dialog.findChildren(QTextBrowser), key=lambda b: len(b.toPlainText()))
+    _wait(app, 0.5)
+    bar = browser.verticalScrollBar()
+    bar.setValue(bar.maximum())
+    _wait(app, 0.5)
+    _save_png(dialog, out_dir / "qgis_render_models.png", colors=128)
+    splitter.setSizes([800, 300])
 
-    # ---------------------------------------------------------------- 2: run it, show the result
+
+def _installer_shot(app, out_dir: Path, parent) -> str:
+    """The installer dialog as a user without geogan sees it (a Python without geogan, for a moment)."""
+    from geogan_qgis.installer_dialog import InstallerDialog
+    from geogan_qgis.status import dep_status
+
+    saved = {k: os.environ.get(k) for k in ("GEOGAN_PYTHON", "GEOGAN_PYTHONPATH")}
+    os.environ.update(GEOGAN_PYTHON="/usr/bin/python3", GEOGAN_PYTHONPATH="")
+    try:
+        dep_status(refresh=True)
+        dialog = InstallerDialog(parent, on_done=lambda: None)
+        dialog.resize(820, 420)
+        dialog.show()
+        _wait(app, 0.5)
+        _save_png(dialog, out_dir / "qgis_installer_dialog.png", colors=64)
+        text = dialog.status.text()
+        dialog.close()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        dep_status(refresh=True)
+    return text
+
+
+def _run_and_shoot_result(app, dialog, project, out_dir: Path) -> None:
+    from qgis.core import QgsCoordinateReferenceSystem, QgsLayerTreeModel
+    from qgis.gui import QgsLayerTreeView, QgsMapCanvas
+    from qgis.PyQt.QtCore import QSize, Qt
+    from qgis.PyQt.QtGui import QColor
+    from qgis.PyQt.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+
     finished = {}
     dialog.algorithmFinished.connect(lambda ok, res: finished.update(ok=ok, results=res))
     dialog.runAlgorithm()  # the Run button
-    if not _wait(app, 300, until=lambda: "ok" in finished) or not finished["ok"]:
+    if not _wait(app, 600, until=lambda: "ok" in finished) or not finished["ok"]:
         log = dialog.findChild(QWidget, "txtLog")
         sys.exit("geogan:render failed in the dialog:\n" + (log.toPlainText()[-3000:] if log else ""))
     dialog.close()
     _wait(app, 0.5)
-
     by_name = {layer.name(): layer for layer in project.mapLayers().values()}
-    missing = {"geogan aerial", "geogan height", "geogan classes"} - set(by_name)
-    if missing:
-        sys.exit(f"layers not loaded into the project: {sorted(missing)}")
     aerial, classes = by_name["geogan aerial"], by_name["geogan classes"]
-    assert isinstance(aerial, QgsRasterLayer) and classes.renderer().type() == "paletted"
-
     root = project.layerTreeRoot()
     for layer in project.mapLayers().values():  # the tree: rasters on, OSM layers off
         node = root.findLayer(layer.id())
         node.setItemVisibilityChecked(layer.name() in ("geogan aerial", "geogan classes"))
         node.setExpanded(layer is classes)
-
     window = QWidget()
-    window.setWindowTitle("geogan:render result")
     splitter = QSplitter(Qt.Horizontal, window)
     model = QgsLayerTreeModel(root)
-    model.setFlag(QgsLayerTreeModel.AllowNodeChangeVisibility, True)
     tree = QgsLayerTreeView()
-    tree.setModel(model)  # expanded as the nodes say: only the class palette's legend
+    tree.setModel(model)
     splitter.addWidget(tree)
-
     canvases = []
-    for layer, title in ((aerial, "aerial.tif (geogan aerial)"),
-                         (classes, "classes.tif (geogan classes, class palette)")):
+    for layer, title in ((aerial, "aerial.tif (geogan aerial)"), (classes, "classes.tif (styled by classes.qml)")):
         pane = QWidget()
         vbox = QVBoxLayout(pane)
         vbox.setContentsMargins(4, 4, 4, 4)
-        label = QLabel(f"<b>{title}</b>")
-        vbox.addWidget(label)
+        vbox.addWidget(QLabel(f"<b>{title}</b>"))
         canvas = QgsMapCanvas()
         canvas.setCanvasColor(QColor("white"))
-        canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+        canvas.setDestinationCrs(QgsCoordinateReferenceSystem(PROJECT_CRS))
         canvas.setLayers([layer])
         canvas.setMinimumSize(QSize(560, 560))
         vbox.addWidget(canvas)
         splitter.addWidget(pane)
         canvases.append(canvas)
-    bridge = QgsLayerTreeMapCanvasBridge(root, iface_canvas)  # keeps QGIS's own canvas in sync
-    layout = QVBoxLayout(window)
-    layout.setContentsMargins(0, 0, 0, 0)
-    layout.addWidget(splitter)
+    QVBoxLayout(window).addWidget(splitter)
     splitter.setSizes([300, 580, 580])
     window.resize(1480, 620)
     window.show()
@@ -248,10 +293,36 @@ def main() -> int:
         canvas.refresh()
     _wait(app, 60, until=lambda: all(not c.isDrawing() for c in canvases))
     _wait(app, 1.0)
-    _save_png(window, args.out_dir / "qgis_render_result.png", colors=256)
+    _save_png(window, out_dir / "qgis_render_result.png", colors=256)
 
-    print(f"rendered into {render_dir}", flush=True)
-    del bridge
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out-dir", type=Path, default=REPO / "docs", help="where the PNGs go")
+    ap.add_argument("--only-dialogs", action="store_true", help="grab the dialogs; do not render")
+    ap.add_argument("--report", type=Path, help="write what the dialogs showed to this JSON file")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary profile and rasters")
+    args = ap.parse_args()
+    if not os.environ.get("DISPLAY"):
+        sys.exit("no DISPLAY: run under xvfb-run (see the docstring)")
+    # a fixed folder, so the output path shown in the dialog is the same on every run
+    home = Path(tempfile.gettempdir()) / "geogan_qgis_shots"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    app, iface, _keep = _start_qgis(_prepare_profile(home))
+    from qgis.core import QgsProject
+
+    project = QgsProject.instance()
+    polys, lines = _load_town(project)
+    dialog = _render_dialog("geogan:render", polys, lines, home / "geogan_render", iface.mainWindow())
+    _shoot_dialogs(app, dialog, args.out_dir)
+    report = _dialog_report(dialog, polys)
+    report["installer_status"] = _installer_shot(app, args.out_dir, iface.mainWindow())
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    if not args.only_dialogs:
+        _run_and_shoot_result(app, dialog, project, args.out_dir)
+        print(f"rendered into {home / 'geogan_render'}", flush=True)
     if args.keep:
         print(f"kept {home}", flush=True)
     else:

@@ -119,6 +119,12 @@ def _schema_json(rules: str | None = None) -> list[dict]:
             for c in load_schema(rules).classes]
 
 
+def _summary(description, max_chars: int = 200) -> str:
+    """A card description's first clause (up to the first '. ' or ': '), cut at a word if long."""
+    text = str(description or "").split(". ")[0].split(": ")[0].strip().rstrip(".")
+    return text if len(text) <= max_chars else text[:max_chars].rsplit(" ", 1)[0] + "..."
+
+
 def _models() -> list[dict]:
     """The installed models that render aerial images: name, a one-sentence summary, licence, GSD."""
     try:
@@ -131,8 +137,7 @@ def _models() -> list[dict]:
     for card in cards:
         if "rgb" not in (card.get("outputs") or []):
             continue  # segmenters, class-map dreamers: not render models
-        summary = str(card.get("description") or "").split(". ")[0].strip()
-        out.append({"name": str(card.get("name")), "summary": summary[:240],
+        out.append({"name": str(card.get("name")), "summary": _summary(card.get("description")),
                     "license": str(card.get("license") or "not stated"), "gsd_m": card.get("gsd_m"),
                     "style": bool((card.get("arch_params") or {}).get("use_style_encoder"))})
     return out
