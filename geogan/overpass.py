@@ -647,9 +647,27 @@ def fetch_osm(bbox_lonlat: Sequence[float], schema: Schema, *, url: str | None =
 
 
 # ---------------------------------------------------------------- clipping big extracts
+# Tagged nodes a clip keeps inside its bbox besides the nodes of its ways: what the point rules draw.
+CLIP_POINT_TAGS = (("natural", "tree"),)
+_CLIP_VERSION = "2"  # 2: with CLIP_POINT_TAGS nodes
+
+
+def _keep_point_nodes(src: str, bbox: BBox, tracker) -> None:
+    """Add the CLIP_POINT_TAGS nodes inside ``bbox`` to ``tracker`` (one pass over the nodes, tag-filtered in C++)."""
+    import osmium
+    import osmium.filter
+
+    fp = osmium.FileProcessor(src, osmium.osm.NODE).with_filter(osmium.filter.TagFilter(*CLIP_POINT_TAGS))
+    for node in fp:
+        loc = node.location
+        if loc.valid() and bbox[0] <= loc.lon <= bbox[2] and bbox[1] <= loc.lat <= bbox[3]:
+            tracker.add_node(node.id)
+
+
 def _clip_cache_path(path: Path, bbox: BBox, cache_dir: str | os.PathLike | None) -> Path:
     st = path.stat()
     ident = f"{path.resolve()}\n{st.st_size}\n{st.st_mtime_ns}\n" + ",".join(f"{v:.7f}" for v in bbox)
+    ident += f"\nv{_CLIP_VERSION}"
     base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return base / "clips" / f"{hashlib.sha256(ident.encode()).hexdigest()}.osm.pbf"
 
@@ -694,7 +712,8 @@ def clip_large_osm(path: str | os.PathLike, bbox_lonlat: Sequence[float], *,
          multipolygon's envelope from its member ways;
       3. keep multipolygons whose envelope meets the bbox (a forest enclosing the
          whole bbox stays), with all their member ways; then the nodes of every kept
-         way (``IdTracker.complete_backward_references``, also those outside the bbox);
+         way (``IdTracker.complete_backward_references``, also those outside the bbox),
+         and the tagged nodes point rules draw (``CLIP_POINT_TAGS``: trees) inside the bbox;
       4. copy the kept objects into the clip (C++ id filter -> writer).
     Envelope tests are conservative: a way whose box meets the bbox is kept even if
     its line misses it. ``node_storage`` is the pyosmium location index (default
@@ -808,6 +827,7 @@ def clip_large_osm(path: str | os.PathLike, bbox_lonlat: Sequence[float], *,
         for table in (way_rels, rel_members, rel_box):  # free them before the next pass
             table.clear()
         tracker.complete_backward_references(src, relation_depth=0)
+        _keep_point_nodes(src, bbox, tracker)
 
         # 4. write the clip
         report(0.8, f"writing {kept_ways} ways and {kept_rels} multipolygons")

@@ -334,6 +334,8 @@ def _region_pbf(tmp_path: Path) -> Path:
     # a big square ring around everything, in four untagged pieces whose boxes miss the bbox
     c = [node(30, -1000, -1000), node(31, 1000, -1000), node(32, 1000, 1000), node(33, -1000, 1000)]
     far_ring = [node(40, 3000, 3000), node(41, 3100, 3000), node(42, 3100, 3100), node(43, 3000, 3100)]
+    nodes[50] = (*offset_lonlat(LON, LAT, 10, 60), {"natural": "tree"})  # a tree inside, one outside
+    nodes[51] = (*offset_lonlat(LON, LAT, 900, 60), {"natural": "tree"})
     ways = [(1, inside + [inside[0]], {"building": "yes"}),
             (2, crossing, {"highway": "primary"}),
             (3, outside, {"highway": "primary"}),
@@ -363,6 +365,8 @@ def test_clip_keeps_whole_ways_and_enclosing_multipolygons(tmp_path):
     forest = polys[polys["landuse"] == "forest"]
     assert len(forest) == 1 and forest.geometry.iloc[0].area > 1e-4  # the whole 2 km ring
     assert "water" not in set(polys["natural"].dropna())
+    points = pyogrio.read_dataframe(clip, layer="points")
+    assert list(points["osm_id"].astype(int)) == [50]  # the tree inside the bbox
 
     mtime = clip.stat().st_mtime_ns
     assert clip_large_osm(pbf, bbox, cache_dir=tmp_path / "c", min_bytes=0) == clip
