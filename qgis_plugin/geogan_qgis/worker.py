@@ -181,6 +181,9 @@ def _prepared(kwargs: dict, default_gsd_m) -> dict:
 
         kwargs["osm"] = [str(sample_osm_path())]
     if kwargs.pop("square_pixels", False):
+        here = os.path.dirname(os.path.abspath(__file__))
+        if here not in sys.path:  # run as a script it is there; loaded as a module (tests) it may not be
+            sys.path.insert(0, here)
         from worker_grid import squared
 
         gsd_m = kwargs.get("gsd_m") or default_gsd_m()
