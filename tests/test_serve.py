@@ -311,6 +311,98 @@ def test_serve_needs_a_source(tiny_model):
         TileService(ServeSettings(osm=(Path("/nonexistent/x.osm"),), model=str(tiny_model), device="cpu"))
 
 
+def _wsgi(app, path: str, method: str = "GET"):
+    """(status line, headers, body) of ``app`` called in this process."""
+    got = {}
+
+    def start_response(status, headers):
+        got.update(status=status, headers=dict(headers))
+
+    body = b"".join(app({"REQUEST_METHOD": method, "PATH_INFO": path, "HTTP_HOST": "127.0.0.1:1",
+                         "wsgi.url_scheme": "http"}, start_response))
+    return got["status"], got["headers"], body
+
+
+def test_a_failed_render_is_a_500_line_and_caches_nothing(served, tmp_path):
+    import dataclasses
+    import types
+
+    from geogan.errors import RenderError
+
+    service, _ = served
+    broken = TileService(dataclasses.replace(service.settings, cache_dir=tmp_path), renderer=service.renderer)
+
+    def fail(**kwargs):
+        raise RenderError("model 'tiny' produced NaN/inf values in fp32 on cpu; its weights are broken")
+
+    broken.renderer = types.SimpleNamespace(render=fail, loaded=service.renderer.loaded)
+    w, s, e, n = service.area.box
+    tile = tile_of_lonlat((w + e) / 2, (s + n) / 2, 18)
+    status, headers, body = _wsgi(TileApp(broken), f"/{tile}.png")
+    assert status.startswith("500") and body.count(b"\n") == 1 and headers["Cache-Control"] == "no-store"
+    assert body.startswith(f"/{tile}.png could not be made: model 'tiny' produced NaN".encode())
+    assert broken.cache.read(tile) is None
+
+
+def test_head_answers_headers_without_a_body(served):
+    service, _ = served
+    w, s, e, n = service.area.box
+    tile = tile_of_lonlat((w + e) / 2, (s + n) / 2, 18)
+    app = TileApp(service)
+    _, get_headers, png = _wsgi(app, f"/{tile}.png")
+    status, headers, body = _wsgi(app, f"/{tile}.png", "HEAD")
+    assert status.startswith("200") and body == b"" and headers["Content-Length"] == str(len(png))
+    assert _wsgi(app, f"/{tile}.png", "POST")[0].startswith("405")
+
+
+def test_a_large_osm_file_needs_a_bbox(town, tiny_model, monkeypatch):
+    from geogan.errors import InputError
+
+    monkeypatch.setattr("geogan.overpass.CLIP_MIN_BYTES", 100)  # the town stands for a 300 MB extract
+    with pytest.raises(InputError, match="every tile would parse all of it; give --bbox"):
+        TileService(ServeSettings(osm=(town,), model=str(tiny_model), device="cpu"))
+
+
+def _cli(*args):
+    """``geogan ...`` in this process: (exit code, stdout, stderr); the geogan logger is put back afterwards."""
+    import logging
+
+    from typer.testing import CliRunner
+
+    from geogan.cli import app
+
+    logger = logging.getLogger("geogan")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args], prog_name="geogan")
+    finally:
+        logger.handlers[:], logger.propagate = saved[0], saved[2]
+        logger.setLevel(saved[1])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"geogan {args} raised {result.exception!r}") from result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_refuses_bad_settings_in_one_line(town, tiny_model):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = [
+            ((), "needs --osm FILE, or --bbox west,south,east,north"),
+            (("--osm", town, "--threads", 0), "--threads 0 must be 1..64"),
+            (("--osm", town, "--bbox", "10,50,9,51"), "west < east"),
+            (("--osm", town, "--overview-levels", 9), "--overview-levels 9 must be a whole number 0..6"),
+            (("--osm", town, "--model", tiny_model, "--port", port), f"cannot listen on 127.0.0.1:{port}"),
+        ]
+        for args, message in cases:
+            code, out, err = _cli("serve", *args)
+            errors = [line for line in err.splitlines() if line.strip()]
+            assert code == 2 and len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], err
+
+
 # ---------------------------------------------------------------- a browser and a real process
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
