@@ -22,7 +22,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pyproj
 import pytest
 
