@@ -32,7 +32,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import ExitStack, contextmanager
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import rasterio
@@ -154,6 +154,11 @@ class RasterSpec:
     # JPEG in the COG (full resolution and overviews), no predictor: at 90 the sample town's aerial image is
     # 1.96 MB instead of 11.49 MB (DEFLATE), 2.7 grey levels mean absolute difference, in 0.23 CPU-s
     jpeg_quality: int = 90
+    # dataset metadata (GDAL tags, default domain: provenance, see geogan.provenance.output_tags)
+    tags: Mapping[str, str] | None = None
+    # files written beside the finished COG (e.g. class names: .aux.xml and .qml), committed with the set:
+    # called with the staged COG's path, returns the paths it wrote (in the same folder)
+    sidecars: Callable[[Path], Sequence[Path]] | None = None
 
     def __post_init__(self) -> None:
         if self.compress not in COG_CODECS:
@@ -498,6 +503,7 @@ class OutputSet:
         self._overviews: dict[str, _Overviews] = {}
         self._factors = overview_factors(grid.width, grid.height, block_px)
         self._finished: set[str] = set()
+        self._sidecars: dict[str, list[str]] = {}
         self._lock: outdir.FolderLock | None = None
         self._staging: Path | None = None
         self._scope = ExitStack()
@@ -555,6 +561,8 @@ class OutputSet:
         if spec.units:
             ds.update_tags(1, units=spec.units)
             ds.units = tuple([spec.units] * spec.count)
+        if spec.tags:
+            ds.update_tags(**dict(spec.tags))
         self._rows[key] = _BlockRows(self.grid.height, self.grid.width, spec.count, spec.dtype, self.block_px)
         if self._factors:
             ovr_paths = [self._temp(spec, f"ovr{f}") for f in self._factors]
@@ -609,7 +617,16 @@ class OutputSet:
             raise self._failed(spec, exc) from None
         for path in [stream, vrt, *(overviews.paths if overviews is not None else ())]:
             path.unlink(missing_ok=True)
+        if spec.sidecars is not None:
+            try:
+                self._sidecars[key] = [Path(p).name for p in spec.sidecars(cog)]
+            except _WRITE_ERRORS as exc:
+                raise self._failed(spec, exc) from None
         self._finished.add(key)
+
+    def output_names(self) -> list[str]:
+        """The file names the set replaces in its folder: every output and the sidecars written beside them."""
+        return [name for key, spec in self.specs.items() for name in [spec.path.name, *self._sidecars.get(key, ())]]
 
     def _commit(self) -> None:
         for key in self.specs:
@@ -617,7 +634,7 @@ class OutputSet:
                 self.finish(key)
         assert self._staging is not None
         try:
-            outdir.commit(self._staging, self.folder, [spec.path.name for spec in self.specs.values()])
+            outdir.commit(self._staging, self.folder, self.output_names())
         except OSError as exc:
             if not outdir.is_committed(self._staging):
                 raise self._failed(next(iter(self.specs.values())), exc) from None
