@@ -61,77 +61,26 @@ def default_segmenter_path() -> Path:
     return Path(str(resources.files("geogan").joinpath("data/models/segmenter_landcoverai")))
 
 
-def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 2000, batch: int = 8, width: int = 16,
-                    depth: int = 4, crop_px: int = 128, lr: float = 2e-3, seed: int = 0,
+def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 4000, batch: int = 8, width: int = 16,
+                    depth: int = 4, crop_px: int = 128, lr: float = 1e-3, seed: int = 0,
                     label_map: str = "landcoverai", log_every: int = 100, val_fraction: float = 0.125,
-                    init: Path | None = None) -> Path:
-    """Train the FCN-score segmenter on the *real* images of the training split.
+                    init: Path | None = None, select_pairs: int | None = None) -> Path:
+    """Train the FCN-score segmenter on the *real* images of the training split; returns the stem written.
 
-    ``init``: a segmenter (stem of .json + .safetensors) to continue from: same classes, width and depth; its
-    card's step count and seconds are carried into the new card.
+    The recipe (class-balanced crops and loss, augmentation, selection on the last ``select_pairs`` training
+    pairs) is :mod:`geogan.training.segmenter_fit`'s; this runs it in a temporary run folder (no resume;
+    ``geogan train-segmenter --run-dir`` keeps one). ``init``: a segmenter to continue from (its width and
+    depth; its card's steps and seconds are carried into the new card).
     """
-    from safetensors.torch import save_file
+    import tempfile
 
-    from .models.segmenter import Segmenter
+    from .training.segmenter_fit import FitConfig, fit_segmenter
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    from .training.datasets import val_from_number
-
-    lm = load_label_map(label_map)
-    classes = lm.classes
-    val_from = val_from_number(list_pairs(pairs_dir, "all"), val_fraction)
-    data = PairSet.load(pairs_dir, lm, "train", val_from)
-    images, labels = data.images, data.labels
-    freq = np.bincount(labels.ravel(), minlength=len(classes)) / labels.size
-    weight = torch.tensor(1 / np.sqrt(np.maximum(freq, 1e-4)), dtype=torch.float32)
-    weight = weight / weight.mean()
-    prior = {"steps": 0, "seconds": 0.0}
-    if init is not None:
-        net, init_card = load_segmenter(init)
-        if list(init_card["classes"]) != list(classes):
-            raise InputError(f"segmenter '{init}' has classes {init_card['classes']}, the pairs {list(classes)}; "
-                             "train a new one without --init")
-        width, depth = init_card["width"], init_card["depth"]
-        prior = {k: init_card["training"].get(k, 0) for k in prior}
-        net.train()
-    else:
-        net = Segmenter(len(classes), width, depth)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    t0 = time.perf_counter()
-    h = images.shape[1]
-    for step in range(1, steps + 1):
-        idx = rng.integers(0, len(data), batch)
-        ys, xs = rng.integers(0, h - crop_px + 1, batch), rng.integers(0, h - crop_px + 1, batch)
-        img = np.stack([images[i, y:y + crop_px, x:x + crop_px] for i, y, x in zip(idx, ys, xs)])
-        lab = np.stack([labels[i, y:y + crop_px, x:x + crop_px] for i, y, x in zip(idx, ys, xs)])
-        if rng.random() < 0.5:
-            img, lab = img[:, :, ::-1], lab[:, :, ::-1]
-        k = int(rng.integers(0, 4))
-        img, lab = np.rot90(img, k, axes=(1, 2)).copy(), np.rot90(lab, k, axes=(1, 2)).copy()
-        x = to_tensor_image(img)
-        x = x * (1 + 0.1 * torch.randn(batch, 1, 1, 1)) + 0.1 * torch.randn(batch, 3, 1, 1)  # colour jitter
-        loss = F.cross_entropy(net(x), torch.from_numpy(lab.astype(np.int64)), weight=weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % log_every == 0:
-            log.info("segmenter step %d/%d loss %.3f (%.0f s)", step, steps, loss.item(), time.perf_counter() - t0)
-    net.eval()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
-              str(out.with_suffix(".safetensors")))
-    card = {"kind": "segmenter", "arch": "segmenter (FCN-score evaluation, not a generator)",
-            "classes": list(classes), "width": width, "depth": depth,
-            "training": {"data": str(Path(pairs_dir).name), "split": f"pairs numbered < {val_from}",
-                         "steps": prior["steps"] + steps, "batch": batch, "crop_px": crop_px,
-                         "seconds": prior["seconds"] + time.perf_counter() - t0},
-            "license": lm.license}
-    out.with_suffix(".json").write_text(json.dumps(card, indent=2))
-    return out
+    cfg = FitConfig(steps=steps, batch=batch, crop_px=crop_px, lr=lr, width=width, depth=depth, seed=seed,
+                    log_every=log_every, val_every=max(steps, 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        return fit_segmenter(pairs_dir, out, Path(tmp) / "run", cfg, init=init, label_map=label_map,
+                             val_fraction=val_fraction, select_pairs=select_pairs)
 
 
 def _segment(net, images: torch.Tensor, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
