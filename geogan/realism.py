@@ -99,7 +99,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     before = torch.get_num_threads()
     if threads is not None:
         if threads < 1:
-            raise InputError(f"threads must be >= 1 (got {threads})")
+            raise InputError(f"threads must be >= 1 (got {threads}); leave the option out for torch's default")
         torch.set_num_threads(threads)
     try:
         yield
