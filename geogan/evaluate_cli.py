@@ -54,6 +54,19 @@ def format_realism(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _command_line(ctx: typer.Context) -> str:
+    """The running command with the options given on its command line (for a model card)."""
+    from click.core import ParameterSource
+
+    parts = [ctx.command_path]
+    for name, value in ctx.params.items():
+        if ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE:
+            continue
+        flag = "--" + name.replace("_", "-")
+        parts.append(flag if value is True else f"{flag} {value}")
+    return " ".join(parts)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def evaluate(
@@ -102,6 +115,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train-segmenter")
     def train_segmenter_cmd(
+        ctx: typer.Context,
         pairs: Path = typer.Option(..., help="Folder of side-by-side pairs; trains on the training split only."),
         out: Path = typer.Option(..., help="Output stem (writes STEM.safetensors + STEM.json)."),
         steps: int = typer.Option(4000, help="Optimiser steps (of this run, after --init)."),
@@ -121,8 +135,6 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
     ) -> None:
         """Train the FCN-score segmenter on the real aerial images of the training split (resumable)."""
-        import sys
-
         from .cli import run_guarded
         from .training.segmenter_fit import FitConfig, fit_segmenter, parse_class_probs
 
@@ -132,7 +144,7 @@ def register(app: typer.Typer) -> None:
         cfg = FitConfig(steps=steps, batch=batch, crop_px=crop_px, lr=lr, width=width, depth=depth,
                         class_probs=run_guarded(lambda: parse_class_probs(class_probs)),
                         max_seconds=minutes * 60 if minutes else None)
-        command = "geogan " + " ".join(sys.argv[1:])
+        command = _command_line(ctx)
         path = run_guarded(lambda: fit_segmenter(pairs, out, run_dir or Path(f"{out}_run"), cfg, resume=resume,
                                                  init=init, label_map=label_map, select_pairs=select_pairs,
                                                  command=command))

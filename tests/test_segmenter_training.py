@@ -100,3 +100,31 @@ def test_bad_settings_are_one_line_errors(pairs, tmp_path, override, words):
     with pytest.raises(InputError, match=words):
         fit_segmenter(pairs, tmp_path / "seg", tmp_path / "run", FitConfig(steps=1, **{**TINY, **override}),
                       val_fraction=0.5, select_pairs=2)
+
+
+def test_train_segmenter_cli_refuses_a_used_run_folder_and_resumes(pairs, tmp_path):
+    import logging
+
+    from typer.testing import CliRunner
+
+    from geogan.cli import app
+
+    logger = logging.getLogger("geogan")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    args = ["train-segmenter", "--pairs", str(pairs), "--out", str(tmp_path / "seg"), "--steps", "3", "--batch", "2",
+            "--crop-px", "16", "--width", "4", "--depth", "2", "--select-pairs", "2", "--threads", "1"]
+    try:
+        first = CliRunner().invoke(app, args)
+        again = CliRunner().invoke(app, args)
+        resumed = CliRunner().invoke(app, args[:6] + ["4"] + args[7:] + ["--resume"])
+        bad = CliRunner().invoke(app, args + ["--class-probs", "1,x"])
+    finally:
+        logger.handlers[:], logger.propagate = saved[0], saved[2]
+        logger.setLevel(saved[1])
+    assert first.exit_code == 0 and "wrote" in first.stdout, first.output
+    assert again.exit_code == 2 and again.stderr.count("\n") == 1 and "--resume" in again.stderr
+    assert resumed.exit_code == 0, resumed.output
+    assert torch.load(tmp_path / "seg_run" / "state.pt", weights_only=True)["step"] == 4  # the default run folder
+    card = json.loads((tmp_path / "seg.json").read_text())  # the selected checkpoint (step 3 or 4)
+    assert card["training"]["run_steps"] in (3, 4) and "train-segmenter" in card["training"]["command"]
+    assert bad.exit_code == 2 and "--class-probs '1,x'" in bad.stderr
