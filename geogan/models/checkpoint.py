@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from ..errors import ModelError, OutputError
+from .postprocess import apply_postprocess
 from .registry import GENERATOR_ARCHS, build_generator
 
 __all__ = [
@@ -454,7 +455,7 @@ def load_generator(
     module.load_state_dict(state, strict=True)
     module.to(device)
     module.eval()
-    return module, card
+    return apply_postprocess(module, card, where), card
 
 
 # ------------------------------------------------------------ training state
