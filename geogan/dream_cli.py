@@ -24,16 +24,20 @@ def register_dream(app: typer.Typer) -> None:
         crs: str = typer.Option("EPSG:3857", help="Output CRS."),
         gsd: Optional[float] = typer.Option(None, help="Output pixel size in ground metres "
                                                         "(default: the render model's)."),
-        out: Path = typer.Option(Path("out"), help="Output directory (dream_classes.tif, aerial.tif, height.tif, "
-                                                   "classes.tif)."),
-        model: str = typer.Option("dream", help="Dream model: a .json path from 'geogan dream-train' or a name in "
-                                                "the model directories."),
+        out: Path = typer.Option(Path("out"), help="Output directory (dream_classes.tif, dream_town.gpkg, aerial.tif, "
+                                                   "height.tif, classes.tif)."),
+        model: str = typer.Option("streets", help="'streets': a procedural town (a street network, then separate "
+                                                  "buildings per block), also written as dream_town.gpkg; or a DCGAN "
+                                                  "dream model: 'dream' (shipped), a .json path from 'geogan "
+                                                  "dream-train' or a name in the model directories."),
+        style: str = typer.Option("town", help="Look of a procedural town (--model streets): town."),
         seed: int = typer.Option(0, help="Random seed; the same seed dreams the same town."),
         render_model: str = typer.Option("default", help="Conditional model that renders the dream "
                                                          "('none': write the class map only)."),
-        min_speck: int = typer.Option(4, help="Merge patches smaller than this many dream pixels into a neighbour."),
-        join_gap: int = typer.Option(8, help="Join road and path pieces along their direction across gaps up to "
-                                             "this many dream pixels (0: leave them as dreamed)."),
+        min_speck: int = typer.Option(4, help="DCGAN only: merge patches smaller than this many dream pixels into a "
+                                              "neighbour."),
+        join_gap: int = typer.Option(8, help="DCGAN only: join road and path pieces along their direction across gaps "
+                                             "up to this many dream pixels (0: leave them as dreamed)."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         tile_size: Optional[int] = typer.Option(None, help="Render tile size in output pixels (default: 256 model "
                                                            "pixels at the output GSD)."),
@@ -42,18 +46,18 @@ def register_dream(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, help="Replace existing outputs."),
         force: bool = typer.Option(False, help="Render even if the estimate is over a day."),
     ) -> None:
-        """Dream a fake town's class map with a DCGAN and render it to aerial imagery and heights."""
+        """Dream a fake town (streets, blocks, separate buildings) and render it to aerial imagery and heights."""
         from .cli import parse_bbox, run_guarded
         from .dream import dream as run_dream
 
         rm = None if render_model.lower() == "none" else render_model
         res = run_guarded(lambda: run_dream(parse_bbox(bbox), bbox_crs, crs, gsd, out, model, seed, rm,
                                             overwrite=overwrite, device=device, min_speck_px=min_speck, join_gap_px=join_gap,
-                                            tile_px=tile_size, overlap_px=overlap, force=force))
+                                            tile_px=tile_size, overlap_px=overlap, force=force, style=style))
         g = res.grid
-        rendered = ""
+        rendered = f", {res.town}" if res.town is not None else ""
         if res.render is not None:
-            rendered = f", {res.render.aerial}, {res.render.height}, {res.render.classes}"
+            rendered += f", {res.render.aerial}, {res.render.height}, {res.render.classes}"
         typer.echo(f"wrote {res.classes}{rendered} ({g.width}x{g.height} px, {g.crs.to_string()}, "
                    f"{res.seconds:.1f} s)")
 

@@ -435,3 +435,110 @@ def test_dream_command_writes_and_renders(tmp_path, tiny_model, schema):
     with rasterio.open(tmp_path / "o2" / "dream_classes.tif") as ds:
         assert np.array_equal(ds.read(1), dreamed)  # same seed, same town
     assert not (tmp_path / "o2" / "aerial.tif").exists()
+
+
+# ---------------------------------------------------------------- the procedural town (geogan dream's default)
+TOWN_BBOX = (25.700, 60.400, 25.7108, 60.4054)  # ~600 m x 600 m
+
+
+@pytest.fixture(scope="module")
+def town_map(tmp_path_factory, schema):
+    """A procedural town on a 0.5 m grid (the default model's GSD): its class map and features."""
+    from geogan.dream import town_on_grid
+    from geogan.grid import grid_from_bbox
+
+    grid = grid_from_bbox(TOWN_BBOX, "EPSG:4326", "EPSG:3067", 0.5)
+    gpkg = tmp_path_factory.mktemp("town") / "town.gpkg"
+    class_map, town = town_on_grid(grid, 4, "town", gpkg, schema)
+    return class_map, town, grid, gpkg
+
+
+def test_town_streets_are_one_network(town_map):
+    """Streets first: the drawn road pixels are one connected network, and so are the street lines."""
+    import shapely
+
+    from geogan.dream.structure import ROAD, component_sizes_px
+
+    class_map, town, _, _ = town_map
+    roads = component_sizes_px(class_map == ROAD)
+    assert (class_map == ROAD).mean() > 0.03
+    assert roads.max() >= 0.95 * roads.sum()
+    lines = [f.geom for f in town.with_tag("highway") if f.tag_dict["highway"] != "footway"]
+    assert len(lines) > 10
+    assert len(shapely.get_parts(shapely.union_all([g.buffer(0.5) for g in lines]))) == 1
+
+
+def test_town_blocks_hold_separate_buildings(town_map):
+    """Blocks exist between the streets; every building is its own patch on the map (no merged slabs),
+    none over 1 ha; buildings keep off the streets."""
+    import shapely
+
+    from geogan.dream.structure import BUILDING, MIN_BLOCK_M2, block_areas_px, component_sizes_px
+
+    class_map, town, grid, _ = town_map
+    blocks = block_areas_px(class_map != 2, MIN_BLOCK_M2 / 0.25)
+    assert len(blocks) >= 3 and np.median(blocks) * 0.25 < 60_000  # enclosed blocks of plausible size
+    sizes = component_sizes_px(class_map == BUILDING)
+    footprints = [f.geom for f in town.with_tag("building")]
+    area = shapely.box(-grid.width / 4 + 1, -grid.height / 4 + 1, grid.width / 4 - 1, grid.height / 4 - 1)
+    inside = [g for g in footprints if area.contains(g)]
+    assert len(inside) > 100
+    assert len(sizes) >= len(inside)  # each footprint its own patch: none merged with a neighbour
+    near = shapely.STRtree(footprints).query(footprints, predicate="dwithin", distance=2.0)
+    assert (near[0] == near[1]).all()  # at least 2 m (4 px) between any two footprints
+    assert sizes.max() * 0.25 < 10_000  # no slab over 1 ha
+    assert 30 < np.median(sizes) * 0.25 < 300  # house-sized
+    streets = shapely.union_all([f.geom.buffer(float(f.tag_dict["width"]) / 2) for f in town.with_tag("highway")])
+    assert not any(shapely.intersects(np.array(footprints, dtype=object), streets))
+    assert set(town.uses) >= {"houses"}
+
+
+def test_town_is_deterministic_per_seed():
+    import shapely
+
+    from geogan.dream import dream_town
+
+    def wkb(town):
+        return [shapely.to_wkb(f.geom) for f in town.features], [f.tags for f in town.features]
+
+    a = dream_town((500.0, 400.0), seed=7)
+    assert wkb(a) == wkb(dream_town((500.0, 400.0), seed=7))
+    assert wkb(a) != wkb(dream_town((500.0, 400.0), seed=8))
+    with pytest.raises(InputError, match="unknown dream style 'x'; choose one of town"):
+        dream_town((500.0, 400.0), seed=1, style="x")
+    with pytest.raises(InputError, match="each side must be between"):
+        dream_town((0.0, 400.0), seed=1)
+
+
+def test_town_geopackage_reads_like_osm(town_map, schema):
+    """The written GeoPackage is OSM-tagged: geogan's own rasterize of it gives the dream's class map."""
+    from geogan.api import rasterize_array
+
+    class_map, _, grid, gpkg = town_map
+    again, g2 = rasterize_array(gpkg, bbox=TOWN_BBOX, bbox_crs="EPSG:4326", crs="EPSG:3067", gsd_m=0.5)
+    assert g2.shape_yx == grid.shape_yx and np.array_equal(again, class_map)
+    assert {1, 2, 3} <= set(np.unique(class_map))  # buildings, roads, footways
+
+
+def test_dream_command_renders_a_procedural_town(tmp_path, tiny_model, schema):
+    """The default 'geogan dream' builds a procedural town, writes it as a GeoPackage, and renders it:
+    the render draws exactly the dreamed class map."""
+    bbox = "25.70,60.40,25.7025,60.4012"  # ~140 m x 130 m
+    out = tmp_path / "out"
+    args = ["dream", "--bbox", bbox, "--crs", "EPSG:3067", "--gsd", "1", "--seed", "3", "--out", str(out),
+            "--render-model", str(tiny_model), "--tile-size", "128", "--overlap", "32"]
+    res = CliRunner().invoke(_cli(), args)
+    assert res.exit_code == 0, res.output
+    assert "dream_town.gpkg" in res.output
+    with rasterio.open(out / "dream_classes.tif") as ds:
+        dreamed = ds.read(1)
+    with rasterio.open(out / "classes.tif") as ds:
+        assert np.array_equal(ds.read(1), dreamed)
+    with rasterio.open(out / "aerial.tif") as ds:
+        assert ds.count == 3 and ds.shape == dreamed.shape
+    assert 2 in dreamed and 1 in dreamed
+    assert (out / "dream_town.gpkg").is_file()
+    bad = CliRunner().invoke(_cli(), ["dream", "--bbox", bbox, "--style", "nope", "--render-model", "none",
+                                      "--out", str(tmp_path / "o3")])
+    assert bad.exit_code == 2 and "unknown dream style 'nope'" in bad.output
+    assert not (tmp_path / "o3" / "dream_classes.tif").exists()

@@ -1,4 +1,12 @@
-"""Fake towns: an unconditional DCGAN dreams class maps, geogan renders them.
+"""Fake towns: a procedural town (streets first, then separate buildings per block) or an unconditional DCGAN
+dreams class maps, geogan renders them.
+
+The procedural town (the default of ``geogan dream``): :mod:`.style` (looks as values), :mod:`.skeleton`
+(the street network by recursive block subdivision), :mod:`.buildings` (separate footprints along the
+curbs), :mod:`.blocks` (what a block holds), :mod:`.town` (the town as OSM-tagged features, written as a
+GeoPackage) and :mod:`.structure` (building, block and street-network statistics against real OSM maps).
+
+The DCGAN (``geogan dream --model dream``):
 
 One module per concern: :mod:`.data` (class tiles from OSM), :mod:`.model` (model files),
 :mod:`.losses` and :mod:`.train` (training), :mod:`.stats` (statistics), :mod:`.stitch`
@@ -47,13 +55,19 @@ from .data import class_tiles_from_osm, palette_rgb
 from .losses import FAKE_MODES, class_marginal_loss, mode_seeking_loss
 from .model import (DEFAULT_MODEL_NAME, DREAM_FORMAT, OSM_ATTRIBUTION, OSM_LICENSE, DreamModel, load_dream_model,
                     resolve_dream_model, sample_tiles, save_dream_model)
-from .on_grid import DREAM_CLASSES, DreamResult, dream, dream_on_grid, write_class_map
+from .on_grid import (DREAM_CLASSES, DREAM_TOWN, STREETS_GSD_M, STREETS_MODEL, DreamResult, dream, dream_on_grid,
+                      town_on_grid, town_size_m, write_class_map)
+from .structure import compare_structure, ks_distance, pooled, structure_stats
+from .style import TOWN_STYLES, TownStyle, town_style
+from .town import Town, dream_town, write_town_gpkg
 from .stats import STREET_CLASSES, dream_tile_stats, line_stats, stitched_stats
 from .stitch import (MAX_DREAM_PX, STREET_JOIN_CONE_DEG, STREET_JOIN_GAP_PX, STREET_MIN_LENGTH_PX, THIN_GROUPS,
                      calibrate_dream_model, calibrate_thin_gains, dream_map, remove_specks, tile_latents)
 from .train import STATE_STEM, DreamTrainSettings, recalibrate_batchnorm, train_dream, train_dream_with
 
-__all__ = ["DEFAULT_MODEL_NAME", "DREAM_CLASSES", "DREAM_FORMAT", "FAKE_MODES", "MAX_DREAM_PX", "OSM_ATTRIBUTION",
+__all__ = ["DEFAULT_MODEL_NAME", "DREAM_CLASSES", "DREAM_FORMAT", "DREAM_TOWN", "STREETS_GSD_M", "STREETS_MODEL",
+           "TOWN_STYLES", "Town", "TownStyle", "compare_structure", "dream_town", "ks_distance", "pooled",
+           "structure_stats", "town_on_grid", "town_size_m", "town_style", "write_town_gpkg", "FAKE_MODES", "MAX_DREAM_PX", "OSM_ATTRIBUTION",
            "OSM_LICENSE", "STATE_STEM", "STREET_CLASSES", "STREET_JOIN_CONE_DEG", "STREET_JOIN_GAP_PX",
            "STREET_MIN_LENGTH_PX", "THIN_GROUPS", "DreamModel", "DreamResult", "DreamTrainSettings",
            "calibrate_dream_model", "calibrate_thin_gains", "class_marginal_loss", "class_tiles_from_osm", "dream",

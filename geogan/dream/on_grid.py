@@ -1,10 +1,13 @@
-"""A dream on the real grid of a bbox: dreamed at the model's GSD, resampled onto the grid, written as a
-palette COG and rendered with a conditional model (:func:`dream`)."""
+"""A dream on the real grid of a bbox, written as a palette COG and rendered with a conditional model
+(:func:`dream`): by default a procedural town (:func:`geogan.dream.town.dream_town`: a street skeleton,
+buildings per block), written as a GeoPackage and rasterized and rendered like OSM; or a DCGAN's class map,
+dreamed at the model's GSD and resampled onto the grid."""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,11 +22,45 @@ from ..sketch import RasterClassSource
 from .data import palette_rgb
 from .model import DEFAULT_MODEL_NAME, BBox, DreamModel, PathLike, ProgressFn, load_dream_model
 from .stitch import MAX_DREAM_PX, STREET_JOIN_GAP_PX, dream_map
+from .style import TownStyle, town_style
+from .town import Town, dream_town, local_crs, write_town_gpkg
 
 log = logging.getLogger("geogan")
 
 #: Name of the dreamed class map written by :func:`dream`.
 DREAM_CLASSES = "dream_classes.tif"
+#: Name of the procedural town's GeoPackage written by :func:`dream` (OSM tag columns, EPSG:4326).
+DREAM_TOWN = "dream_town.gpkg"
+#: ``model`` of :func:`dream` that builds a procedural town instead of running a DCGAN.
+STREETS_MODEL = "streets"
+#: Output GSD of a procedural dream that is not rendered (a rendered one takes the render model's).
+STREETS_GSD_M = 1.0
+
+
+def town_size_m(grid: Grid) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``((width, height) in ground metres, centre lon/lat)``: the town's local frame covering ``grid``."""
+    import pyproj
+
+    centre = grid.center_lonlat()
+    left, bottom, right, top = grid.bounds
+    xs, ys = np.meshgrid(np.linspace(left, right, 5), np.linspace(bottom, top, 5))
+    t = pyproj.Transformer.from_crs(grid.crs, local_crs(centre), always_xy=True)
+    x, y = t.transform(xs.ravel(), ys.ravel())
+    return (2.0 * float(np.abs(x).max()), 2.0 * float(np.abs(y).max())), centre
+
+
+def town_on_grid(grid: Grid, seed: int, style: str | TownStyle, gpkg: Path, schema: Schema
+                 ) -> tuple[np.ndarray, Town]:
+    """A procedural town covering ``grid``: written to ``gpkg`` and rasterized onto ``grid`` with geogan's
+    reader and rasterizer, exactly as an OSM file would be. Returns ``(class map, town)``."""
+    from ..inputs import read_features
+    from ..rasterizer import rasterize_classes
+
+    size_m, centre = town_size_m(grid)
+    town = dream_town(size_m, seed, town_style(style))
+    write_town_gpkg(town, gpkg, centre)
+    feats, _ = read_features([Path(gpkg)], grid, schema, None, 2)
+    return rasterize_classes(feats, grid), town
 
 
 def dream_on_grid(model: DreamModel, grid: Grid, seed: int = 0, **kwargs) -> tuple[np.ndarray, Grid]:
@@ -60,6 +97,7 @@ class DreamResult:
     grid: Grid
     render: object | None = None  # api.render's RenderResult, when rendered
     seconds: float = 0.0
+    town: Path | None = None  # dream_town.gpkg of a procedural town
 
 
 def _render_gsd(render_model: str) -> float:
@@ -69,19 +107,42 @@ def _render_gsd(render_model: str) -> float:
     return float(card["gsd_m"])
 
 
+def _scaled(progress: ProgressFn | None, start: float, span: float) -> ProgressFn | None:
+    return (lambda f, m: progress(start + span * (f or 0), m)) if progress else None
+
+
+def _dreamed(grid: Grid, seed: int, dm: DreamModel | None, style: TownStyle | None, tmp: Path, schema: Schema,
+             gan_options: dict, progress: ProgressFn | None) -> tuple[np.ndarray, dict]:
+    """The class map on ``grid`` and the render's source: the town's GeoPackage (procedural, ``dm`` None)
+    or the DCGAN's map as an exactly palette-coloured PNG with the grid's own shape (so it maps 1:1)."""
+    if dm is None:
+        if progress:
+            progress(0.0, "dreaming a town")
+        class_map, _ = town_on_grid(grid, seed, style, tmp / DREAM_TOWN, schema)
+        return class_map, {"osm": tmp / DREAM_TOWN}
+    from PIL import Image
+
+    class_map, _ = dream_on_grid(dm, grid, seed, progress=_scaled(progress, 0.0, 0.2), **gan_options)
+    Image.fromarray(palette_rgb(class_map, schema)).save(tmp / "dream.png")
+    return class_map, {"sketch": tmp / "dream.png"}
+
+
 def dream(bbox: BBox, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m: float | None = None,
-          out_dir: PathLike = "out", model: PathLike = DEFAULT_MODEL_NAME, seed: int = 0,
+          out_dir: PathLike = "out", model: PathLike = STREETS_MODEL, seed: int = 0,
           render_model: str | None = "default", overwrite: bool = False, device: str = "auto",
           min_speck_px: int = 4, join_gap_px: int = STREET_JOIN_GAP_PX, tile_px: int | None = None,
           overlap_px: int | None = None, rules: PathLike | None = None,
-          force: bool = False, progress: ProgressFn | None = None) -> DreamResult:
+          force: bool = False, progress: ProgressFn | None = None, style: str | TownStyle = "town") -> DreamResult:
     """Dream a town on the real grid of ``bbox`` and render it.
 
-    Writes ``OUT/dream_classes.tif`` (palette COG) and, unless ``render_model`` is None, renders it with
+    ``model`` :data:`STREETS_MODEL` (default) builds a procedural town in the ``style`` preset
+    (:func:`geogan.dream.town.dream_town`) and writes it as ``OUT/dream_town.gpkg`` too; any other
+    ``model`` is a DCGAN dream model (``min_speck_px``/``join_gap_px`` clean its map). Writes
+    ``OUT/dream_classes.tif`` (palette COG) and, unless ``render_model`` is None, renders the dream with
     that conditional model into ``OUT/aerial.tif``, ``height.tif`` and ``classes.tif`` through
     :func:`geogan.api.render` (``classes.tif`` equals ``dream_classes.tif``). ``gsd_m`` defaults to the
-    render model's native GSD (the dream model's without rendering). ``tile_px``/``overlap_px`` are the
-    render's tiling (default: :func:`geogan.pipeline.auto_tile_spec`); ``seed`` drives both the dream and the render.
+    render model's native GSD (without rendering: :data:`STREETS_GSD_M`, or the DCGAN's). ``tile_px``/
+    ``overlap_px`` are the render's tiling; ``seed`` drives both the dream and the render.
     """
     from ..api import render as api_render
     from ..infer import resolve_device
@@ -91,33 +152,33 @@ def dream(bbox: BBox, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m
     t0 = time.perf_counter()
     schema = load_schema(rules)
     parse_crs(crs)
-    dev = resolve_device(device)
-    dm = load_dream_model(model, dev, schema)
+    procedural = str(model) == STREETS_MODEL
+    town_look = town_style(style) if procedural else None
+    dm = None if procedural else load_dream_model(model, resolve_device(device), schema)
     if gsd_m is None:
-        gsd_m = _render_gsd(render_model) if render_model is not None else dm.gsd_m
+        gsd_m = _render_gsd(render_model) if render_model is not None else (STREETS_GSD_M if dm is None else dm.gsd_m)
     out = Path(out_dir)
-    classes_path = out / DREAM_CLASSES
-    check_outputs([classes_path] + (OutputPaths.in_dir(out).all() if render_model is not None else []), overwrite)
-    grid = grid_from_bbox(tuple(bbox), bbox_crs, crs, gsd_m)  # type: ignore[arg-type]
+    result = DreamResult(out / DREAM_CLASSES, grid_from_bbox(tuple(bbox), bbox_crs, crs, gsd_m))  # type: ignore[arg-type]
+    town_path = out / DREAM_TOWN if procedural else None
+    check_outputs([result.classes, *([town_path] if town_path else []),
+                   *(OutputPaths.in_dir(out).all() if render_model is not None else [])], overwrite)
+    grid = result.grid
     if grid.width * grid.height > MAX_DREAM_PX:
         raise TooLargeError(f"the dream would be {grid.width}x{grid.height} px; raise --gsd or shrink the bbox")
-    class_map, _ = dream_on_grid(dm, grid, seed, min_speck_px=min_speck_px, join_gap_px=join_gap_px,
-                                 progress=(lambda f, m: progress(0.2 * f, m)) if progress else None)
-    write_class_map(class_map, grid, classes_path, schema)
-    log.info("dreamed %dx%d px (%s)", grid.width, grid.height, ", ".join(
-        f"{schema.by_id(int(k)).name} {v / class_map.size:.0%}" for k, v in
-        zip(*np.unique(class_map, return_counts=True))))
-    result = DreamResult(classes_path, grid)
-    if render_model is not None:
-        from PIL import Image
-
-        with tempfile.TemporaryDirectory(prefix="geogan-dream-") as tmp:
-            png = Path(tmp) / "dream.png"
-            Image.fromarray(palette_rgb(class_map, schema)).save(png)
-            result.render = api_render(sketch=png, bbox=tuple(bbox), bbox_crs=bbox_crs, crs=crs, gsd_m=gsd_m,
+    with tempfile.TemporaryDirectory(prefix="geogan-dream-") as tmp:
+        class_map, source = _dreamed(grid, seed, dm, town_look, Path(tmp), schema,
+                                     {"min_speck_px": min_speck_px, "join_gap_px": join_gap_px}, progress)
+        write_class_map(class_map, grid, result.classes, schema)
+        log.info("dreamed %dx%d px (%s)", grid.width, grid.height, ", ".join(
+            f"{schema.by_id(int(k)).name} {v / class_map.size:.0%}" for k, v in
+            zip(*np.unique(class_map, return_counts=True))))
+        if render_model is not None:
+            result.render = api_render(**source, bbox=tuple(bbox), bbox_crs=bbox_crs, crs=crs, gsd_m=gsd_m,
                                        out_dir=out, model=render_model, device=device, tile_px=tile_px,
                                        overlap_px=overlap_px, seed=seed, overwrite=overwrite, rules=rules,
-                                       force=force,
-                                       progress=(lambda f, m: progress(0.2 + 0.8 * (f or 0), m)) if progress else None)
+                                       force=force, progress=_scaled(progress, 0.2, 0.8))
+        if town_path is not None:
+            shutil.move(str(source["osm"]), town_path)
+            result.town = town_path
     result.seconds = time.perf_counter() - t0
     return result
