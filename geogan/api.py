@@ -40,7 +40,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            scheduler: str | None = None, workers: int | None = None, osm_fetch: OsmFetch | None = None,
            sketch: PathLike | None = None, style_ref: PathLike | None = None, progress: ProgressFn | None = None,
            cancel: CancelFn | None = None, compile: bool = False, compression: str = "deflate",
-           precision: str = "auto", _preloaded: LoadedModel | None = None, _in_memory: bool = False):
+           precision: str = "auto", res: float | None = None, tap: bool = False,
+           _preloaded: LoadedModel | None = None, _in_memory: bool = False):
     """Render synthetic aerial imagery, heights and a class map for an area.
 
     Parameters
@@ -49,13 +50,18 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         None with ``bbox=None`` renders the bundled sample town; None with a bbox fetches the area
         from an Overpass API (see ``osm_fetch``: endpoint and cache).
     bbox : (xmin, ymin, xmax, ymax) in ``bbox_crs``; None = the data's extent.
-    crs : output CRS. gsd_m : output pixel size in *ground* metres (default: the model's native GSD).
+    crs : output CRS. gsd_m : output pixel size in *ground* metres (default: the model's native GSD); the grid
+        covers the bbox exactly, so its pixels may be a little off square in CRS units.
+    res : output pixel size in *output-CRS units*, square (exclusive with ``gsd_m``; ``gdalwarp -tr``).
+    tap : snap the grid's bounds outwards to multiples of the pixel size (``gdalwarp -tap``), so renders of
+        neighbouring areas line up pixel for pixel (with ``gsd_m``: the pixel size it gives at the centre).
     out_dir : directory receiving aerial.tif, height.tif, classes.tif (COGs); None returns an
         ``xarray.Dataset`` (``aerial`` (band, y, x), ``height`` (y, x), ``classes`` (y, x); rioxarray CRS).
     osm may also be a GeoDataFrame (any CRS; its ``class`` column, or OSM tag columns, say the class).
     model : a zoo name (``geogan models``) or a path to a model .json/.safetensors.
-    device : auto, cpu or cuda. tile_px, overlap_px : tiling in output pixels (default: tiles of 256 model
-        pixels at the output GSD, a quarter overlap; :func:`geogan.pipeline.auto_tile_spec`).
+    device : auto, cpu or cuda. tile_px, overlap_px : the generator's tiling in *model* pixels (the model
+        always runs at its native GSD on a world-aligned grid, then the result is warped onto the output grid;
+        default: the model's training tile, 256 px, with a quarter overlap).
     seed : any integer 0 or more; same seed -> identical output (:func:`generator_seed`).
     overwrite : replace existing outputs. rules : a class rules TOML (default: built-in schema).
     force : run even when the estimate is over a day. class_field : attribute with a schema class
@@ -106,7 +112,7 @@ def request_from_kwargs(kwargs: Mapping[str, object], in_memory: bool = False) -
                          f"{', '.join(defaults)}")
     a = {**defaults, **kwargs}
     output = OutputSettings(a["out_dir"], a["overwrite"], a["compression"], in_memory)  # compression first
-    area = AreaSettings(a["bbox"], a["bbox_crs"], a["crs"], a["gsd_m"])
+    area = AreaSettings(a["bbox"], a["bbox_crs"], a["crs"], a["gsd_m"], a["res"], a["tap"])
     runtime = RuntimeSettings(a["seed"], a["force"], a["scheduler"], a["workers"], progress=a["progress"],
                               cancel=a["cancel"])
     settings = RenderSettings(TilingSettings(a["tile_px"], a["overlap_px"]),

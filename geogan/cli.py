@@ -163,13 +163,18 @@ def render(
     bbox: Optional[str] = typer.Option(None, help=BBOX_HELP),
     bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
     crs: str = typer.Option("EPSG:3857", help="Output CRS."),
-    gsd: Optional[float] = typer.Option(None, help="Output pixel size in ground metres (default: the model's)."),
+    gsd: Optional[float] = typer.Option(None, help="Output pixel size in ground metres (default: the model's); "
+                                                   "the grid covers the bbox exactly (pixels may be off square)."),
+    res: Optional[float] = typer.Option(None, help="Output pixel size in output-CRS units, square (like gdalwarp "
+                                                   "-tr; instead of --gsd)."),
+    tap: bool = typer.Option(False, "--tap", help="Snap the grid's bounds outwards to multiples of the pixel size "
+                                                  "(like gdalwarp -tap): renders of neighbouring areas line up."),
     out: Path = typer.Option(Path("out"), help="Output directory (aerial.tif, height.tif, classes.tif)."),
     model: str = typer.Option("default", help="Model name (see 'geogan models') or path to a model .json."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    tile_size: Optional[int] = typer.Option(None, help="Tile size in output pixels (default: 256 model pixels "
-                                                       "at the output GSD, e.g. 256 at 0.5 m, 128 at 1 m)."),
-    overlap: Optional[int] = typer.Option(None, help="Tile overlap in output pixels, blended (default: a quarter "
+    tile_size: Optional[int] = typer.Option(None, help="Tile size in model pixels (the model runs at its native "
+                                                       "GSD; default: its training tile, 256)."),
+    overlap: Optional[int] = typer.Option(None, help="Tile overlap in model pixels, blended (default: a quarter "
                                                      "of the tile)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives identical output."),
     rules: Optional[Path] = typer.Option(None, help="Class rules TOML (default: built-in schema)."),
@@ -204,7 +209,7 @@ def render(
     def request(bar: _Progress) -> RenderRequest:  # the options as the render core's settings values
         area_bbox = parse_bbox(bbox)
         output = OutputSettings(out, overwrite, compress)
-        area = AreaSettings(area_bbox, bbox_crs, crs, gsd)
+        area = AreaSettings(area_bbox, bbox_crs, crs, gsd, res, tap)
         runtime = RuntimeSettings(seed, force, scheduler, workers, progress=bar)
         settings = RenderSettings(TilingSettings(tile_size, overlap), HeightSettings(dem, None, hillshade), runtime)
         sources = SourceSettings(osm or None, sketch, class_field, rules, _fetch(overpass_url, cache_dir, no_cache))

@@ -3,10 +3,12 @@
 A front (:func:`geogan.api.render`, ``geogan render``, the QGIS worker through the API) describes a render as
 a :class:`~geogan.settings.RenderRequest` and calls :func:`run`, which loads the class schema and the model,
 opens the sources and builds the output grid once (:func:`geogan.inputs.area_grid`), then calls
-:func:`render`: the tiling is resolved, the exact tile plan (the ground scale of every tile row, computed
-once) is size-checked once before anything is read, the class source is read on the grid with a tile's
-margin (or the sketch is placed), the heights are set up, and the job runs in this process
-(:func:`geogan.pipeline.render_grid`) or on Dask (:func:`geogan.distributed.render_grid_dask`).
+:func:`render`: the tiling is resolved (in model pixels), the canonical grid the generator runs on is placed
+(:func:`geogan.anchor.canonical_grid`: world-aligned, the model's native GSD, the UTM zone of the output's
+centre), its tile plan is size-checked once before anything is read, the sources are read once and drawn on
+both grids (or the sketch is placed), the heights are set up, and the job runs in this process
+(:func:`geogan.pipeline.render_grid`) or on Dask (:func:`geogan.distributed.render_grid_dask`); the
+canonical strips are warped onto the output grid as they come (:class:`geogan.warp.StripWarper`).
 :func:`rasterize` and :func:`rasterize_array` wire the class map alone.
 """
 
@@ -17,13 +19,14 @@ import logging
 from contextlib import nullcontext
 from pathlib import Path
 
+from .anchor import canonical_grid, world_offset
 from .classes import Schema, load_schema
 from .errors import TooLargeError
 from .grid import Grid
 from .infer import LoadedModel, encode_style, load_model
-from .inputs import OpenSources, area_grid, class_source, open_sources, read_features
-from .pipeline import (OutputPaths, RenderJob, RenderResult, auto_tile_spec, check_size, make_height_spec, plan_tiles,
-                       rasterize_to_file, render_grid)
+from .inputs import OpenSources, area_grid, class_sources, open_sources, read_features
+from .pipeline import (MODEL_TILE_PX, GeneratorFrame, OutputPaths, RenderJob, RenderResult, centre_gsd_m, check_size,
+                       make_height_spec, native_plan, rasterize_to_file, render_grid)
 from .rasterizer import VectorClassSource
 from .runtime import frozen_gc
 from .settings import (AreaSettings, ModelSettings, OutputSettings, RenderRequest, RenderSettings, RuntimeSettings,
@@ -36,6 +39,7 @@ log = logging.getLogger("geogan")
 
 MAX_RASTERIZE_PX = 100_000 ** 2  # the largest class map rasterize writes without --force
 MAX_ARRAY_PX = 20_000 ** 2  # the largest class map rasterize_array returns in memory
+FEATURE_MARGIN_PX = 16  # output pixels of features read around the output grid (the canonical grid reads more)
 
 
 def load_render_model(settings: ModelSettings, schema: Schema, preloaded: LoadedModel | None = None) -> LoadedModel:
@@ -49,15 +53,15 @@ def load_render_model(settings: ModelSettings, schema: Schema, preloaded: Loaded
     return loaded
 
 
-def tile_spec(tiling: TilingSettings, model: LoadedModel, gsd_m: float) -> TileSpec:
-    """The tiling for ``model`` at ``gsd_m``: the user's (a multiple of the model's size), or 256 model
-    pixels at ``gsd_m`` (:func:`geogan.pipeline.auto_tile_spec`) with the user's overlap if given."""
+def tile_spec(tiling: TilingSettings, model: LoadedModel) -> TileSpec:
+    """The tiling of the canonical grid, in model pixels: the user's (a multiple of the model's size), or the
+    model's training tile (card ``train_tile_px``, default 256) with a quarter overlap (or the user's)."""
     if tiling.tile_px is not None:
         spec = tiling.spec()
         spec.check_model(model.size_multiple, model.name)
         return spec
-    spec = auto_tile_spec(model, gsd_m)
-    return spec if tiling.overlap_px is None else TileSpec(spec.tile_px, int(tiling.overlap_px))
+    tile = int(model.card.get("train_tile_px", MODEL_TILE_PX))
+    return TileSpec(tile, tile // 4 if tiling.overlap_px is None else int(tiling.overlap_px))
 
 
 @frozen_gc()  # see geogan.runtime: no whole-heap garbage collection stalls the render
@@ -72,10 +76,9 @@ def run(request: RenderRequest, preloaded: LoadedModel | None = None) -> RenderR
     paths = OutputPaths.in_dir(output.out_dir, settings.heights.hillshade)
     model = load_render_model(request.model, schema, preloaded)
     gsd_m = request.area.gsd_m if request.area.gsd_m is not None else model.gsd_m
-    explicit = tile_spec(settings.tiling, model, gsd_m) if settings.tiling.tile_px is not None else None
+    spec = tile_spec(settings.tiling, model)
     check_outputs(paths.all(), output.overwrite)
     sources.paths, grid = area_grid(sources.paths, request.area, gsd_m, sources.class_field)
-    spec = explicit or tile_spec(settings.tiling, model, gsd_m)  # the GSD is valid now (the grid checked it)
     resolved = dataclasses.replace(settings, tiling=TilingSettings(spec.tile_px, spec.overlap_px))
     return render(sources, grid, model, output, settings=resolved, schema=schema)
 
@@ -84,21 +87,26 @@ def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSett
            schema: Schema) -> RenderResult:
     """Render ``sources`` on ``grid`` with ``model`` into the COGs of ``out``.
 
-    ``settings.tiling`` must be explicit (:func:`tile_spec` resolves the automatic one). The exact tile
+    ``settings.tiling`` must be explicit, in model pixels (:func:`tile_spec` resolves the automatic one). The
+    generator runs on the canonical grid of ``grid`` (:func:`geogan.anchor.canonical_grid`), whose exact tile
     plan is size-checked before the sources are read; warnings (empty area, repaired geometries, DEM
     coverage) come back in the result.
     """
     spec, heights, runtime = settings.tiling.spec(), settings.heights, settings.runtime
     dem_check = check_dem_overlaps(heights.dem, grid) if heights.dem is not None else None
-    plan = plan_tiles(grid, spec, model)
-    check_size(plan, model, runtime.force, grid=grid, spec=spec, hillshade=heights.hillshade,
-               in_memory=out.in_memory)
-    feats, warnings_ = class_source(sources, grid, schema, spec.tile_px, runtime.progress)
+    canonical = canonical_grid(grid, model.gsd_m, spec.tile_px, spec.stride_px)
+    plan = native_plan(canonical.grid, spec)
+    check_size(plan, model, runtime.force, grid=canonical.grid, spec=spec, hillshade=heights.hillshade,
+               in_memory=out.in_memory, out_grid=grid)
+    feats, generator_feats, warnings_ = class_sources(sources, grid, canonical.grid, schema,
+                                                      (FEATURE_MARGIN_PX, spec.tile_px // 2), runtime.progress)
+    frame = GeneratorFrame(generator_feats, canonical.grid, canonical.offset_rc)
     paths = OutputPaths.in_dir(out.out_dir, heights.hillshade)
     with (DemSource(heights.dem, reference_grid=grid) if heights.dem is not None else nullcontext()) as dem_src:
-        height_spec = make_height_spec(grid, dem_src, heights.canopy, heights.hillshade, plan.centre_gsd_m)
+        height_spec = make_height_spec(grid, dem_src, heights.canopy, heights.hillshade, centre_gsd_m(grid),
+                                       world_offset(grid))
         job = RenderJob(feats, grid, model, schema, paths, spec, plan, height_spec, out.compression,
-                        runtime.generator_seed)
+                        runtime.generator_seed, frame)
         result = _generate(job, runtime)
         if dem_src is not None:
             warnings_.extend(dem_check.warnings + dem_src.warnings())

@@ -1,10 +1,11 @@
 """Dask front: render blocks of tile rows on a dask.distributed cluster.
 
-The grid's tile rows are split into blocks; each block is rendered by a
-worker (which loads the model once and keeps it), and the driver streams
-the returned strips into the same three COGs as a local render. Tiles are
-pure functions of their inputs and (seed, position) noise, so a block that
-re-renders the tile row above it reproduces the local render bit for bit.
+The generator grid's tile rows (the canonical grid, :mod:`geogan.anchor`) are split into blocks; each block
+is rendered by a worker (which loads the model once and keeps it). The driver feeds the returned strips to
+the same :class:`~geogan.warp.StripWarper` as a local render, in canonical row order (a block that comes
+back early waits for the ones above it), and writes the output strips it completes into the same COGs.
+Tiles are pure functions of their inputs and (seed, world position) noise, so a block that re-renders the
+tile row above it reproduces the local render bit for bit.
 
 Point it at an existing cluster with ``scheduler="tcp://host:8786"`` (for
 example one started by dask-kubernetes or dask-jobqueue), or let it start a
@@ -22,7 +23,8 @@ from .classes import Schema
 from .errors import Cancelled, InputError
 from .grid import Grid
 from .infer import LoadedModel, load_model
-from .pipeline import RenderJob, RenderResult, block_rows, log_plan, output_specs, render_block, write_strip
+from .pipeline import (RenderJob, RenderResult, block_rows, check_warped, log_plan, output_specs, render_block,
+                       write_warped)
 from .runtime import frozen_gc
 from .settings import RuntimeSettings
 from .sketch import ClassSource
@@ -45,12 +47,13 @@ def _worker_model(model_ref: str, schema: Schema, device: str, precision: str = 
 @frozen_gc()  # see geogan.runtime
 def _render_block_task(feats: ClassSource, grid: Grid, model_ref: str, schema: Schema, device: str,
                        spec: TileSpec, plan, first_row: int, stop_row: int, seed: int, style=None,
-                       precision: str = "fp32"):
+                       precision: str = "fp32", offset_rc: tuple[int, int] = (0, 0)):
     model = _worker_model(model_ref, schema, device, precision)
     if style is not None:
         import dataclasses
         model = dataclasses.replace(model, style=style)
-    return first_row, render_block(feats, grid, model, spec, plan, first_row=first_row, stop_row=stop_row, seed=seed)
+    return first_row, render_block(feats, grid, model, spec, plan, first_row=first_row, stop_row=stop_row, seed=seed,
+                                   offset_rc=offset_rc)
 
 
 def blocks(n_tile_rows: int, rows_per_block: int) -> Iterator[tuple[int, int]]:
@@ -85,13 +88,13 @@ def render_grid_dask(job: RenderJob, runtime: RuntimeSettings, client, *, rows_p
     The driver writes the outputs with the same specs (compression included) as a local render.
     """
     t0 = time.perf_counter()
-    log_plan(job.grid, job.spec, job.plan, job.model)
+    log_plan(job.generator.grid, job.spec, job.plan, job.model, job.grid, job.heights.res_xy_m)
     block_list = list(blocks(len(job.plan.model_px_by_row), rows_per_block))
     log.info("dask: %d blocks of up to %d tile rows on %d workers", len(block_list), rows_per_block,
              len(client.scheduler_info().get("workers", {})))
     futures = _submit_blocks(job, client, block_list, retries)
     try:
-        _write_blocks(job, runtime, futures, len(block_list))
+        _write_blocks(job, runtime, futures, [first for first, _ in block_list])
     finally:
         for fut in futures:
             fut.cancel()
@@ -103,31 +106,36 @@ def render_grid_dask(job: RenderJob, runtime: RuntimeSettings, client, *, rows_p
 
 
 def _submit_blocks(job: RenderJob, client, block_list: list[tuple[int, int]], retries: int) -> list:
-    """One task per block of tile rows; the features, grid, schema and plan are sent to every worker once."""
-    model = job.model
-    feats_f, grid_f, schema_f, plan_f = client.scatter([job.feats, job.grid, job.schema, job.plan], broadcast=True)
+    """One task per block of tile rows; the generator's features and grid, the schema and the plan are sent to
+    every worker once."""
+    model, gen = job.model, job.generator
+    feats_f, grid_f, schema_f, plan_f = client.scatter([gen.feats, gen.grid, job.schema, job.plan], broadcast=True)
     return [client.submit(_render_block_task, feats_f, grid_f, model.card_path, schema_f, model.device.type, job.spec,
-                          plan_f, first, stop, job.generator_seed, model.style, model.precision, retries=retries,
-                          pure=False, key=f"geogan-block-{first}-{stop}")
+                          plan_f, first, stop, job.generator_seed, model.style, model.precision, gen.offset_rc,
+                          retries=retries, pure=False, key=f"geogan-block-{first}-{stop}")
             for first, stop in block_list]
 
 
-def _write_blocks(job: RenderJob, runtime: RuntimeSettings, futures: list, n_blocks: int) -> None:
-    """Write the blocks' strips (with their class-map and height rows) as they come back."""
+def _write_blocks(job: RenderJob, runtime: RuntimeSettings, futures: list, firsts: list[int]) -> None:
+    """Warp and write the blocks' strips (with their class-map and height rows) in canonical row order: a block
+    that comes back before the ones above it waits in memory."""
     from dask.distributed import as_completed
 
-    done = 0
+    done, waiting, n_blocks, firsts = 0, {}, len(firsts), sorted(firsts)
+    warper = job.warper()
     with OutputSet(job.grid, output_specs(job.paths, job.schema, job.compression)) as outputs:
         for fut in as_completed(futures):
             if runtime.cancel is not None and runtime.cancel():
                 raise Cancelled("render cancelled; no output was written")
             first, strips = fut.result()
-            for row0, rgb, terrain_m in strips:
-                write_strip(outputs, job.feats, job.grid, job.schema, job.heights, job.generator_seed, row0, rgb,
-                            terrain_m)
+            waiting[first] = strips
+            while firsts and firsts[0] in waiting:
+                for row0, rgb, terrain_m in waiting.pop(firsts.pop(0)):
+                    write_warped(outputs, job, warper.push(row0, rgb, terrain_m))
             done += 1
             if runtime.progress is not None:
                 runtime.progress(done / n_blocks, f"block {done}/{n_blocks}")
+        check_warped(warper)
 
 
 def covered_rows(grid: Grid, spec: TileSpec, rows_per_block: int) -> list[tuple[int, int]]:

@@ -317,24 +317,77 @@ def check_area_of_use(bbox: tuple[float, float, float, float], bbox_crs: pyproj.
 
 
 def grid_from_bbox(bbox: tuple[float, float, float, float], bbox_crs: object, crs: object,
-                   gsd_m: float) -> Grid:
-    """The grid covering ``bbox`` exactly, with pixels of ``gsd_m`` ground metres.
+                   gsd_m: float | None = None, *, res: float | None = None, tap: bool = False) -> Grid:
+    """The grid of ``bbox`` in ``crs``, with pixels of ``gsd_m`` ground metres or ``res`` CRS units.
 
-    The pixel count is the bbox extent divided by the projected pixel size at
-    the bbox centre (GSD times the local scale factor), rounded to whole
-    pixels; the pixel size is then adjusted (by less than half a pixel over
-    the extent) so the grid's bounds equal the bbox exactly.
+    ``gsd_m`` alone (the default behaviour): the pixel count is the bbox extent divided by the projected
+    pixel size at the bbox centre (GSD times the local scale factor), rounded to whole pixels; the pixel
+    size is then adjusted (by less than half a pixel over the extent) so the grid's bounds equal the bbox
+    exactly (pixels are then a little off square in CRS units, e.g. 0.5 x 0.499833 in EPSG:3067).
+
+    ``res`` (exclusive with ``gsd_m``): square pixels of exactly ``res`` CRS units, from the bbox's top-left
+    corner, the extent rounded to whole pixels (``gdalwarp -tr``). ``tap``: the bounds are grown outwards to
+    multiples of the pixel size (``gdalwarp -tap``), so grids of one pixel size line up pixel for pixel;
+    with ``gsd_m`` the pixel size is the one ``gsd_m`` gives in CRS units at the centre, exactly.
     """
-    gsd_m = validate_gsd(gsd_m)
+    if res is not None and gsd_m is not None:
+        raise GridError(RES_AND_GSD)
     dst = user_crs(crs, "--crs")
-    xmin, ymin, xmax, ymax = bbox_to_crs(bbox, bbox_crs, dst)
+    bounds = bbox_to_crs(bbox, bbox_crs, dst)
+    xmin, ymin, xmax, ymax = bounds
     cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
     lon, lat = _to_lonlat(dst).transform(cx, cy)
-    kx, ky = ground_scale(dst, lon, lat)
-    width = max(1, int(round((xmax - xmin) / (gsd_m * kx))))
-    height = max(1, int(round((ymax - ymin) / (gsd_m * ky))))
-    transform = Affine((xmax - xmin) / width, 0.0, xmin, 0.0, -(ymax - ymin) / height, ymax)
-    return Grid(dst, transform, (height, width))
+    if res is not None:
+        rx = ry = validate_res(res, dst, lon, lat)
+    else:
+        kx, ky = ground_scale(dst, lon, lat)
+        gsd_m = validate_gsd(gsd_m)
+        if not tap:
+            width = max(1, int(round((xmax - xmin) / (gsd_m * kx))))
+            height = max(1, int(round((ymax - ymin) / (gsd_m * ky))))
+            transform = Affine((xmax - xmin) / width, 0.0, xmin, 0.0, -(ymax - ymin) / height, ymax)
+            return Grid(dst, transform, (height, width))
+        rx, ry = gsd_m * kx, gsd_m * ky
+    return pixel_grid(dst, bounds, rx, ry, tap)
+
+
+RES_AND_GSD = ("--res and --gsd both set the pixel size (--res in output-CRS units, --gsd in ground metres); "
+               "give one of them")
+_SNAP_EPS = 1e-9  # bounds within this many pixels of a multiple of the pixel size count as on it
+
+
+def pixel_grid(crs: pyproj.CRS, bounds: tuple[float, float, float, float], rx: float, ry: float,
+               tap: bool = False) -> Grid:
+    """The grid of pixels ``rx`` x ``ry`` (CRS units) over ``bounds``: from its top-left corner, the extent
+    rounded to whole pixels; with ``tap`` the bounds grown outwards to multiples of the pixel size."""
+    xmin, ymin, xmax, ymax = bounds
+    if tap:
+        xmin, xmax = math.floor(xmin / rx + _SNAP_EPS) * rx, math.ceil(xmax / rx - _SNAP_EPS) * rx
+        ymin, ymax = math.floor(ymin / ry + _SNAP_EPS) * ry, math.ceil(ymax / ry - _SNAP_EPS) * ry
+    width = max(1, int(round((xmax - xmin) / rx)))
+    height = max(1, int(round((ymax - ymin) / ry)))
+    return Grid(crs, Affine(rx, 0.0, xmin, 0.0, -ry, ymax), (height, width))
+
+
+def validate_res(res: object, crs: pyproj.CRS, lon: float, lat: float) -> float:
+    """``res`` (CRS units per pixel) as a float, or a one-line GridError; its ground size must be sane."""
+    if isinstance(res, bool):
+        res = None
+    try:
+        value = float(res)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise GridError(f"--res '{res}' is not a number; give the pixel size in output-CRS units, e.g. --res 0.5"
+                        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise GridError(f"--res {res} must be a positive pixel size in output-CRS units, e.g. --res 0.5")
+    kx, ky = ground_scale(crs, lon, lat)
+    ground_m = value / max(kx, ky), value / min(kx, ky)
+    if ground_m[0] < MIN_GSD_M or ground_m[1] > MAX_GSD_M:
+        unit = crs.axis_info[0].unit_name if crs.axis_info else "units"
+        raise GridError(f"--res {value:g} {unit} in {crs.to_string()} is {ground_m[0]:.3g} ground m per pixel here, "
+                        f"absurd for aerial imagery; give a pixel size of {MIN_GSD_M}..{MAX_GSD_M:.0f} ground m in "
+                        f"{unit} (e.g. --res {0.5 * kx:.3g}) or use --gsd in metres")
+    return value
 
 
 def validate_gsd(gsd_m: object) -> float:

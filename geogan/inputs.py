@@ -139,12 +139,15 @@ def resolve_sources(paths: list[Path], bbox: BBox | None, bbox_crs: str) -> tupl
 
 def area_grid(paths: list[Path], area: AreaSettings, gsd_m: float,
               class_field: str | None = None) -> tuple[list[Path], Grid]:
-    """The sources to read and the output grid (reads the data only when no bbox is known)."""
+    """The sources to read and the output grid (reads the data only when no bbox is known): pixels of
+    ``area.res`` CRS units when set, else of ``gsd_m`` ground metres; snapped with ``area.tap``."""
     paths, bbox, bbox_crs = resolve_sources(paths, area.bbox, area.bbox_crs)
     if bbox is None:
         report = read_sources(paths, None, class_field)
         bbox, bbox_crs = data_bounds_lonlat(report), "EPSG:4326"
-    return paths, grid_from_bbox(tuple(bbox), bbox_crs, area.crs, gsd_m)  # type: ignore[arg-type]
+    if area.res is not None:
+        return paths, grid_from_bbox(tuple(bbox), bbox_crs, area.crs, res=area.res, tap=area.tap)  # type: ignore
+    return paths, grid_from_bbox(tuple(bbox), bbox_crs, area.crs, gsd_m, tap=area.tap)  # type: ignore[arg-type]
 
 
 def margin_bbox_lonlat(grid: Grid, margin_px: int) -> BBox:
@@ -181,6 +184,20 @@ def _feature_warnings(feats: FeatureSet, schema: Schema) -> list[str]:
     return warnings_
 
 
+def _read_report(paths: list[Path], margin_bbox: BBox, schema: Schema, class_field, fetch: OsmFetch,
+                 progress: ProgressFn | None):
+    """The sources read on ``margin_bbox`` (lon/lat): fetched from Overpass when there are no paths."""
+    fetched = not paths
+    paths = _local_or_fetched(paths, margin_bbox, schema, fetch, progress)
+    try:
+        return read_sources(paths, margin_bbox, class_field)
+    except SourceError as exc:
+        if fetched:
+            raise SourceError(f"{exc} (the Overpass answer cached as '{paths[0]}'; rerun with --no-cache to "
+                              "fetch it again)") from None
+        raise
+
+
 def read_features(paths: list[Path], grid: Grid, schema: Schema, class_field, margin_px: int,
                   fetch: OsmFetch | None = None, progress: ProgressFn | None = None) -> tuple[FeatureSet, list[str]]:
     """Read and classify the features on (and a margin around) ``grid``.
@@ -188,19 +205,41 @@ def read_features(paths: list[Path], grid: Grid, schema: Schema, class_field, ma
     With no paths the features are fetched from Overpass (cached); large local
     OSM files are clipped to the area first (cached) when pyosmium is present.
     """
-    fetch = fetch or OsmFetch()
-    margin_bbox = margin_bbox_lonlat(grid, margin_px)
-    fetched = not paths
-    paths = _local_or_fetched(paths, margin_bbox, schema, fetch, progress)
-    try:
-        report = read_sources(paths, margin_bbox, class_field)
-    except SourceError as exc:
-        if fetched:
-            raise SourceError(f"{exc} (the Overpass answer cached as '{paths[0]}'; rerun with --no-cache to "
-                              "fetch it again)") from None
-        raise
+    report = _read_report(paths, margin_bbox_lonlat(grid, margin_px), schema, class_field, fetch or OsmFetch(),
+                          progress)
     feats = build_features(report, schema, grid.crs, grid.center_lonlat(), class_field)
     return feats, _feature_warnings(feats, schema)
+
+
+def union_bbox(boxes: list[BBox]) -> BBox:
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def read_feature_pair(paths: list[Path], grid: Grid, generator_grid: Grid, schema: Schema, class_field,
+                      margins_px: tuple[int, int], fetch: OsmFetch | None = None, progress: ProgressFn | None = None
+                      ) -> tuple[FeatureSet, FeatureSet, list[str]]:
+    """The features of the output ``grid`` and of the generator's (canonical) grid, from one read of the
+    sources on both grids plus their margins (``margins_px``, each in its grid's pixels): one
+    :class:`FeatureSet` in each grid's CRS, both built around the output grid's centre."""
+    box = union_bbox([margin_bbox_lonlat(grid, margins_px[0]), margin_bbox_lonlat(generator_grid, margins_px[1])])
+    report = _read_report(paths, box, schema, class_field, fetch or OsmFetch(), progress)
+    centre = grid.center_lonlat()
+    feats = build_features(report, schema, grid.crs, centre, class_field)
+    generator_feats = build_features(report, schema, generator_grid.crs, centre, class_field)
+    return feats, generator_feats, _feature_warnings(feats, schema)
+
+
+def class_sources(sources: OpenSources, grid: Grid, generator_grid: Grid, schema: Schema,
+                  margins_px: tuple[int, int], progress: ProgressFn | None = None
+                  ) -> tuple[ClassSource, ClassSource, list[str]]:
+    """What the class maps of the output ``grid`` and of the generator's grid are drawn from: the sketch
+    placed on ``grid`` (one source for both), or the features read once (:func:`read_feature_pair`)."""
+    if sources.sketch is not None:
+        sketch = sketch_source(sources.sketch, grid, schema)
+        return sketch, sketch, []
+    feats, generator_feats, warnings_ = read_feature_pair(sources.paths, grid, generator_grid, schema,
+                                                          sources.class_field, margins_px, sources.fetch, progress)
+    return VectorClassSource(feats), VectorClassSource(generator_feats), warnings_
 
 
 def class_source(sources: OpenSources, grid: Grid, schema: Schema, margin_px: int,

@@ -27,7 +27,7 @@ import torch
 
 from .blend import StripBlender
 from .classes import Schema
-from .errors import Cancelled, InputError, TooLargeError
+from .errors import Cancelled, InputError, RenderError, TooLargeError
 from .sketch import ClassSource
 from .grid import Grid
 from .infer import LoadedModel, cpu_streams, model_input_px, run_batches
@@ -37,6 +37,7 @@ from .runtime import frozen_gc
 from .settings import COMPRESSIONS, CancelFn, ProgressFn, RuntimeSettings, check_compression, codecs_of  # noqa: F401
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
 from .tiles import Tile, TileSpec, tile_rows
+from .warp import StripWarper
 from .write import OutputSet, RasterSpec
 
 log = logging.getLogger("geogan")
@@ -132,6 +133,14 @@ def plan_tiles(grid: Grid, spec: TileSpec, model: LoadedModel) -> TilePlan:
     return TilePlan(tuple(sizes), len(sizes) * cols, mp, centre_gsd_m(grid))
 
 
+def native_plan(grid: Grid, spec: TileSpec) -> TilePlan:
+    """The tile plan of a canonical grid (:mod:`geogan.anchor`): every tile fed to the model as it is, at the
+    model's native pixel size in the canonical CRS (the UTM scale error, under 0.1 % inside a zone, is
+    accepted so tiles stay the same everywhere)."""
+    rows, cols = spec.count(grid.height), spec.count(grid.width)
+    return TilePlan((spec.tile_px,) * rows, rows * cols, rows * cols * spec.tile_px ** 2 / 1e6, centre_gsd_m(grid))
+
+
 def quick_estimate(grid: Grid, spec: TileSpec, model: LoadedModel) -> TilePlan:
     """Tile count and model megapixels from the centre scale alone: cheap for any area."""
     centre = centre_gsd_m(grid)
@@ -145,11 +154,16 @@ def estimate_seconds(plan: TilePlan, model: LoadedModel) -> float:
 
 
 def render_size(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel, *, hillshade: bool = False,
-                in_memory: bool = False) -> RenderSize:
-    """The sizes a render's memory depends on (:mod:`geogan.memory`), with this module's batching."""
+                in_memory: bool = False, out_grid: Grid | None = None) -> RenderSize:
+    """The sizes a render's memory depends on (:mod:`geogan.memory`), with this module's batching.
+
+    ``grid``: where the generator runs; ``out_grid``: the output grid when it is another (the canonical
+    frame's warp target): the strips are counted as wide as the wider of the two, the result as large as
+    the output."""
     streams, _ = cpu_streams(model.device)
     batch = CUDA_BATCH_TILES if model.device.type == "cuda" else CPU_BATCH_TILES
-    return RenderSize(grid.width, grid.height, spec.tile_px, spec.overlap_px,
+    out = out_grid if out_grid is not None else grid
+    return RenderSize(max(grid.width, out.width), out.height, spec.tile_px, spec.overlap_px,
                       max(plan.model_px_by_row, default=spec.tile_px), generator_bytes_per_px(model.card),
                       out_bands=4 if "height" in model.card.get("outputs", ()) else 3,
                       batch_tiles=min(batch, spec.count(grid.width)), batches_in_flight=streams + 1,
@@ -158,20 +172,22 @@ def render_size(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel, 
 
 def check_size(plan: TilePlan, model: LoadedModel, force: bool, max_hours: float = MAX_HOURS_DEFAULT, *,
                grid: Grid | None = None, spec: TileSpec | None = None, hillshade: bool = False,
-               in_memory: bool = False, budget_bytes: int | None = None) -> None:
+               in_memory: bool = False, budget_bytes: int | None = None, out_grid: Grid | None = None) -> None:
     """Refuse (:class:`TooLargeError`, unless ``force``) a render estimated to take over ``max_hours`` or,
     given ``grid`` and ``spec``, to need more memory than ``budget_bytes`` (default: what this machine can
-    give, :func:`geogan.memory.memory_problem`). Time is checked first: an area of days is told as such."""
+    give, :func:`geogan.memory.memory_problem`). Time is checked first: an area of days is told as such.
+    ``out_grid``: the output grid when the generator runs on another (:func:`render_size`)."""
     if force:
         return
     secs = estimate_seconds(plan, model)
     if secs > max_hours * 3600:
         raise TooLargeError(
             f"this area needs {plan.tiles} tiles ({plan.model_megapixels:.0f} model megapixels), about "
-            f"{secs / 3600:.1f} h on {model.device.type} ({secs / 86400:.1f} days); "
-            "shrink the bbox, raise --gsd, or pass --force to run anyway")
+            f"{secs / 3600:.1f} h on {model.device.type} ({secs / 86400:.1f} days); the model renders the area at "
+            f"its native {model.gsd_m:g} m whatever --gsd, so shrink the bbox, or pass --force to run anyway")
     if grid is not None and spec is not None:
-        problem = memory_problem(render_size(grid, spec, plan, model, hillshade=hillshade, in_memory=in_memory),
+        size = render_size(grid, spec, plan, model, hillshade=hillshade, in_memory=in_memory, out_grid=out_grid)
+        problem = memory_problem(size,
                                  budget_bytes, tile_gsd_m=plan.mean_centre_gsd_m, native_gsd_m=model.gsd_m,
                                  multiple_px=model.size_multiple)
         if problem is not None:
@@ -212,8 +228,11 @@ BAND_TILES = 16  # tiles per band piece: bounds a band's memory on very wide gri
 
 
 def tile_row_inputs(feats: ClassSource, grid: Grid, spec: TileSpec, row: list[Tile], model_px: int,
-                    seed: int) -> Callable[[Tile], tuple[np.ndarray, np.ndarray]]:
+                    seed: int, offset_rc: tuple[int, int] = (0, 0)) -> Callable[[Tile], tuple[np.ndarray, np.ndarray]]:
     """For one row of tiles: ``tile -> (class map, noise)`` at model resolution (``model_px`` square).
+
+    ``offset_rc``: the world pixel position of ``grid``'s (0, 0) pixel (:func:`geogan.anchor.world_offset`),
+    which keys the noise to the place (global position = grid position + offset).
 
     At the model's native GSD (``model_px == tile_px``) the class map and noise are made once per band
     of ``BAND_TILES`` neighbouring tiles and the tiles are cut from it (the same pixels each tile's own
@@ -221,6 +240,7 @@ def tile_row_inputs(feats: ClassSource, grid: Grid, spec: TileSpec, row: list[Ti
     tile is rasterized on its own rescaled window.
     """
     tile_px = spec.tile_px
+    dr, dc = offset_rc
     if model_px == tile_px:
         index = {t.col0: i for i, t in enumerate(row)}
         piece: dict = {}
@@ -231,7 +251,7 @@ def tile_row_inputs(feats: ClassSource, grid: Grid, spec: TileSpec, row: list[Ti
                 tiles = row[k * BAND_TILES:(k + 1) * BAND_TILES]
                 c0, width = tiles[0].col0, tiles[-1].col0 + tile_px - tiles[0].col0
                 piece.update(k=k, c0=c0, classes=feats.classes(grid.window(t.row0, c0, tile_px, width)),
-                             noise=noise_window(seed, t.row0, c0, tile_px, width))
+                             noise=noise_window(seed, t.row0 + dr, c0 + dc, tile_px, width))
             c = t.col0 - piece["c0"]
             return piece["classes"][:, c:c + tile_px], piece["noise"][:, c:c + tile_px]
         return cut
@@ -239,14 +259,15 @@ def tile_row_inputs(feats: ClassSource, grid: Grid, spec: TileSpec, row: list[Ti
 
     def one(t: Tile) -> tuple[np.ndarray, np.ndarray]:
         model_grid = grid.window(t.row0, t.col0, tile_px, tile_px).resized(model_px, model_px)
-        r0, c0 = int(round(t.row0 * scale)), int(round(t.col0 * scale))
+        r0, c0 = int(round((t.row0 + dr) * scale)), int(round((t.col0 + dc) * scale))
         return feats.classes(model_grid), noise_window(seed, r0, c0, model_px, model_px)
     return one
 
 
 def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
                     first_row: int, stop_row: int, seed: int = 0, batch_tiles: int = CPU_BATCH_TILES,
-                    on_batch: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                    on_batch: Callable[[int], None] | None = None, offset_rc: tuple[int, int] = (0, 0)
+                    ) -> Iterator[tuple[int, np.ndarray]]:
     """Render tile rows ``first_row .. stop_row-1`` and yield finished, blended output strips.
 
     Yields ``(grid_row0, float32 (3, rows, width) in [-1, 1])`` (4 bands for height models: RGB, height). Rows above
@@ -254,7 +275,8 @@ def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: Ti
     block of tile rows that starts lower must begin one tile row earlier and
     drop what that extra row alone finishes (see :func:`render_block`).
     ``on_batch(n_tiles)`` is called before each batch (progress, cancel). On CPU, several batches run
-    at once (:func:`geogan.infer.cpu_streams`); their outputs are blended in order.
+    at once (:func:`geogan.infer.cpu_streams`); their outputs are blended in order. ``offset_rc``: the world
+    pixel position of ``grid``'s (0, 0) pixel; noise and tile orientations are keyed by world position.
     """
     rows = tile_rows(grid.shape_yx, spec)
     n_ch = 4 if "height" in model.card.get("outputs", ()) else 3  # RGB (+ height in [-1, 1], blended the same way)
@@ -265,12 +287,13 @@ def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: Ti
     def batches():
         for r in range(first_row, stop_row):
             row = rows[r]
-            inputs = tile_row_inputs(feats, grid, spec, row, plan.model_px_by_row[r], seed)
+            inputs = tile_row_inputs(feats, grid, spec, row, plan.model_px_by_row[r], seed, offset_rc)
             for b in range(0, len(row), batch_tiles):
                 batch: list[Tile] = row[b:b + batch_tiles]
                 if on_batch is not None:
                     on_batch(len(batch))
-                ks = [tile_orientation(seed, t.row0, t.col0) if turn else 0 for t in batch]
+                ks = [tile_orientation(seed, t.row0 + offset_rc[0], t.col0 + offset_rc[1]) if turn else 0
+                      for t in batch]
                 maps, noise = zip(*((orient(m, k), orient(z, k)) for (m, z), k in
                                     zip((inputs(tile) for tile in batch), ks)))
                 yield (r, batch, b + batch_tiles >= len(row)), np.stack(maps), np.stack(noise)[:, None], ks
@@ -319,7 +342,7 @@ def height_scale_of(model: LoadedModel) -> float | None:
 
 
 def render_block(feats: ClassSource, grid: Grid, model: LoadedModel, spec: TileSpec, plan: TilePlan, *,
-                 first_row: int, stop_row: int, seed: int = 0
+                 first_row: int, stop_row: int, seed: int = 0, offset_rc: tuple[int, int] = (0, 0)
                  ) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
     """The strips owned by a block of tile rows, identical to a whole render's.
 
@@ -331,7 +354,7 @@ def render_block(feats: ClassSource, grid: Grid, model: LoadedModel, spec: TileS
     height_scale_m = height_scale_of(model)
     out = []
     for row0, strip in blend_tile_rows(feats, grid, model, spec, plan, first_row=max(0, first_row - 1),
-                                       stop_row=stop_row, seed=seed):
+                                       stop_row=stop_row, seed=seed, offset_rc=offset_rc):
         lo, hi = max(row0, start), min(row0 + strip.shape[1], stop)
         if lo < hi:
             rows = strip[:, lo - row0:hi - row0]
@@ -348,6 +371,7 @@ class HeightSpec:
     hillshade: bool = False
     gsd_m: float = 1.0  # one canopy scale for the whole output (seamless)
     res_xy_m: tuple[float, float] = (1.0, 1.0)
+    offset_rc: tuple[int, int] = (0, 0)  # world pixel position of the output's (0, 0) pixel: keys the canopy
 
 
 SURFACE_CHUNK_PX = 2048  # columns per piece of a surface strip (bounds its temporaries on very wide grids)
@@ -373,7 +397,8 @@ def _surface(feats: ClassSource, grid: Grid, schema: Schema, heights: HeightSpec
             (None if terrain_m is None else terrain_m[:, c0:c1])
         classes[:, c0:c1] = cls
         surface[:, c0:c1] = compose_heights(terrain, feats.object_heights(g), cls, schema, seed, heights.canopy,
-                                            row0=row0, col0=c0, gsd_m=heights.gsd_m, nodata=HEIGHT_NODATA)
+                                            row0=row0 + heights.offset_rc[0], col0=c0 + heights.offset_rc[1],
+                                            gsd_m=heights.gsd_m, nodata=HEIGHT_NODATA)
     return classes, surface
 
 
@@ -425,42 +450,78 @@ def _write_surfaces(outputs: OutputSet, feats: ClassSource, grid: Grid, schema: 
             outputs.finish(key)
 
 
-def _write_generated(outputs: OutputSet, feats: ClassSource, grid: Grid, schema: Schema, heights: HeightSpec,
-                     seed: int, row0: int, strip: np.ndarray, height_scale_m: float | None) -> None:
-    """Write a blended generator strip: the aerial rows, and for height models the surface rows too."""
-    if height_scale_m is None:
-        outputs.write("aerial", row0, _to_uint8(strip))
-    else:
-        write_strip(outputs, feats, grid, schema, heights, seed, row0, _to_uint8(strip[:3]),
-                    terrain_m=strip[3] * height_scale_m)
+def _write_generated(outputs: OutputSet, job: "RenderJob", warper: StripWarper, row0: int, strip: np.ndarray,
+                     height_scale_m: float | None) -> None:
+    """Warp a blended generator strip (canonical rows from ``row0``) and write the output strips it completes:
+    the aerial rows, and for height models the surface rows too (see :func:`write_warped`)."""
+    terrain_m = None if height_scale_m is None else strip[3] * height_scale_m
+    write_warped(outputs, job, warper.push(row0, _to_uint8(strip[:3]), terrain_m), surfaces=height_scale_m is not None)
+
+
+def write_warped(outputs: OutputSet, job: "RenderJob", strips: list[tuple[int, np.ndarray, np.ndarray | None]],
+                 surfaces: bool = True) -> None:
+    """Write output strips from :meth:`StripWarper.push`: the aerial rows, with ``surfaces`` the class-map,
+    height (and hillshade) rows too (:func:`write_strip`)."""
+    for out_row0, rgb, terrain_m in strips:
+        if surfaces:
+            write_strip(outputs, job.feats, job.grid, job.schema, job.heights, job.generator_seed, out_row0, rgb,
+                        terrain_m)
+        else:
+            outputs.write("aerial", out_row0, rgb)
 
 
 def make_height_spec(grid: Grid, dem: DemSource | None = None, canopy: CanopyParams | None = None,
-                     hillshade: bool = False, gsd_xy_m: tuple[float, float] | None = None) -> HeightSpec:
-    """``gsd_xy_m``: ground metres per pixel at the grid's centre (:attr:`TilePlan.centre_gsd_m`; None:
-    computed here)."""
+                     hillshade: bool = False, gsd_xy_m: tuple[float, float] | None = None,
+                     offset_rc: tuple[int, int] = (0, 0)) -> HeightSpec:
+    """``gsd_xy_m``: ground metres per pixel at the grid's centre (None: computed here); ``offset_rc``: the
+    world pixel position of the grid's (0, 0) pixel (:func:`geogan.anchor.world_offset`)."""
     gx, gy = gsd_xy_m if gsd_xy_m is not None else centre_gsd_m(grid)
-    return HeightSpec(dem, canopy if canopy is not None else CanopyParams(), hillshade, (gx + gy) / 2, (gx, gy))
+    return HeightSpec(dem, canopy if canopy is not None else CanopyParams(), hillshade, (gx + gy) / 2, (gx, gy),
+                      offset_rc)
 
 
-def log_plan(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel) -> None:
+def log_plan(grid: Grid, spec: TileSpec, plan: TilePlan, model: LoadedModel, out: Grid | None = None,
+             out_gsd_m: tuple[float, float] = (0.0, 0.0)) -> None:
+    """Log the generator's grid and tiling (and the output grid ``out``, ``out_gsd_m`` ground metres per pixel
+    at its centre, when it is another)."""
+    if out is not None and out != grid:
+        rx, ry = out.res_xy
+        ox, oy = out_gsd_m
+        unit = out.crs.axis_info[0].unit_name if out.crs.axis_info else "units"
+        log.info("output grid %dx%d px in %s, pixel %.4g x %.4g %s = %.3f x %.3f ground m at centre", out.width,
+                 out.height, out.crs.to_string(), rx, ry, unit, ox, oy)
     rx, ry = grid.res_xy
     gx, gy = plan.centre_gsd_m
     unit = grid.crs.axis_info[0].unit_name if grid.crs.axis_info else "units"
-    log.info("grid %dx%d px, pixel %.4g x %.4g %s = %.3f x %.3f ground m at centre; %d tiles of %d px "
-             "(overlap %d), model %s native GSD %.3g m on %s (%s)", grid.width, grid.height, rx, ry, unit, gx, gy,
-             plan.tiles, spec.tile_px, spec.overlap_px, model.name, model.gsd_m, model.device, model.precision)
+    log.info("%sgrid %dx%d px in %s, pixel %.4g x %.4g %s = %.3f x %.3f ground m at centre; %d tiles of %d px "
+             "(overlap %d), model %s native GSD %.3g m on %s (%s)", "generator " if out is not None else "",
+             grid.width, grid.height, grid.crs.to_string(), rx, ry, unit, gx, gy, plan.tiles, spec.tile_px,
+             spec.overlap_px, model.name, model.gsd_m, model.device, model.precision)
     distinct = sorted(set(plan.model_px_by_row))
     if distinct != [spec.tile_px]:
         log.info("per-tile rescaling: model input %s px for %d px tiles", distinct, spec.tile_px)
 
 
 @dataclass(frozen=True, eq=False)
+class GeneratorFrame:
+    """Where the generator runs: a grid, the class source drawn on it, and the world pixel position of its
+    (0, 0) pixel (:mod:`geogan.anchor`: the canonical grid; noise and tile orientations are keyed by it)."""
+
+    feats: ClassSource
+    grid: Grid
+    offset_rc: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True, eq=False)
 class RenderJob:
     """One wired render, as :func:`render_grid` and the Dask front run it (:mod:`geogan.core` builds it).
 
-    ``plan``: the tile plan the core size-checked (:func:`check_size`); ``generator_seed``: the 32-bit seed
-    of the noise, tile orientations and canopy (:func:`geogan.settings.generator_seed`).
+    ``feats`` and ``grid``: the output grid and its class source (classes.tif, height.tif); ``frame``: where
+    the generator runs (the canonical grid, :func:`geogan.anchor.canonical_grid`; None: on ``grid`` itself,
+    offset (0, 0)), its strips warped onto ``grid`` (:class:`~geogan.warp.StripWarper`). ``spec`` and
+    ``plan``: the tiling of the generator's grid, the plan size-checked by the core (:func:`check_size`);
+    ``generator_seed``: the 32-bit seed of the noise, tile orientations and canopy
+    (:func:`geogan.settings.generator_seed`).
     """
 
     feats: ClassSource
@@ -473,6 +534,15 @@ class RenderJob:
     heights: HeightSpec
     compression: str = "deflate"
     generator_seed: int = 0
+    frame: GeneratorFrame | None = None
+
+    @property
+    def generator(self) -> GeneratorFrame:
+        return self.frame if self.frame is not None else GeneratorFrame(self.feats, self.grid)
+
+    def warper(self) -> StripWarper:
+        """A fresh :class:`StripWarper` from the generator's grid onto the output grid."""
+        return StripWarper(self.generator.grid, self.grid, self.heights.gsd_m / self.model.gsd_m)
 
 
 def _batch_callback(tiles: int, progress: ProgressFn | None, cancel: CancelFn | None) -> Callable[[int], None]:
@@ -501,17 +571,18 @@ def render_grid(job: RenderJob, runtime: RuntimeSettings = RuntimeSettings()) ->
     t0 = time.perf_counter()
     feats, grid, model, schema, paths = job.feats, job.grid, job.model, job.schema, job.paths
     spec, plan, heights, seed, compression = job.spec, job.plan, job.heights, job.generator_seed, job.compression
+    gen, warper = job.generator, job.warper()
     progress, cancel = runtime.progress, runtime.cancel
     batch_tiles = runtime.batch_tiles
     if batch_tiles is None:
         batch_tiles = CUDA_BATCH_TILES if model.device.type == "cuda" else CPU_BATCH_TILES
-    log_plan(grid, spec, plan, model)
+    log_plan(gen.grid, spec, plan, model, grid, heights.res_xy_m)
     torch.manual_seed(seed)
     on_batch = _batch_callback(plan.tiles, progress, cancel)
 
-    # The generator runs here; one thread writes the strips it releases, another writes (and converts
-    # to COGs) the class map and heights when they do not depend on it (no height output). GDAL, numpy
-    # and torch release the GIL, so the writing hides behind the generator.
+    # The generator runs here; one thread warps and writes the strips it releases, another writes (and
+    # converts to COGs) the class map and heights when they do not depend on it (no height output). GDAL,
+    # numpy and torch release the GIL, so the writing hides behind the generator.
     height_scale_m = height_scale_of(model)
     stop = threading.Event()
     with OutputSet(grid, output_specs(paths, schema, compression)) as outputs, \
@@ -519,13 +590,13 @@ def render_grid(job: RenderJob, runtime: RuntimeSettings = RuntimeSettings()) ->
             ThreadPoolExecutor(1, thread_name_prefix="geogan-write") as strip_pool:
         try:
             surfaces = surface_pool.submit(_write_surfaces, outputs, feats, grid, schema, heights, seed,
-                                           strip_rows(grid, spec), stop) if height_scale_m is None else None
+                                           [(s.row0, s.rows) for s in warper.strips], stop) \
+                if height_scale_m is None else None
             writes: deque[Future] = deque()
-            for row0, strip in blend_tile_rows(feats, grid, model, spec, plan, first_row=0,
+            for row0, strip in blend_tile_rows(gen.feats, gen.grid, model, spec, plan, first_row=0,
                                                stop_row=len(plan.model_px_by_row), seed=seed,
-                                               batch_tiles=batch_tiles, on_batch=on_batch):
-                writes.append(strip_pool.submit(_write_generated, outputs, feats, grid, schema, heights, seed, row0,
-                                                strip, height_scale_m))
+                                               batch_tiles=batch_tiles, on_batch=on_batch, offset_rc=gen.offset_rc):
+                writes.append(strip_pool.submit(_write_generated, outputs, job, warper, row0, strip, height_scale_m))
                 while writes and (len(writes) > MAX_QUEUED_STRIPS or writes[0].done()):
                     writes.popleft().result()
                 if surfaces is not None and surfaces.done():
@@ -534,6 +605,7 @@ def render_grid(job: RenderJob, runtime: RuntimeSettings = RuntimeSettings()) ->
                 w.result()
             if surfaces is not None:
                 surfaces.result()
+            check_warped(warper)
         except BaseException:
             stop.set()
             raise
@@ -544,6 +616,13 @@ def render_grid(job: RenderJob, runtime: RuntimeSettings = RuntimeSettings()) ->
     secs = time.perf_counter() - t0
     log.info("rendered %d tiles in %.1f s (%.2f output MP/s)", plan.tiles, secs, grid.width * grid.height / 1e6 / secs)
     return RenderResult(paths.aerial, paths.height, paths.classes, grid, plan.tiles, secs, hillshade=paths.hillshade)
+
+
+def check_warped(warper: StripWarper) -> None:
+    """Refuse to finish a render whose output strips were not all made (never an output that looks complete)."""
+    if not warper.done:
+        raise RenderError(f"internal error: {len(warper.strips) - warper.next_strip} output strips were never warped "
+                          "(the generator's grid did not cover the output); please report this render's options")
 
 
 def rasterize_to_file(feats: ClassSource, grid: Grid, schema: Schema, out: Path, *, strip_px: int = 512,

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import GridError, InputError
-from .grid import user_crs
+from .grid import RES_AND_GSD, user_crs
 from .terrain import CanopyParams
 from .tiles import TileSpec
 from .write import check_codecs
@@ -61,6 +61,15 @@ def check_gsd_type(gsd_m) -> None:
     if gsd_m is not None and (isinstance(gsd_m, bool) or not isinstance(gsd_m, numbers.Real)):
         raise GridError(f"gsd_m={gsd_m!r} is a {type(gsd_m).__name__}, not a number; give ground metres per pixel "
                         "as a number, e.g. gsd_m=0.5 (--gsd 0.5)")
+
+
+def check_res_type(res, tap) -> None:
+    if res is not None and (isinstance(res, bool) or not isinstance(res, numbers.Real)):
+        raise GridError(f"res={res!r} is a {type(res).__name__}, not a number; give the pixel size in output-CRS "
+                        "units as a number, e.g. res=0.5 (--res 0.5)")
+    if not isinstance(tap, bool):
+        raise GridError(f"tap={tap!r} is not True or False; pass tap=True (--tap) to snap the grid to multiples "
+                        "of the pixel size")
 
 
 def check_whole(value, name: str, option: str, minimum: int) -> None:
@@ -127,15 +136,22 @@ class SourceSettings:
 @dataclass(frozen=True)
 class AreaSettings:
     """Where: ``bbox`` (xmin, ymin, xmax, ymax) in ``bbox_crs`` (None: the data's extent), the output
-    ``crs`` and its pixel size ``gsd_m`` in ground metres (None: the model's native GSD)."""
+    ``crs`` and its pixel size: ``gsd_m`` in ground metres (None: the model's native GSD) or ``res`` in
+    output-CRS units, square (exclusive with ``gsd_m``); ``tap``: the grid's bounds on multiples of the
+    pixel size (:func:`geogan.grid.grid_from_bbox`)."""
 
     bbox: BBox | None = None
     bbox_crs: str = "EPSG:4326"
     crs: str = "EPSG:3857"
     gsd_m: float | None = None
+    res: float | None = None
+    tap: bool = False
 
     def __post_init__(self) -> None:
         check_gsd_type(self.gsd_m)
+        check_res_type(self.res, self.tap)
+        if self.res is not None and self.gsd_m is not None:
+            raise GridError(RES_AND_GSD)
         user_crs(self.crs, "--crs")
         user_crs(self.bbox_crs, "--bbox-crs")
         if self.bbox is not None:

@@ -211,9 +211,11 @@ def test_ordinary_render_passes(tiny):
 
 
 def test_render_refuses_before_reading_or_writing_anything(tmp_path, tiny_model):
+    # the generator runs at its native GSD on the canonical grid (geogan.anchor): a coarse --gsd on 300 m is a
+    # small render now; 400 km at --gsd 5000 is still 800,000 px square for the model
     out = tmp_path / "out"
-    with pytest.raises(TooLargeError, match="use --gsd"):
-        geogan.render(osm=tmp_path / "never-read.osm", bbox=_area(8.0, 50.0, 300), gsd_m=5000, out_dir=out,
+    with pytest.raises(TooLargeError, match="native 0.5 m whatever --gsd, so shrink the bbox"):
+        geogan.render(osm=tmp_path / "never-read.osm", bbox=_area(8.0, 50.0, 400_000), gsd_m=5000, out_dir=out,
                       model=str(tiny_model))
     assert not out.exists() or not any(out.iterdir())
 
