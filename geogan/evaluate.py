@@ -107,6 +107,8 @@ class ModelGenerator:
         # test batch (batch size 1) and dropout kept as its noise; its running averages from batch-1 training
         # are poor. Other models run as render runs them (eval mode, batch norm folded).
         self.paper_test_mode = json.loads(card_path.read_text()).get("arch") == "pix2pix"
+        # the look render uses: a style-encoder model's card ``default_style`` (None: no style code)
+        self.style: torch.Tensor | None = None
         if self.paper_test_mode:
             self.module, card = load_generator(card_path, device="cpu", schema_classes=load_schema().names)
             self.module.train()
@@ -115,7 +117,7 @@ class ModelGenerator:
                     m.momentum = 0.0  # use batch statistics without changing the stored ones
         else:
             loaded = load_model(str(card_path), load_schema(), "cpu")
-            self.module, card = loaded.module, loaded.card
+            self.module, card, self.style = loaded.module, loaded.card, loaded.style
         self.name = str(card.get("name", card_path.stem))
         self.classes = list(card["classes"])
         self.size_mb = card_path.with_suffix(".safetensors").stat().st_size / 1e6
@@ -130,7 +132,8 @@ class ModelGenerator:
             for i in range(0, len(labels), batch):
                 x = one_hot(labels[i:i + batch], len(self.classes))
                 z = torch.randn(x.shape[0], 1, *x.shape[2:])
-                out.append(self.module(x, noise=z)[:, :3].clamp(-1, 1))
+                style = {} if self.style is None else {"style": self.style}
+                out.append(self.module(x, noise=z, **style)[:, :3].clamp(-1, 1))
         return torch.cat(out)
 
 

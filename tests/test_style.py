@@ -104,3 +104,30 @@ def test_card_default_style_is_the_look_without_a_reference(tmp_path, style_mode
     read = lambda r: rasterio.open(r.aerial).read()  # noqa: E731
     assert np.array_equal(read(default), read(with_ref))
     assert not np.array_equal(read(default), read(plain))
+
+
+def test_evaluate_scores_the_look_render_uses(tmp_path, style_model):
+    """`geogan evaluate --model style` generates with the card's ``default_style`` (what `render` uses without
+    --style-ref), not the zero code the generator falls back to without a style."""
+    import json
+    import shutil
+
+    import torch
+
+    from geogan.evaluate import ModelGenerator, one_hot
+    card_path = tmp_path / "styled.json"
+    shutil.copy(style_model.with_suffix(".safetensors"), card_path.with_suffix(".safetensors"))
+    card = json.loads(style_model.with_suffix(".json").read_text())
+    card["default_style"] = [1.5 * (-1) ** i for i in range(card["arch_params"]["z_dim"])]
+    card_path.write_text(json.dumps(card))
+    gen = ModelGenerator(str(card_path))
+    labels = np.random.default_rng(0).integers(0, len(gen.classes), (2, 64, 64)).astype(np.uint8)
+    got = gen.generate(labels, seed=4)
+    torch.manual_seed(4)  # the same noise generate() draws
+    x = one_hot(labels, len(gen.classes))
+    z = torch.randn(x.shape[0], 1, *x.shape[2:])
+    with torch.no_grad():
+        want = gen.module(x, noise=z, style=torch.tensor([card["default_style"]])).clamp(-1, 1)
+        zero_code = gen.module(x, noise=z).clamp(-1, 1)
+    torch.testing.assert_close(got, want)
+    assert (got - zero_code).abs().max() > 0.05
