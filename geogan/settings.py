@@ -176,8 +176,9 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class TilingSettings:
-    """Tiles in output pixels: ``tile_px`` (None: 256 model pixels at the output GSD, see
-    :func:`geogan.pipeline.auto_tile_spec`) and ``overlap_px`` (None: a quarter of the tile)."""
+    """The generator's tiles in model pixels (it runs at the model's native GSD on the canonical grid,
+    :mod:`geogan.anchor`): ``tile_px`` (None: the model's training tile, card ``train_tile_px``, default 256)
+    and ``overlap_px`` (None: a quarter of the tile)."""
 
     tile_px: int | None = None
     overlap_px: int | None = None
