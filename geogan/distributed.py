@@ -23,11 +23,10 @@ from .classes import Schema
 from .errors import Cancelled, InputError
 from .grid import Grid
 from .infer import LoadedModel, load_model
-from .pipeline import (RenderJob, RenderResult, block_rows, check_warped, log_plan, output_specs, render_block,
-                       write_warped)
+from .pipeline import (GeneratorFrame, RenderJob, RenderResult, block_rows, check_warped, log_plan, output_specs,
+                       render_block, write_warped)
 from .runtime import frozen_gc
 from .settings import RuntimeSettings
-from .sketch import ClassSource
 from .tiles import TileSpec
 from .write import OutputSet
 
@@ -45,15 +44,14 @@ def _worker_model(model_ref: str, schema: Schema, device: str, precision: str = 
 
 
 @frozen_gc()  # see geogan.runtime
-def _render_block_task(feats: ClassSource, grid: Grid, model_ref: str, schema: Schema, device: str,
-                       spec: TileSpec, plan, first_row: int, stop_row: int, seed: int, style=None,
-                       precision: str = "fp32", offset_rc: tuple[int, int] = (0, 0)):
+def _render_block_task(frame: GeneratorFrame, model_ref: str, schema: Schema, device: str, spec: TileSpec, plan,
+                       first_row: int, stop_row: int, seed: int, style=None, precision: str = "fp32"):
     model = _worker_model(model_ref, schema, device, precision)
     if style is not None:
         import dataclasses
         model = dataclasses.replace(model, style=style)
-    return first_row, render_block(feats, grid, model, spec, plan, first_row=first_row, stop_row=stop_row, seed=seed,
-                                   offset_rc=offset_rc)
+    return first_row, render_block(frame.feats, frame.grid, model, spec, plan, first_row=first_row,
+                                   stop_row=stop_row, seed=seed, offset_rc=frame.offset_rc)
 
 
 def blocks(n_tile_rows: int, rows_per_block: int) -> Iterator[tuple[int, int]]:
@@ -106,12 +104,12 @@ def render_grid_dask(job: RenderJob, runtime: RuntimeSettings, client, *, rows_p
 
 
 def _submit_blocks(job: RenderJob, client, block_list: list[tuple[int, int]], retries: int) -> list:
-    """One task per block of tile rows; the generator's features and grid, the schema and the plan are sent to
-    every worker once."""
-    model, gen = job.model, job.generator
-    feats_f, grid_f, schema_f, plan_f = client.scatter([gen.feats, gen.grid, job.schema, job.plan], broadcast=True)
-    return [client.submit(_render_block_task, feats_f, grid_f, model.card_path, schema_f, model.device.type, job.spec,
-                          plan_f, first, stop, job.generator_seed, model.style, model.precision, gen.offset_rc,
+    """One task per block of tile rows; the generator's frame (features, grid, world offset), the schema and the
+    plan are sent to every worker once."""
+    model = job.model
+    frame_f, schema_f, plan_f = client.scatter([job.generator, job.schema, job.plan], broadcast=True)
+    return [client.submit(_render_block_task, frame_f, model.card_path, schema_f, model.device.type, job.spec,
+                          plan_f, first, stop, job.generator_seed, model.style, model.precision,
                           retries=retries, pure=False, key=f"geogan-block-{first}-{stop}")
             for first, stop in block_list]
 
