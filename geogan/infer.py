@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from .classes import Schema
 
-from .errors import InputError, ModelError, RenderError
+from .errors import InputError, RenderError
+from .onnx_infer import OnnxModel, choose_runtime, class_lut, load_onnx_model, run_onnx_batch
 from .zoo import resolve_model
 
 
@@ -55,6 +56,7 @@ class LoadedModel:
     module_fp32: torch.nn.Module | None = None  # the fp32 generator, for batches a half precision overflows
     _onehot: np.ndarray | None = None
     card_path: str | None = None  # the model card it was loaded from (for messages)
+    runtime: str = "torch"  # what runs the generator; :class:`geogan.onnx_infer.OnnxModel` says "onnx"
 
     @property
     def onehot_table(self) -> np.ndarray:
@@ -82,21 +84,7 @@ class LoadedModel:
         return float(self.card.get("benchmarks", {}).get(key, 0.5))
 
 
-def class_lut(card: dict, schema: Schema) -> np.ndarray:
-    """Lookup table schema id -> model class index, from the card's ``schema_to_model``."""
-    classes = list(card["classes"])
-    mapping = card.get("schema_to_model", {})
-    lut = np.zeros(256, dtype=np.uint8)
-    for c in schema.classes:
-        target = mapping.get(c.name)
-        if target is None:
-            raise ModelError(f"model '{card.get('name')}' does not say which of its classes stands for schema class "
-                             f"'{c.name}'; add it to schema_to_model in the model card")
-        if target not in classes:
-            raise ModelError(f"model '{card.get('name')}' maps '{c.name}' to '{target}', which is not one of its "
-                             f"classes {classes}; fix the model card")
-        lut[c.id] = classes.index(target)
-    return lut
+# class_lut (schema id -> model class index) lives in geogan.onnx_infer, which imports no torch
 
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -124,16 +112,21 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def load_model(name_or_path: str, schema: Schema, device: str = "auto", compile: bool = False,
-               precision: str = "auto") -> LoadedModel:
+               precision: str = "auto", runtime: str = "auto") -> LoadedModel | OnnxModel:
     """A model ready for :func:`run_batch`. ``precision``: see :func:`resolve_precision`. ``compile``:
     ``torch.compile`` the generator (on CUDA with CUDA graphs, mode ``reduce-overhead``); the first batch
     of each shape then pays the compilation (seconds to tens of seconds). On this project's 2-core CPU it
     gains nothing (eager 31.8, compiled 32.4 ms per 4 tiles); on an H100 the previous default model's forward
     pass gained 1.5x at 64 tiles per call (fp16 weights, CUDA graphs), a render nothing
-    (benchmarks/gpu_bench.py, gpu_render.py)."""
+    (benchmarks/gpu_bench.py, gpu_render.py). ``runtime``: ``onnx`` runs the card's ONNX file with onnxruntime
+    (:mod:`geogan.onnx_infer`; CPU, fp32); ``auto`` is torch while torch is installed."""
     from .models.checkpoint import load_generator
 
     card_path = resolve_model(name_or_path)
+    if choose_runtime(runtime, card_path) == "onnx":
+        if compile:
+            raise InputError("--compile needs the torch runtime; leave it out with --runtime onnx")
+        return load_onnx_model(card_path, schema, device, precision)
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     module, card = load_generator(card_path, device="cpu", schema_classes=schema.names)
@@ -215,6 +208,9 @@ def encode_style(model: LoadedModel, image_path) -> torch.Tensor:
     from pathlib import Path
 
     path = Path(image_path)
+    if model.runtime == "onnx":
+        raise InputError(f"--style-ref needs the torch runtime (the ONNX file of model '{model.name}' has no "
+                         "style encoder); use --runtime torch")
     module = model.module_fp32 if model.module_fp32 is not None else model.module  # the encoder runs in fp32
     encoder = getattr(module, "encode_style", None)
     if encoder is None or getattr(module, "style_encoder", None) is None:
@@ -269,6 +265,8 @@ def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out
     -------
     float32 (B, C, out_px, out_px) in [-1, 1]
     """
+    if model.runtime == "onnx":
+        return run_onnx_batch(model, class_maps, noise, out_px, orientations)
     dev = model.device
     with torch.inference_mode():
         # one gather of table rows gives (B, m, m, C): as NCHW, the channels-last layout the model runs in
