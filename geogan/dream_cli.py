@@ -30,7 +30,7 @@ def register_dream(app: typer.Typer) -> None:
                                                   "buildings per block), also written as dream_town.gpkg; or a DCGAN "
                                                   "dream model: 'dream' (shipped), a .json path from 'geogan "
                                                   "dream-train' or a name in the model directories."),
-        style: str = typer.Option("town", help="Look of a procedural town (--model streets): town."),
+        style: str = typer.Option("town", help="Look of a procedural town (--model streets): town (a small town of houses) or city (perimeter blocks)."),
         seed: int = typer.Option(0, help="Random seed; the same seed dreams the same town."),
         render_model: str = typer.Option("default", help="Conditional model that renders the dream "
                                                          "('none': write the class map only)."),

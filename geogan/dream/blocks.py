@@ -15,9 +15,9 @@ import shapely
 from shapely.geometry import LineString, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from .buildings import frontage_buildings
+from .buildings import frontage_buildings, perimeter_buildings
 from .skeleton import STREET_WIDTH_M
-from .style import APARTMENTS, HOUSES, INDUSTRY, BuildingStyle, TownStyle
+from .style import APARTMENTS, HOUSES, INDUSTRY, PERIMETER, BuildingStyle, TownStyle
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,22 @@ def _green(land: Polygon, use: str, rng: np.random.Generator) -> list[Feature]:
     return [feature(fields, landuse="farmland"), *_buildings(land.difference(fields), FARM_HOUSES, "house", rng)]
 
 
+def _city(land: Polygon, use: str, rng: np.random.Generator) -> list[Feature]:
+    """A perimeter block (buildings along its edge, a courtyard) or a paved square."""
+    if use == "square":
+        return [feature(land.buffer(-1.0), place="square")]
+    out = []
+    for shape in perimeter_buildings(land, PERIMETER, rng):
+        tall = shape.area > 120
+        out.append(feature(shape, building="apartments" if tall else "yes", roof_shape="flat",
+                           building_levels=str(int(rng.integers(*PERIMETER.levels)) if tall else 1)))
+    return out
+
+
 def _built(land: Polygon, use: str, rng: np.random.Generator) -> list[Feature]:
-    """Houses, apartments (with a parking lot), industry (on industrial land)."""
+    """Houses, apartments, industry (on industrial land)."""
+    if use in ("perimeter", "square"):
+        return _city(land, use, rng)
     if use == "houses":
         return _buildings(land, HOUSES, "house", rng)
     if use == "apartments":
@@ -130,7 +144,7 @@ def fill_block(land: Polygon, use: str, rng: np.random.Generator) -> list[Featur
     """The features of one block: ``land`` is the block less its streets (local metres)."""
     if land.is_empty or land.area < 100:
         return []
-    if use in ("houses", "apartments", "industry"):
+    if use in ("houses", "apartments", "industry", "perimeter", "square"):
         return _built(land, use, rng)
     if use in ("park", "lake", "forest", "farmland"):
         main = max(shapely.get_parts(land), key=lambda g: g.area)  # the largest piece of a cut-up block

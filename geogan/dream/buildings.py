@@ -17,7 +17,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
 from .skeleton import draw_size
-from .style import BuildingStyle
+from .style import BuildingStyle, PerimeterStyle
 
 CURB_MARGIN_M = 1.5  # no footprint closer than this to the curb, whatever the drawn setback
 
@@ -112,4 +112,51 @@ def frontage_buildings(land: Polygon, bs: BuildingStyle, rng: np.random.Generato
             for p, t, width in _stations(ring, rng, bs):
                 _lot(placer, rng, bs, p, t, width)
         out.extend(placer.placed)
+    return out
+
+
+def _yard_buildings(yard: Polygon, ring, ps: PerimeterStyle, rng: np.random.Generator) -> list[Polygon]:
+    """Small free-standing buildings in a courtyard, kept 3 m off the ring and each other."""
+    if yard.is_empty or yard.area < 30:
+        return []
+    placer = _Placer(yard)
+    placer.placed = list(shapely.get_parts(ring)) if not ring.is_empty else []
+    x0, y0, x1, y1 = yard.bounds
+    for _ in range(int(rng.integers(ps.yard_buildings[0], ps.yard_buildings[1] + 1))):
+        for _try in range(6):
+            area = draw_size(rng, ps.yard_area_m2)
+            side = math.sqrt(area * rng.uniform(1.0, 2.0))
+            t = np.array([1.0, 0.0])
+            centre = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1)])
+            if placer.put(_rectangle(centre, t, side, area / side), 3.0):
+                break
+    return placer.placed[len(shapely.get_parts(ring)) if not ring.is_empty else 0:]
+
+
+def perimeter_buildings(land: Polygon, ps: PerimeterStyle, rng: np.random.Generator) -> list[Polygon]:
+    """City-block buildings: a band ``ps.depth_m`` deep along the block's edge (touching houses, one patch
+    as in a real perimeter block), opened by a few gaps; sometimes the whole block one building; small
+    buildings in the courtyard."""
+    out: list[Polygon] = []
+    for part in shapely.get_parts(land):
+        if not isinstance(part, Polygon) or part.area < 400:
+            continue
+        outer = part.buffer(-rng.uniform(*ps.setback_m), join_style="mitre")
+        if outer.is_empty:
+            continue
+        if rng.random() < ps.full_chance and outer.area <= ps.full_max_m2:
+            out.extend(g for g in shapely.get_parts(outer) if isinstance(g, Polygon))
+            continue
+        inner = outer.buffer(-rng.uniform(*ps.depth_m), join_style="mitre")
+        ring = outer.difference(inner)
+        boundary = shapely.get_exterior_ring(max(shapely.get_parts(outer), key=lambda g: g.area))
+        for _ in range(int(rng.integers(ps.gaps[0], ps.gaps[1] + 1))):
+            d = rng.uniform(0, boundary.length)
+            a, b = (np.asarray(g.coords[0]) for g in shapely.line_interpolate_point(boundary, [d, d + 1.0]))
+            t = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
+            ring = ring.difference(_rectangle(a, t, rng.uniform(*ps.gap_m), 2 * ps.depth_m[1] + 4))
+        ring = ring.buffer(0)
+        out.extend(g for g in shapely.get_parts(ring) if isinstance(g, Polygon) and g.area > 20)
+        if not inner.is_empty:
+            out.extend(_yard_buildings(inner.buffer(-3.0), ring, ps, rng))
     return out

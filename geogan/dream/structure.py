@@ -115,13 +115,14 @@ def compare_structure(real: dict, dreamed: dict, tolerance: float = 0.25) -> dic
     - ``road_network_rel``: relative difference of the share of road pixels in the largest network;
     - ``block_median_rel``: relative difference of the median block, and ``block_size_ks``: KS distance of
       the block areas (<= ``tolerance``);
-    - ``largest_building_rel``: relative difference of the mean largest building per map, and
+    - ``largest_building_rel``: relative difference of the largest building per map (the median over the
+      maps), and
       ``largest_building_m2``: the largest dreamed building, at most 1 ha unless a real one is larger.
     """
     rb, db = real["building_areas_m2"], dreamed["building_areas_m2"]
     rk, dk = real["block_areas_m2"], dreamed["block_areas_m2"]
-    real_max = float(np.mean(real["largest_building_m2"])) if real["largest_building_m2"] else 0.0
-    dream_max = float(np.mean(dreamed["largest_building_m2"])) if dreamed["largest_building_m2"] else 0.0
+    real_max = float(np.median(real["largest_building_m2"])) if real["largest_building_m2"] else 0.0
+    dream_max = float(np.median(dreamed["largest_building_m2"])) if dreamed["largest_building_m2"] else 0.0
     slab_limit = max(ONE_HA_M2, max(real["largest_building_m2"], default=0.0))
     return {
         "building_size_ks": _check(ks_distance(rb, db), tolerance),

