@@ -40,9 +40,9 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, RenderError, SourceError
-from .settings import OsmFetch
+from .settings import OsmFetch, RuntimeSettings
 from .xyz import (TILE_PX, LonLatBox, TileId, TileRequestError, boxes_meet, ground_resolution_m, native_zoom_range,
-                  tile_bounds_lonlat, tile_bounds_m, tile_centre_lat)
+                  tile_bounds_lonlat, tile_bounds_m, tile_centre_lat, tile_of_lonlat)
 
 log = logging.getLogger("geogan")
 
@@ -75,6 +75,7 @@ class ServeSettings:
         object.__setattr__(self, "osm", tuple(Path(p) for p in self.osm))
         if self.bbox is not None:
             object.__setattr__(self, "bbox", check_lonlat_box(self.bbox))
+        RuntimeSettings(seed=self.seed)  # the render's own seed check, before any work
         if not isinstance(self.overview_levels, int) or not 0 <= self.overview_levels <= 6:
             raise InputError(f"--overview-levels {self.overview_levels} must be a whole number 0..6 (each level "
                              "costs four times the renders of the one above)")
@@ -336,6 +337,17 @@ class TileService:
     @property
     def model_name(self) -> str:
         return self.renderer.loaded.name
+
+    def centre_tile(self) -> TileId:
+        """The tile at the middle of the area at the model's coarsest own zoom there."""
+        w, s, e, n = self.area.box
+        lat = (s + n) / 2
+        return tile_of_lonlat((w + e) / 2, lat, self.policy.native_range(lat)[0])
+
+    def warm_up(self) -> Tile:
+        """Make (or find in the cache) the centre tile, so a setting that breaks every render (a class field
+        the data lacks, ...) is refused at start rather than as a 500 on each tile."""
+        return self.get(self.centre_tile())
 
     def etag(self, tile: TileId) -> str:
         return f'"{self.key}-{tile.z}-{tile.x}-{tile.y}"'

@@ -77,6 +77,7 @@ def _start(settings, host: str, port: int, threads: int, max_age_s: int):
     server = create_server(app, host, port, threads)
     try:
         service = TileService(settings)
+        service.warm_up()
     except BaseException:
         server.close()
         raise
@@ -103,6 +104,7 @@ def _announce(service, host: str, port: int) -> None:
                f"{low}..{high}; tiles cached in {service.cache.root}")
     typer.echo(f"viewer: {url}/   TileJSON: {url}/tilejson.json   QGIS XYZ URL: {url}/{{z}}/{{x}}/{{y}}.png")
     typer.echo("Ctrl-C stops the server")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth is 1" while tiles render
     if not _state["verbose"]:
         for handler in logging.getLogger("geogan").handlers:
             handler.addFilter(_TileLogFilter())

@@ -355,6 +355,35 @@ def test_head_answers_headers_without_a_body(served):
     assert _wsgi(app, f"/{tile}.png", "POST")[0].startswith("405")
 
 
+def test_the_start_renders_the_centre_tile_so_a_broken_setting_is_refused_at_once(served, tmp_path):
+    import dataclasses
+
+    from geogan.errors import SourceError
+
+    service, _ = served
+    layer = tmp_path / "drawn.geojson"
+    w, s, e, n = service.area.box
+    square = [[w, s], [e, s], [e, n], [w, n], [w, s]]
+    layer.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"class": "building"},
+        "geometry": {"type": "Polygon", "coordinates": [square]}}]}))
+    settings = dataclasses.replace(service.settings, osm=(layer,), bbox=service.area.box, class_field="nosuch",
+                                   cache_dir=tmp_path / "tiles")
+    with pytest.raises(SourceError, match="has no field 'nosuch'"):
+        TileService(settings, renderer=service.renderer).warm_up()  # not a 500 on every tile later
+    fine = TileService(dataclasses.replace(settings, class_field="class"), renderer=service.renderer)
+    assert fine.warm_up().source == "rendered" and fine.centre_tile().z == 17
+
+
+def test_serve_without_waitress_says_how_to_install_it(monkeypatch):
+    from geogan.errors import InputError
+    from geogan.serve_http import create_server
+
+    monkeypatch.setitem(sys.modules, "waitress", None)  # as if not installed
+    with pytest.raises(InputError, match=r"needs the waitress package: pip install 'geogan\[serve\]'"):
+        create_server(lambda environ, start_response: [], port=0)
+
+
 def test_a_large_osm_file_needs_a_bbox(town, tiny_model, monkeypatch):
     from geogan.errors import InputError
 
@@ -395,6 +424,7 @@ def test_cli_refuses_bad_settings_in_one_line(town, tiny_model):
             (("--osm", town, "--threads", 0), "--threads 0 must be 1..64"),
             (("--osm", town, "--bbox", "10,50,9,51"), "west < east"),
             (("--osm", town, "--overview-levels", 9), "--overview-levels 9 must be a whole number 0..6"),
+            (("--osm", town, "--seed", -1), "seed=-1 must be 0 or more"),
             (("--osm", town, "--model", tiny_model, "--port", port), f"cannot listen on 127.0.0.1:{port}"),
         ]
         for args, message in cases:
