@@ -242,6 +242,15 @@ def cache_key(loaded, rules: Path | None, area: ServedArea, seed: int) -> str:
     return h.hexdigest()[:20]
 
 
+def tile_cache_root(settings: ServeSettings) -> Path:
+    """``settings.cache_dir``, else ``tiles`` in the OSM cache folder (``~/.cache/geogan/tiles``)."""
+    from .overpass import default_cache_dir
+
+    if settings.cache_dir is not None:
+        return Path(settings.cache_dir)
+    return (Path(settings.fetch.cache_dir) if settings.fetch.cache_dir else default_cache_dir()) / "tiles"
+
+
 def _file_digest(path: Path) -> bytes:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -318,17 +327,13 @@ class TileService:
     def __init__(self, settings: ServeSettings, renderer=None) -> None:
         from .api import Renderer
         from .classes import load_schema
-        from .overpass import default_cache_dir
-
         self.settings = settings
         self.renderer = renderer or Renderer(settings.model, settings.device, settings.rules, settings.precision)
         self.area = prepare_area(settings, load_schema(settings.rules))
         loaded = self.renderer.loaded
         self.policy = ZoomPolicy(loaded.gsd_m, self.area.box, settings.overview_levels)
         self.key = cache_key(loaded, settings.rules, self.area, settings.seed)
-        root = settings.cache_dir if settings.cache_dir is not None else (
-            Path(settings.fetch.cache_dir) if settings.fetch.cache_dir else default_cache_dir()) / "tiles"
-        self.cache = TileCache(Path(root) / self.key)
+        self.cache = TileCache(tile_cache_root(settings) / self.key)
         self.counts: Counter[str] = Counter()  # "hit", "rendered", "built"
         self._count_lock = threading.Lock()
         self._render_lock = threading.Lock()
