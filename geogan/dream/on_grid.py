@@ -20,7 +20,7 @@ from ..errors import TooLargeError
 from ..grid import Grid, grid_from_bbox, parse_crs
 from ..sketch import RasterClassSource
 from .data import palette_rgb
-from .model import DEFAULT_MODEL_NAME, BBox, DreamModel, PathLike, ProgressFn, load_dream_model
+from .model import BBox, DreamModel, PathLike, ProgressFn, load_dream_model
 from .stitch import MAX_DREAM_PX, STREET_JOIN_GAP_PX, dream_map
 from .style import TownStyle, town_style
 from .town import Town, dream_town, local_crs, write_town_gpkg
