@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 
 from . import core
 from .errors import InputError
+from .sources import SourceOptions
 from .infer import LoadedModel, load_model
 from .classes import load_schema
 from .inputs import materialize_sources, sample_osm_path
@@ -41,6 +42,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            sketch: PathLike | None = None, style_ref: PathLike | None = None, progress: ProgressFn | None = None,
            cancel: CancelFn | None = None, compile: bool = False, compression: str = "deflate",
            precision: str = "auto", res: float | None = None, tap: bool = False,
+           source_options: SourceOptions | None = None, mesh: bool = False,
            _preloaded: LoadedModel | None = None, _in_memory: bool = False):
     """Render synthetic aerial imagery, heights and a class map for an area.
 
@@ -83,6 +85,11 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         about half the CPU time for the aerial image at the same size; readers need GDAL >= 2.3 / libtiff
         with zstd) or ``"jpeg"`` (aerial and hillshade lossy JPEG quality 90, RGB as YCbCr, several times
         smaller; heights and classes stay lossless DEFLATE).
+    source_options : a :class:`geogan.sources.SourceOptions` for non-OSM layers: ``class_name`` (every feature
+        gets that class, e.g. "building"), ``height_field`` / ``levels_field`` (measured heights / storeys;
+        default: a field named ``height`` in any letter case), ``sea_without_coast``.
+    mesh : also write ``scene.glb`` beside the rasters: one closed solid per building on a simplified
+        terrain, placed in a local east-north-up frame (:mod:`geogan.scene`; needs vector source files).
 
     Returns
     -------
@@ -111,13 +118,14 @@ def request_from_kwargs(kwargs: Mapping[str, object], in_memory: bool = False) -
         raise InputError(f"render() takes no argument {', '.join(map(repr, unknown))}; its arguments are "
                          f"{', '.join(defaults)}")
     a = {**defaults, **kwargs}
-    output = OutputSettings(a["out_dir"], a["overwrite"], a["compression"], in_memory)  # compression first
+    output = OutputSettings(a["out_dir"], a["overwrite"], a["compression"], in_memory, a["mesh"])  # compression first
     area = AreaSettings(a["bbox"], a["bbox_crs"], a["crs"], a["gsd_m"], a["res"], a["tap"])
     runtime = RuntimeSettings(a["seed"], a["force"], a["scheduler"], a["workers"], progress=a["progress"],
                               cancel=a["cancel"])
     settings = RenderSettings(TilingSettings(a["tile_px"], a["overlap_px"]),
                               HeightSettings(a["dem"], a["canopy"], a["hillshade"]), runtime)
-    return RenderRequest(SourceSettings(a["osm"], a["sketch"], a["class_field"], a["rules"], a["osm_fetch"]), area,
+    sources = SourceSettings(a["osm"], a["sketch"], a["class_field"], a["rules"], a["osm_fetch"], a["source_options"])
+    return RenderRequest(sources, area,
                          ModelSettings(a["model"], a["device"], a["precision"], a["compile"], a["style_ref"]),
                          output, settings)
 
@@ -157,19 +165,19 @@ def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | Non
               out: PathLike = "classes.tif", rules: PathLike | None = None, class_field: str | None = None,
               overwrite: bool = False, force: bool = False, osm_fetch: OsmFetch | None = None,
               progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-              compression: str = "deflate") -> Path:
+              compression: str = "deflate", source_options: SourceOptions | None = None) -> Path:
     """Rasterize vector sources into a class-map COG (uint8 with the schema palette). Same parameters as render
     (``compression``: "deflate" or "zstd"; the class map is never lossy, so "jpeg" writes DEFLATE)."""
     compression = check_compression(compression)  # before any work
     area = AreaSettings(bbox, bbox_crs, crs, gsd_m)
     runtime = RuntimeSettings(force=force, progress=progress, cancel=cancel)
-    sources = SourceSettings(osm, None, class_field, rules, osm_fetch)
+    sources = SourceSettings(osm, None, class_field, rules, osm_fetch, source_options)
     return core.rasterize(sources, area, Path(out), overwrite=overwrite, compression=compression, runtime=runtime)
 
 
 def rasterize_array(osm, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857",
                     gsd_m: float = 0.5, rules: PathLike | None = None, class_field: str | None = None,
-                    osm_fetch: OsmFetch | None = None):
+                    osm_fetch: OsmFetch | None = None, source_options: SourceOptions | None = None):
     """Class map as an in-memory array: returns ``(classes uint8 (H, W), grid)``."""
-    return core.rasterize_array(SourceSettings(osm, None, class_field, rules, osm_fetch),
+    return core.rasterize_array(SourceSettings(osm, None, class_field, rules, osm_fetch, source_options),
                                 AreaSettings(bbox, bbox_crs, crs, gsd_m))

@@ -179,6 +179,15 @@ def render(
     seed: int = typer.Option(0, help="Random seed; the same seed gives identical output."),
     rules: Optional[Path] = typer.Option(None, help="Class rules TOML (default: built-in schema)."),
     class_field: Optional[str] = typer.Option(None, help="Attribute holding a class name/id (non-OSM layers)."),
+    class_name: Optional[str] = typer.Option(None, "--class", help="Give every feature of non-OSM layers this "
+                                             "class (e.g. building), instead of --class-field."),
+    height_field: Optional[str] = typer.Option(None, help="Attribute with measured building heights in metres "
+                                               "(default: a field named 'height' in any letter case)."),
+    levels_field: Optional[str] = typer.Option(None, help="Attribute with building storeys (non-OSM layers)."),
+    all_sea: bool = typer.Option(False, "--all-sea", help="An area that no natural=coastline crosses is sea "
+                                                          "(default: land)."),
+    mesh: bool = typer.Option(False, "--mesh", help="Also write scene.glb: one closed solid per building on a "
+                                                    "simplified terrain, in a local east-north-up frame."),
     overpass_url: Optional[str] = typer.Option(None, help="Overpass API endpoint when no --osm is given "
                                                "(default $GEOGAN_OVERPASS_URL, else the public instance)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache for downloaded/clipped OSM (default ~/.cache/geogan)."),
@@ -208,11 +217,12 @@ def render(
 
     def request(bar: _Progress) -> RenderRequest:  # the options as the render core's settings values
         area_bbox = parse_bbox(bbox)
-        output = OutputSettings(out, overwrite, compress)
+        output = OutputSettings(out, overwrite, compress, mesh=mesh)
         area = AreaSettings(area_bbox, bbox_crs, crs, gsd, res, tap)
         runtime = RuntimeSettings(seed, force, scheduler, workers, progress=bar)
         settings = RenderSettings(TilingSettings(tile_size, overlap), HeightSettings(dem, None, hillshade), runtime)
-        sources = SourceSettings(osm or None, sketch, class_field, rules, _fetch(overpass_url, cache_dir, no_cache))
+        sources = SourceSettings(osm or None, sketch, class_field, rules, _fetch(overpass_url, cache_dir, no_cache),
+                                 _source_options(class_name, height_field, levels_field, all_sea))
         return RenderRequest(sources, area, ModelSettings(model, device, precision, compile, style_ref), output,
                              settings)
 
@@ -222,8 +232,19 @@ def render(
 
     result = run_guarded(go)
     g = result.grid
-    typer.echo(f"wrote {result.aerial}, {result.height}, {result.classes} "
+    scene = f", {result.scene}" if result.scene is not None else ""
+    typer.echo(f"wrote {result.aerial}, {result.height}, {result.classes}{scene} "
                f"({g.width}x{g.height} px, {g.crs.to_string()}, {result.tiles} tiles, {result.seconds:.1f} s)")
+
+
+def _source_options(class_name, height_field, levels_field, all_sea):
+    """The --class/--height-field/--levels-field/--all-sea options as a SourceOptions (None when unused)."""
+    if class_name is None and height_field is None and levels_field is None and not all_sea:
+        return None
+    from .sources import SourceOptions
+
+    return SourceOptions(class_name=class_name, height_field=height_field, levels_field=levels_field,
+                         sea_without_coast=all_sea)
 
 
 @app.command()
@@ -236,6 +257,9 @@ def rasterize(
     out: Path = typer.Option(Path("classes.tif"), help="Output class-map GeoTIFF."),
     rules: Optional[Path] = typer.Option(None, help="Class rules TOML (default: built-in schema)."),
     class_field: Optional[str] = typer.Option(None, help="Attribute holding a class name/id (non-OSM layers)."),
+    class_name: Optional[str] = typer.Option(None, "--class", help="Give every feature of non-OSM layers this "
+                                             "class (e.g. building), instead of --class-field."),
+    all_sea: bool = typer.Option(False, "--all-sea", help="An area that no natural=coastline crosses is sea."),
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
     overpass_url: Optional[str] = typer.Option(None, help="Overpass API endpoint when no --osm is given "
                                                "(default $GEOGAN_OVERPASS_URL, else the public instance)."),
@@ -253,7 +277,8 @@ def rasterize(
                                              gsd_m=gsd, out=out, rules=rules, class_field=class_field,
                                              overwrite=overwrite, force=force,
                                              osm_fetch=_fetch(overpass_url, cache_dir, no_cache),
-                                             compression=compress))
+                                             compression=compress,
+                                             source_options=_source_options(class_name, None, None, all_sea)))
     typer.echo(f"wrote {path}")
 
 

@@ -21,19 +21,22 @@ from pathlib import Path
 
 from .anchor import canonical_grid, world_offset
 from .classes import Schema, load_schema
-from .errors import TooLargeError
+from .errors import InputError, TooLargeError
 from .grid import Grid
 from .infer import LoadedModel, encode_style, load_model
 from .inputs import OpenSources, area_grid, class_sources, open_sources, read_features
 from .pipeline import (MODEL_TILE_PX, GeneratorFrame, OutputPaths, RenderJob, RenderResult, centre_gsd_m, check_size,
                        make_height_spec, native_plan, rasterize_to_file, render_grid)
+from .provenance import Provenance, output_tags
 from .rasterizer import VectorClassSource
 from .runtime import frozen_gc
+from .sources import is_osm_path
 from .settings import (AreaSettings, ModelSettings, OutputSettings, RenderRequest, RenderSettings, RuntimeSettings,
                        SourceSettings, TilingSettings)
 from .terrain import DemSource, check_dem_overlaps
 from .tiles import TileSpec
 from .write import check_outputs
+from .zoo import pick_for_gsd
 
 log = logging.getLogger("geogan")
 
@@ -51,6 +54,19 @@ def load_render_model(settings: ModelSettings, schema: Schema, preloaded: Loaded
     if settings.style_ref is not None:
         loaded = dataclasses.replace(loaded, style=encode_style(loaded, settings.style_ref))
     return loaded
+
+
+def pyramid_model(settings: ModelSettings, schema: Schema, gsd_m: float | None,
+                  preloaded: LoadedModel | None = None) -> LoadedModel:
+    """The model to draw an output of ``gsd_m`` ground metres per pixel with: the pyramid member of the named
+    model whose native GSD is the coarsest not above ``gsd_m`` (:func:`geogan.zoo.pick_for_gsd`), so the
+    generator's pixels follow the output's; the named (or ``preloaded``) model itself when none fits, when
+    ``gsd_m`` is None (its native GSD) or when it was given by path."""
+    name = settings.name if gsd_m is None else pick_for_gsd(settings.name, gsd_m)
+    if name == settings.name:
+        return load_render_model(settings, schema, preloaded)
+    log.info("drawing %g m pixels with pyramid member '%s' of '%s'", gsd_m, name, settings.name)
+    return load_render_model(dataclasses.replace(settings, name=name), schema)
 
 
 def tile_spec(tiling: TilingSettings, model: LoadedModel) -> TileSpec:
@@ -74,13 +90,41 @@ def run(request: RenderRequest, preloaded: LoadedModel | None = None) -> RenderR
     sources = open_sources(request.sources)
     settings, output = request.settings, request.output
     paths = OutputPaths.in_dir(output.out_dir, settings.heights.hillshade)
-    model = load_render_model(request.model, schema, preloaded)
+    model = pyramid_model(request.model, schema, request.area.gsd_m, preloaded)
     gsd_m = request.area.gsd_m if request.area.gsd_m is not None else model.gsd_m
     spec = tile_spec(settings.tiling, model)
     check_outputs(paths.all(), output.overwrite)
+    if output.mesh and not sources.paths:
+        raise InputError("--mesh needs vector source files (--osm): a scene is built from their buildings")
+    if output.mesh:
+        check_outputs([output.out_dir / SCENE_NAME], output.overwrite)
     sources.paths, grid = area_grid(sources.paths, request.area, gsd_m, sources.class_field)
+    if request.area.res is not None:  # --res: the output's ground GSD is known once the grid is
+        ground_m = float(sum(centre_gsd_m(grid)) / 2)
+        if pick_for_gsd(request.model.name, ground_m) != request.model.name:
+            model = pyramid_model(request.model, schema, ground_m)
+            spec = tile_spec(settings.tiling, model)
     resolved = dataclasses.replace(settings, tiling=TilingSettings(spec.tile_px, spec.overlap_px))
-    return render(sources, grid, model, output, settings=resolved, schema=schema)
+    result = render(sources, grid, model, output, settings=resolved, schema=schema)
+    if output.mesh:
+        result.scene = _write_scene(sources, result, request, output)
+    return result
+
+
+SCENE_NAME = "scene.glb"
+
+
+def _write_scene(sources: OpenSources, result: RenderResult, request: RenderRequest, output: OutputSettings) -> Path:
+    """``scene.glb`` from the rasters just written (a failure says they were written)."""
+    from .errors import GeoganError, RenderError
+    from .scene import export_scene
+
+    try:
+        return export_scene(sources.paths, result.aerial, result.height, output.out_dir / SCENE_NAME,
+                            dem_path=request.settings.heights.dem, classes_path=result.classes,
+                            rules=request.sources.rules, overwrite=True).path
+    except GeoganError as exc:
+        raise RenderError(f"the rasters were written, but not {SCENE_NAME}: {exc}") from None
 
 
 def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSettings, *, settings: RenderSettings,
@@ -103,10 +147,12 @@ def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSett
     frame = GeneratorFrame(generator_feats, canonical.grid, canonical.offset_rc)
     paths = OutputPaths.in_dir(out.out_dir, heights.hillshade)
     with (DemSource(heights.dem, reference_grid=grid) if heights.dem is not None else nullcontext()) as dem_src:
+        if dem_src is not None and isinstance(feats, VectorClassSource):
+            feats = feats.standing_on(dem_src)  # one base elevation per building (the lowest DEM under it)
         height_spec = make_height_spec(grid, dem_src, heights.canopy, heights.hillshade, centre_gsd_m(grid),
                                        world_offset(grid))
         job = RenderJob(feats, grid, model, schema, paths, spec, plan, height_spec, out.compression,
-                        runtime.generator_seed, frame)
+                        runtime.generator_seed, frame, render_tags(model, runtime.seed, sources))
         result = _generate(job, runtime)
         if dem_src is not None:
             warnings_.extend(dem_check.warnings + dem_src.warnings())
@@ -144,8 +190,24 @@ def rasterize(sources: SourceSettings, area: AreaSettings, out: Path, *, overwri
         raise TooLargeError(f"the class map would be {grid.width}x{grid.height} px; raise --gsd, shrink the bbox "
                             "or pass --force")
     feats, _ = read_features(paths, grid, schema, opened.class_field, 2, opened.fetch, runtime.progress)
+    tags = output_tags(Provenance(0, _osm_used(opened)))
     return rasterize_to_file(VectorClassSource(feats), grid, schema, out, progress=runtime.progress,
-                             cancel=runtime.cancel, compression=compression)
+                             cancel=runtime.cancel, compression=compression, tags=tags)
+
+
+def _osm_used(sources: OpenSources) -> bool:
+    """Whether OSM data is drawn: OSM files, or (no files, no sketch) an Overpass download."""
+    if sources.sketch is not None:
+        return False
+    return not sources.paths or any(is_osm_path(p) for p in sources.paths)
+
+
+def render_tags(model: LoadedModel, seed: int, sources: OpenSources) -> dict[str, str]:
+    """The provenance every output of a render carries (:func:`geogan.provenance.output_tags`)."""
+    osm_used = _osm_used(sources)
+    if model.card_path is not None and Path(model.card_path).is_file():
+        return output_tags(Provenance.from_card(model.card_path, seed, osm_used))
+    return output_tags(Provenance(seed, osm_used, model.name, model_licence=model.card.get("license")))
 
 
 def rasterize_array(sources: SourceSettings, area: AreaSettings):

@@ -8,6 +8,7 @@ the grid plus a margin of tile context (or places the sketch). The wiring is :mo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,13 +19,13 @@ import pyproj
 
 from .classes import Schema
 from .errors import InputError, SourceError
-from .features import FeatureSet, build_features
+from .features import FeatureSet, build_features, coverage_warning
 from .grid import Grid, grid_from_bbox
 from .overpass import clip_large_osm, fetch_osm
 from .rasterizer import VectorClassSource
 from .settings import AreaSettings, BBox, OsmFetch, ProgressFn, SourceSettings
 from .sketch import ClassSource, sketch_source
-from .sources import data_bounds_lonlat, is_osm_path, osm_file_bounds, read_sources
+from .sources import SourceOptions, data_bounds_lonlat, is_osm_path, osm_file_bounds, read_sources
 
 log = logging.getLogger("geogan")
 
@@ -73,9 +74,10 @@ def _write_frames(items: list, kinds: list[str]):
     return paths, tmp
 
 
-def materialize_sources(osm, class_field: str | None):
+def materialize_sources(osm, class_field: str | None, default_field: bool = True):
     """Check the vector sources; GeoDataFrames (alone, or in a list with each other and with paths) become
-    temporary GeoPackages, kept alive by the returned handle. Returns ``(osm, class_field, handle)``."""
+    temporary GeoPackages, kept alive by the returned handle. Returns ``(osm, class_field, handle)``;
+    ``default_field``: frames that all have a ``class`` column are classified by it when no field is given."""
     if osm is None:
         return osm, class_field, None
     single = isinstance(osm, (str, os.PathLike)) or _frame_kind(osm) is not None
@@ -90,7 +92,8 @@ def materialize_sources(osm, class_field: str | None):
             where = "the GeoDataFrame" if single else f"the GeoDataFrame osm[{i}]"
             raise InputError(f"{where} has no CRS; set one with gdf.set_crs('EPSG:4326') (or the right EPSG)")
     paths, tmp = _write_frames(items, kinds)
-    if class_field is None and all(kind == "geo" and "class" in item.columns for item, kind in zip(items, kinds)):
+    if class_field is None and default_field and all(kind == "geo" and "class" in item.columns
+                                                      for item, kind in zip(items, kinds)):
         class_field = "class"
     return paths, class_field, tmp
 
@@ -109,15 +112,17 @@ class OpenSources:
     sketch, the OSM fetch settings; ``keep`` holds the temporary GeoPackages of GeoDataFrames alive."""
 
     paths: list[Path]
-    class_field: str | None = None
+    class_field: SourceOptions | str | None = None  # how non-OSM layers are classified (read_sources takes both)
     sketch: Path | None = None
     fetch: OsmFetch = field(default_factory=OsmFetch)
     keep: object = None
 
 
 def open_sources(settings: SourceSettings) -> OpenSources:
-    osm, class_field, keep = materialize_sources(settings.osm, settings.class_field)
-    return OpenSources(as_paths(osm), class_field, settings.sketch, settings.fetch, keep)
+    opts = settings.source_options()
+    osm, class_field, keep = materialize_sources(settings.osm, opts.class_field, default_field=opts.class_name is None)
+    opts = opts if class_field == opts.class_field else dataclasses.replace(opts, class_field=class_field)
+    return OpenSources(as_paths(osm), opts, settings.sketch, settings.fetch, keep)
 
 
 # ---------------------------------------------------------------- the grid
@@ -173,7 +178,7 @@ def _local_or_fetched(paths: list[Path], margin_bbox: BBox, schema: Schema, fetc
 def _feature_warnings(feats: FeatureSet, schema: Schema) -> list[str]:
     warnings_: list[str] = []
     if len(feats) == 0:
-        warnings_.append("the bbox holds no mapped features; rendering it as background")
+        warnings_.append(coverage_warning(feats))
     if feats.repaired or feats.skipped:
         warnings_.append(f"{feats.repaired} broken geometries repaired, {feats.skipped} skipped (unclosed or "
                          "clipped rings)")

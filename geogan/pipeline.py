@@ -20,7 +20,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -33,6 +33,8 @@ from .grid import Grid
 from .infer import LoadedModel, cpu_streams, model_input_px, run_batches
 from .memory import RenderSize, generator_bytes_per_px, memory_problem
 from .noise import noise_window, orient, tile_orientation
+from .provenance import ClassNameFiles
+from .rasterizer import object_layers
 from .runtime import frozen_gc
 from .settings import COMPRESSIONS, CancelFn, ProgressFn, RuntimeSettings, check_compression, codecs_of  # noqa: F401
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
@@ -77,6 +79,7 @@ class RenderResult:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     hillshade: Path | None = None
+    scene: Path | None = None  # scene.glb (render with mesh=True)
 
     @property
     def paths(self) -> dict[str, Path]:
@@ -194,25 +197,30 @@ def check_size(plan: TilePlan, model: LoadedModel, force: bool, max_hours: float
             raise TooLargeError(problem)
 
 
-def output_specs(paths: OutputPaths, schema: Schema, compression: str = "deflate") -> dict[str, RasterSpec]:
+def output_specs(paths: OutputPaths, schema: Schema, compression: str = "deflate",
+                 tags: Mapping[str, str] | None = None) -> dict[str, RasterSpec]:
     """What each output holds and how it is compressed (``compression``: a key of ``COMPRESSIONS``).
 
-    The same specs for local and Dask renders, so both write the same files.
+    ``tags``: metadata every output carries (provenance: :func:`geogan.provenance.output_tags`). The class
+    map gets its class names beside it (``classes.tif.aux.xml`` with a raster attribute table, and a QGIS
+    style ``classes.qml``), replaced with the set. The same specs for local and Dask renders, so both
+    write the same files.
     """
     image, data = codecs_of(compression)
     specs = {
         "aerial": RasterSpec(paths.aerial, 3, "uint8", None, "average",
                              descriptions=("red", "green", "blue"), photometric="RGB", predictor="2", deflate_level=1,
-                             compress=image, zstd_level=1),
+                             compress=image, zstd_level=1, tags=tags),
         "height": RasterSpec(paths.height, 1, "float32", HEIGHT_NODATA, "average",
                              descriptions=("surface_height_m",), units="metre", deflate_level=3, compress=data,
-                             zstd_level=3),
+                             zstd_level=3, tags=tags),
         "classes": RasterSpec(paths.classes, 1, "uint8", None, "nearest", colormap=schema.palette(),
-                              descriptions=("class",), compress=data, zstd_level=3),
+                              descriptions=("class",), compress=data, zstd_level=3, tags=tags,
+                              sidecars=ClassNameFiles(schema)),
     }
     if paths.hillshade is not None:
         specs["hillshade"] = RasterSpec(paths.hillshade, 1, "uint8", None, "average", descriptions=("hillshade",),
-                                        predictor="2", deflate_level=3, compress=image, zstd_level=1)
+                                        predictor="2", deflate_level=3, compress=image, zstd_level=1, tags=tags)
     return specs
 
 
@@ -396,9 +404,11 @@ def _surface(feats: ClassSource, grid: Grid, schema: Schema, heights: HeightSpec
         terrain = heights.dem.read(g) if heights.dem is not None else \
             (None if terrain_m is None else terrain_m[:, c0:c1])
         classes[:, c0:c1] = cls
-        surface[:, c0:c1] = compose_heights(terrain, feats.object_heights(g), cls, schema, seed, heights.canopy,
+        top_m, base_m = object_layers(feats, g)
+        surface[:, c0:c1] = compose_heights(terrain, top_m, cls, schema, seed, heights.canopy,
                                             row0=row0 + heights.offset_rc[0], col0=c0 + heights.offset_rc[1],
-                                            gsd_m=heights.gsd_m, nodata=HEIGHT_NODATA)
+                                            gsd_m=heights.gsd_m, nodata=HEIGHT_NODATA,
+                                            base_m=base_m if heights.dem is not None else None)
     return classes, surface
 
 
@@ -535,6 +545,7 @@ class RenderJob:
     compression: str = "deflate"
     generator_seed: int = 0
     frame: GeneratorFrame | None = None
+    tags: Mapping[str, str] | None = None  # provenance metadata of every output
 
     @property
     def generator(self) -> GeneratorFrame:
@@ -585,7 +596,7 @@ def render_grid(job: RenderJob, runtime: RuntimeSettings = RuntimeSettings()) ->
     # numpy and torch release the GIL, so the writing hides behind the generator.
     height_scale_m = height_scale_of(model)
     stop = threading.Event()
-    with OutputSet(grid, output_specs(paths, schema, compression)) as outputs, \
+    with OutputSet(grid, output_specs(paths, schema, compression, job.tags)) as outputs, \
             ThreadPoolExecutor(1, thread_name_prefix="geogan-surface") as surface_pool, \
             ThreadPoolExecutor(1, thread_name_prefix="geogan-write") as strip_pool:
         try:
@@ -627,12 +638,12 @@ def check_warped(warper: StripWarper) -> None:
 
 def rasterize_to_file(feats: ClassSource, grid: Grid, schema: Schema, out: Path, *, strip_px: int = 512,
                       progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                      compression: str = "deflate") -> Path:
-    """Write only the class map, strip by strip, as a COG with the class palette.
+                      compression: str = "deflate", tags: Mapping[str, str] | None = None) -> Path:
+    """Write only the class map, strip by strip, as a COG with the class palette (and its class names beside it).
 
     ``compression`` as in :func:`output_specs`: the class map is never lossy ("jpeg" writes DEFLATE).
     """
-    spec = {"classes": output_specs(OutputPaths(out, out, out), schema, compression)["classes"]}
+    spec = {"classes": output_specs(OutputPaths(out, out, out), schema, compression, tags)["classes"]}
     with OutputSet(grid, spec) as outputs:
         for row0 in range(0, grid.height, strip_px):
             if cancel is not None and cancel():

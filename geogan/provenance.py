@@ -135,6 +135,17 @@ def class_aux_xml(schema) -> str:
             "</PAMDataset>\n")
 
 
+@dataclass(frozen=True)
+class ClassNameFiles:
+    """A raster's class-name sidecars as a value (``RasterSpec.sidecars``): called with the raster's path,
+    writes them (:func:`write_class_names`) and returns their paths. Equal for equal schemas."""
+
+    schema: object
+
+    def __call__(self, raster: str | Path) -> tuple[Path, Path]:
+        return write_class_names(raster, self.schema)
+
+
 def write_class_names(raster: str | Path, schema) -> tuple[Path, Path]:
     """Write ``RASTER.aux.xml`` (:func:`class_aux_xml`) and the QGIS style ``RASTER-stem.qml`` beside
     ``raster`` (after the raster is closed: GDAL would rewrite its own .aux.xml on close)."""

@@ -15,6 +15,7 @@ the Dask front takes the same values. A bad field is a one-line :class:`~geogan.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import os
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import numpy as np
 
 from .errors import GridError, InputError
 from .grid import RES_AND_GSD, user_crs
+from .sources import SourceOptions
 from .terrain import CanopyParams
 from .tiles import TileSpec
 from .write import check_codecs
@@ -125,12 +127,26 @@ class SourceSettings:
     class_field: str | None = None
     rules: Path | None = None
     fetch: OsmFetch = field(default_factory=OsmFetch)
+    options: SourceOptions | None = None  # --class, --height-field, --levels-field, --all-sea (non-OSM layers)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sketch", _path_or_none(self.sketch))
         object.__setattr__(self, "rules", _path_or_none(self.rules))
         if self.fetch is None:
             object.__setattr__(self, "fetch", OsmFetch())
+        if self.options is not None and not isinstance(self.options, SourceOptions):
+            raise InputError(f"source_options must be a geogan.sources.SourceOptions, not {type(self.options).__name__}")
+        self.source_options()  # checks class_field against the options' class
+
+    def source_options(self) -> SourceOptions:
+        """The options the sources are read with (``class_field`` folded in)."""
+        opts = self.options or SourceOptions()
+        if self.class_field is None or opts.class_field == self.class_field:
+            return opts
+        if opts.class_field is not None:
+            raise InputError(f"class_field '{self.class_field}' and source_options.class_field "
+                             f"'{opts.class_field}' differ; give one")
+        return dataclasses.replace(opts, class_field=self.class_field)
 
 
 @dataclass(frozen=True)
@@ -216,16 +232,19 @@ class OutputSettings:
     """Where and how the COGs are written: ``out_dir`` (None: an in-memory ``xarray.Dataset``, made in a
     scratch folder), ``overwrite`` existing outputs, ``compression`` a key of :data:`COMPRESSIONS`
     (checked, lower-cased); ``in_memory`` the outputs are read back into memory afterwards (the size
-    check counts them)."""
+    check counts them); ``mesh``: also write ``scene.glb`` (building solids on a terrain, :mod:`geogan.scene`)."""
 
     out_dir: Path | None = Path("out")
     overwrite: bool = False
     compression: str = "deflate"
     in_memory: bool = False
+    mesh: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compression", check_compression(self.compression))
         object.__setattr__(self, "out_dir", _path_or_none(self.out_dir))
+        if self.mesh and self.out_dir is None:
+            raise InputError("mesh=True writes scene.glb into out_dir; give an out_dir")
 
 
 @dataclass(frozen=True)

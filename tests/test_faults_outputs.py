@@ -20,6 +20,7 @@ from geogan.write import OutputSet, RasterSpec, check_outputs
 from test_cli import one_line_error
 
 NAMES = ("aerial.tif", "height.tif", "classes.tif")
+RENDER_NAMES = NAMES + ("classes.qml", "classes.tif.aux.xml")  # a render also writes the class names
 
 
 def write_set(folder: Path, size_px: int, value: int) -> None:
@@ -75,7 +76,7 @@ def test_second_render_into_a_busy_folder_is_refused_and_the_first_writes_one_se
     stdout, stderr = first.communicate(timeout=300)
     one_line_error(second, 2, "another geogan run is writing into", str(out), "choose another --out")
     assert first.returncode == 0, stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted(NAMES)  # no temporary file, no lock file left
+    assert sorted(p.name for p in out.iterdir()) == sorted(RENDER_NAMES)  # no temporary file, no lock file left
     with rasterio.open(out / "aerial.tif") as a, rasterio.open(out / "height.tif") as h, \
             rasterio.open(out / "classes.tif") as c:
         assert a.shape == h.shape == c.shape and a.transform == h.transform == c.transform
@@ -134,7 +135,7 @@ def test_a_render_after_a_kill_mid_commit_succeeds(tmp_path, tiny_model):
                             "32", "--gsd", "2.0", "--overwrite"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "interrupted run" in r.stderr  # it says it finished the killed run's replacement first
-    assert sorted(x.name for x in folder.iterdir()) == sorted(NAMES)
+    assert sorted(x.name for x in folder.iterdir()) == sorted(RENDER_NAMES)
     with rasterio.open(folder / "aerial.tif") as a, rasterio.open(folder / "classes.tif") as c:
         assert a.shape == c.shape and a.shape != (300, 300)
 
