@@ -68,3 +68,41 @@ def list_models() -> list[dict]:
             seen.add(card_path.stem)
             out.append(card)
     return out
+
+
+GSD_TOLERANCE = 0.01  # relative: a native GSD 1 % coarser than asked still serves (map-scale rounding, e.g. --res in UTM)
+
+
+def serves_gsd(card: dict, gsd_m: float) -> bool:
+    """Whether a model ``card`` may draw an output of ``gsd_m`` m: its native GSD does not exceed it (a model
+    never draws coarser than asked) and it lies in the card's ``gsd_range_m`` (``[low, high]``, high ``None``
+    for no bound) when the card has one."""
+    native = float(card.get("gsd_m", 0.5))
+    if native > gsd_m * (1 + GSD_TOLERANCE):
+        return False
+    low, high = (card.get("gsd_range_m") or [None, None])[:2]
+    return (low is None or gsd_m >= float(low) * (1 - GSD_TOLERANCE)) and \
+        (high is None or gsd_m < float(high) * (1 - GSD_TOLERANCE))
+
+
+def choose_for_gsd(cards: list[dict], gsd_m: float) -> dict:
+    """Of a family's ``cards`` (the family's own model first), the one to draw an output of ``gsd_m`` m with:
+    the coarsest native GSD that serves it (:func:`serves_gsd`), so the generator's pixels follow the output's;
+    the family's own model when none does (a GSD finer than every member). Pure."""
+    fitting = [c for c in cards if serves_gsd(c, gsd_m)]
+    return max(fitting, key=lambda c: float(c.get("gsd_m", 0.5))) if fitting else cards[0]
+
+
+def pick_for_gsd(family: str, gsd_m: float) -> str:
+    """The zoo model to render ``gsd_m`` m pixels with when the user named ``family``: ``family`` itself or one
+    of its pyramid members (installed models whose card says ``"pyramid_of": family``), by
+    :func:`choose_for_gsd`. A model given by path, or a name without members, is returned unchanged."""
+    text = str(family)
+    if os.sep in text or Path(text).suffix in (".json", ".safetensors"):
+        return text
+    cards = [{**c, "stem": Path(c["path"]).stem} for c in list_models()]
+    own = [c for c in cards if c["stem"] == text]
+    members = [c for c in cards if c.get("pyramid_of") == text and c["stem"] != text]
+    if not own or not members:
+        return text
+    return str(choose_for_gsd(own + members, float(gsd_m))["stem"])
