@@ -89,18 +89,17 @@ def check_export_request(out: Path, opset: int) -> None:
         raise InputError(f"exporting to ONNX needs the package(s) {', '.join(missing)}; {INSTALL_HINT}")
 
 
-def load_for_export(model: str) -> tuple[nn.Module, dict, Path]:
-    """The generator of ``model`` (zoo name or card path) in eval mode with folded batch norms, its card
-    and card path. Hooks from the card's ``postprocess`` stay registered (they go into the graph)."""
+def load_for_export(card_path: Path) -> tuple[nn.Module, dict]:
+    """The generator of the card at ``card_path`` in eval mode with folded batch norms, and its card. Hooks
+    from the card's ``postprocess`` stay registered (they go into the graph)."""
     from .models.checkpoint import load_generator
 
-    card_path = resolve_model(model)
     module, card = load_generator(card_path, device="cpu")
     module.eval()
     fold = getattr(module, "fold_batchnorm_", None)
     if fold is not None:
         fold()
-    return module, card, card_path
+    return module, card
 
 
 def spatial_multiple(module: nn.Module, card: dict) -> int:
@@ -108,6 +107,11 @@ def spatial_multiple(module: nn.Module, card: dict) -> int:
     period (so the filter applies to every input the graph accepts, as it does in PyTorch's renders)."""
     period = (card.get("postprocess") or {}).get("lattice_period_px") or 1
     return lcm(int(getattr(module, "size_multiple", 1)), int(period))
+
+
+def check_side_px(multiple: int) -> int:
+    """The side of the export's example and check tiles: :data:`CHECK_TILE_PX` rounded up to ``multiple``."""
+    return multiple * max(1, -(-CHECK_TILE_PX // multiple))
 
 
 def example_inputs(module: nn.Module, batch: int, height_px: int, width_px: int, seed: int = 0) -> tuple:
@@ -170,7 +174,7 @@ def write_onnx(wrapper: _Generator, inputs: tuple, multiple: int, opset: int, pa
 
 def check_against_torch(path: Path, wrapper: _Generator, card: dict, multiple: int) -> float:
     """The largest |ONNX - PyTorch| in grey levels on two batches (2 square tiles, 1 non-square)."""
-    side = multiple * max(1, -(-CHECK_TILE_PX // multiple))
+    side = check_side_px(multiple)
     session = new_session(path, threads=max(1, torch.get_num_threads()))
     worst = 0.0
     z_dim = int(getattr(wrapper.generator, "z_dim", 0) or 0)
@@ -201,7 +205,8 @@ def onnx_card(card: dict, onnx_name: str, digest: str, opset: int, multiple: int
     return out
 
 
-def export_onnx(model: str, out: str | os.PathLike, opset: int = DEFAULT_OPSET, overwrite: bool = False) -> ExportReport:
+def export_onnx(model: str, out: str | os.PathLike, opset: int = DEFAULT_OPSET,
+                overwrite: bool = False) -> ExportReport:
     """Export ``model``'s generator to ``out`` (.onnx) with a card copy and the weights beside it (module doc).
 
     Nothing is written unless the ONNX file's outputs match PyTorch's within :data:`MAX_GREY_DIFFERENCE`.
@@ -209,10 +214,11 @@ def export_onnx(model: str, out: str | os.PathLike, opset: int = DEFAULT_OPSET, 
     start = time.perf_counter()
     out = Path(out)
     check_export_request(out, opset)
-    module, card, card_path = load_for_export(model)
+    card_path = resolve_model(model)
     folder = out.parent if str(out.parent) else Path(".")
     names = [out.name, out.with_suffix(".json").name, out.with_suffix(".safetensors").name]
     check_outputs([folder / n for n in names], overwrite)
+    module, card = load_for_export(card_path)
     z_dim = int(getattr(module, "z_dim", 0) or 0)
     wrapper = _Generator(module, with_style=z_dim > 0).eval()
     multiple = spatial_multiple(module, card)
@@ -220,9 +226,8 @@ def export_onnx(model: str, out: str | os.PathLike, opset: int = DEFAULT_OPSET, 
         staging = outdir.new_staging(folder)
         try:
             onnx_path = staging / "new" / names[0]
-            inputs = example_inputs(module, 2, multiple * max(1, -(-CHECK_TILE_PX // multiple)),
-                                    multiple * max(1, -(-CHECK_TILE_PX // multiple)))
-            write_onnx(wrapper, inputs, multiple, opset, onnx_path)
+            side = check_side_px(multiple)
+            write_onnx(wrapper, example_inputs(module, 2, side, side), multiple, opset, onnx_path)
             difference = check_against_torch(onnx_path, wrapper, card, multiple)
             if not difference <= MAX_GREY_DIFFERENCE:
                 raise RenderError(f"the ONNX export of model '{card.get('name')}' differs from PyTorch by "

@@ -128,7 +128,7 @@ def onnx_file(card: dict, card_path: Path) -> tuple[Path, dict]:
     """The card's ONNX file (checked: present, SHA-256 as the card says) and its card entry."""
     entry = card.get(ONNX_CARD_KEY)
     where = f"model card {card_path}"
-    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not isinstance(entry.get("sha256"), str):
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("file", "sha256")):
         raise ModelError(f"{where}: '{ONNX_CARD_KEY}' must be an object with 'file' and 'sha256'; export it again "
                          "with geogan export-onnx")
     path = Path(card_path).parent / entry["file"]

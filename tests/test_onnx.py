@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install 'geogan[onnx]'")
 pytest.importorskip("onnx", reason="onnx is not installed: pip install 'geogan[onnx]'")
-pytest.importorskip("onnxscript", reason="onnxscript (torch's ONNX exporter) is not installed: pip install 'geogan[onnx]'")
+pytest.importorskip("onnxscript", reason="onnxscript (torch's ONNX exporter) is not installed: "
+                                        "pip install 'geogan[onnx]'")
 
 from conftest import make_tiny_model, make_tiny_style_model  # noqa: E402
 from osm_factory import offset_lonlat, write_osm  # noqa: E402
