@@ -75,13 +75,14 @@ def _subdivide(t: np.ndarray, u: np.ndarray, cells: int):
     return np.asarray(out_t), np.asarray(out_u)
 
 
-def draw(tris: np.ndarray, colours: np.ndarray, size=(1600, 1000), azimuth_deg=210.0, elevation_deg=35.0):
+def draw(tris: np.ndarray, colours: np.ndarray, size=(1600, 1000), azimuth_deg=210.0, elevation_deg=35.0,
+         distance=1.1):
     centre = tris.reshape(-1, 3).mean(axis=0)
     span = float(np.ptp(tris.reshape(-1, 3)[:, [0, 2]], axis=0).max())
     az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
     # camera looks from direction (az clockwise from north), glTF: x east, y up, -z north
     d = np.array([math.sin(az) * math.cos(el), math.sin(el), -math.cos(az) * math.cos(el)])
-    eye = centre + d * span * 1.1
+    eye = centre + d * span * distance
     fwd = (centre - eye) / np.linalg.norm(centre - eye)
     right = np.cross(fwd, [0.0, 1.0, 0.0])
     right /= np.linalg.norm(right)
@@ -110,9 +111,10 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--azimuth", type=float, default=210.0, help="view from this compass direction (degrees)")
     ap.add_argument("--elevation", type=float, default=35.0, help="view elevation (degrees)")
+    ap.add_argument("--distance", type=float, default=1.1, help="camera distance in scene widths")
     args = ap.parse_args()
     tris, colours = load_faces(args.scene)
-    draw(tris, colours, azimuth_deg=args.azimuth, elevation_deg=args.elevation).save(args.out, quality=88)
+    draw(tris, colours, azimuth_deg=args.azimuth, elevation_deg=args.elevation, distance=args.distance).save(args.out, quality=88)
     print(f"wrote {args.out} ({len(tris)} faces)")
 
 
