@@ -131,3 +131,118 @@ def test_evaluate_scores_the_look_render_uses(tmp_path, style_model):
         zero_code = gen.module(x, noise=z).clamp(-1, 1)
     torch.testing.assert_close(got, want)
     assert (got - zero_code).abs().max() > 0.05
+
+
+def _stub_segmenter():
+    """(module, card) of a 'segmenter' that reads red pixels as building, grey as road, the rest as background:
+    labels the synthetic references below exactly, so the test checks the wiring, not a trained network."""
+    import torch
+
+    class Stub(torch.nn.Module):
+        def forward(self, x):
+            r, g, b = x[:, 0], x[:, 1], x[:, 2]
+            chroma = x.amax(1) - x.amin(1)
+            building = 40 * (r - g - 0.2)
+            road = 40 * (0.3 - chroma)
+            rest = torch.full_like(r, -20.0)
+            return torch.stack([torch.zeros_like(r), building, rest, rest, road], 1)
+
+    return Stub().eval(), {"classes": ["background", "building", "woodland", "water", "road"]}
+
+
+def _red_roof_reference(path, rng):
+    """A 256 px photo: green ground, red roofs, a grey road (each with noise); returns its class map."""
+    ids = np.zeros((256, 256), np.uint8)
+    for r0, c0 in ((20, 20), (20, 150), (150, 30), (160, 160)):
+        ids[r0:r0 + 60, c0:c0 + 70] = 1
+    ids[110:135, :] = 4
+    colours = np.array([(70, 120, 50), (190, 60, 45), (125, 125, 125)], float)
+    rgb = colours[np.array([0, 1, 0, 0, 2])[ids]] + rng.normal(0, 10, (256, 256, 3))
+    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(path)
+    return ids
+
+
+def test_reference_colours_carry_over_to_a_render(tmp_path, style_model):
+    """A reference whose roofs are red and ground green: applied to a rendered aerial.tif with its classes.tif,
+    each class's mean colour moves at least 60 % of the way from the render's own look to the reference's
+    (measured along the line between them), roofs included."""
+    from geogan.classes import load_schema
+    from geogan.colour_transfer import ColourTransfer
+    from geogan.infer import load_model
+    from geogan.style_reference import array_layouts, reference_colour_transfer
+
+    rng = np.random.default_rng(7)
+    ref = tmp_path / "red_roofs.png"
+    ref_ids = _red_roof_reference(ref, rng)
+    res = geogan.render(osm=sample_osm_path(), bbox=_bbox(), out_dir=tmp_path / "own", model=str(style_model),
+                        tile_px=128, overlap_px=32, seed=1)
+    aerial, classes = rasterio.open(res.aerial).read(), rasterio.open(res.classes).read(1)
+    schema = load_schema()
+    model = load_model(str(style_model), schema, "cpu")
+    transfer = reference_colour_transfer(model, schema, ref, segmenter=_stub_segmenter(), area=array_layouts(classes))
+    assert isinstance(transfer, ColourTransfer)
+    styled = transfer(aerial, classes)
+    ids = model.lut[classes]
+    photo = np.moveaxis(np.asarray(Image.open(ref), dtype=float), -1, 0)
+    for k in (0, 1, 4):  # background, building, road
+        assert (ids == k).mean() > 0.02, k
+        d, s = aerial[:, ids == k].mean(1), styled[:, ids == k].mean(1)
+        r = photo[:, ref_ids == k].mean(1)
+        fraction = (s - d) @ (r - d) / ((r - d) @ (r - d))
+        assert fraction > 0.6, (k, fraction, d, s, r)
+
+
+def test_reference_colours_refuse_a_missing_or_unreadable_photo(tmp_path, style_model):
+    from geogan.classes import load_schema
+    from geogan.infer import load_model
+    from geogan.style_reference import reference_colour_transfer
+
+    schema = load_schema()
+    model = load_model(str(style_model), schema, "cpu")
+    with pytest.raises(InputError, match="does not exist"):
+        reference_colour_transfer(model, schema, tmp_path / "nope.png", segmenter=_stub_segmenter())
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(InputError, match="not a readable image"):
+        reference_colour_transfer(model, schema, bad, segmenter=_stub_segmenter())
+
+
+def test_calibration_layouts_hold_every_class_and_repeat():
+    from geogan.style_reference import calibration_layouts
+
+    classes = ["background", "building", "woodland", "water", "road", "snow"]
+    a, b = calibration_layouts(classes), calibration_layouts(classes)
+    assert np.array_equal(a, b) and a.dtype == np.uint8 and a.shape == (4, 256, 256)
+    shares = np.bincount(a.ravel(), minlength=len(classes)) / a.size
+    assert (shares > 0.02).all(), shares
+
+
+def test_area_layouts_spread_over_the_grid_and_mark_what_lies_inside():
+    """Tiles of the render's own area (its look is measured there): spread to the grid's corners, the pixels
+    past a small grid's edge marked outside; drawn by a class source or cut from an array alike."""
+    from affine import Affine
+
+    from geogan.grid import Grid
+    from geogan.style_reference import area_layouts, array_layouts
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 12, (300, 700)).astype(np.uint8)
+    maps, inside = array_layouts(ids, tile_px=128, n_tiles=8)
+    assert maps.shape[1:] == (128, 128) and 4 <= len(maps) <= 8 and inside.all()
+    assert np.array_equal(maps[0], ids[:128, :128]) and np.array_equal(maps[-1], ids[-128:, -128:])
+
+    grid = Grid("EPSG:32633", Affine(0.5, 0, 500000, 0, -0.5, 6000000), ids.shape)
+
+    class ArraySource:  # a class source drawing ``ids`` (background 0 outside)
+        def classes(self, g):
+            c0 = round((g.transform.c - grid.transform.c) / 0.5)
+            r0 = round((grid.transform.f - g.transform.f) / 0.5)
+            out = np.zeros(g.shape_yx, np.uint8)
+            part = ids[max(r0, 0):r0 + g.height, max(c0, 0):c0 + g.width]
+            out[:part.shape[0], :part.shape[1]] = part
+            return out
+
+    maps2, inside2 = area_layouts(ArraySource(), grid, tile_px=128, n_tiles=8)
+    assert np.array_equal(maps, maps2) and np.array_equal(inside, inside2)
+    small, small_inside = array_layouts(ids[:100, :90], tile_px=128, n_tiles=8)
+    assert len(small) == 1 and small_inside.sum() == 100 * 90 and small_inside[0, :100, :90].all()
