@@ -42,7 +42,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            sketch: PathLike | None = None, style_ref: PathLike | None = None, progress: ProgressFn | None = None,
            cancel: CancelFn | None = None, compile: bool = False, compression: str = "deflate",
            precision: str = "auto", res: float | None = None, tap: bool = False,
-           source_options: SourceOptions | None = None, mesh: bool = False,
+           source_options: SourceOptions | None = None, mesh: bool = False, runtime: str = "auto",
            _preloaded: LoadedModel | None = None, _in_memory: bool = False):
     """Render synthetic aerial imagery, heights and a class map for an area.
 
@@ -88,6 +88,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
     source_options : a :class:`geogan.sources.SourceOptions` for non-OSM layers: ``class_name`` (every feature
         gets that class, e.g. "building"), ``height_field`` / ``levels_field`` (measured heights / storeys;
         default: a field named ``height`` in any letter case), ``sea_without_coast``.
+    runtime : ``"auto"``, ``"torch"`` or ``"onnx"``: run a model exported with ``geogan export-onnx`` (its
+        card beside the ``.onnx``) with onnxruntime (CPU, fp32; no torch needed for the generator).
     mesh : also write ``scene.glb`` beside the rasters: one closed solid per building on a simplified
         terrain, placed in a local east-north-up frame (:mod:`geogan.scene`; needs vector source files).
 
@@ -126,7 +128,8 @@ def request_from_kwargs(kwargs: Mapping[str, object], in_memory: bool = False) -
                               HeightSettings(a["dem"], a["canopy"], a["hillshade"]), runtime)
     sources = SourceSettings(a["osm"], a["sketch"], a["class_field"], a["rules"], a["osm_fetch"], a["source_options"])
     return RenderRequest(sources, area,
-                         ModelSettings(a["model"], a["device"], a["precision"], a["compile"], a["style_ref"]),
+                         ModelSettings(a["model"], a["device"], a["precision"], a["compile"], a["style_ref"],
+                                       a["runtime"]),
                          output, settings)
 
 
@@ -151,9 +154,10 @@ class Renderer:
     """
 
     def __init__(self, model: str = "default", device: str = "auto", rules: PathLike | None = None,
-                 precision: str = "auto") -> None:
+                 precision: str = "auto", runtime: str = "auto") -> None:
         self.model_name, self.rules = model, rules
-        self.loaded = load_model(model, load_schema(rules), device, precision=precision)
+        ModelSettings(model, device, precision, runtime=runtime)  # the one-line checks
+        self.loaded = load_model(model, load_schema(rules), device, precision=precision, runtime=runtime)
 
     def render(self, **kwargs) -> RenderResult:
         kwargs.setdefault("rules", self.rules)

@@ -188,6 +188,9 @@ def render(
                                                           "(default: land)."),
     mesh: bool = typer.Option(False, "--mesh", help="Also write scene.glb: one closed solid per building on a "
                                                     "simplified terrain, in a local east-north-up frame."),
+    model_runtime: str = typer.Option("auto", "--runtime", metavar="[auto|torch|onnx]",
+                                help="Run the generator with torch, or with onnxruntime for a model exported by "
+                                     "'geogan export-onnx' (CPU, fp32)."),
     overpass_url: Optional[str] = typer.Option(None, help="Overpass API endpoint when no --osm is given "
                                                "(default $GEOGAN_OVERPASS_URL, else the public instance)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache for downloaded/clipped OSM (default ~/.cache/geogan)."),
@@ -223,8 +226,8 @@ def render(
         settings = RenderSettings(TilingSettings(tile_size, overlap), HeightSettings(dem, None, hillshade), runtime)
         sources = SourceSettings(osm or None, sketch, class_field, rules, _fetch(overpass_url, cache_dir, no_cache),
                                  _source_options(class_name, height_field, levels_field, all_sea))
-        return RenderRequest(sources, area, ModelSettings(model, device, precision, compile, style_ref), output,
-                             settings)
+        return RenderRequest(sources, area, ModelSettings(model, device, precision, compile, style_ref, model_runtime),
+                             output, settings)
 
     def go():
         with _Progress(progress and err.is_terminal) as bar:

@@ -50,7 +50,8 @@ def load_render_model(settings: ModelSettings, schema: Schema, preloaded: Loaded
     ``settings.style_ref`` when one is given."""
     loaded = preloaded if preloaded is not None else load_model(settings.name, schema, settings.device,
                                                                 compile=settings.compile,
-                                                                precision=settings.precision)
+                                                                precision=settings.precision,
+                                                                runtime=settings.runtime)
     if settings.style_ref is not None:
         loaded = dataclasses.replace(loaded, style=encode_style(loaded, settings.style_ref))
     return loaded

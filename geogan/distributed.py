@@ -32,26 +32,32 @@ from .write import OutputSet
 
 log = logging.getLogger("geogan")
 
-_WORKER_MODELS: dict[tuple[str, str, str], LoadedModel] = {}
+_WORKER_MODELS: dict[tuple[str, str, str, str], LoadedModel] = {}
 
 
-def _worker_model(model_ref: str, schema: Schema, device: str, precision: str = "fp32") -> LoadedModel:
-    """Load a model once per worker process and keep it."""
-    key = (model_ref, device, precision)
+def _worker_model(model_ref: str, schema: Schema, device: str, precision: str = "fp32",
+                  runtime: str = "torch") -> LoadedModel:
+    """Load a model once per worker process and keep it (with the runtime the client's model uses)."""
+    key = (model_ref, device, precision, runtime)
     if key not in _WORKER_MODELS:
-        _WORKER_MODELS[key] = load_model(model_ref, schema, device, precision=precision)
+        _WORKER_MODELS[key] = load_model(model_ref, schema, device, precision=precision, runtime=runtime)
     return _WORKER_MODELS[key]
 
 
 @frozen_gc()  # see geogan.runtime
 def _render_block_task(frame: GeneratorFrame, model_ref: str, schema: Schema, device: str, spec: TileSpec, plan,
-                       first_row: int, stop_row: int, seed: int, style=None, precision: str = "fp32"):
-    model = _worker_model(model_ref, schema, device, precision)
+                       first_row: int, stop_row: int, seed: int, style=None, precision: str = "fp32",
+                       runtime: str = "torch"):
+    model = _worker_model(model_ref, schema, device, precision, runtime)
     if style is not None:
         import dataclasses
         model = dataclasses.replace(model, style=style)
     return first_row, render_block(frame.feats, frame.grid, model, spec, plan, first_row=first_row,
                                    stop_row=stop_row, seed=seed, offset_rc=frame.offset_rc)
+
+
+def _runtime_of(model) -> str:
+    return getattr(model, "runtime", "torch")  # an OnnxModel says "onnx"; a torch LoadedModel has no such field
 
 
 def blocks(n_tile_rows: int, rows_per_block: int) -> Iterator[tuple[int, int]]:
@@ -109,7 +115,7 @@ def _submit_blocks(job: RenderJob, client, block_list: list[tuple[int, int]], re
     model = job.model
     frame_f, schema_f, plan_f = client.scatter([job.generator, job.schema, job.plan], broadcast=True)
     return [client.submit(_render_block_task, frame_f, model.card_path, schema_f, model.device.type, job.spec,
-                          plan_f, first, stop, job.generator_seed, model.style, model.precision,
+                          plan_f, first, stop, job.generator_seed, model.style, model.precision, _runtime_of(model),
                           retries=retries, pure=False, key=f"geogan-block-{first}-{stop}")
             for first, stop in block_list]
 

@@ -178,16 +178,20 @@ class AreaSettings:
 class ModelSettings:
     """Which generator (a zoo name or a model .json/.safetensors path) and how it runs: ``device`` auto, cpu
     or cuda; ``precision`` auto, fp32, bf16 or fp16; ``compile`` with torch.compile; ``style_ref``: a
-    reference aerial image whose look the render takes on (style-encoder models)."""
+    reference aerial image whose look the render takes on (style-encoder models); ``runtime``: auto, torch or
+    onnx (a model exported with ``geogan export-onnx``, run with onnxruntime; auto: torch when installed)."""
 
     name: str = "default"
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
     style_ref: Path | None = None
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "style_ref", _path_or_none(self.style_ref))
+        if self.runtime not in ("auto", "torch", "onnx"):
+            raise InputError(f"unknown runtime '{self.runtime}'; choose --runtime auto, torch or onnx")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 import torch.nn.functional as F
 
@@ -310,3 +311,20 @@ def test_output_error_when_the_folder_is_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError):
         export_onnx("default", tmp_path / "f" / "d.onnx")
+
+
+def test_render_runtime_option_runs_the_exported_model(tiny_export, tmp_path):
+    """``geogan render --runtime onnx`` renders with onnxruntime what ``--runtime torch`` renders with torch."""
+    card = tiny_export[1].card_path
+    outs = {}
+    for runtime in ("onnx", "torch"):
+        out = tmp_path / runtime
+        r = geogan("render", "--osm", api.sample_osm_path(), "--bbox", "25.697,60.398,25.699,60.399", "--out", str(out),
+                   "--model", str(card),
+                   "--runtime", runtime, "--no-progress")
+        assert r.returncode == 0, r.stderr
+        with rasterio.open(out / "aerial.tif") as ds:
+            outs[runtime] = ds.read().astype(int)
+    assert np.abs(outs["onnx"] - outs["torch"]).max() <= 1
+    one_line_error(geogan("render", "--runtime", "gpu", "--out", str(tmp_path / "x")), 2, "unknown runtime 'gpu'",
+                   "auto, torch or onnx")
