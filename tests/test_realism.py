@@ -2,16 +2,15 @@
 on small synthetic images made here; `geogan evaluate --realism` end to end on tiny pairs and a tiny model."""
 
 import json
-import logging
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from data_factory import make_pairs
 from geogan.errors import InputError
 from geogan.realism import (C2stSettings, c2st, periodic_amplitude, periodic_report, real_vs_real,
                             realism_metrics)
+from test_cli import geogan  # the in-process CLI runner
 
 # small and fast: 24 images of 64 px -> 16 crops of 16 px each, 4 px after the blur; one seed (2 runs)
 FAST = C2stSettings(crop_px=16, steps=100, batch=32, width=8, seeds=(0,))
@@ -141,20 +140,6 @@ def test_bad_settings_raise_input_errors():
         c2st(textured(4, 0), textured(4, 1), FAST, threads=0)
 
 
-def _geogan(*args):
-    from geogan.cli import app
-
-    logger = logging.getLogger("geogan")
-    saved = logger.handlers[:], logger.level, logger.propagate
-    try:
-        result = CliRunner().invoke(app, [str(a) for a in args], prog_name="geogan")
-    finally:
-        logger.handlers[:], logger.propagate = saved[0], saved[2]
-        logger.setLevel(saved[1])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
 def test_evaluate_realism_cli(tmp_path, tiny_model):
     from geogan.evaluate import train_segmenter
 
@@ -164,25 +149,25 @@ def test_evaluate_realism_cli(tmp_path, tiny_model):
     out = tmp_path / "res.json"
     common = ["evaluate", "--pairs", pairs, "--model", tiny_model, "--segmenter", seg, "--val-fraction", "0.5",
               "--threads", "1"]
-    ran = _geogan(*common, "--realism", "--c2st-steps", "30", "--c2st-crop", "16", "--json", out)
-    assert ran.exit_code == 0, ran.stderr
+    ran = geogan(*common, "--realism", "--c2st-steps", "30", "--c2st-crop", "16", "--json", out)
+    assert ran.returncode == 0, ran.stderr
     res = json.loads(out.read_text())
     assert 0 <= res["c2st_accuracy"] <= 1 and 0 <= res["c2st_accuracy_blur4"] <= 1
     assert res["c2st_protocol"]["steps"] == 30 and res["c2st_protocol"]["images"] == 8
     assert set(res["periodic_ratio"]) == {"4", "8", "16", "32"}
     assert "c2st_accuracy_blur4" in ran.stdout and "tile-locked amplitude" in ran.stdout
     # without --realism: no realism keys, no realism table
-    plain = _geogan(*common, "--json", tmp_path / "plain.json")
-    assert plain.exit_code == 0 and "c2st_accuracy" not in json.loads((tmp_path / "plain.json").read_text())
+    plain = geogan(*common, "--json", tmp_path / "plain.json")
+    assert plain.returncode == 0 and "c2st_accuracy" not in json.loads((tmp_path / "plain.json").read_text())
     assert "realism" not in plain.stdout
     # bad input: one line, exit 2, nothing written
     for bad, words in ((["--c2st-crop", "128"], "smaller than the 128 px crops"),
                        (["--c2st-crop", "30"], "multiple of the blur"),
                        (["--threads", "0"], "threads must be >= 1")):
         out_bad = tmp_path / "bad.json"
-        ran = _geogan(*common, "--realism", "--c2st-steps", "5", *bad, "--json", out_bad)
+        ran = geogan(*common, "--realism", "--c2st-steps", "5", *bad, "--json", out_bad)
         errors = [line for line in ran.stderr.splitlines() if line.startswith("error:")]
-        assert ran.exit_code == 2 and len(errors) == 1 and words in errors[0], ran.stderr
+        assert ran.returncode == 2 and len(errors) == 1 and words in errors[0], ran.stderr
         assert "Traceback" not in ran.stderr and not out_bad.exists()
 
 

@@ -5,6 +5,8 @@ Renders use a tiny random model and a made-up ~120 m town: each tile render is a
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import io
 import json
 import shutil
@@ -33,6 +35,7 @@ pytest.importorskip("waitress")
 from geogan.serve import (ServeSettings, TileCache, TileService, downsample_children,  # noqa: E402
                           check_lonlat_box)
 from geogan.serve_http import BackgroundServer, TileApp, etag_matches  # noqa: E402
+from test_cli import geogan  # the in-process CLI runner
 
 LON, LAT = 24.9400, 60.1700  # a made-up town here: zooms 17..18 for a 0.5 m model
 
@@ -394,26 +397,6 @@ def test_a_large_osm_file_needs_a_bbox(town, tiny_model, monkeypatch):
         TileService(ServeSettings(osm=(town,), model=str(tiny_model), device="cpu"))
 
 
-def _cli(*args):
-    """``geogan ...`` in this process: (exit code, stdout, stderr); the geogan logger is put back afterwards."""
-    import logging
-
-    from typer.testing import CliRunner
-
-    from geogan.cli import app
-
-    logger = logging.getLogger("geogan")
-    saved = logger.handlers[:], logger.level, logger.propagate
-    try:
-        result = CliRunner().invoke(app, [str(a) for a in args], prog_name="geogan")
-    finally:
-        logger.handlers[:], logger.propagate = saved[0], saved[2]
-        logger.setLevel(saved[1])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"geogan {args} raised {result.exception!r}") from result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
 def test_cli_refuses_bad_settings_in_one_line(town, tiny_model):
     import socket
 
@@ -430,7 +413,7 @@ def test_cli_refuses_bad_settings_in_one_line(town, tiny_model):
             (("--osm", town, "--model", tiny_model, "--port", port), f"cannot listen on 127.0.0.1:{port}"),
         ]
         for args, message in cases:
-            code, out, err = _cli("serve", *args)
+            code, out, err = astuple(geogan("serve", *args))
             errors = [line for line in err.splitlines() if line.strip()]
             assert code == 2 and len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], err
 
