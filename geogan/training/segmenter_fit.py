@@ -235,6 +235,7 @@ class SegmenterRun:
         freq = sampled_frequency(data.labels, self.index, cfg, cfg.seed + 1)
         self.weight = balanced_weights(freq)
         self.step, self.seconds, self.best, self.best_step = 0, 0.0, -1.0, 0
+        self.validated_step = -1
 
     def _load_init(self, init: Path) -> torch.nn.Module:
         from ..evaluate import load_segmenter
@@ -300,7 +301,8 @@ class SegmenterRun:
                     "continued_from": self.prior["from"], "continued_from_steps": self.prior["steps"],
                     "loss": f"cross-entropy (sqrt median-frequency weights {[round(float(w), 3) for w in self.weight]})"
                             f" + {cfg.dice_weight} x soft Dice",
-                    "sampling": f"crops centred on a class drawn with probabilities {list(_probs(cfg, len(self.index)).round(3))}",
+                    "sampling": "crops centred on a class drawn with probabilities "
+                                f"{[round(float(p), 3) for p in _probs(cfg, len(self.index))]}",
                     "augmentation": f"flips, 90-degree rotations, scale x{cfg.scale_range[0]}-{cfg.scale_range[1]}, "
                                     "brightness/contrast/saturation/channel jitter"}
         return {"kind": "segmenter", "arch": ARCH, "classes": list(self.data.classes), "width": cfg.width,
@@ -309,6 +311,7 @@ class SegmenterRun:
 
     def validate(self) -> dict:
         m, iou = segmenter_iou(self.net, self.data.select_images, self.data.select_labels, len(self.data.classes))
+        self.validated_step = self.step
         sel = {"pairs": self.data.card.get("select", ""), "miou": round(m, 4), "step": self.step,
                "iou_per_class": {c: round(float(v), 4) for c, v in zip(self.data.classes, iou)}}
         if m > self.best:
@@ -332,15 +335,17 @@ class SegmenterRun:
                 log.info("segmenter step %d/%d loss %.4f lr %.2e (%.0f s)", self.step, cfg.steps, np.mean(losses),
                          self.opt.param_groups[0]["lr"], self.seconds)
                 losses = []
+            self.seconds += time.perf_counter() - t0
             done = self.step >= cfg.steps or bool(cfg.max_seconds and self.seconds >= cfg.max_seconds)
             if self.step % cfg.val_every == 0 or done:
+                t0 = time.perf_counter()
                 self.validate()
-            self.seconds += time.perf_counter() - t0
+                self.seconds += time.perf_counter() - t0
             if self.step % cfg.val_every == 0 or done or time.perf_counter() - last_ckpt > cfg.checkpoint_s:
                 self.save_state()
                 last_ckpt = time.perf_counter()
-        if self.best_step == 0 or not (self.run_dir / "best.json").is_file():
-            self.validate()
+        if self.validated_step != self.step or not (self.run_dir / "best.json").is_file():
+            self.validate()  # e.g. a run stopped between validations, resumed at its end
         return self.run_dir / "best"
 
 
