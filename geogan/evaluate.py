@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from .errors import InputError
 from .metrics import confusion, fid, kid, l1, miou, psnr, ssim
+from .models.segmenter import default_segmenter_path, load_segmenter  # noqa: F401 (also re-exported)
 from .realism import C2stSettings, realism_metrics, torch_threads
 from .training.pairs import PairSet, list_pairs, load_label_map
 
@@ -36,29 +37,6 @@ def to_tensor_image(images: np.ndarray) -> torch.Tensor:
 
 def one_hot(labels: np.ndarray, n: int) -> torch.Tensor:
     return F.one_hot(torch.from_numpy(labels.astype(np.int64)), n).permute(0, 3, 1, 2).float()
-
-
-def load_segmenter(path: Path):
-    """The FCN-score segmenter (safetensors + JSON card)."""
-    from safetensors.torch import load_file
-
-    from .models.segmenter import Segmenter
-
-    card_path = Path(path).with_suffix(".json")
-    weights = Path(path).with_suffix(".safetensors")
-    if not card_path.is_file() or not weights.is_file():
-        raise InputError(f"segmenter '{path}' not found (.json + .safetensors); train one with "
-                         "'geogan evaluate --train-segmenter' or pass --segmenter PATH")
-    card = json.loads(card_path.read_text())
-    net = Segmenter(len(card["classes"]), card["width"], card["depth"])
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(weights).items()}
-    net.load_state_dict(state)
-    return net.eval(), card
-
-
-def default_segmenter_path() -> Path:
-    from importlib import resources
-    return Path(str(resources.files("geogan").joinpath("data/models/segmenter_landcoverai")))
 
 
 def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 4000, batch: int = 8, width: int = 16,

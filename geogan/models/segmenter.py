@@ -8,8 +8,13 @@ serve as the embedding for KID/FID (no Inception weights can be downloaded).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import nn
+
+from ..errors import InputError
 
 
 def _block(in_nc: int, out_nc: int) -> nn.Sequential:
@@ -55,3 +60,24 @@ class Segmenter(nn.Module):
             feats = torch.cat([bottleneck.mean((2, 3)), bottleneck.amax((2, 3))], 1)
             return logits, feats
         return logits
+
+
+def load_segmenter(path: Path):
+    """The FCN-score segmenter (safetensors + JSON card)."""
+    from safetensors.torch import load_file
+
+    card_path = Path(path).with_suffix(".json")
+    weights = Path(path).with_suffix(".safetensors")
+    if not card_path.is_file() or not weights.is_file():
+        raise InputError(f"segmenter '{path}' not found (.json + .safetensors); train one with "
+                         "'geogan evaluate --train-segmenter' or pass --segmenter PATH")
+    card = json.loads(card_path.read_text())
+    net = Segmenter(len(card["classes"]), card["width"], card["depth"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(weights).items()}
+    net.load_state_dict(state)
+    return net.eval(), card
+
+
+def default_segmenter_path() -> Path:
+    from importlib import resources
+    return Path(str(resources.files("geogan").joinpath("data/models/segmenter_landcoverai")))

@@ -238,7 +238,7 @@ class SegmenterRun:
         self.validated_step = -1
 
     def _load_init(self, init: Path) -> torch.nn.Module:
-        from ..evaluate import load_segmenter
+        from ..models.segmenter import load_segmenter
 
         net, card = load_segmenter(init)
         if list(card["classes"]) != list(self.data.classes):
@@ -407,7 +407,7 @@ def fit_segmenter(pairs_dir: Path, out: Path, run_dir: Path, cfg: FitConfig, *, 
     if resuming:
         run.load_state()
     best = run.train()
-    from ..evaluate import load_segmenter
+    from ..models.segmenter import load_segmenter
     net, card = load_segmenter(best)
     return export_segmenter(net, Path(out), card)
 
