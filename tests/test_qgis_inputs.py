@@ -13,7 +13,10 @@ read back here with rasterio. Cases:
 * the model drop-down lists the models installed in geogan's Python (a model put in the
   user's model folder too), the help names their licences;
 * classes.qml beside classes.tif carries the class names and the colours of the schema
-  actually used (a custom rules file), and QGIS opens the raster styled by it.
+  actually used (a custom rules file), and QGIS opens the raster styled by it;
+* grid, layer and output options: a pixel size in CRS units snapped to its multiples (RES, TAP),
+  a measured-height GeoPackage layer without a building field (CLASS_NAME, HEIGHT_FIELD), a polygon
+  mask (MASK), scene.glb (MESH); parameters that cannot go together are refused.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ LON, LAT = 10.0, 50.0
 UTM = "EPSG:32632"  # the project CRS of the cases: not the old EPSG:3857 default
 # feature -> (east, north) of a point inside it, metres from (LON, LAT)
 INSIDE = {"A": (20, 20), "B": (60, 20), "C": (20, 60), "road": (50, 40), "footway": (50, 90)}
+# the mask: around building A, and around the road's east part (east, north: west, south, east, north metres)
+MASK_BOXES = [(5, 5, 35, 35), (60, 35, 90, 45)]
+# measured buildings (a survey layer: no building field, heights in HOEHE): (west, south, size m) -> height m
+SURVEY = {(10, 10, 20): 12.5, (50, 10, 20): 27.0}
 
 
 def write_town(path: Path) -> Path:
@@ -51,12 +58,43 @@ def write_town(path: Path) -> Path:
     return write_osm(path, nodes, ways, bounds=(*offset_lonlat(LON, LAT, 0, 0), *offset_lonlat(LON, LAT, 100, 100)))
 
 
+def _utm_box(west: float, south: float, east: float, north: float):
+    import shapely
+
+    to_utm = pyproj.Transformer.from_crs("EPSG:4326", UTM, always_xy=True)
+    corners = [offset_lonlat(LON, LAT, x, y) for x, y in ((west, south), (east, south), (east, north), (west, north))]
+    return shapely.Polygon([to_utm.transform(*c) for c in corners])
+
+
+def write_survey(path: Path) -> Path:
+    """A GeoPackage of buildings (UTM 32N) with measured heights in 'HOEHE' and no building field."""
+    import geopandas as gpd
+    import pyogrio
+
+    geoms = [_utm_box(w, s, w + size, s + size) for w, s, size in SURVEY]
+    frame = gpd.GeoDataFrame({"HOEHE": list(SURVEY.values()), "name": ["a", "b"]}, geometry=geoms, crs=UTM)
+    pyogrio.write_dataframe(frame, path, layer="survey")
+    return path
+
+
+def write_mask(path: Path) -> Path:
+    """MASK_BOXES as a GeoJSON polygon layer in lon/lat."""
+    import shapely
+
+    boxes = [shapely.Polygon([offset_lonlat(LON, LAT, x, y) for x, y in ((w, s), (e, s), (e, n), (w, n))])
+             for w, s, e, n in MASK_BOXES]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(b)} for b in boxes]}),
+        encoding="utf-8")
+    return path
+
+
 IN_QGIS = r'''
 import json, os, sys
 from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsProcessingContext,
                        QgsProcessingFeatureSourceDefinition, QgsProcessingFeedback, QgsProject, QgsRasterLayer,
                        QgsVectorLayer)
-plugins_dir, osm, rules, work = sys.argv[1:5]
+plugins_dir, osm, rules, work, survey, mask = sys.argv[1:7]
 QgsApplication.setPrefixPath("/usr", True)
 app = QgsApplication([], False)
 app.initQgis()
@@ -114,6 +152,18 @@ out["again"] = run("geogan:render", render)
 mtime = os.path.getmtime(work + "/render/aerial.tif")
 out["overwrite"] = run("geogan:render", {**render, "OVERWRITE": True})
 out["replaced"] = os.path.getmtime(work + "/render/aerial.tif") != mtime
+tiny = render["MODEL"]
+out["masked"] = run("geogan:rasterize", {"INPUT": polys.id(), "LAYERS": [lines.id()], "MASK": mask, "GSD_M": 1.0,
+                                         "RES": 0.7, "TAP": True, "OUTPUT": work + "/masked/classes.tif"})
+out["survey"] = run("geogan:render", {"INPUT": survey + "|layername=survey", "CLASS_NAME": "building",
+                                      "HEIGHT_FIELD": "HOEHE", "MESH": True, "RES": 1.0, "TAP": True, "MODEL": tiny,
+                                      "TILE_PX": 64, "OVERLAP_PX": 16, "OUTPUT_DIR": work + "/survey"})
+out["class_and_field"] = run("geogan:rasterize", {**file_input, "CLASS_NAME": "building", "CLASS_FIELD": "class"})
+out["res_and_gsd"] = run("geogan:render", {**chosen, "GSD_M": 1.0, "RES": 1.0, "OUTPUT_DIR": work + "/bad"})
+out["mask_and_osm_file"] = run("geogan:rasterize", {**bad, "OSM_FILE": osm, "MASK": mask})
+no_polygons = QgsVectorLayer("Polygon?crs=EPSG:4326", "empty mask", "memory")
+project.addMapLayer(no_polygons)
+out["empty_mask"] = run("geogan:rasterize", {**file_input, "MASK": no_polygons.id()})
 layer = QgsRasterLayer(work + "/render/classes.tif", "classes")  # a fresh open: the default style is classes.qml
 r = layer.renderer()
 out["opened"] = {"renderer": r.type(), "labels": [c.label for c in r.classes()] if r.type() == "paletted" else []}
@@ -143,7 +193,9 @@ def session(qgis_home, tiny_model, tmp_path_factory):  # noqa: F811
     rules.write_text(text.replace(old, "color = [1, 2, 3]", 1), encoding="utf-8")
     script = work / "in_qgis.py"
     script.write_text(IN_QGIS, encoding="utf-8")
-    proc = subprocess.run([SYSTEM_PYTHON, str(script), str(_plugins_dir(qgis_home)), str(osm), str(rules), str(work)],
+    survey, mask = write_survey(work / "survey.gpkg"), write_mask(work / "mask.geojson")
+    proc = subprocess.run([SYSTEM_PYTHON, str(script), str(_plugins_dir(qgis_home)), str(osm), str(rules), str(work),
+                           str(survey), str(mask)],
                           env=_qgis_env(qgis_home, GEOGAN_MODEL_DIR=str(model_dir)), capture_output=True, text=True,
                           timeout=600)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@RESULT@@")]
@@ -151,13 +203,30 @@ def session(qgis_home, tiny_model, tmp_path_factory):  # noqa: F811
     return json.loads(lines[0][len("@@RESULT@@"):]), work
 
 
-def _class_at(path: Path, name: str) -> int:
+def _value_at(path: Path, east_m: float, north_m: float):
     import rasterio
 
-    lon, lat = offset_lonlat(LON, LAT, *INSIDE[name])
+    lon, lat = offset_lonlat(LON, LAT, east_m, north_m)
     with rasterio.open(path) as ds:
         x, y = pyproj.Transformer.from_crs("EPSG:4326", ds.crs, always_xy=True).transform(lon, lat)
-        return int(ds.read(1)[ds.index(x, y)])
+        row, col = ds.index(x, y)
+        return ds.read(1)[row, col] if 0 <= row < ds.height and 0 <= col < ds.width else None
+
+
+def _class_at(path: Path, name: str) -> int:
+    """The class drawn at a point of feature ``name``; 0 where the raster does not reach."""
+    value = _value_at(path, *INSIDE[name])
+    return 0 if value is None else int(value)
+
+
+def _on_pixel_grid(path: Path, res: float) -> None:
+    """Square pixels of exactly ``res`` and bounds on multiples of it (gdalwarp -tap)."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        assert ds.res == (res, res), (path, ds.res)
+        for edge in ds.bounds:
+            assert edge / res == pytest.approx(round(edge / res), abs=1e-6), (path, ds.bounds)
 
 
 def test_filter_and_selection_decide_what_is_drawn(session):
@@ -227,3 +296,72 @@ def test_no_silent_fallbacks(session):
         assert not out[case]["ok"], case
         assert any(e.startswith(message) for e in out[case]["errors"]), (case, out[case]["errors"])
     assert not (work / "bad.tif").exists()
+
+
+def test_res_and_tap_give_exact_pixels_on_their_multiples(session):
+    out, work = session
+    assert out["masked"]["ok"] and out["survey"]["ok"], (out["masked"], out["survey"])
+    _on_pixel_grid(work / "masked" / "classes.tif", 0.7)
+    for name in ("aerial.tif", "height.tif", "classes.tif"):
+        _on_pixel_grid(work / "survey" / name, 1.0)
+
+
+def test_mask_limits_what_is_drawn_and_the_extent(session):
+    import rasterio
+
+    out, work = session
+    classes = work / "masked" / "classes.tif"
+    # A inside the mask; B (beside it, no mask there) and the road between the two mask boxes left out
+    drawn = {name: _value_at(classes, *INSIDE[name]) for name in ("A", "B", "road")}
+    assert drawn == {"A": 1, "B": 0, "road": 0}, drawn  # each inside the raster (None: outside)
+    assert _value_at(classes, 75, 40) == 2  # the road inside the second box
+    mask = _utm_box(min(b[0] for b in MASK_BOXES), min(b[1] for b in MASK_BOXES),
+                    max(b[2] for b in MASK_BOXES), max(b[3] for b in MASK_BOXES))
+    with rasterio.open(classes) as ds:
+        left, bottom, right, top = ds.bounds
+    mx0, my0, mx1, my1 = mask.bounds
+    # the mask's extent (lon/lat box in UTM: a little wider), grown to multiples of 0.7 m
+    assert mx0 - 1.5 < left <= mx0 and my0 - 1.5 < bottom <= my0 and mx1 <= right < mx1 + 1.5 and my1 <= top < my1 + 1.5
+
+
+def test_measured_heights_with_class_for_every_feature_and_a_scene(session):
+    out, work = session
+    assert out["survey"]["ok"], out["survey"]
+    for (west, south, size), height_m in SURVEY.items():
+        centre = (west + size / 2, south + size / 2)
+        assert int(_value_at(work / "survey" / "classes.tif", *centre)) == 1
+        assert float(_value_at(work / "survey" / "height.tif", *centre)) == pytest.approx(height_m, abs=0.5)
+    assert any("building heights from field 'HOEHE'" in line for line in out["survey"]["log"]), out["survey"]["log"]
+    scene = work / "survey" / "scene.glb"
+    assert out["survey"]["result"]["SCENE"] == str(scene) and scene.stat().st_size > 1000
+    assert scene.read_bytes()[:4] == b"glTF"
+
+
+def test_parameters_that_cannot_go_together(session):
+    out, work = session
+    expected = {"class_and_field": "give either 'Class for every feature' (CLASS_NAME) or a 'Class field'",
+                "res_and_gsd": "'Pixel size (ground metres)' (GSD_M) and 'Pixel size (output CRS units)' (RES)",
+                "mask_and_osm_file": "the mask applies to layers, not to an OSM file given as a file",
+                "empty_mask": "the mask 'empty mask' has no polygons"}
+    for case, message in expected.items():
+        assert not out[case]["ok"], case
+        assert any(e.startswith(message) for e in out[case]["errors"]), (case, out[case]["errors"])
+    assert not (work / "bad").exists()
+
+
+def test_class_style_is_written_only_where_geogan_did_not():
+    """geogan writes classes.qml itself; the plugin's copy is a fallback for an older geogan, never a rewrite."""
+    import importlib.util
+    import tempfile
+
+    spec = importlib.util.spec_from_file_location(
+        "plugin_qml", Path(__file__).resolve().parents[1] / "qgis_plugin" / "geogan_qgis" / "qml.py")
+    qml = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(qml)
+    schema = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "building", "color": [9, 9, 9]}]
+    with tempfile.TemporaryDirectory() as tmp:
+        raster = Path(tmp) / "classes.tif"
+        written = qml.write_class_style_if_missing(raster, schema)  # none there: the plugin writes it
+        assert written == Path(tmp) / "classes.qml" and 'label="1 building"' in written.read_text(encoding="utf-8")
+        written.write_text("geogan's own", encoding="utf-8")
+        assert qml.write_class_style_if_missing(raster, schema).read_text(encoding="utf-8") == "geogan's own"

@@ -58,3 +58,14 @@ def test_round_significant():
     assert wg.round_significant(0.499817) == 0.4998
     assert wg.round_significant(1.000043) == 1.0
     assert wg.round_significant(30.12345) == 30.12
+
+
+def test_tap_hands_the_rounded_pixel_size_to_geogan_as_res():
+    """With TAP and no RES the rounded size goes to geogan as ``res``, which snaps the grid to its multiples."""
+    wg = _worker_grid()
+    kwargs = wg.squared({"crs": "EPSG:32632", "osm": [], "bbox": list(BBOX_LONLAT), "bbox_crs": "EPSG:4326",
+                         "tap": True}, 0.5, lambda _: None)
+    assert kwargs["res"] == 0.4998 and "gsd_m" not in kwargs and kwargs["tap"]
+    grid = grid_from_bbox(tuple(kwargs["bbox"]), kwargs["bbox_crs"], "EPSG:32632", res=kwargs["res"], tap=True)
+    assert grid.res_xy == (0.4998, 0.4998)
+    assert all(abs(v / 0.4998 - round(v / 0.4998)) < 1e-6 for v in grid.bounds)

@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingOutputFile,
     QgsProcessingOutputRasterLayer,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
@@ -27,7 +28,7 @@ from qgis.core import (
 )
 
 from .base import KEEP_ALIVE, ClassPalette, GeoganAlgorithm, advanced, tr
-from .qml import qml_path, write_class_style
+from .qml import qml_path, write_class_style_if_missing
 from .status import dep_status
 from .tools import CreateSketchLayerAlgorithm, MeshAlgorithm, raster_file
 
@@ -73,8 +74,13 @@ class RasterizeAlgorithm(GeoganAlgorithm):
             "Input: a vector layer as QGIS shows it (its filter; tick 'Selected features only' for the "
             "selection), more layers, and/or an OSM file. OSM tags decide the classes, or a class field "
             "holding a class name or id (hand-drawn sketch layers use 'class').\n"
-            "Extent: any CRS; empty: the chosen features' extent. Output CRS: empty = the project's.\n"
-            "Pixel size: ground metres at the centre, rounded so pixels are square in the output CRS.\n"
+            "Non-OSM layers (GeoPackage, Shapefile...): 'Class for every feature' gives all their features one "
+            "class (e.g. building).\n"
+            "Extent: any CRS; empty: the chosen features' extent (or the mask's). Mask: only what lies inside "
+            "its polygons is drawn (features are cut at its edge). Output CRS: empty = the project's.\n"
+            "Pixel size: ground metres at the centre, rounded so pixels are square in the output CRS; or "
+            "'Pixel size (output CRS units)', exactly (it wins over the ground metres). 'Snap to pixel grid': "
+            "bounds on multiples of the pixel size (like gdalwarp -tap), so class maps line up.\n"
             "An existing output is replaced only with 'Replace existing outputs'.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -82,6 +88,7 @@ class RasterizeAlgorithm(GeoganAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.GSD_M, tr("Pixel size (ground metres)"), QgsProcessingParameterNumber.Double,
             defaultValue=0.5, minValue=0.01))
+        self._add_res_params()
         self._add_rules_param()
         self._add_overwrite_param()
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Class map")))
@@ -96,12 +103,12 @@ class RasterizeAlgorithm(GeoganAlgorithm):
             kwargs = self._common_kwargs(parameters, context, feedback, tmpdir)
             if feedback.isCanceled():
                 return {}
-            kwargs.update(gsd_m=self.parameterAsDouble(parameters, self.GSD_M, context), out=out,
-                          overwrite=overwrite)
+            gsd_m = self.parameterAsDouble(parameters, self.GSD_M, context)
+            kwargs.update(self._pixel_kwargs(parameters, context, gsd_m, feedback), out=out, overwrite=overwrite)
             result = self._run("rasterize", kwargs, feedback)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
-        write_class_style(result["classes"], result["schema"])
+        write_class_style_if_missing(result["classes"], result["schema"])
         if context.willLoadLayerOnCompletion(out):
             pp = ClassPalette(result["schema"])
             KEEP_ALIVE.append(pp)
@@ -125,10 +132,13 @@ class RenderAlgorithm(GeoganAlgorithm):
     AERIAL = "AERIAL"
     HEIGHT = "HEIGHT"
     CLASSES = "CLASSES"
+    MESH = "MESH"
+    SCENE = "SCENE"
     DEVICES = ["auto", "cpu", "cuda"]
     COMPRESSIONS = [("deflate", "Deflate"), ("zstd", "ZSTD"), ("jpeg", "JPEG aerial")]  # geogan value, label
     PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
     OUTPUT_FILES = ("aerial.tif", "height.tif", "classes.tif", "classes.qml")
+    SCENE_FILE = "scene.glb"
 
     def name(self):
         return "render"
@@ -144,9 +154,15 @@ class RenderAlgorithm(GeoganAlgorithm):
             "Input (required): a vector layer as QGIS shows it (its filter; tick 'Selected features only' for "
             "the selection), more layers, and/or an OSM file. Class field: for hand-drawn layers (see 'Create "
             "sketch layer'). The bundled sample town: 'Render the example town'.<br>"
-            "Extent: any CRS; empty: the chosen features' extent. Output CRS: empty = the project's.<br>"
+            "Non-OSM layers (GeoPackage, Shapefile...): 'Class for every feature' gives all their features one "
+            "class (e.g. building); 'Height field' / 'Levels field' name the attributes holding building heights "
+            "in metres / storeys (default: a field named height in any letter case).<br>"
+            "Extent: any CRS; empty: the chosen features' extent (or the mask's). Mask: only what lies inside "
+            "its polygons is drawn (features are cut at its edge). Output CRS: empty = the project's.<br>"
             "Pixel size: ground metres at the centre (empty: the model's own), rounded so pixels are square in "
-            "the output CRS.<br>"
+            "the output CRS; or 'Pixel size (output CRS units)', exactly. 'Snap to pixel grid': bounds on "
+            "multiples of the pixel size (like gdalwarp -tap), so renders of neighbouring areas line up.<br>"
+            "3D scene: also writes scene.glb (one solid per building on the terrain; glTF viewers, Blender).<br>"
             "Style reference: an aerial photo (raster layer) whose look the render takes on; needs a model "
             "with a style encoder (model 'style').<br>"
             "Advanced: model file (a .json card, instead of the list); compression (Deflate lossless, ZSTD "
@@ -158,20 +174,25 @@ class RenderAlgorithm(GeoganAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self._add_source_params()
-        self._add_gsd_and_model_params()
+        self._add_gsd_and_model_params(with_res=True)
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.STYLE_REF, tr("Style reference photo (optional; models with a style encoder, e.g. 'style')"),
             optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.MESH, tr("Write a 3D scene (scene.glb)"), defaultValue=False))
         for p in self._advanced_params():
             self.addParameter(advanced(p))
         self._add_rules_param()
         self._add_overwrite_param()
         self._add_outputs()
+        self.addOutput(QgsProcessingOutputFile(self.SCENE, tr("3D scene (scene.glb)")))
 
-    def _add_gsd_and_model_params(self):
+    def _add_gsd_and_model_params(self, with_res: bool = False):
         self.addParameter(QgsProcessingParameterNumber(
             self.GSD_M, tr("Pixel size (ground metres; empty: the model's own)"),
             QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
+        if with_res:
+            self._add_res_params()
         self._models = render_models()
         labels = [f"{m['name']}" + (f"  ({_short_licence(m['license'])})" if m.get("license") else "")
                   for m in self._models]
@@ -187,9 +208,11 @@ class RenderAlgorithm(GeoganAlgorithm):
             QgsProcessingParameterEnum(self.DEVICE, tr("Device"), options=self.DEVICES, defaultValue=0),
             QgsProcessingParameterNumber(self.SEED, tr("Seed (same seed, same image)"),
                                          QgsProcessingParameterNumber.Integer, defaultValue=0),
-            QgsProcessingParameterNumber(self.TILE_PX, tr("Tile size (px; 0 = 256 model pixels at the output GSD)"),
+            QgsProcessingParameterNumber(self.TILE_PX, tr("Tile size (model pixels; 0 = the model's training tile, "
+                                                          "256)"),
                                          QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0),
-            QgsProcessingParameterNumber(self.OVERLAP_PX, tr("Tile overlap (px; -1 = a quarter of the tile)"),
+            QgsProcessingParameterNumber(self.OVERLAP_PX, tr("Tile overlap (model pixels; -1 = a quarter of the "
+                                                             "tile)"),
                                          QgsProcessingParameterNumber.Integer, defaultValue=-1, minValue=-1),
             QgsProcessingParameterBoolean(self.FORCE, tr("Run even if the area is very large"), defaultValue=False),
             QgsProcessingParameterEnum(self.COMPRESSION, tr("Compression"),
@@ -240,7 +263,13 @@ class RenderAlgorithm(GeoganAlgorithm):
                 opts["precision"] = precision
         if has(self.SEED) is not None:
             opts["seed"] = self.parameterAsInt(parameters, self.SEED, context)
+        if self._mesh(parameters, context):  # only when asked: a geogan without it still runs
+            opts["mesh"] = True
         return opts
+
+    def _mesh(self, parameters, context) -> bool:
+        return self.parameterDefinition(self.MESH) is not None and \
+            self.parameterAsBoolean(parameters, self.MESH, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         out_dir = Path(self.parameterAsFileOutput(parameters, self.OUTPUT_DIR, context))
@@ -249,7 +278,8 @@ class RenderAlgorithm(GeoganAlgorithm):
         except OSError as exc:
             raise QgsProcessingException(f"cannot create output folder '{out_dir}': "
                                          f"{exc.strerror}; choose a writable folder") from None
-        overwrite = self._overwrite([out_dir / n for n in self.OUTPUT_FILES], parameters, context)
+        names = self.OUTPUT_FILES + ((self.SCENE_FILE,) if self._mesh(parameters, context) else ())
+        overwrite = self._overwrite([out_dir / n for n in names], parameters, context)
         gsd_m = None
         if parameters.get(self.GSD_M) not in (None, ""):
             gsd_m = self.parameterAsDouble(parameters, self.GSD_M, context) or None
@@ -258,16 +288,17 @@ class RenderAlgorithm(GeoganAlgorithm):
             kwargs = self._source_kwargs(parameters, context, feedback, tmpdir)
             if feedback.isCanceled():
                 return {}
-            kwargs.update(gsd_m=gsd_m, out_dir=str(out_dir), overwrite=overwrite,
-                          model=self._model(parameters, context), **self._options(parameters, context))
+            kwargs.update(self._pixel_kwargs(parameters, context, gsd_m, feedback), out_dir=str(out_dir),
+                          overwrite=overwrite, model=self._model(parameters, context),
+                          **self._options(parameters, context))
             result = self._run("render", kwargs, feedback)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
-        write_class_style(result["classes"], result["schema"])
+        write_class_style_if_missing(result["classes"], result["schema"])
         return self._load_outputs(result, out_dir, context)
 
     def _load_outputs(self, result: dict, out_dir: Path, context) -> dict:
-        outputs = {self.OUTPUT_DIR: str(out_dir)}
+        outputs = {self.OUTPUT_DIR: str(out_dir), self.SCENE: result.get("scene")}
         project = context.project()
         for key, out_name, label in ((self.AERIAL, "aerial", "geogan aerial"),
                                      (self.HEIGHT, "height", "geogan height"),

@@ -22,8 +22,10 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterString,
     QgsRasterLayer,
     QgsRendererCategory,
@@ -35,7 +37,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QColor
 
-from .inputs import Chosen, area_request, crs_text, export_chosen, union_lonlat
+from .inputs import Chosen, Mask, area_request, crs_text, export_chosen, read_mask, union_lonlat
 from .runner import WorkerError, run_worker
 from .status import dep_status
 
@@ -44,6 +46,28 @@ SKETCH_FIELD = "class"
 KEEP_ALIVE: list = []
 NO_INPUT = ("no input: give a vector layer (INPUT), more layers (LAYERS) or an OSM file (OSM_FILE); "
             "to try geogan on its bundled sample town run 'Render the example town' (geogan:render_example)")
+
+
+CLASS_AND_FIELD = ("give either 'Class for every feature' (CLASS_NAME) or a 'Class field' (CLASS_FIELD), "
+                   "not both")
+MASK_AND_OSM_FILE = ("the mask applies to layers, not to an OSM file given as a file; add the file's layers to "
+                     "QGIS and give them as INPUT/LAYERS, or leave MASK empty")
+
+RES_AND_GSD = ("'Pixel size (ground metres)' (GSD_M) and 'Pixel size (output CRS units)' (RES) both set the pixel "
+               "size; give one of them")
+
+
+def _number(parameters, name: str) -> float:
+    """A number parameter's value as given (0.0 when empty or not a number)."""
+    try:
+        return float(parameters.get(name) or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _given(parameters, name: str) -> bool:
+    value = parameters.get(name)
+    return value not in (None, "", []) and not (isinstance(value, str) and not value.strip())
 
 
 def tr(text: str) -> str:
@@ -111,9 +135,15 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
     LAYERS = "LAYERS"
     OSM_FILE = "OSM_FILE"
     CLASS_FIELD = "CLASS_FIELD"
+    CLASS_NAME = "CLASS_NAME"
+    HEIGHT_FIELD = "HEIGHT_FIELD"
+    LEVELS_FIELD = "LEVELS_FIELD"
     EXTENT = "EXTENT"
+    MASK = "MASK"
     OUTPUT_CRS = "OUTPUT_CRS"
     GSD_M = "GSD_M"
+    RES = "RES"
+    TAP = "TAP"
     RULES = "RULES"
     OVERWRITE = "OVERWRITE"
 
@@ -146,9 +176,29 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
             optional=True, fileFilter="OpenStreetMap (*.osm *.pbf);;All files (*.*)"))
         self.addParameter(QgsProcessingParameterString(
             self.CLASS_FIELD, tr("Class field (schema class name or id; empty: use OSM tags)"), optional=True))
+        self._add_layer_option_params()
         self.addParameter(QgsProcessingParameterExtent(
-            self.EXTENT, tr("Extent (empty: the chosen features' extent)"), optional=True))
+            self.EXTENT, tr("Extent (empty: the chosen features' or the mask's extent)"), optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.MASK, tr("Mask polygons (optional): only what lies inside them is drawn"),
+            [QgsProcessing.TypeVectorPolygon], optional=True))
         self._add_crs_param()
+
+    def _add_layer_option_params(self):
+        """How features of non-OSM layers (GeoPackage, Shapefile, ...) are classified and given heights."""
+        self.addParameter(QgsProcessingParameterString(
+            self.CLASS_NAME, tr("Class for every feature (non-OSM layers; e.g. building)"), optional=True))
+        for name, label in ((self.HEIGHT_FIELD, "Height field (building heights in metres; non-OSM layers)"),
+                            (self.LEVELS_FIELD, "Levels field (building storeys; non-OSM layers)")):
+            self.addParameter(QgsProcessingParameterField(
+                name, tr(label), parentLayerParameterName=self.INPUT, optional=True))
+
+    def _add_res_params(self):
+        self.addParameter(QgsProcessingParameterNumber(
+            self.RES, tr("Pixel size (output CRS units; instead of ground metres)"),
+            QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.TAP, tr("Snap to pixel grid (like gdalwarp -tap)"), defaultValue=False))
 
     def _add_crs_param(self, default="ProjectCrs"):
         # optional + default: qgis_process 3.22 treats a required CRS's default as missing
@@ -168,7 +218,20 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
         ok, message = super().checkParameterValues(parameters, context)
         if ok and self.parameterDefinition(self.INPUT) is not None and not self._has_input(parameters):
             return False, NO_INPUT
-        return ok, message
+        clash = self._clash(parameters)
+        return (False, clash) if ok and clash else (ok, message)
+
+    def _clash(self, parameters) -> str | None:
+        """Why two given parameters cannot go together, or None."""
+        if _given(parameters, self.CLASS_NAME) and _given(parameters, self.CLASS_FIELD):
+            return CLASS_AND_FIELD
+        if _given(parameters, self.MASK) and _given(parameters, self.OSM_FILE):
+            return MASK_AND_OSM_FILE
+        gsd = self.parameterDefinition(self.GSD_M)
+        if _number(parameters, self.RES) and _number(parameters, self.GSD_M) and gsd is not None and \
+                gsd.flags() & QgsProcessingParameterDefinition.FlagOptional:
+            return RES_AND_GSD  # where the ground size has no default (render); rasterize's 0.5 gives way
+        return None
 
     def _has_input(self, parameters) -> bool:
         return any(parameters.get(name) not in (None, "", []) for name in (self.INPUT, self.LAYERS, self.OSM_FILE))
@@ -176,6 +239,9 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
     # ------------------------------------------------------------ inputs
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Main thread: snapshot the chosen features as thread-safe feature sources."""
+        clash = self._clash(parameters)  # run() does not call checkParameterValues
+        if clash:
+            raise QgsProcessingException(clash)
         self._chosen: list[Chosen] = []
         self._files: list[str] = []
         if parameters.get(self.INPUT) not in (None, ""):
@@ -194,7 +260,17 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
             self._files.append(osm_file)
         if not self._chosen and not self._files:
             raise QgsProcessingException(NO_INPUT)
+        self._mask = self._read_mask(parameters, context, feedback)
         return True
+
+    def _read_mask(self, parameters, context, feedback) -> Mask | None:
+        if not _given(parameters, self.MASK):
+            return None
+        source = self.parameterAsSource(parameters, self.MASK, context)
+        if source is None:
+            raise QgsProcessingException(f"MASK '{parameters.get(self.MASK)}' is not a polygon layer; "
+                                         "choose a polygon layer")
+        return read_mask(source, source.sourceName(), feedback)
 
     def _add_layer(self, layer, feedback) -> None:
         if not isinstance(layer, QgsVectorLayer):
@@ -216,7 +292,8 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
             request = area_request(extent[0], extent[1], chosen.crs, context) if extent else \
                 area_request(None, chosen.crs, chosen.crs, context)
             name = safe_name(chosen.name)
-            done = export_chosen(chosen, str(tmpdir / f"{i:02d}_{name}.gpkg"), name, request, context, feedback)
+            done = export_chosen(chosen, str(tmpdir / f"{i:02d}_{name}.gpkg"), name, request, context, feedback,
+                                 self._mask)
             feedback.pushInfo(f"layer '{chosen.name}': {done.count} features handed to geogan")
             paths.append(done.path)
             extents.append(done.extent_lonlat)
@@ -224,7 +301,7 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
         if self._chosen and not total and not self._files and not feedback.isCanceled():
             raise QgsProcessingException(
                 "the chosen layers have no features here (is 'Selected features only' ticked with nothing "
-                "selected, or does the filter or the extent leave none?); choose features to draw")
+                "selected, or does the filter, the extent or the mask leave none?); choose features to draw")
         return paths + [f for f in self._files if f not in paths], extents
 
     # ------------------------------------------------------------ CRS and extent
@@ -258,8 +335,10 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
         return rect, crs
 
     def _common_kwargs(self, parameters, context, feedback, tmpdir: Path) -> dict:
-        kwargs: dict = {"crs": self._output_crs(parameters, context), "square_pixels": True}
+        kwargs: dict = {"crs": self._output_crs(parameters, context)}
         extent = self._extent(parameters, context, feedback)
+        if extent is None and getattr(self, "_mask", None) is not None:
+            extent = self._mask.geometry.boundingBox(), self._mask.crs
         if extent is not None:
             rect, crs = extent
             kwargs.update(bbox=[rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()],
@@ -271,7 +350,33 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
         class_field = (self.parameterAsString(parameters, self.CLASS_FIELD, context) or "").strip()
         kwargs["class_field"] = class_field or None
         kwargs["rules"] = self.parameterAsFile(parameters, self.RULES, context) or None
+        options = self._source_options(parameters, context)
+        if options:  # only when used: a geogan without them still runs
+            kwargs["source_options"] = options
         return kwargs
+
+    def _source_options(self, parameters, context) -> dict:
+        """CLASS_NAME, HEIGHT_FIELD, LEVELS_FIELD as geogan's SourceOptions values (the worker builds it)."""
+        options = {}
+        if _given(parameters, self.CLASS_NAME):
+            options["class_name"] = self.parameterAsString(parameters, self.CLASS_NAME, context).strip()
+        for key, name in (("height_field", self.HEIGHT_FIELD), ("levels_field", self.LEVELS_FIELD)):
+            fields = self.parameterAsFields(parameters, name, context) if _given(parameters, name) else []
+            if fields and fields[0].strip():
+                options[key] = fields[0].strip()
+        return options
+
+    def _pixel_kwargs(self, parameters, context, gsd_m: float | None, feedback) -> dict:
+        """The pixel size for geogan: RES (CRS units, square) with TAP, or ``gsd_m`` (ground metres) rounded
+        to square pixels by the worker (``worker_grid``; snapped with TAP)."""
+        tap = self.parameterDefinition(self.TAP) is not None and \
+            self.parameterAsBoolean(parameters, self.TAP, context)
+        res = self.parameterAsDouble(parameters, self.RES, context) if _given(parameters, self.RES) else 0.0
+        if not res:
+            return {"gsd_m": gsd_m, "square_pixels": True, **({"tap": True} if tap else {})}
+        if gsd_m is not None:
+            feedback.pushInfo(f"pixels {res:g} x {res:g} output CRS units (RES); the ground pixel size is not used")
+        return {"res": res, "tap": tap}
 
     # ------------------------------------------------------------ outputs
     def _overwrite(self, paths, parameters, context) -> bool:

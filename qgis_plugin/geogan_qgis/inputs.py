@@ -9,6 +9,9 @@ OSM layers read by GDAL (from .osm/.pbf) keep only some keys as columns and put
 every other tag into one hstore column, ``other_tags``; geogan would not parse
 it in a GeoPackage, so its keys become columns of their own here (a building
 tagged ``building:part`` or ``building:levels`` keeps its class and height).
+
+A mask (polygons) clips what is written: features outside it are left out, features across its
+edge are cut at it (like Vector > Geoprocessing > Clip).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from qgis.core import (
     QgsFeatureRequest,
     QgsField,
     QgsFields,
+    QgsGeometry,
     QgsHstoreUtils,
     QgsProcessingException,
     QgsRectangle,
@@ -55,6 +59,59 @@ class Chosen:
     fields: QgsFields
     crs: QgsCoordinateReferenceSystem
     name: str
+
+
+@dataclass
+class Mask:
+    """The union of the mask polygons, in ``crs``."""
+
+    geometry: QgsGeometry
+    crs: QgsCoordinateReferenceSystem
+    name: str
+
+    def in_crs(self, crs: QgsCoordinateReferenceSystem, context) -> QgsGeometry:
+        geom = QgsGeometry(self.geometry)
+        if crs.isValid() and self.crs.isValid() and crs != self.crs:
+            geom.transform(QgsCoordinateTransform(self.crs, crs, context.transformContext()))
+        return geom
+
+
+def read_mask(source, name: str, feedback) -> Mask:
+    """The mask polygons of ``source`` (its filter and selection applied) as one geometry."""
+    polygons = []
+    for feat in source.getFeatures():
+        if feedback.isCanceled():
+            break
+        geom = feat.geometry()
+        if not geom.isNull() and not geom.isEmpty():
+            polygons.append(geom.makeValid())
+    union = QgsGeometry.unaryUnion(polygons) if polygons else QgsGeometry()
+    if union.isNull() or union.isEmpty() or union.area() <= 0:
+        raise QgsProcessingException(f"the mask '{name}' has no polygons (an empty layer, or 'Selected features "
+                                     "only' with nothing selected?); choose mask polygons, or leave MASK empty")
+    return Mask(union, source.sourceCrs(), name)
+
+
+class _Clip:
+    """Features cut to a polygon (prepared once for the many tests)."""
+
+    def __init__(self, polygon: QgsGeometry):
+        self.polygon = polygon
+        self.engine = QgsGeometry.createGeometryEngine(polygon.constGet())
+        self.engine.prepareGeometry()
+
+    def __call__(self, geom: QgsGeometry) -> QgsGeometry | None:
+        """The part of ``geom`` inside the polygon (of the same kind: polygons stay polygons), or None."""
+        if not self.engine.intersects(geom.constGet()):
+            return None
+        if self.engine.contains(geom.constGet()):
+            return geom
+        part = geom.intersection(self.polygon)
+        if part.type() != geom.type() and part.isMultipart():
+            part.convertGeometryCollectionToSubclass(geom.type())
+        if part.isNull() or part.isEmpty() or part.type() != geom.type():
+            return None  # it only touches the mask's edge
+        return part
 
 
 @dataclass
@@ -124,8 +181,8 @@ def _writer(path: str, fields: QgsFields, chosen: Chosen, layer_name: str, conte
 
 
 def export_chosen(chosen: Chosen, path: str, layer_name: str, request: QgsFeatureRequest,
-                  context, feedback) -> Exported:
-    """Write the features of ``chosen`` that ``request`` selects to a GeoPackage at ``path``."""
+                  context, feedback, mask: Mask | None = None) -> Exported:
+    """Write the features of ``chosen`` that ``request`` selects (cut to ``mask``) to a GeoPackage at ``path``."""
     keys = tag_keys(chosen.source, request, chosen.fields, feedback)
     fields = _out_fields(chosen.fields, keys)
     if len(fields) > MAX_FIELDS:
@@ -134,6 +191,7 @@ def export_chosen(chosen: Chosen, path: str, layer_name: str, request: QgsFeatur
             f"holds ({MAX_FIELDS}); choose fewer features (a smaller extent, a filter or a selection)")
     own = [f.name() for f in chosen.fields if f.name().lower() not in _RESERVED]
     has_tags = chosen.fields.indexOf(OSM_TAGS_FIELD) >= 0
+    clip = _Clip(mask.in_crs(chosen.crs, context)) if mask is not None else None
     writer = _writer(path, fields, chosen, layer_name, context)
     count, extent = 0, QgsRectangle()
     extent.setMinimal()
@@ -143,6 +201,10 @@ def export_chosen(chosen: Chosen, path: str, layer_name: str, request: QgsFeatur
         geom = feat.geometry()
         if geom.isNull() or geom.isEmpty():
             continue
+        if clip is not None:
+            geom = clip(geom)
+            if geom is None:
+                continue
         tags = QgsHstoreUtils.parse(str(feat[OSM_TAGS_FIELD] or "")) if has_tags else {}
         out = QgsFeature(fields)
         out.setGeometry(geom)

@@ -49,3 +49,10 @@ def write_class_style(raster: str | Path, schema: list[dict]) -> Path:
     path = qml_path(raster)
     path.write_text(paletted_qml(schema), encoding="utf-8")
     return path
+
+
+def write_class_style_if_missing(raster: str | Path, schema: list[dict]) -> Path:
+    """The style beside ``raster``: geogan writes it itself (with the class names in ``.aux.xml``); an older
+    geogan does not, and then it is written here. An existing file is never replaced."""
+    path = qml_path(raster)
+    return path if path.is_file() else write_class_style(raster, schema)

@@ -172,15 +172,31 @@ def _model_gsd_m(model: str) -> float:
     return float(json.loads(resolve_model(model).read_text(encoding="utf-8"))["gsd_m"])
 
 
+def _source_options(values: dict):
+    """``geogan.sources.SourceOptions`` from the plain values the plugin sends (class_name, height_field,
+    levels_field)."""
+    from geogan.errors import InputError
+
+    try:
+        from geogan.sources import SourceOptions
+    except ImportError:
+        raise InputError("this geogan has no 'Class for every feature', 'Height field' or 'Levels field'; "
+                         "upgrade geogan (installer.py --upgrade)") from None
+    return SourceOptions(**{k: v for k, v in values.items() if v is not None})
+
+
 def _prepared(kwargs: dict, default_gsd_m) -> dict:
-    """The plugin's own keys turned into geogan's: ``example`` (the bundled sample town as the input)
-    and ``square_pixels`` (a box and GSD giving square pixels, see ``worker_grid``)."""
+    """The plugin's own keys turned into geogan's: ``example`` (the bundled sample town as the input),
+    ``square_pixels`` (a box and GSD giving square pixels, see ``worker_grid``; not with ``res``) and
+    ``source_options`` (plain values -> ``SourceOptions``)."""
     kwargs = dict(kwargs)
     if kwargs.pop("example", False):
         from geogan.api import sample_osm_path
 
         kwargs["osm"] = [str(sample_osm_path())]
-    if kwargs.pop("square_pixels", False):
+    if kwargs.get("source_options") is not None:
+        kwargs["source_options"] = _source_options(kwargs["source_options"])
+    if kwargs.pop("square_pixels", False) and kwargs.get("res") is None:
         here = os.path.dirname(os.path.abspath(__file__))
         if here not in sys.path:  # run as a script it is there; loaded as a module (tests) it may not be
             sys.path.insert(0, here)
@@ -213,6 +229,7 @@ def op_render(kwargs: dict, cancel) -> dict:
         "aerial": _path_or_none(getattr(result, "aerial", None)),
         "height": _path_or_none(getattr(result, "height", None)),
         "classes": _path_or_none(getattr(result, "classes", None)),
+        "scene": _path_or_none(getattr(result, "scene", None)),
         "schema": _schema_json(kwargs.get("rules")),
     }
 
@@ -221,8 +238,34 @@ def op_rasterize(kwargs: dict, cancel) -> dict:
     import geogan
 
     kwargs = _prepared(kwargs, lambda: 0.5)
-    path = geogan.rasterize(**kwargs, progress=_progress, cancel=cancel)
+    if kwargs.get("res") is None and not kwargs.get("tap"):
+        for key in ("res", "tap"):  # not sent: a geogan without them still runs
+            kwargs.pop(key, None)
+        path = geogan.rasterize(**kwargs, progress=_progress, cancel=cancel)
+    else:
+        path = _rasterize_on_grid(kwargs, cancel)
     return {"classes": str(path), "schema": _schema_json(kwargs.get("rules"))}
+
+
+def _rasterize_on_grid(kwargs: dict, cancel):
+    """``geogan.rasterize`` with ``res``/``tap``, which its public signature may lack (the render core's
+    ``AreaSettings`` holds them)."""
+    import inspect
+    from pathlib import Path
+
+    import geogan
+
+    if "res" in inspect.signature(geogan.rasterize).parameters:
+        return geogan.rasterize(**kwargs, progress=_progress, cancel=cancel)
+    from geogan import core
+    from geogan.settings import AreaSettings, RuntimeSettings, SourceSettings
+
+    k = dict(kwargs)
+    area = AreaSettings(k.get("bbox"), k.get("bbox_crs") or "EPSG:4326", k.get("crs") or "EPSG:3857",
+                        k.get("gsd_m") if k.get("res") is None else None, k.get("res"), bool(k.get("tap")))
+    sources = SourceSettings(k.get("osm"), None, k.get("class_field"), k.get("rules"), None, k.get("source_options"))
+    runtime = RuntimeSettings(force=bool(k.get("force")), progress=_progress, cancel=cancel)
+    return core.rasterize(sources, area, Path(k["out"]), overwrite=bool(k.get("overwrite")), runtime=runtime)
 
 
 def op_mesh(kwargs: dict, cancel) -> dict:

@@ -67,7 +67,8 @@ def square_grid(bbox, bbox_crs: str, crs: str, gsd_m: float) -> dict:
 def squared(kwargs: dict, gsd_m: float, log) -> dict:
     """``kwargs`` for geogan.render/rasterize with a box and GSD giving square pixels (see the module doc).
 
-    ``kwargs`` has ``crs`` and ``osm``; ``bbox``/``bbox_crs`` when the user gave an extent.
+    ``kwargs`` has ``crs`` and ``osm``; ``bbox``/``bbox_crs`` when the user gave an extent. With ``tap``
+    true the rounded size goes to geogan as ``res`` (square, snapped to its multiples) instead.
     """
     kwargs = dict(kwargs)
     if kwargs.get("bbox") is None:
@@ -80,5 +81,9 @@ def squared(kwargs: dict, gsd_m: float, log) -> dict:
         return kwargs
     log(f"pixels {grid['pixel']:g} x {grid['pixel']:g} {kwargs['crs']} units (ground pixel size "
         f"{gsd_m:g} m at the centre, rounded to {SIGNIFICANT_DIGITS} digits)")
+    if kwargs.get("tap"):  # snapped to multiples of that size: geogan grows the box itself
+        kwargs.pop("gsd_m", None)
+        kwargs["res"] = grid["pixel"]
+        return kwargs
     kwargs.update(bbox=grid["bbox"], bbox_crs=grid["bbox_crs"], gsd_m=grid["gsd_m"])
     return kwargs
