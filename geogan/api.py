@@ -169,11 +169,13 @@ def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | Non
               out: PathLike = "classes.tif", rules: PathLike | None = None, class_field: str | None = None,
               overwrite: bool = False, force: bool = False, osm_fetch: OsmFetch | None = None,
               progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-              compression: str = "deflate", source_options: SourceOptions | None = None) -> Path:
+              compression: str = "deflate", source_options: SourceOptions | None = None,
+              res: float | None = None, tap: bool = False) -> Path:
     """Rasterize vector sources into a class-map COG (uint8 with the schema palette). Same parameters as render
-    (``compression``: "deflate" or "zstd"; the class map is never lossy, so "jpeg" writes DEFLATE)."""
+    (``compression``: "deflate" or "zstd"; the class map is never lossy, so "jpeg" writes DEFLATE; ``res``
+    replaces ``gsd_m``)."""
     compression = check_compression(compression)  # before any work
-    area = AreaSettings(bbox, bbox_crs, crs, gsd_m)
+    area = AreaSettings(bbox, bbox_crs, crs, None if res is not None else gsd_m, res, tap)
     runtime = RuntimeSettings(force=force, progress=progress, cancel=cancel)
     sources = SourceSettings(osm, None, class_field, rules, osm_fetch, source_options)
     return core.rasterize(sources, area, Path(out), overwrite=overwrite, compression=compression, runtime=runtime)

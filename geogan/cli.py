@@ -257,6 +257,8 @@ def rasterize(
     bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
     crs: str = typer.Option("EPSG:3857", help="Output CRS."),
     gsd: float = typer.Option(0.5, help="Pixel size in ground metres."),
+    res: Optional[float] = typer.Option(None, help="Pixel size in output-CRS units, square (instead of --gsd)."),
+    tap: bool = typer.Option(False, "--tap", help="Snap the bounds to multiples of the pixel size."),
     out: Path = typer.Option(Path("classes.tif"), help="Output class-map GeoTIFF."),
     rules: Optional[Path] = typer.Option(None, help="Class rules TOML (default: built-in schema)."),
     class_field: Optional[str] = typer.Option(None, help="Attribute holding a class name/id (non-OSM layers)."),
@@ -280,7 +282,7 @@ def rasterize(
                                              gsd_m=gsd, out=out, rules=rules, class_field=class_field,
                                              overwrite=overwrite, force=force,
                                              osm_fetch=_fetch(overpass_url, cache_dir, no_cache),
-                                             compression=compress,
+                                             compression=compress, res=res, tap=tap,
                                              source_options=_source_options(class_name, None, None, all_sea)))
     typer.echo(f"wrote {path}")
 

@@ -93,3 +93,13 @@ def test_flat_roofs_stay_flat_on_a_sloping_dem_in_a_render(tmp_path, tiny_model)
     assert roof.size > 500 and np.ptp(roof) <= 0.05
     lowest = plane(*to_utm.transform(*lonlat(-60, -20)))
     assert roof.mean() == pytest.approx(lowest + 12.0, abs=0.1)
+
+
+def test_rasterize_takes_res_and_tap(tmp_path):
+    from geogan.api import rasterize
+
+    out = rasterize(osm=slope_town(tmp_path), bbox=BOX, crs=UTM, res=0.7, tap=True, out=tmp_path / "c.tif")
+    with rasterio.open(out) as ds:
+        assert ds.transform.a == 0.7 and ds.transform.e == -0.7
+        for edge in (ds.bounds.left, ds.bounds.top, ds.bounds.right, ds.bounds.bottom):
+            assert abs(edge / 0.7 - round(edge / 0.7)) < 1e-6
