@@ -14,7 +14,11 @@ Measures, in one run on this machine:
 - the generator's FLOP/s (torch.utils.flop_counter) vs this machine's measured fp32 matmul FLOP/s;
 - the reference pix2pix (ngf=64) generator throughput, and the end-to-end render with it in place of the
   default model (`pix2pix_e2e_ratio_paired`: the pipeline around a generator of that cost);
-- Dask LocalCluster (2 workers) vs single-process render time.
+- Dask LocalCluster (2 workers) vs single-process render time;
+- the resolution pyramid (benchmarks/pyramid_bench.py): seconds and tiles per output MP at 0.5, 2 and 10 m
+  and their ratios to 0.5 m, a 10 m render of 35 km2 (``pyramid``); the look of 10 m and 2 m renders vs the
+  0.5 m model's averaged, FID on segmenter features against the real photos averaged (``look``, needs
+  ``--pairs``).
 """
 
 from __future__ import annotations
@@ -223,7 +227,7 @@ def rasterize_vs_gdal(osm: Path, bbox, tmp: Path) -> dict:
     return out
 
 
-PARTS = ("e2e", "memory", "rasterize", "flops", "pix2pix", "dask")
+PARTS = ("e2e", "memory", "rasterize", "flops", "pix2pix", "dask", "pyramid", "look")
 
 
 def main() -> None:
@@ -236,6 +240,7 @@ def main() -> None:
                     help="torch threads, the same in the benchmark and its render subprocesses (default: all cores)")
     ap.add_argument("--compression", default="deflate", help="the renders' --compress (deflate, zstd, jpeg)")
     ap.add_argument("--repeat", type=int, default=3, help="end-to-end renders to time; the median counts")
+    ap.add_argument("--pairs", type=Path, help="LandCover.ai pairs for the 'look' part (skipped without)")
     ap.add_argument("--only", type=lambda s: set(s.split(",")), default=set(PARTS),
                     help=f"comma-separated parts to run (default all): {','.join(PARTS)}")
     args = ap.parse_args()
@@ -306,6 +311,12 @@ def main() -> None:
             d1 = render_in_subprocess(_town_bbox(small), osm, tmp / "d1", args.model, extra=["workers=2", *compress])
             res.update(dask_2w_s=d1["seconds"], single_s=e2e["seconds"],
                        dask_speedup=e2e["seconds"] / d1["seconds"])
+        if "pyramid" in args.only:
+            from pyramid_bench import cost_rows
+            res.update(cost_rows(tmp, args.model))
+        if "look" in args.only and args.pairs is not None:
+            from pyramid_bench import look_rows
+            res.update(look_rows(args.pairs, tmp, args.model))
     for k, v in res.items():
         print(f"{k:>24}: {v:.4g}" if isinstance(v, float) else f"{k:>24}: {v}")
     if args.json:

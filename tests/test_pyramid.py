@@ -142,3 +142,22 @@ def test_downsampled_pairs_keep_block_means_and_centre_labels(tmp_path):
     assert (tmp_path / "x8" / "pair_0007.png").is_file()  # the number (validation split) kept
     level = PyramidLevel.for_tile(64)
     assert 64 % 2 ** level.n_down == 0 and 64 // 2 ** level.n_down >= 4
+
+
+def test_a_teacher_draws_the_pictures_a_member_learns(tmp_path, tiny_model):
+    from geogan.evaluate import ModelGenerator, to_uint8_images
+    from geogan.training.pairs import load_label_map
+    from geogan.training.pyramid import box_mean, write_downsampled_pairs
+
+    labels = np.zeros((32, 32, 3), np.uint8)
+    labels[:, 16:] = 74  # woodland on the right
+    photo = np.full((32, 32, 3), 200, np.uint8)
+    src = tmp_path / "pairs"
+    src.mkdir()
+    Image.fromarray(np.concatenate([photo, labels], 1)).save(src / "pair_0003.png")
+    toml = write_downsampled_pairs(src, tmp_path / "t4", 4, teacher=str(tiny_model), seed=5)
+    small = np.asarray(Image.open(tmp_path / "t4" / "pair_0003.png").convert("RGB"))
+    ids = (labels[..., 0] == 74).astype(np.uint8) * 2  # woodland is class 2 of the tiny model
+    drawn = to_uint8_images(ModelGenerator(str(tiny_model)).generate(ids[None], seed=5 * 100_003 + 3, batch=1))[0]
+    assert np.array_equal(small[:, :8], box_mean(drawn, 4))  # the teacher's picture, averaged; not the photo
+    assert "picture: model 'tiny'" in load_label_map(toml).data

@@ -71,14 +71,17 @@ def _toml_string(text: str) -> str:
 
 
 def label_map_toml(lm: LabelMap, factor: int, attribution: str = "", tolerance: float = 12.0,
-                   max_unmatched: float = 0.05) -> str:
-    """The TOML of ``lm`` for pairs ``factor`` times coarser (``gsd_m`` scaled, everything else kept)."""
+                   max_unmatched: float = 0.05, teacher: str | None = None) -> str:
+    """The TOML of ``lm`` for pairs ``factor`` times coarser (``gsd_m`` scaled, everything else kept;
+    ``teacher``: the images are that model's pictures, said in ``data``)."""
     gsd_m = lm.gsd_m * factor
+    photo = f"photo: {factor}x{factor} block means" if teacher is None else \
+        f"picture: model '{Path(str(teacher)).stem}' drawing the labels at {lm.gsd_m:g} m, {factor}x{factor} block means"
     lines = [f"name = {_toml_string(f'{lm.name}_{gsd_m:g}m')}",
              f"classes = {json.dumps(list(lm.classes))}",
              f"gsd_m = {gsd_m!r}",
              f"tolerance = {tolerance!r}", f"max_unmatched = {max_unmatched!r}",
-             f"data = {_toml_string(f'{lm.data} downsampled {factor}x to {gsd_m:g} m/px (photo: {factor}x{factor} block means; labels: the pixel under each block centre)')}",
+             f"data = {_toml_string(f'{lm.data} downsampled {factor}x to {gsd_m:g} m/px ({photo}; labels: the pixel under each block centre)')}",
              f"license = {_toml_string(lm.license)}",
              f"attribution = {_toml_string(attribution)}", "", "[values]"]
     lines += [f"{_toml_string(','.join(str(v) for v in key))} = {_toml_string(cls)}" for key, cls in lm.values.items()]
@@ -86,24 +89,53 @@ def label_map_toml(lm: LabelMap, factor: int, attribution: str = "", tolerance: 
     return "\n".join(lines) + "\n"
 
 
-def write_downsampled_pairs(pairs_dir: Path, out_dir: Path, factor: int, label_map: str = "landcoverai") -> Path:
+class Teacher:
+    """A model drawing pairs' labels as a render draws them (eval mode, its card's postprocess), each pair under
+    the noise of ``seed`` and its number."""
+
+    def __init__(self, model: str, lm: LabelMap, seed: int = 0) -> None:
+        from ..evaluate import ModelGenerator
+        self.gen, self.seed = ModelGenerator(model), seed
+        missing = [c for c in lm.classes if c not in self.gen.classes]
+        if missing:
+            raise InputError(f"teacher '{model}' has no classes {missing}; give a model with the label map's classes")
+        self.to_model = np.array([self.gen.classes.index(c) for c in lm.classes], dtype=np.uint8)
+
+    def picture(self, ids: np.ndarray, number: int) -> np.ndarray:
+        """uint8 (H, W, 3) of class ids (H, W) in the label map's order."""
+        from ..evaluate import to_uint8_images
+        fake = self.gen.generate(self.to_model[ids][None], seed=self.seed * 100_003 + number, batch=1)
+        return to_uint8_images(fake)[0]
+
+
+def write_downsampled_pairs(pairs_dir: Path, out_dir: Path, factor: int, label_map: str = "landcoverai",
+                            teacher: str | None = None, seed: int = 0) -> Path:
     """Every pair of ``pairs_dir`` at ``factor`` times its pixel size into ``out_dir`` (same file names),
-    with the label map TOML the trainer reads (``out_dir/label_map.toml``); returns that TOML's path."""
-    from .datasets import _label_tolerance, _resolve_label_map, list_pair_files
+    with the label map TOML the trainer reads (``out_dir/label_map.toml``); returns that TOML's path.
+
+    ``teacher``: a model (zoo name or path) whose picture of each pair's labels replaces the photo before
+    it is averaged, so the member learns the look of the teacher's renders averaged to its GSD (what a
+    render with the teacher at that GSD gives) instead of the averaged photo."""
+    from .datasets import _label_tolerance, _resolve_label_map, list_pair_files, read_pair_checked
 
     if factor < 1:
         raise InputError(f"the downsampling factor must be 1 or more (got {factor})")
     lm, lm_path = _resolve_label_map(label_map)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from .pairs import pair_number
+    drawer = Teacher(teacher, lm, seed) if teacher is not None else None
     for f in list_pair_files(pairs_dir):
         with Image.open(f) as im:
             pair = np.asarray(im.convert("RGB"))
+        if drawer is not None:
+            _, ids = read_pair_checked(f, lm, float("inf"), 1.0)
+            pair = np.concatenate([drawer.picture(ids, pair_number(f)), pair[:, pair.shape[1] // 2:]], 1)
         Image.fromarray(downsample_pair(pair, factor)).save(out_dir / f.name)
     from .trainer import _attribution
     tol, max_un = _label_tolerance(lm, lm_path)
     toml = out_dir / LABEL_MAP_FILE
-    toml.write_text(label_map_toml(lm, factor, _attribution(lm_path), tol, max_un), encoding="utf-8")
+    toml.write_text(label_map_toml(lm, factor, _attribution(lm_path), tol, max_un, teacher), encoding="utf-8")
     return toml
 
 
@@ -139,7 +171,7 @@ class PyramidLevel:
 
 
 def train_config(pairs_dir: Path, name: str, steps: int, *, threads: int = 1, checkpoint_every: int = 250,
-                 tile_px: int | None = None):
+                 tile_px: int | None = None, batch: int | None = None):
     """The :class:`~geogan.training.config.TrainConfig` of a member on downsampled pairs in ``pairs_dir``."""
     from .config import ArchConfig, DataConfig, OptimConfig, RuntimeConfig, ScheduleConfig, TrainConfig
 
@@ -152,7 +184,7 @@ def train_config(pairs_dir: Path, name: str, steps: int, *, threads: int = 1, ch
         data=DataConfig(str(pairs_dir), label_map=str(Path(pairs_dir) / LABEL_MAP_FILE)),
         schedule=ScheduleConfig(steps=steps, checkpoint_every=checkpoint_every, sample_every=checkpoint_every),
         arch=ArchConfig("unet", g_params=level.g_params(), d_params=level.d_params()),
-        optim=OptimConfig(batch=level.batch, ratio="1:1"),
+        optim=OptimConfig(batch=batch or level.batch, ratio="1:1"),
         runtime=RuntimeConfig(device="cpu", threads=threads), name=name)
 
 
@@ -160,7 +192,27 @@ def pyramid_card_fields(family: str, gsd_range_m: tuple[float, float | None], co
     """The card fields that make a model a pyramid member of ``family`` (read by :func:`geogan.zoo.pick_for_gsd`):
     the output GSDs it serves (``None``: no upper bound)."""
     return {"pyramid_of": family, "gsd_range_m": [gsd_range_m[0], gsd_range_m[1]],
-            "training_command": command}
+            "pyramid_command": command}
+
+
+def install_member(export_card: Path, dest_dir: Path, family: str, gsd_range_m: tuple[float, float | None],
+                   command: str, extra: dict | None = None) -> Path:
+    """Copy a trained member (an ``export/NAME.json`` + weights) into a zoo folder, its card marked as a
+    pyramid member of ``family`` serving ``gsd_range_m`` (:func:`pyramid_card_fields`), with ``extra`` card
+    fields (description, metrics ...) merged; the weights are copied unchanged. Returns the new card's path."""
+    import shutil
+
+    export_card = Path(export_card)
+    card = json.loads(export_card.read_text(encoding="utf-8"))
+    card.update(pyramid_card_fields(family, gsd_range_m, command))
+    for key, value in (extra or {}).items():
+        card[key] = {**card.get(key, {}), **value} if isinstance(value, dict) and key in card else value
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    stem = dest_dir / str(card["name"])
+    shutil.copyfile(export_card.with_suffix(".safetensors"), stem.with_suffix(".safetensors"))
+    stem.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return stem.with_suffix(".json")
 
 
 def _main(argv: list[str] | None = None) -> None:
@@ -171,6 +223,7 @@ def _main(argv: list[str] | None = None) -> None:
     p.add_argument("--factor", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--label-map", default="landcoverai")
+    p.add_argument("--teacher", help="a model whose pictures of the labels replace the photos (zoo name or path)")
     t = sub.add_parser("train", help="train a member on pairs written by prepare (resumes a run in --out)")
     t.add_argument("--pairs", type=Path, required=True)
     t.add_argument("--out", type=Path, required=True)
@@ -178,14 +231,16 @@ def _main(argv: list[str] | None = None) -> None:
     t.add_argument("--steps", type=int, required=True)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--checkpoint-every", type=int, default=250)
+    t.add_argument("--batch", type=int, help="tiles per step (default: about two 256 px tiles of pixels)")
+    t.add_argument("--init-from", type=Path, help="start from another run's networks (its folder)")
     args = ap.parse_args(argv)
     if args.cmd == "prepare":
-        print(write_downsampled_pairs(args.pairs, args.out, args.factor, args.label_map))
+        print(write_downsampled_pairs(args.pairs, args.out, args.factor, args.label_map, args.teacher))
         return
     from .trainer import train_with
     config = train_config(args.pairs, args.name, args.steps, threads=args.threads,
-                          checkpoint_every=args.checkpoint_every)
-    log, card = train_with(config, args.out, resume=True)
+                          checkpoint_every=args.checkpoint_every, batch=args.batch)
+    log, card = train_with(config, args.out, resume=True, init_from=args.init_from)
     print(f"step {log.step} ({log.seconds:.0f} s): {card}")
 
 
