@@ -28,7 +28,8 @@ from .errors import InputError, ModelError
 from .infer import LoadedModel, run_batch
 
 __all__ = ["STYLE_SEGMENTER", "area_layouts", "array_layouts", "calibration_layouts", "colour_transfer_for",
-           "model_colours", "read_style_reference", "reference_colour_transfer", "reference_colours"]
+           "model_colours", "read_style_reference", "reference_colour_transfer", "reference_colours",
+           "segmenter_names"]
 
 STYLE_SEGMENTER = "segmenter_landcoverai"  # the segmenter (zoo name) that labels reference photos
 SEGMENT_CROP_PX = 256  # reference crops the segmenter sees (its training crops are of this scale)
@@ -39,6 +40,7 @@ CALIBRATION_TILES = 4
 CALIBRATION_PX = 256
 CALIBRATION_SEED = 0
 AREA_TILES = 8  # tiles of the render's own area its look is measured on
+GAIN_RANGE = (0.5, 2.0)  # how far a class's colour spread may be scaled toward the reference's
 MIN_CALIBRATION_PX = 2000  # pixels of a class the area must show to measure it there (else the procedural town)
 
 
@@ -72,16 +74,17 @@ def _crops(rgb_u8: np.ndarray, crop_px: int, max_crops: int) -> list[np.ndarray]
 
 def load_style_segmenter(name: str = STYLE_SEGMENTER):
     """(segmenter module, its card) by zoo name or path."""
-    from .evaluate import load_segmenter
+    from .models.segmenter import load_segmenter
     from .zoo import resolve_model
 
     return load_segmenter(resolve_model(name).with_suffix(""))
 
 
-def reference_colours(rgb_u8: np.ndarray, classes: list[str], segmenter=None) -> ClassColours:
-    """Per-class colour statistics of a reference photo (uint8 (3, H, W)) for the model ``classes``: each
-    pixel weighs ``p ** PROB_POWER`` for each class by the segmenter's probability ``p``. A model class the
-    segmenter does not know gets share 0 (it follows the other classes' shift)."""
+def reference_colours(rgb_u8: np.ndarray, classes: list[str | None], segmenter=None) -> ClassColours:
+    """Per-class colour statistics of a reference photo (uint8 (3, H, W)), one per entry of ``classes``: the
+    segmenter class standing for each model class (:func:`segmenter_names`; None or a name the segmenter does
+    not know: share 0, the class follows the others' shift). Each pixel weighs ``p ** PROB_POWER`` for each
+    class by the segmenter's probability ``p``."""
     net, card = segmenter if segmenter is not None else load_style_segmenter()
     seg_classes = list(card["classes"])
     crops = _crops(rgb_u8, SEGMENT_CROP_PX, MAX_SEGMENT_CROPS)
@@ -97,6 +100,26 @@ def reference_colours(rgb_u8: np.ndarray, classes: list[str], segmenter=None) ->
             weights.append(w)
             pixels.append(crop)
     return class_colours(np.concatenate(pixels, 2), np.concatenate(weights, 2))
+
+
+def segmenter_names(card: dict, seg_classes: list[str]) -> list[str | None]:
+    """For each class of a model card, the segmenter class that stands for it: the same name, else the first
+    schema class in the card's ``schema_to_model`` that maps to it and the segmenter knows (e.g. the recife
+    model's 'vegetation' <- schema 'woodland'), else None. A segmenter class stands for one model class only."""
+    out: list[str | None] = []
+    for name in card["classes"]:
+        if name in seg_classes:
+            out.append(name)
+            continue
+        mapped = [s for s, m in card.get("schema_to_model", {}).items() if m == name and s in seg_classes]
+        out.append(mapped[0] if mapped else None)
+    taken: set[str] = set()
+    for k, name in enumerate(out):  # a segmenter class taken twice stands only for its first model class
+        if name in taken:
+            out[k] = None
+        elif name is not None:
+            taken.add(name)
+    return out
 
 
 def _smooth_field(rng: np.random.Generator, n: int, size_px: int, cells: int) -> np.ndarray:
@@ -231,14 +254,16 @@ def merged(first: ClassColours, fallback: ClassColours) -> ClassColours:
 def read_style_reference(model: LoadedModel, reference: str | Path, segmenter=None) -> ClassColours:
     """The per-class colours of the ``reference`` photo for ``model``'s classes (read at its GSD and labelled by
     ``segmenter``: (module, card), default the zoo's :data:`STYLE_SEGMENTER`). Computed once per render."""
-    if "rgb" not in model.card.get("outputs", ["rgb"]):
+    if "rgb" not in (model.card.get("outputs") or ["rgb"]):
         raise ModelError(f"model '{model.name}' makes no RGB image, so --style-ref cannot set its colours")
     rgb = _read_reference(Path(reference), model.gsd_m)
-    return reference_colours(rgb, list(model.card["classes"]), segmenter)
+    segmenter = segmenter if segmenter is not None else load_style_segmenter()
+    return reference_colours(rgb, segmenter_names(model.card, list(segmenter[1]["classes"])), segmenter)
 
 
 def colour_transfer_for(model: LoadedModel, schema, reference: ClassColours,
-                        area: tuple[np.ndarray, np.ndarray] | None = None, strength: float = 1.0) -> ColourTransfer:
+                        area: tuple[np.ndarray, np.ndarray] | None = None, strength: float = 1.0,
+                        gain_range: tuple[float, float] = GAIN_RANGE) -> ColourTransfer:
     """The :class:`ColourTransfer` from ``model``'s own look (with its current style code) to ``reference``'s
     colours, keyed by ``schema`` class id. The own look is measured on ``area`` (:func:`area_layouts` of the
     render's grid: the generator's colours depend on the layout around them) where it shows a class over
@@ -246,7 +271,7 @@ def colour_transfer_for(model: LoadedModel, schema, reference: ClassColours,
     source = model_colours(model, procedural_layouts(model, schema))
     if area is not None:
         source = merged(model_colours(model, *area), source)
-    return transfer_between(source, reference, model.lut, strength=strength)
+    return transfer_between(source, reference, model.lut, strength=strength, gain_range=gain_range)
 
 
 def reference_colour_transfer(model: LoadedModel, schema, reference: str | Path, segmenter=None,

@@ -246,3 +246,21 @@ def test_area_layouts_spread_over_the_grid_and_mark_what_lies_inside():
     assert np.array_equal(maps, maps2) and np.array_equal(inside, inside2)
     small, small_inside = array_layouts(ids[:100, :90], tile_px=128, n_tiles=8)
     assert len(small) == 1 and small_inside.sum() == 100 * 90 and small_inside[0, :100, :90].all()
+
+
+def test_segmenter_classes_stand_for_model_classes_by_name_or_schema():
+    """The reference photo's classes come from a segmenter with its own class names: a model class takes the
+    segmenter class of the same name, else one of the schema classes its card maps to it (the recife model's
+    'ground' and 'vegetation'), else none (it follows the other classes' shift); never two at once."""
+    from geogan.style_reference import segmenter_names
+
+    seg = ["background", "building", "woodland", "water", "road"]
+    card = {"classes": ["ground", "building", "road", "vegetation", "water", "beach"],
+            "schema_to_model": {"background": "ground", "grass": "ground", "building": "building", "road": "road",
+                                "woodland": "vegetation", "water": "water", "bare": "beach"}}
+    assert segmenter_names(card, seg) == ["background", "building", "road", "woodland", "water", None]
+    twice = {"classes": ["ground", "field"], "schema_to_model": {"background": "ground", "farmland": "field",
+                                                                  "grass": "field"}}
+    assert segmenter_names(twice, seg + ["grass"]) == ["background", "grass"]
+    same = {"classes": ["background", "open"], "schema_to_model": {"background": "open"}}
+    assert segmenter_names(same, seg) == ["background", None]
