@@ -157,8 +157,12 @@ def test_ctrl_c_during_the_renames_waits_for_them_and_says_what_was_written(tmp_
         return real_replace(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(typer.Exit) as exit_:
-        run_guarded(lambda: write_set(folder, 300, 200))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own Ctrl-C, whatever ran before
+    try:
+        with pytest.raises(typer.Exit) as exit_:
+            run_guarded(lambda: write_set(folder, 300, 200))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert exit_.value.exit_code == 130
     assert visible_sizes(folder) == dict.fromkeys(NAMES, 300)  # the set was finished, then the interrupt
     line, = [l for l in capsys.readouterr().err.splitlines() if l.strip()]

@@ -84,7 +84,8 @@ def test_ctrl_c_leaves_nothing_and_a_rerun_works(tmp_path, tiny_model):
     assert list(out.iterdir()) == []  # no partial and no complete-looking file
     p = subprocess.run(args[:-2] + ["--gsd", "1.0"], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert sorted(x.name for x in out.iterdir()) == ["aerial.tif", "classes.tif", "height.tif"]
+    assert sorted(x.name for x in out.iterdir()) == ["aerial.tif", "classes.qml", "classes.tif", "classes.tif.aux.xml",
+                                                     "height.tif"]  # the set, with the class names
 
 
 def _limit_file_size():
