@@ -66,3 +66,35 @@ def test_a_card_asking_for_it_gets_images_without_a_lattice(tmp_path):
     assert _mean_cell_rms(b, 16) < 1e-5 < _mean_cell_rms(a, 16)
     img = ((b + 1) * 127.5).permute(0, 2, 3, 1).numpy()
     assert periodic_amplitude(img, (4, 8))["4"]["rms"] < 1e-3
+
+
+def test_a_refiner_named_by_the_card_is_checked_and_applied(tmp_path):
+    """A refiner trained a few steps on tiny pairs: the card names it (file + SHA-256); a changed file is refused."""
+    import hashlib
+
+    from data_factory import make_pairs
+    from geogan.models.postprocess import Refiner
+    from geogan.training.refiner import RefinerConfig, train_refiner
+
+    plain = make_tiny_model(tmp_path / "tiny")
+    pairs = make_pairs(tmp_path / "pairs", n=12, size=64)
+    log = train_refiner(str(plain), pairs, tmp_path / "tiny.refiner.safetensors",
+                        config=RefinerConfig(crop_px=32, batch=4, steps=100, width=8, critic_width=8))
+    assert log["history"] and log["history"][-1]["step"] == 100
+    card = json.loads(plain.read_text())
+    sha = hashlib.sha256((tmp_path / "tiny.refiner.safetensors").read_bytes()).hexdigest()
+    card.update(name="refined", postprocess={"refiner": {"file": "tiny.refiner.safetensors", "sha256": sha}})
+    (tmp_path / "refined.json").write_text(json.dumps(card))
+    (tmp_path / "refined.safetensors").write_bytes(plain.with_suffix(".safetensors").read_bytes())
+    base, _ = load_generator(plain)
+    refined, _ = load_generator(tmp_path / "refined.json")
+    assert set(refined.state_dict()) == set(base.state_dict())  # the refiner stays out of the generator's weights
+    x = torch.nn.functional.one_hot(torch.randint(0, 5, (1, 64, 64)), 5).permute(0, 3, 1, 2).float()
+    z = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        a, b = base(x, noise=z), refined(x, noise=z)
+    assert not torch.equal(a.clamp(-1, 1), b) and float((a.clamp(-1, 1) - b).abs().mean()) < 0.5
+    assert isinstance(Refiner(5, 8), torch.nn.Module)
+    (tmp_path / "tiny.refiner.safetensors").write_bytes(b"changed")
+    with pytest.raises(ModelError, match="SHA-256"):
+        load_generator(tmp_path / "refined.json")

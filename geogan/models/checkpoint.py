@@ -455,7 +455,7 @@ def load_generator(
     module.load_state_dict(state, strict=True)
     module.to(device)
     module.eval()
-    return apply_postprocess(module, card, where), card
+    return apply_postprocess(module, card, where, card_path.parent), card
 
 
 # ------------------------------------------------------------ training state
