@@ -28,6 +28,7 @@ mean RGB colours ``d`` (own look), ``s`` (styled) and ``r`` (the reference photo
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -44,7 +45,7 @@ SETS = (("landcoverai", ROOT.parent / "shared/data/landcoverai-pairs", "landcove
         ("recife", ROOT.parent / "shared/data/recife-pairs", "recife_landcoverai"))
 METHODS = ("code", "colour", "code+colour")
 REF_MIN_SHARE, TARGET_MIN_SHARE = 0.02, 0.005
-GAIN = (0.5, 2.0)  # --gain-max G sets (1 / G, G)
+GAIN = (1.0, 1.0)  # --gain-max G sets (1 / G, G)
 TOWN_HALF_DEG = (0.0025, 0.0012)  # half width / height of the sample-town window (about 550 x 530 px at 0.5 m)
 
 
@@ -212,6 +213,7 @@ def run(args) -> dict:
     from geogan.classes import load_schema
     from geogan.infer import encode_style, load_model
     from geogan.style_reference import _schema_ids_for, load_style_segmenter, read_style_reference
+    from geogan.zoo import resolve_model
 
     torch.set_num_threads(args.threads)
     schema = load_schema()
@@ -220,6 +222,9 @@ def run(args) -> dict:
     n = len(classes)
     ids = _schema_ids_for(model, classes, schema)
     segmenter = load_style_segmenter(args.segmenter)
+    seg_card = {"weights_sha256": hashlib.sha256(resolve_model(args.segmenter).with_suffix(".safetensors")
+                                                 .read_bytes()).hexdigest(),
+                "steps": segmenter[1].get("training", {}).get("steps"), "metrics": segmenter[1].get("metrics")}
     sets = {name: held_out(folder, lm, classes) for name, folder, lm in SETS}
     refs = [(name, p) for name, pairs in sets.items() for p in showing(pairs, args.refs_per_set)]
     pool = [p for pairs in sets.values() for p in showing(pairs, 8, min_classes=3)]
@@ -257,7 +262,8 @@ def run(args) -> dict:
         write_grid(args.grid, town_rgb, [grid_rows[i] for i in args.grid_refs] if args.grid_refs else
                    grid_rows[::max(1, len(grid_rows) // args.grid_rows)][:args.grid_rows])
     return {"date": date.today().isoformat(), "host": platform.node(), "model": "style",
-            "segmenter": args.segmenter, "calibration": args.calibration, "gain_range": GAIN,
+            "segmenter": args.segmenter, "segmenter_card": seg_card, "calibration": args.calibration,
+            "gain_range": GAIN,
             "refs_per_set": args.refs_per_set,
             "references": [f"{s}/{p[0]}" for s, p in refs],
             "targets": {"pairs": f"{len(pool)} held-out label maps ({', '.join(p[0] for p in pool)}), "
@@ -270,18 +276,20 @@ def run(args) -> dict:
             "command": "benchmarks/style_transfer.py " + " ".join(sys.argv[1:])}
 
 
-def write_grid(path: Path, default: np.ndarray, rows: list[tuple[np.ndarray, np.ndarray]], crop_px: int = 256) -> None:
-    """A JPEG: per row, the own look | the reference photo | the styled render (town windows ``crop_px``)."""
+def write_grid(path: Path, default: np.ndarray, rows: list[tuple[np.ndarray, np.ndarray]], crop_px: int = 256,
+               show_px: int = 200) -> None:
+    """A JPEG: per row, the own look | the reference photo | the styled render (the centre ``crop_px`` of the
+    town, each panel shown at ``show_px``)."""
     from PIL import Image
 
     y0, x0 = (default.shape[1] - crop_px) // 2, (default.shape[2] - crop_px) // 2
-    cut = lambda a: np.moveaxis(a[:, y0:y0 + crop_px, x0:x0 + crop_px], 0, -1)  # noqa: E731
-    gap = np.full((crop_px, 6, 3), 255, np.uint8)
-    lines = [np.concatenate([cut(default), gap, np.asarray(Image.fromarray(photo).resize((crop_px, crop_px))), gap,
-                             cut(styled)], 1) for photo, styled in rows]
-    sep = np.full((6, lines[0].shape[1], 3), 255, np.uint8)
+    show = lambda a: np.asarray(Image.fromarray(a).resize((show_px, show_px), Image.LANCZOS))  # noqa: E731
+    cut = lambda a: show(np.ascontiguousarray(np.moveaxis(a[:, y0:y0 + crop_px, x0:x0 + crop_px], 0, -1)))  # noqa: E731
+    gap = np.full((show_px, 4, 3), 255, np.uint8)
+    lines = [np.concatenate([cut(default), gap, show(photo), gap, cut(styled)], 1) for photo, styled in rows]
+    sep = np.full((4, lines[0].shape[1], 3), 255, np.uint8)
     img = np.concatenate([x for line in lines for x in (line, sep)][:-1], 0)
-    Image.fromarray(img).save(path, quality=85)
+    Image.fromarray(img).save(path, quality=82)
 
 
 def main() -> None:
@@ -291,12 +299,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--grid", type=Path, help="a JPEG: own look | reference | styled, for some references")
-    ap.add_argument("--grid-method", default="code+colour", choices=METHODS)
+    ap.add_argument("--grid-method", default="colour", choices=METHODS)
     ap.add_argument("--grid-rows", type=int, default=4)
     ap.add_argument("--grid-refs", type=int, nargs="*", help="which references (indices) the grid shows")
     ap.add_argument("--calibration", default="area", choices=("area", "procedural"),
                     help="the own look measured on the target's layouts (as render does) or the procedural town only")
-    ap.add_argument("--gain-max", type=float, default=2.0, help="largest scaling of a class's colour spread")
+    ap.add_argument("--gain-max", type=float, default=1.0, help="largest scaling of a class's colour spread "
+                    "(default 1: means only, as geogan.style_reference.GAIN_RANGE)")
     args = ap.parse_args()
     global GAIN
     GAIN = (1 / args.gain_max, args.gain_max)

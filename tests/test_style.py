@@ -205,6 +205,10 @@ def test_reference_colours_refuse_a_missing_or_unreadable_photo(tmp_path, style_
     bad.write_text("not an image")
     with pytest.raises(InputError, match="not a readable image"):
         reference_colour_transfer(model, schema, bad, segmenter=_stub_segmenter())
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((10, 40, 3), np.uint8)).save(tiny)
+    with pytest.raises(InputError, match="40x10 px at the model's GSD; give a photo at least 16 px"):
+        reference_colour_transfer(model, schema, tiny, segmenter=_stub_segmenter())
 
 
 def test_calibration_layouts_hold_every_class_and_repeat():
