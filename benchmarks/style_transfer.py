@@ -205,6 +205,21 @@ def score_pairs(model, models, schema, ids, ref: Ref, pool, pool_d, args, scores
             texture[method].append(laplacian_energy(rgb) / ref.texture)
 
 
+def own_look(model, ids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(render, per-class mean RGB, pixel counts) of one label map in the model's own look."""
+    rgb = render_tiles(model, ids, labels[None])[0]
+    return (rgb, *class_means(rgb, labels, len(model.card["classes"])))
+
+
+def segmenter_card(name: str, card: dict) -> dict:
+    """What identifies the segmenter the references were read with: weights hash, steps, metrics."""
+    from geogan.zoo import resolve_model
+
+    weights = resolve_model(name).with_suffix(".safetensors")
+    return {"weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+            "steps": card.get("training", {}).get("steps"), "metrics": card.get("metrics")}
+
+
 def run(args) -> dict:
     import tempfile
 
@@ -213,7 +228,6 @@ def run(args) -> dict:
     from geogan.classes import load_schema
     from geogan.infer import encode_style, load_model
     from geogan.style_reference import _schema_ids_for, load_style_segmenter, read_style_reference
-    from geogan.zoo import resolve_model
 
     torch.set_num_threads(args.threads)
     schema = load_schema()
@@ -222,24 +236,17 @@ def run(args) -> dict:
     n = len(classes)
     ids = _schema_ids_for(model, classes, schema)
     segmenter = load_style_segmenter(args.segmenter)
-    seg_card = {"weights_sha256": hashlib.sha256(resolve_model(args.segmenter).with_suffix(".safetensors")
-                                                 .read_bytes()).hexdigest(),
-                "steps": segmenter[1].get("training", {}).get("steps"), "metrics": segmenter[1].get("metrics")}
     sets = {name: held_out(folder, lm, classes) for name, folder, lm in SETS}
     refs = [(name, p) for name, pairs in sets.items() for p in showing(pairs, args.refs_per_set)]
     pool = [p for pairs in sets.values() for p in showing(pairs, 8, min_classes=3)]
     scores = {(t, m): Score(classes) for t in ("pairs", "town") for m in METHODS}
     by_set = {(s, t, m): Score(classes) for s in sets for t in ("pairs", "town") for m in METHODS}
-    grid_rows, per_ref = [], []
-    texture = {m: [] for m in ("own", *METHODS)}
+    grid_rows, per_ref, texture = [], [], {m: [] for m in ("own", *METHODS)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         town_rgb, town_c = render_town(model, tmp / "default")
         town = (town_rgb, town_c, *class_means(town_rgb, model.lut[town_c], n))
-        pool_d = {}
-        for name, _, labels in pool:
-            rgb = render_tiles(model, ids, labels[None])[0]
-            pool_d[name] = (rgb, *class_means(rgb, labels, n))
+        pool_d = {name: own_look(model, ids, labels) for name, _, labels in pool}
         for set_name, (name, photo, labels) in refs:
             t0 = time.perf_counter()
             photo_path = tmp / f"{set_name}_{name}.png"
@@ -253,18 +260,16 @@ def run(args) -> dict:
                                   lambda m: (scores["town", m], by_set[set_name, "town", m]))
             score_pairs(model, models, schema, ids, ref, pool, pool_d, args,
                         lambda m: (scores["pairs", m], by_set[set_name, "pairs", m]), texture)
-            row = {"set": set_name, "pair": name, **{m: town_res[m][0] for m in METHODS}}
+            per_ref.append({"set": set_name, "pair": name, **{m: town_res[m][0] for m in METHODS}})
             grid_rows.append((photo, town_res[args.grid_method][1]))
-            per_ref.append(row)
-            print(f"{set_name:11s} {name}  town fraction " + "  ".join(f"{m} {row[m]}" for m in METHODS),
+            print(f"{set_name:11s} {name}  town fraction " + "  ".join(f"{m} {per_ref[-1][m]}" for m in METHODS),
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if args.grid is not None:
         write_grid(args.grid, town_rgb, [grid_rows[i] for i in args.grid_refs] if args.grid_refs else
                    grid_rows[::max(1, len(grid_rows) // args.grid_rows)][:args.grid_rows])
     return {"date": date.today().isoformat(), "host": platform.node(), "model": "style",
-            "segmenter": args.segmenter, "segmenter_card": seg_card, "calibration": args.calibration,
-            "gain_range": GAIN,
-            "refs_per_set": args.refs_per_set,
+            "segmenter": args.segmenter, "segmenter_card": segmenter_card(args.segmenter, segmenter[1]),
+            "calibration": args.calibration, "gain_range": GAIN, "refs_per_set": args.refs_per_set,
             "references": [f"{s}/{p[0]}" for s, p in refs],
             "targets": {"pairs": f"{len(pool)} held-out label maps ({', '.join(p[0] for p in pool)}), "
                                  "the reference's own left out",
