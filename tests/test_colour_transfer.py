@@ -112,6 +112,8 @@ def test_strips_with_a_halo_give_the_whole_image():
     assert np.array_equal(top, whole[:, :50])
     with pytest.raises(ValueError, match="halo"):
         t(render, ids[:-1])
+    import pickle  # it travels to Dask workers as it is
+    assert np.array_equal(pickle.loads(pickle.dumps(t))(render, ids), whole)
 
 
 def test_class_edges_blend_by_colour_within_the_halo():
