@@ -118,7 +118,7 @@ def _features(net, cells: np.ndarray, size_px: int = 128) -> np.ndarray:
 
 
 def _render_look(sketch: Path, shape_cells: tuple[int, int], gsd_m: float, model: str,
-                 out: Path) -> tuple[np.ndarray, str, float]:
+                 out: Path, seed: int = 1) -> tuple[np.ndarray, str, float]:
     """(RGB of the render, the GEOGAN_MODEL it names, seconds)."""
     import rasterio
 
@@ -128,12 +128,12 @@ def _render_look(sketch: Path, shape_cells: tuple[int, int], gsd_m: float, model
     bbox = (x0, y0, x0 + cols * CELL_PX * 0.5, y0 + rows * CELL_PX * 0.5)
     t = time.perf_counter()
     r = geogan.render(sketch=sketch, bbox=bbox, bbox_crs=LOOK_UTM, crs=LOOK_UTM, res=gsd_m, out_dir=out,
-                      model=model, overwrite=True, force=True, seed=1)
+                      model=model, overwrite=True, force=True, seed=seed)
     with rasterio.open(r.aerial) as ds:
         return np.moveaxis(ds.read([1, 2, 3]), 0, -1), ds.tags().get("GEOGAN_MODEL", "?"), time.perf_counter() - t
 
 
-def look_rows(pairs_dir: Path, tmp: Path, model: str = "default", gsds=(10.0, 2.0)) -> dict:
+def look_rows(pairs_dir: Path, tmp: Path, model: str = "default", gsds=(10.0, 2.0), seed: int = 1) -> dict:
     """FID/KID on segmenter features of the pyramid's and the 0.5 m model's renders vs the real photos, all
     at the same coarse GSD."""
     from geogan.evaluate import default_segmenter_path, load_segmenter
@@ -154,7 +154,7 @@ def look_rows(pairs_dir: Path, tmp: Path, model: str = "default", gsds=(10.0, 2.
         key = f"{gsd_m:g}m"
         real = _features(net, np.stack([box_mean(im[:CELL_PX, :CELL_PX], factor) for im in val.images]))
         for label, ref in (("pyramid", model), ("base", base)):
-            image, used, secs = _render_look(sketch, shape_cells, gsd_m, ref, tmp / f"look_{label}_{key}")
+            image, used, secs = _render_look(sketch, shape_cells, gsd_m, ref, tmp / f"look_{label}_{key}", seed)
             feats = _features(net, _cells(image, n, cell))
             res[f"look_{key}_{label}_model"] = used
             res[f"look_{key}_{label}_fid"] = fid(feats, real)

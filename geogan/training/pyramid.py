@@ -171,9 +171,9 @@ class PyramidLevel:
 
 
 def train_config(pairs_dir: Path, name: str, steps: int, *, threads: int = 1, checkpoint_every: int = 250,
-                 tile_px: int | None = None, batch: int | None = None):
+                 tile_px: int | None = None, batch: int | None = None, l1_weight: float | None = None):
     """The :class:`~geogan.training.config.TrainConfig` of a member on downsampled pairs in ``pairs_dir``."""
-    from .config import ArchConfig, DataConfig, OptimConfig, RuntimeConfig, ScheduleConfig, TrainConfig
+    from .config import ArchConfig, DataConfig, LossConfig, OptimConfig, RuntimeConfig, ScheduleConfig, TrainConfig
 
     if tile_px is None:
         from .datasets import list_pair_files
@@ -184,7 +184,7 @@ def train_config(pairs_dir: Path, name: str, steps: int, *, threads: int = 1, ch
         data=DataConfig(str(pairs_dir), label_map=str(Path(pairs_dir) / LABEL_MAP_FILE)),
         schedule=ScheduleConfig(steps=steps, checkpoint_every=checkpoint_every, sample_every=checkpoint_every),
         arch=ArchConfig("unet", g_params=level.g_params(), d_params=level.d_params()),
-        optim=OptimConfig(batch=batch or level.batch, ratio="1:1"),
+        loss=LossConfig(l1_weight=l1_weight), optim=OptimConfig(batch=batch or level.batch, ratio="1:1"),
         runtime=RuntimeConfig(device="cpu", threads=threads), name=name)
 
 
@@ -233,13 +233,14 @@ def _main(argv: list[str] | None = None) -> None:
     t.add_argument("--checkpoint-every", type=int, default=250)
     t.add_argument("--batch", type=int, help="tiles per step (default: about two 256 px tiles of pixels)")
     t.add_argument("--init-from", type=Path, help="start from another run's networks (its folder)")
+    t.add_argument("--l1-weight", type=float, help="L1 weight (default: the U-Net recipe's 30)")
     args = ap.parse_args(argv)
     if args.cmd == "prepare":
         print(write_downsampled_pairs(args.pairs, args.out, args.factor, args.label_map, args.teacher))
         return
     from .trainer import train_with
     config = train_config(args.pairs, args.name, args.steps, threads=args.threads,
-                          checkpoint_every=args.checkpoint_every, batch=args.batch)
+                          checkpoint_every=args.checkpoint_every, batch=args.batch, l1_weight=args.l1_weight)
     log, card = train_with(config, args.out, resume=True, init_from=args.init_from)
     print(f"step {log.step} ({log.seconds:.0f} s): {card}")
 
