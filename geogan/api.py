@@ -43,7 +43,7 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            cancel: CancelFn | None = None, compile: bool = False, compression: str = "deflate",
            precision: str = "auto", res: float | None = None, tap: bool = False,
            source_options: SourceOptions | None = None, mesh: bool = False, runtime: str = "auto",
-           _preloaded: LoadedModel | None = None, _in_memory: bool = False):
+           style_colours: bool = False, _preloaded: LoadedModel | None = None, _in_memory: bool = False):
     """Render synthetic aerial imagery, heights and a class map for an area.
 
     Parameters
@@ -72,7 +72,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         without it the ground is flat at 0. hillshade : also write hillshade.tif (light from the NW).
     canopy : vegetation canopy heights per class (default: woodland 15 m +-30 %, wetland 1 m).
     style_ref : a reference aerial image whose look (colours, texture) the render takes on; needs a model
-        trained with a style encoder (``model="style"``).
+        trained with a style encoder (``model="style"``). style_colours : with ``style_ref``, also move each
+        class's colours toward the photo's own (labelled by the segmenter; :mod:`geogan.style_reference`).
     sketch : a PNG painted with the class palette, stretched over ``bbox`` (instead of vector sources).
     scheduler : a Dask scheduler address (``tcp://host:8786``) to render blocks of tiles on a cluster;
         workers : or the number of workers of a local Dask cluster. Output equals the local render.
@@ -129,7 +130,7 @@ def request_from_kwargs(kwargs: Mapping[str, object], in_memory: bool = False) -
     sources = SourceSettings(a["osm"], a["sketch"], a["class_field"], a["rules"], a["osm_fetch"], a["source_options"])
     return RenderRequest(sources, area,
                          ModelSettings(a["model"], a["device"], a["precision"], a["compile"], a["style_ref"],
-                                       a["runtime"]),
+                                       a["runtime"], a["style_colours"]),
                          output, settings)
 
 

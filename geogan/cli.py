@@ -160,6 +160,8 @@ def render(
     sketch: Optional[Path] = typer.Option(None, help="A PNG painted with the class palette, stretched over --bbox."),
     style_ref: Optional[Path] = typer.Option(None, help="Reference aerial image whose look the render takes "
                                                          "(models trained with --style-encoder)."),
+    style_colours: bool = typer.Option(False, "--style-colours/--no-style-colours",
+                                       help="With --style-ref: move each class's colours toward the photo's."),
     bbox: Optional[str] = typer.Option(None, help=BBOX_HELP),
     bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
     crs: str = typer.Option("EPSG:3857", help="Output CRS."),
@@ -226,7 +228,8 @@ def render(
         settings = RenderSettings(TilingSettings(tile_size, overlap), HeightSettings(dem, None, hillshade), runtime)
         sources = SourceSettings(osm or None, sketch, class_field, rules, _fetch(overpass_url, cache_dir, no_cache),
                                  _source_options(class_name, height_field, levels_field, all_sea))
-        return RenderRequest(sources, area, ModelSettings(model, device, precision, compile, style_ref, model_runtime),
+        return RenderRequest(sources, area, ModelSettings(model, device, precision, compile, style_ref, model_runtime,
+                                                         style_colours),
                              output, settings)
 
     def go():

@@ -53,8 +53,23 @@ def load_render_model(settings: ModelSettings, schema: Schema, preloaded: Loaded
                                                                 precision=settings.precision,
                                                                 runtime=settings.runtime)
     if settings.style_ref is not None:
-        loaded = dataclasses.replace(loaded, style=encode_style(loaded, settings.style_ref))
+        from .style_reference import read_style_reference
+
+        colours = read_style_reference(loaded, settings.style_ref) if settings.style_colours else None
+        loaded = dataclasses.replace(loaded, style=encode_style(loaded, settings.style_ref),
+                                     reference_colours=colours)
     return loaded
+
+
+def colour_transfer(model: LoadedModel, schema: Schema, generator_feats, canonical_grid: Grid, tile_px: int):
+    """The per-class colour shift toward the ``--style-ref`` photo's colours, measured once per render on the
+    render's own area (:mod:`geogan.style_reference`), or None without a reference."""
+    colours = getattr(model, "reference_colours", None)
+    if colours is None:
+        return None
+    from .style_reference import area_layouts, colour_transfer_for
+
+    return colour_transfer_for(model, schema, colours, area_layouts(generator_feats, canonical_grid, tile_px))
 
 
 def pyramid_model(settings: ModelSettings, schema: Schema, gsd_m: float | None,
@@ -146,6 +161,7 @@ def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSett
     feats, generator_feats, warnings_ = class_sources(sources, grid, canonical.grid, schema,
                                                       (FEATURE_MARGIN_PX, spec.tile_px // 2), runtime.progress)
     frame = GeneratorFrame(generator_feats, canonical.grid, canonical.offset_rc)
+    colour = colour_transfer(model, schema, generator_feats, canonical.grid, spec.tile_px)
     paths = OutputPaths.in_dir(out.out_dir, heights.hillshade)
     with (DemSource(heights.dem, reference_grid=grid) if heights.dem is not None else nullcontext()) as dem_src:
         if dem_src is not None and isinstance(feats, VectorClassSource):
@@ -153,7 +169,7 @@ def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSett
         height_spec = make_height_spec(grid, dem_src, heights.canopy, heights.hillshade, centre_gsd_m(grid),
                                        world_offset(grid))
         job = RenderJob(feats, grid, model, schema, paths, spec, plan, height_spec, out.compression,
-                        runtime.generator_seed, frame, render_tags(model, runtime.seed, sources))
+                        runtime.generator_seed, frame, render_tags(model, runtime.seed, sources), colour)
         result = _generate(job, runtime)
         if dem_src is not None:
             warnings_.extend(dem_check.warnings + dem_src.warnings())

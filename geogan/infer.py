@@ -57,6 +57,7 @@ class LoadedModel:
     _onehot: np.ndarray | None = None
     card_path: str | None = None  # the model card it was loaded from (for messages)
     runtime: str = "torch"  # what runs the generator; :class:`geogan.onnx_infer.OnnxModel` says "onnx"
+    reference_colours: object = None  # per-class colours of a --style-ref photo (geogan.style_reference)
 
     @property
     def onehot_table(self) -> np.ndarray:

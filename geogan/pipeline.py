@@ -473,6 +473,10 @@ def write_warped(outputs: OutputSet, job: "RenderJob", strips: list[tuple[int, n
     """Write output strips from :meth:`StripWarper.push`: the aerial rows, with ``surfaces`` the class-map,
     height (and hillshade) rows too (:func:`write_strip`)."""
     for out_row0, rgb, terrain_m in strips:
+        if job.colour is not None:  # per-class colours toward the reference photo's (a per-pixel function)
+            h = job.colour.halo_px
+            rgb = job.colour(rgb, job.feats.classes(job.grid.window(out_row0 - h, -h, rgb.shape[1] + 2 * h,
+                                                                    job.grid.width + 2 * h)))
         if surfaces:
             write_strip(outputs, job.feats, job.grid, job.schema, job.heights, job.generator_seed, out_row0, rgb,
                         terrain_m)
@@ -546,6 +550,7 @@ class RenderJob:
     generator_seed: int = 0
     frame: GeneratorFrame | None = None
     tags: Mapping[str, str] | None = None  # provenance metadata of every output
+    colour: object = None  # a geogan.colour_transfer.ColourTransfer toward a --style-ref photo's colours
 
     @property
     def generator(self) -> GeneratorFrame:

@@ -187,6 +187,7 @@ class ModelSettings:
     compile: bool = False
     style_ref: Path | None = None
     runtime: str = "auto"
+    style_colours: bool = False  # with style_ref: also move each class's colours toward the photo's
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "style_ref", _path_or_none(self.style_ref))

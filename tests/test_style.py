@@ -268,3 +268,18 @@ def test_segmenter_classes_stand_for_model_classes_by_name_or_schema():
     assert segmenter_names(twice, seg + ["grass"]) == ["background", "grass"]
     same = {"classes": ["background", "open"], "schema_to_model": {"background": "open"}}
     assert segmenter_names(same, seg) == ["background", None]
+
+
+def test_style_colours_move_a_render_toward_the_reference(tmp_path, style_model):
+    """``style_colours=True`` (``--style-colours``): the render's colours move toward a red reference photo's."""
+    rng = np.random.default_rng(2)
+    ref = tmp_path / "red.png"
+    Image.fromarray(np.clip(np.array((200, 60, 50)) + rng.normal(0, 15, (256, 256, 3)), 0, 255)
+                    .astype(np.uint8)).save(ref)
+    kw = dict(osm=sample_osm_path(), bbox=_bbox(), tile_px=128, overlap_px=32, seed=1, model=str(style_model),
+              style_ref=ref)
+    plain = geogan.render(out_dir=tmp_path / "plain", **kw)
+    coloured = geogan.render(out_dir=tmp_path / "coloured", style_colours=True, **kw)
+    a = rasterio.open(plain.aerial).read().reshape(3, -1).mean(1)
+    b = rasterio.open(coloured.aerial).read().reshape(3, -1).mean(1)
+    assert (b[0] - b[1]) > (a[0] - a[1]) + 10  # redder
