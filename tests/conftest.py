@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_configure(config):
+    """Ctrl-C as a terminal gives it. A non-interactive shell starts background commands with SIGINT ignored, and
+    an ignored signal stays ignored in every process started from there: the tests that stop a real geogan with
+    SIGINT would then wait for nothing. A Python handler here makes child processes start with the default."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
