@@ -454,6 +454,10 @@ def test_geogan_serve_process_serves_and_stops_on_ctrl_c(town, tiny_model, tmp_p
         assert _get(f"{url}/{t}.png")[0] == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave a server behind
+            raise
     assert proc.returncode == 0, err
     assert "stopped: 1 tiles rendered" in out
