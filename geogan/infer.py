@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .classes import Schema
 
 from .errors import InputError, RenderError
-from .onnx_infer import OnnxModel, choose_runtime, class_lut, load_onnx_model, run_onnx_batch
+from .onnx_infer import CardModel, OnnxModel, choose_runtime, class_lut, load_onnx_model, run_onnx_batch
 from .zoo import resolve_model
 
 
@@ -43,7 +43,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 @dataclass
-class LoadedModel:
+class LoadedModel(CardModel):
     module: torch.nn.Module
     card: dict
     device: torch.device
@@ -60,29 +60,8 @@ class LoadedModel:
     reference_colours: object = None  # per-class colours of a --style-ref photo (geogan.style_reference)
 
     @property
-    def onehot_table(self) -> np.ndarray:
-        """float32 (256, n_classes): row ``k`` is the model's one-hot input for schema class ``k``."""
-        if self._onehot is None:
-            self._onehot = np.eye(self.n_classes, dtype=np.float32)[self.lut]
-        return self._onehot
-
-    @property
     def dtype(self) -> torch.dtype:
         return PRECISIONS[self.precision]
-
-    @property
-    def gsd_m(self) -> float:
-        return float(self.card["gsd_m"])
-
-    @property
-    def name(self) -> str:
-        return str(self.card.get("name", "model"))
-
-    @property
-    def throughput_mp_s(self) -> float:
-        """Output megapixels per second on this device class (from the card; conservative default)."""
-        key = "throughput_mp_s_cuda" if self.device.type == "cuda" else "throughput_mp_s_cpu"
-        return float(self.card.get("benchmarks", {}).get(key, 0.5))
 
 
 # class_lut (schema id -> model class index) lives in geogan.onnx_infer, which imports no torch

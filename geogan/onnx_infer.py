@@ -43,23 +43,9 @@ class OnnxDevice:
         return f"{self.type} (onnxruntime)"
 
 
-@dataclass
-class OnnxModel:
-    """A generator exported to ONNX, ready for :func:`run_onnx_batch`; the fields of LoadedModel the pipeline reads."""
-
-    session: Any  # onnxruntime.InferenceSession
-    card: dict
-    lut: np.ndarray  # schema class id -> model class index
-    n_classes: int
-    size_multiple: int  # input sides must be multiples of this (the exported graph's)
-    style: np.ndarray | None = None  # float32 (1, z_dim) for a style model: the card's default_style or zeros
-    card_path: str | None = None
-    device: OnnxDevice = field(default_factory=OnnxDevice)
-    precision: str = "fp32"
-    module: None = None  # no torch module: code that needs one (--style-ref, evaluation) refuses ONNX models
-    module_fp32: None = None
-    runtime: str = "onnx"
-    _onehot: np.ndarray | None = None
+class CardModel:
+    """What a loaded model (torch :class:`geogan.infer.LoadedModel` or :class:`OnnxModel`) derives from its card,
+    its class lookup ``lut``, ``n_classes`` and ``device``; no torch needed."""
 
     @property
     def onehot_table(self) -> np.ndarray:
@@ -78,7 +64,29 @@ class OnnxModel:
 
     @property
     def throughput_mp_s(self) -> float:
-        return float(self.card.get("benchmarks", {}).get("throughput_mp_s_cpu", 0.5))
+        """Output megapixels per second on this device class (from the card; conservative default)."""
+        key = "throughput_mp_s_cuda" if self.device.type == "cuda" else "throughput_mp_s_cpu"
+        return float(self.card.get("benchmarks", {}).get(key, 0.5))
+
+
+@dataclass
+class OnnxModel(CardModel):
+    """A generator exported to ONNX, ready for :func:`run_onnx_batch`; the fields of LoadedModel the pipeline reads."""
+
+    session: Any  # onnxruntime.InferenceSession
+    card: dict
+    lut: np.ndarray  # schema class id -> model class index
+    n_classes: int
+    size_multiple: int  # input sides must be multiples of this (the exported graph's)
+    style: np.ndarray | None = None  # float32 (1, z_dim) for a style model: the card's default_style or zeros
+    card_path: str | None = None
+    device: OnnxDevice = field(default_factory=OnnxDevice)
+    precision: str = "fp32"
+    module: None = None  # no torch module: code that needs one (--style-ref, evaluation) refuses ONNX models
+    module_fp32: None = None
+    runtime: str = "onnx"
+    _onehot: np.ndarray | None = None
+
 
 
 def has_module(name: str) -> bool:
