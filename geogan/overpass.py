@@ -695,6 +695,152 @@ def _intersects(a: Sequence[float], b: BBox) -> bool:
     return a[0] <= b[2] and a[2] >= b[0] and a[1] <= b[3] and a[3] >= b[1]
 
 
+def _osmium_or_none(path: Path):
+    """The ``osmium`` module, or None (with a log line on how to get it) when pyosmium is not installed."""
+    try:
+        import osmium
+        import osmium.filter
+        import osmium.geom
+    except ImportError:
+        log.info("%s is %.0f MB; install pyosmium (pip install osmium) to clip it to the bbox first "
+                 "(GDAL parses the whole file for each layer)", path.name, path.stat().st_size / 1e6)
+        return None
+    return osmium
+
+
+def _is_big_osm_file(path: Path, min_bytes: int) -> bool:
+    """``path`` is an OSM file (checked to exist) of ``min_bytes`` or more: worth clipping."""
+    if not path.is_file():
+        raise SourceError(f"input '{path}' does not exist; check the path given to --osm")
+    name = path.name.lower()
+    return name.endswith((".pbf", ".osm", ".o5m", ".osm.bz2", ".osm.gz")) and path.stat().st_size >= min_bytes
+
+
+def _make_cache_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SourceError(f"cannot use cache directory '{folder}' ({_one_line(str(exc), 100)}); "
+                          "pass a writable --cache-dir") from None
+
+
+def _multipolygon_members(osmium, src: str) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """Pass 1: (relation id -> its member way ids, way id -> the relations it is a member of) of the
+    ``type=multipolygon`` relations (tag-filtered in C++)."""
+    rel_members: dict[int, list[int]] = {}
+    way_rels: dict[int, list[int]] = {}
+    fp = osmium.FileProcessor(src, osmium.osm.RELATION).with_filter(osmium.filter.TagFilter(("type", "multipolygon")))
+    for rel in fp:
+        members = [m.ref for m in rel.members if m.type == "w"]
+        rel_members[rel.id] = members
+        for wid in members:
+            way_rels.setdefault(wid, []).append(rel.id)
+    return rel_members, way_rels
+
+
+def _grow_boxes(rel_box: dict[int, list[float]], rels: Sequence[int], b: list[float]) -> None:
+    """Grow the envelope of each relation in ``rels`` by one member way's box ``b``."""
+    for rid in rels:
+        acc = rel_box.get(rid)
+        if acc is None:
+            rel_box[rid] = b[:]
+        else:
+            acc[0], acc[1] = min(acc[0], b[0]), min(acc[1], b[1])
+            acc[2], acc[3] = max(acc[2], b[2]), max(acc[3], b[3])
+
+
+def _track_way_batch(ids: list[int], wkbs: list[str], bbox: BBox, tracker, way_rels: dict[int, list[int]],
+                     rel_box: dict[int, list[float]]) -> int:
+    """One batch of pass 2: track the ways whose envelope meets ``bbox``, grow their relations' envelopes;
+    the number of ways kept."""
+    import numpy as np
+
+    if not ids:
+        return 0
+    bounds = _linestring_bounds(wkbs)
+    hit = (bounds[:, 0] <= bbox[2]) & (bounds[:, 2] >= bbox[0]) & (bounds[:, 1] <= bbox[3]) & (bounds[:, 3] >= bbox[1])
+    for i in np.flatnonzero(hit).tolist():
+        tracker.add_way(ids[i])
+    if way_rels:
+        for i, wid in enumerate(ids):
+            rels = way_rels.get(wid)
+            if rels is not None:
+                _grow_boxes(rel_box, rels, bounds[i].tolist())
+    return int(hit.sum())
+
+
+def _track_ways(osmium, src: str, bbox: BBox, tracker, way_rels: dict[int, list[int]],
+                node_storage: str) -> tuple[int, dict[int, list[float]]]:
+    """Pass 2: every way's envelope (locations from the node index, batch-wise from hex WKB); (ways kept,
+    relation id -> envelope of its member ways)."""
+    rel_box: dict[int, list[float]] = {}
+    factory = osmium.geom.WKBFactory()  # hex WKB, decoded batch-wise by _linestring_bounds
+    ids: list[int] = []
+    wkbs: list[str] = []
+    kept_ways = 0
+    fp = (osmium.FileProcessor(src, osmium.osm.NODE | osmium.osm.WAY)
+          .with_locations(node_storage)
+          .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY)))
+    for way in fp:
+        try:
+            wkbs.append(factory.create_linestring(way))
+        except Exception:  # fewer than two distinct known locations
+            continue
+        ids.append(way.id)
+        if len(ids) >= 20000:
+            kept_ways += _track_way_batch(ids, wkbs, bbox, tracker, way_rels, rel_box)
+            ids, wkbs = [], []
+    kept_ways += _track_way_batch(ids, wkbs, bbox, tracker, way_rels, rel_box)
+    return kept_ways, rel_box
+
+
+def _track_multipolygons(rel_box: dict[int, list[float]], rel_members: dict[int, list[int]], bbox: BBox,
+                         tracker) -> int:
+    """Pass 3: track the multipolygons whose envelope meets ``bbox`` with all their member ways; how many."""
+    kept_rels = 0
+    for rid, box in rel_box.items():
+        if _intersects(box, bbox):
+            kept_rels += 1
+            tracker.add_relation(rid)
+            for wid in rel_members[rid]:
+                tracker.add_way(wid)
+    return kept_rels
+
+
+def _write_clip(osmium, src: str, bbox: BBox, tracker, target: Path) -> None:
+    """Pass 4: copy the tracked objects of ``src`` into ``target`` (C++ id filter -> writer), atomically."""
+    header = osmium.io.Header()
+    header.add_box(osmium.osm.Box(osmium.osm.Location(bbox[0], bbox[1]), osmium.osm.Location(bbox[2], bbox[3])))
+    header.set("generator", user_agent())
+    fd, tmp_name = tempfile.mkstemp(prefix=target.name[:-8] + ".", suffix=".osm.pbf", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with osmium.SimpleWriter(str(tmp), header=header, overwrite=True) as writer:
+            osmium.apply(src, tracker.id_filter(), writer)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _clip_passes(osmium, src: str, bbox: BBox, target: Path, node_storage: str,
+                 report: ProgressFn) -> tuple[int, int]:
+    """The four passes of :func:`clip_large_osm` writing ``target``; (ways kept, multipolygons kept)."""
+    report(0.0, "reading multipolygon relations")
+    rel_members, way_rels = _multipolygon_members(osmium, src)
+    report(0.15, "testing ways against the bbox")
+    tracker = osmium.IdTracker()
+    kept_ways, rel_box = _track_ways(osmium, src, bbox, tracker, way_rels, node_storage)
+    report(0.6, "completing ways and multipolygons")
+    kept_rels = _track_multipolygons(rel_box, rel_members, bbox, tracker)
+    del way_rels, rel_members, rel_box  # free them before the next pass
+    tracker.complete_backward_references(src, relation_depth=0)
+    _keep_point_nodes(src, bbox, tracker)
+    report(0.8, f"writing {kept_ways} ways and {kept_rels} multipolygons")
+    _write_clip(osmium, src, bbox, tracker, target)
+    return kept_ways, kept_rels
+
+
 def clip_large_osm(path: str | os.PathLike, bbox_lonlat: Sequence[float], *,
                    cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
                    min_bytes: int = CLIP_MIN_BYTES, node_storage: str = "flex_mem",
@@ -722,28 +868,14 @@ def clip_large_osm(path: str | os.PathLike, bbox_lonlat: Sequence[float], *,
     """
     path = Path(path)
     bbox = _check_bbox(bbox_lonlat)
-    if not path.is_file():
-        raise SourceError(f"input '{path}' does not exist; check the path given to --osm")
-    name = path.name.lower()
-    if not name.endswith((".pbf", ".osm", ".o5m", ".osm.bz2", ".osm.gz")) or path.stat().st_size < min_bytes:
-        return path
-    try:
-        import osmium
-        import osmium.filter
-        import osmium.geom
-    except ImportError:
-        log.info("%s is %.0f MB; install pyosmium (pip install osmium) to clip it to the bbox first "
-                 "(GDAL parses the whole file for each layer)", path.name, path.stat().st_size / 1e6)
+    osmium = _osmium_or_none(path) if _is_big_osm_file(path, min_bytes) else None
+    if osmium is None:
         return path
     target = _clip_cache_path(path, bbox, cache_dir)
     if use_cache and target.is_file() and target.stat().st_size > 0:
         log.info("clip of %s for bbox %s from cache %s", path.name, _fmt_bbox(bbox), target)
         return target
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SourceError(f"cannot use cache directory '{target.parent}' ({_one_line(str(exc), 100)}); "
-                          "pass a writable --cache-dir") from None
+    _make_cache_dir(target.parent)
     started = time.monotonic()
 
     def report(fraction: float, message: str) -> None:
@@ -751,98 +883,8 @@ def clip_large_osm(path: str | os.PathLike, bbox_lonlat: Sequence[float], *,
         if progress is not None:
             progress(fraction, message)
 
-    import numpy as np
-
-    src = str(path)
     try:
-        # 1. multipolygon relations and their member ways
-        report(0.0, "reading multipolygon relations")
-        rel_members: dict[int, list[int]] = {}
-        way_rels: dict[int, list[int]] = {}
-        fp = osmium.FileProcessor(src, osmium.osm.RELATION).with_filter(
-            osmium.filter.TagFilter(("type", "multipolygon")))
-        for rel in fp:
-            members = [m.ref for m in rel.members if m.type == "w"]
-            rel_members[rel.id] = members
-            for wid in members:
-                way_rels.setdefault(wid, []).append(rel.id)
-
-        # 2. way envelopes (locations from the node index), batch-wise from WKB
-        report(0.15, "testing ways against the bbox")
-        tracker = osmium.IdTracker()
-        rel_box: dict[int, list[float]] = {}
-        factory = osmium.geom.WKBFactory()  # hex WKB, decoded batch-wise by _linestring_bounds
-        ids: list[int] = []
-        wkbs: list[str] = []
-        kept_ways = 0
-
-        def flush() -> int:
-            if not ids:
-                return 0
-            bounds = _linestring_bounds(wkbs)
-            hit = (bounds[:, 0] <= bbox[2]) & (bounds[:, 2] >= bbox[0]) \
-                & (bounds[:, 1] <= bbox[3]) & (bounds[:, 3] >= bbox[1])
-            for i in np.flatnonzero(hit).tolist():
-                tracker.add_way(ids[i])
-            if way_rels:
-                for i, wid in enumerate(ids):
-                    rels = way_rels.get(wid)
-                    if rels is None:
-                        continue
-                    b = bounds[i].tolist()
-                    for rid in rels:
-                        acc = rel_box.get(rid)
-                        if acc is None:
-                            rel_box[rid] = b[:]
-                        else:
-                            acc[0], acc[1] = min(acc[0], b[0]), min(acc[1], b[1])
-                            acc[2], acc[3] = max(acc[2], b[2]), max(acc[3], b[3])
-            n_hit = int(hit.sum())
-            ids.clear()
-            wkbs.clear()
-            return n_hit
-
-        fp = (osmium.FileProcessor(src, osmium.osm.NODE | osmium.osm.WAY)
-              .with_locations(node_storage)
-              .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY)))
-        for way in fp:
-            try:
-                wkbs.append(factory.create_linestring(way))
-            except Exception:  # fewer than two distinct known locations
-                continue
-            ids.append(way.id)
-            if len(ids) >= 20000:
-                kept_ways += flush()
-        kept_ways += flush()
-
-        # 3. multipolygons touching the bbox, their member ways, all referenced nodes
-        report(0.6, "completing ways and multipolygons")
-        kept_rels = 0
-        for rid, box in rel_box.items():
-            if _intersects(box, bbox):
-                kept_rels += 1
-                tracker.add_relation(rid)
-                for wid in rel_members[rid]:
-                    tracker.add_way(wid)
-        for table in (way_rels, rel_members, rel_box):  # free them before the next pass
-            table.clear()
-        tracker.complete_backward_references(src, relation_depth=0)
-        _keep_point_nodes(src, bbox, tracker)
-
-        # 4. write the clip
-        report(0.8, f"writing {kept_ways} ways and {kept_rels} multipolygons")
-        header = osmium.io.Header()
-        header.add_box(osmium.osm.Box(osmium.osm.Location(bbox[0], bbox[1]), osmium.osm.Location(bbox[2], bbox[3])))
-        header.set("generator", user_agent())
-        fd, tmp_name = tempfile.mkstemp(prefix=target.name[:-8] + ".", suffix=".osm.pbf", dir=target.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            with osmium.SimpleWriter(str(tmp), header=header, overwrite=True) as writer:
-                osmium.apply(src, tracker.id_filter(), writer)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        kept_ways, kept_rels = _clip_passes(osmium, str(path), bbox, target, node_storage, report)
     except SourceError:
         raise
     except (RuntimeError, OSError, ValueError) as exc:
