@@ -14,6 +14,7 @@ Metrics (see ``metrics.py``):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -39,23 +40,23 @@ def one_hot(labels: np.ndarray, n: int) -> torch.Tensor:
     return F.one_hot(torch.from_numpy(labels.astype(np.int64)), n).permute(0, 3, 1, 2).float()
 
 
-def train_segmenter(pairs_dir: Path, out: Path, *, steps: int = 4000, batch: int = 8, width: int = 16,
-                    depth: int = 4, crop_px: int = 128, lr: float = 1e-3, seed: int = 0,
-                    label_map: str = "landcoverai", log_every: int = 100, val_fraction: float = 0.125,
-                    init: Path | None = None, select_pairs: int | None = None) -> Path:
+def train_segmenter(pairs_dir: Path, out: Path, *, label_map: str = "landcoverai", val_fraction: float = 0.125,
+                    init: Path | None = None, select_pairs: int | None = None, **fit) -> Path:
     """Train the FCN-score segmenter on the *real* images of the training split; returns the stem written.
 
     The recipe (class-balanced crops and loss, augmentation, selection on the last ``select_pairs`` training
     pairs) is :mod:`geogan.training.segmenter_fit`'s; this runs it in a temporary run folder (no resume;
     ``geogan train-segmenter --run-dir`` keeps one). ``init``: a segmenter to continue from (its width and
-    depth; its card's steps and seconds are carried into the new card).
+    depth; its card's steps and seconds are carried into the new card). ``fit``: fields of
+    :class:`~geogan.training.segmenter_fit.FitConfig` (``steps=4000, batch=8, width=16, depth=4, crop_px=128,
+    lr=1e-3, seed=0, log_every=100`` ...; an unknown name is a TypeError); validation runs once, at the end.
     """
     import tempfile
 
     from .training.segmenter_fit import FitConfig, fit_segmenter
 
-    cfg = FitConfig(steps=steps, batch=batch, crop_px=crop_px, lr=lr, width=width, depth=depth, seed=seed,
-                    log_every=log_every, val_every=max(steps, 1))
+    cfg = FitConfig(**{"log_every": 100, **fit})
+    cfg = dataclasses.replace(cfg, val_every=max(cfg.steps, 1))
     with tempfile.TemporaryDirectory() as tmp:
         return fit_segmenter(pairs_dir, out, Path(tmp) / "run", cfg, init=init, label_map=label_map,
                              val_fraction=val_fraction, select_pairs=select_pairs)
@@ -201,6 +202,33 @@ def evaluate_realism(pairs_dir: Path, model_ref: str, *, label_map: str = "landc
             "split": f"pairs numbered >= {val_from}", "seed": seed, **res, "generator_seconds": gen_s}
 
 
+def _fcn_scores(net, seg_classes: list[str], classes: list[str], labels: np.ndarray, fake: torch.Tensor,
+                real: torch.Tensor) -> tuple[dict, dict]:
+    """The FCN-score (mIoU of the segmenter on generated and real images) and KID and FID on its features."""
+    seg_idx = np.array([seg_classes.index(c) for c in classes])  # the segmenter's class order may differ
+    target = seg_idx[labels]
+    pred_fake, f_fake = _segment(net, fake)
+    pred_real, f_real = _segment(net, real)
+    m_fake, iou_fake = miou(confusion(pred_fake, target, len(seg_classes)))
+    m_real, iou_real = miou(confusion(pred_real, target, len(seg_classes)))
+    k_mean, k_std = kid(f_fake, f_real)
+    scores = {"fcn_miou_generated": m_fake, "fcn_miou_real": m_real, "fcn_ratio": m_fake / m_real if m_real else None,
+              "fcn_iou_generated_per_class": dict(zip(seg_classes, iou_fake)),
+              "fcn_iou_real_per_class": dict(zip(seg_classes, iou_real))}
+    return scores, {"kid": k_mean, "kid_std": k_std, "fid": fid(f_fake, f_real)}
+
+
+def _inception_metrics(inception: Path, fake: torch.Tensor, real: torch.Tensor) -> dict:
+    """Standard FID/KID on the features of a local TorchScript Inception network."""
+    from .metrics import extract_features, load_feature_extractor
+
+    feat_net = load_feature_extractor(inception)
+    i_fake, i_real = extract_features(feat_net, fake), extract_features(feat_net, real)
+    kid_mean, kid_std = kid(i_fake, i_real)
+    return {"fid_inception": fid(i_fake, i_real), "kid_inception": kid_mean, "kid_inception_std": kid_std,
+            "inception_weights": str(inception)}
+
+
 def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = None, max_pairs: int | None = None,
                    seed: int = 0, label_map: str = "landcoverai", inception: Path | None = None,
                    val_fraction: float = 0.125, realism: C2stSettings | None = None) -> dict:
@@ -211,7 +239,7 @@ def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = 
     ``realism``: also the realism metrics (C2ST, periodic amplitudes) with this protocol.
     The validation split is the highest-numbered ``val_fraction`` of the pairs, as in training.
     """
-    from .metrics import class_colour_texture, extract_features, load_feature_extractor
+    from .metrics import class_colour_texture
 
     lm = load_label_map(label_map)
     val_from = split_number(pairs_dir, val_fraction)
@@ -225,26 +253,14 @@ def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = 
     n = len(data) if max_pairs is None else min(max_pairs, len(data))
     real = to_tensor_image(data.images[:n])
     labels, fake, gen_s = generate_for(gen, data, n, seed)
-    # the segmenter's class order may differ from the model's
-    seg_idx = np.array([seg_card["classes"].index(c) for c in classes])
-    target = seg_idx[labels]
-    n_seg = len(seg_card["classes"])
-    pred_fake, f_fake = _segment(net, fake)
-    pred_real, f_real = _segment(net, real)
-    m_fake, iou_fake = miou(confusion(pred_fake, target, n_seg))
-    m_real, iou_real = miou(confusion(pred_real, target, n_seg))
-    k_mean, k_std = kid(f_fake, f_real)
+    scores, distances = _fcn_scores(net, seg_card["classes"], classes, labels, fake, real)
     fake_u8 = to_uint8_images(fake)
     stats_fake = class_colour_texture(fake_u8, labels, len(classes))
     stats_real = class_colour_texture(data.images[:n], labels, len(classes))
     res = {
         "model": gen.name, "pairs": n, "pairs_dir": str(pairs_dir), "label_map": lm.name,
         "split": f"pairs numbered >= {val_from}",
-        "fcn_miou_generated": m_fake, "fcn_miou_real": m_real, "fcn_ratio": m_fake / m_real if m_real else None,
-        "fcn_iou_generated_per_class": dict(zip(seg_card["classes"], iou_fake)),
-        "fcn_iou_real_per_class": dict(zip(seg_card["classes"], iou_real)),
-        "l1": l1(fake, real), "psnr": psnr(fake, real), "ssim": ssim(fake, real),
-        "kid": k_mean, "kid_std": k_std, "fid": fid(f_fake, f_real),
+        **scores, "l1": l1(fake, real), "psnr": psnr(fake, real), "ssim": ssim(fake, real), **distances,
         # periodic up-convolution artefact: share of spectral power on the 32/64/128 px lattices, by period
         "lattice_share_generated": _lattice(fake), "lattice_share_real": _lattice(real),
         "feature_note": "kid/fid use the project's segmenter features, not Inception-v3: not comparable "
@@ -256,9 +272,5 @@ def evaluate_model(pairs_dir: Path, model_ref: str, *, segmenter: Path | None = 
     if realism is not None:
         res.update(realism_metrics(data.images[:n], fake_u8, realism))
     if inception is not None:
-        feat_net = load_feature_extractor(inception)
-        i_fake, i_real = extract_features(feat_net, fake), extract_features(feat_net, real)
-        res["fid_inception"] = fid(i_fake, i_real)
-        res["kid_inception"], res["kid_inception_std"] = kid(i_fake, i_real)
-        res["inception_weights"] = str(inception)
+        res.update(_inception_metrics(inception, fake, real))
     return res

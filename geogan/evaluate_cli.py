@@ -68,84 +68,87 @@ def _command_line(ctx: typer.Context) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def evaluate(
-        pairs: Path = typer.Option(..., help="Folder of side-by-side pairs (left aerial, right label map)."),
-        model: str = typer.Option("default", help="Model name or path, or 'baseline:mean-colour' (each class "
-                                  "painted with its mean training colour)."),
-        label_map: str = typer.Option("landcoverai", help="Label map of the pairs: landcoverai, recife or a TOML."),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics to this JSON file."),
-        segmenter: Optional[Path] = typer.Option(None, help="FCN-score segmenter (default: the shipped one)."),
-        max_pairs: Optional[int] = typer.Option(None, help="Evaluate only the first N validation pairs."),
-        seed: int = typer.Option(0, help="Noise seed."),
-        inception: Optional[Path] = typer.Option(None, help="Local TorchScript Inception file (e.g. "
-                                                 "inception-2015-12-05.pt) for standard FID/KID too."),
-        val_fraction: float = typer.Option(0.125, help="Share of the pairs (highest numbers) held out, as in "
-                                           "training."),
-        realism: bool = typer.Option(False, "--realism", help="Also the realism metrics: the two-sample classifier "
-                                     "test (c2st_accuracy, sharp and after a 4x blur) and the tile-locked periodic "
-                                     "amplitudes (docs/realism.md)."),
-        c2st_steps: int = typer.Option(800, help="--realism: training steps of each classifier run."),
-        c2st_crop: int = typer.Option(64, help="--realism: crop size in px (a multiple of 4, at most the tile)."),
-        threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: torch's)."),
-    ) -> None:
-        """Evaluate a model on held-out pairs: FCN-score, L1, PSNR, SSIM, KID/FID (segmenter features), and with
-        --realism the classifier test and periodic amplitudes."""
-        from .cli import run_guarded
-        from .evaluate import evaluate_model
-        from .realism import C2stSettings, torch_threads
+    app.command()(evaluate)
+    app.command("train-segmenter")(train_segmenter_cmd)
 
-        def run() -> dict:
-            settings = C2stSettings(crop_px=c2st_crop, steps=c2st_steps) if realism else None
-            with torch_threads(threads):
-                return evaluate_model(pairs, model, segmenter=segmenter, max_pairs=max_pairs, seed=seed,
-                                      label_map=label_map, inception=inception, val_fraction=val_fraction,
-                                      realism=settings)
 
-        res = run_guarded(run)
-        text = json.dumps(res, indent=2)
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = json_out.with_name(f".{json_out.name}.partial")
-            tmp.write_text(text)
-            tmp.replace(json_out)
-        typer.echo(format_report(res))
-        if realism:
-            typer.echo(format_realism(res))
+def evaluate(
+    pairs: Path = typer.Option(..., help="Folder of side-by-side pairs (left aerial, right label map)."),
+    model: str = typer.Option("default", help="Model name or path, or 'baseline:mean-colour' (each class "
+                              "painted with its mean training colour)."),
+    label_map: str = typer.Option("landcoverai", help="Label map of the pairs: landcoverai, recife or a TOML."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics to this JSON file."),
+    segmenter: Optional[Path] = typer.Option(None, help="FCN-score segmenter (default: the shipped one)."),
+    max_pairs: Optional[int] = typer.Option(None, help="Evaluate only the first N validation pairs."),
+    seed: int = typer.Option(0, help="Noise seed."),
+    inception: Optional[Path] = typer.Option(None, help="Local TorchScript Inception file (e.g. "
+                                             "inception-2015-12-05.pt) for standard FID/KID too."),
+    val_fraction: float = typer.Option(0.125, help="Share of the pairs (highest numbers) held out, as in "
+                                       "training."),
+    realism: bool = typer.Option(False, "--realism", help="Also the realism metrics: the two-sample classifier "
+                                 "test (c2st_accuracy, sharp and after a 4x blur) and the tile-locked periodic "
+                                 "amplitudes (docs/realism.md)."),
+    c2st_steps: int = typer.Option(800, help="--realism: training steps of each classifier run."),
+    c2st_crop: int = typer.Option(64, help="--realism: crop size in px (a multiple of 4, at most the tile)."),
+    threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: torch's)."),
+) -> None:
+    """Evaluate a model on held-out pairs: FCN-score, L1, PSNR, SSIM, KID/FID (segmenter features), and with
+    --realism the classifier test and periodic amplitudes."""
+    from .cli import run_guarded
+    from .evaluate import evaluate_model
+    from .realism import C2stSettings, torch_threads
 
-    @app.command("train-segmenter")
-    def train_segmenter_cmd(
-        ctx: typer.Context,
-        pairs: Path = typer.Option(..., help="Folder of side-by-side pairs; trains on the training split only."),
-        out: Path = typer.Option(..., help="Output stem (writes STEM.safetensors + STEM.json)."),
-        steps: int = typer.Option(4000, help="Optimiser steps (of this run, after --init)."),
-        batch: int = typer.Option(8, help="Batch size."),
-        label_map: str = typer.Option("landcoverai", help="Label map of the pairs: landcoverai, recife or a TOML."),
-        init: Optional[Path] = typer.Option(None, help="Continue from this segmenter (stem of .json + .safetensors)."),
-        lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine decay)."),
-        run_dir: Optional[Path] = typer.Option(None, help="Run folder: checkpoints, log, best.* (default: STEM_run)."),
-        resume: bool = typer.Option(False, help="Continue the run in --run-dir where it stopped."),
-        minutes: Optional[float] = typer.Option(None, help="Anneal and stop after this much training time."),
-        crop_px: int = typer.Option(128, help="Training crop size (a multiple of 2**depth)."),
-        width: int = typer.Option(16, help="Channels at the first level (new segmenters)."),
-        depth: int = typer.Option(4, help="Downsamplings (new segmenters)."),
-        class_probs: Optional[str] = typer.Option(None, help="Comma-separated share of crops centred on each "
-                                                  "class (default: equal)."),
-        select_pairs: int = typer.Option(64, help="Last pairs of the training split held out to select the model."),
-        threads: Optional[int] = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
-    ) -> None:
-        """Train the FCN-score segmenter on the real aerial images of the training split (resumable)."""
-        from .cli import run_guarded
-        from .training.segmenter_fit import FitConfig, fit_segmenter, parse_class_probs
+    def run() -> dict:
+        settings = C2stSettings(crop_px=c2st_crop, steps=c2st_steps) if realism else None
+        with torch_threads(threads):
+            return evaluate_model(pairs, model, segmenter=segmenter, max_pairs=max_pairs, seed=seed,
+                                  label_map=label_map, inception=inception, val_fraction=val_fraction,
+                                  realism=settings)
 
-        if threads:
-            import torch
-            torch.set_num_threads(threads)
-        cfg = FitConfig(steps=steps, batch=batch, crop_px=crop_px, lr=lr, width=width, depth=depth,
-                        class_probs=run_guarded(lambda: parse_class_probs(class_probs)),
-                        max_seconds=minutes * 60 if minutes else None)
-        command = _command_line(ctx)
-        path = run_guarded(lambda: fit_segmenter(pairs, out, run_dir or Path(f"{out}_run"), cfg, resume=resume,
-                                                 init=init, label_map=label_map, select_pairs=select_pairs,
-                                                 command=command))
-        typer.echo(f"wrote {Path(path).with_suffix('.safetensors')}")
+    res = run_guarded(run)
+    text = json.dumps(res, indent=2)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = json_out.with_name(f".{json_out.name}.partial")
+        tmp.write_text(text)
+        tmp.replace(json_out)
+    typer.echo(format_report(res))
+    if realism:
+        typer.echo(format_realism(res))
+
+
+def train_segmenter_cmd(
+    ctx: typer.Context,
+    pairs: Path = typer.Option(..., help="Folder of side-by-side pairs; trains on the training split only."),
+    out: Path = typer.Option(..., help="Output stem (writes STEM.safetensors + STEM.json)."),
+    steps: int = typer.Option(4000, help="Optimiser steps (of this run, after --init)."),
+    batch: int = typer.Option(8, help="Batch size."),
+    label_map: str = typer.Option("landcoverai", help="Label map of the pairs: landcoverai, recife or a TOML."),
+    init: Optional[Path] = typer.Option(None, help="Continue from this segmenter (stem of .json + .safetensors)."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine decay)."),
+    run_dir: Optional[Path] = typer.Option(None, help="Run folder: checkpoints, log, best.* (default: STEM_run)."),
+    resume: bool = typer.Option(False, help="Continue the run in --run-dir where it stopped."),
+    minutes: Optional[float] = typer.Option(None, help="Anneal and stop after this much training time."),
+    crop_px: int = typer.Option(128, help="Training crop size (a multiple of 2**depth)."),
+    width: int = typer.Option(16, help="Channels at the first level (new segmenters)."),
+    depth: int = typer.Option(4, help="Downsamplings (new segmenters)."),
+    class_probs: Optional[str] = typer.Option(None, help="Comma-separated share of crops centred on each "
+                                              "class (default: equal)."),
+    select_pairs: int = typer.Option(64, help="Last pairs of the training split held out to select the model."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
+) -> None:
+    """Train the FCN-score segmenter on the real aerial images of the training split (resumable)."""
+    from .cli import run_guarded
+    from .training.segmenter_fit import FitConfig, fit_segmenter, parse_class_probs
+
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    cfg = FitConfig(steps=steps, batch=batch, crop_px=crop_px, lr=lr, width=width, depth=depth,
+                    class_probs=run_guarded(lambda: parse_class_probs(class_probs)),
+                    max_seconds=minutes * 60 if minutes else None)
+    command = _command_line(ctx)
+    path = run_guarded(lambda: fit_segmenter(pairs, out, run_dir or Path(f"{out}_run"), cfg, resume=resume,
+                                             init=init, label_map=label_map, select_pairs=select_pairs,
+                                             command=command))
+    typer.echo(f"wrote {Path(path).with_suffix('.safetensors')}")
