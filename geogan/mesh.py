@@ -552,6 +552,60 @@ def check_raster_pair(ads, hds, aerial_path: Path, height_path: Path):
     return hcrs
 
 
+def _check_mesh_options(step: int | None, max_texture: int, exaggeration: float) -> None:
+    if step is not None and int(step) < 1:
+        raise InputError(f"--step {step} must be 1 or more")
+    if max_texture < 16:
+        raise InputError(f"--max-texture {max_texture} is too small; give at least 16 (e.g. 4096)")
+    if not (math.isfinite(exaggeration) and exaggeration > 0):
+        raise InputError(f"--exaggeration {exaggeration} must be a positive number, e.g. 1.0 or 2.5")
+
+
+def _read_texture(ads, max_texture: int) -> np.ndarray:
+    """The aerial image as (rows, cols, 3) uint8, averaged down to at most ``max_texture`` px on its longer side."""
+    from rasterio.enums import Resampling
+
+    scale = min(1.0, max_texture / max(ads.width, ads.height))
+    th, tw = max(1, round(ads.height * scale)), max(1, round(ads.width * scale))
+    texture = ads.read([1, 2, 3], out_shape=(3, th, tw),
+                       resampling=Resampling.average if scale < 1 else Resampling.nearest)
+    return np.moveaxis(texture, 0, -1)
+
+
+def _prj_wkt(crs) -> str:
+    """The CRS as the WKT1 a ``.prj`` holds (ESRI flavour, else GDAL's; "" when WKT1 cannot express it)."""
+    try:
+        return crs.to_wkt("WKT1_ESRI") or crs.to_wkt("WKT1_GDAL") or ""
+    except Exception:  # pragma: no cover - a CRS that WKT1 cannot express
+        return ""
+
+
+def _lonlat_or_none(crs, x: float, y: float) -> tuple[float, float] | None:
+    """(lon, lat) in degrees of the point (x, y) of ``crs``, or None when it has none."""
+    try:
+        from .grid import _to_lonlat
+
+        lon, lat = _to_lonlat(crs).transform(x, y)
+    except Exception:  # pragma: no cover
+        return None
+    return (float(lon), float(lat)) if math.isfinite(lon) and math.isfinite(lat) else None
+
+
+def _georef(crs, grid, gsd_xy: tuple[float, float], step: int, exaggeration: float) -> Georef:
+    """Where the mesh lies: its origin (the lower left corner of the height ``grid``, in ``crs``: the height
+    raster's own CRS), its CRS and CRS units per ground metre."""
+    left, bottom = grid.bounds[0], grid.bounds[1]
+    res_x, res_y = grid.res_xy
+    h, w = grid.shape_yx
+    return Georef(
+        crs_wkt=crs.to_wkt(), origin=(float(left), float(bottom)),
+        crs_units_per_metre=(float(res_x / gsd_xy[0]), float(res_y / gsd_xy[1])), crs_name=crs.to_string(),
+        prj_wkt=_prj_wkt(crs), exaggeration=float(exaggeration), origin_lonlat=_lonlat_or_none(crs, left, bottom),
+        extra={"grid_step_px": step, "raster_size_px": [w, h],
+               "nodata": "triangles touching nodata dropped; nodata vertices at the minimum valid height"},
+    )
+
+
 def export_mesh(aerial_path: Path, height_path: Path, out_path: Path, *, exaggeration: float = 1.0,
                 max_vertices: int = DEFAULT_MAX_VERTICES, step: int | None = None,
                 max_texture: int = DEFAULT_MAX_TEXTURE, overwrite: bool = False) -> Path:
@@ -564,20 +618,12 @@ def export_mesh(aerial_path: Path, height_path: Path, out_path: Path, *, exagger
     pixels on its longer side. The two rasters must share CRS and bounds
     (their resolutions may differ). Returns ``out_path``.
     """
-    from rasterio.enums import Resampling
-
     from .grid import Grid
     from .write import check_outputs
 
     out_path = Path(out_path)
     finals = output_paths(out_path)
-    if step is not None and int(step) < 1:
-        raise InputError(f"--step {step} must be 1 or more")
-    if max_texture < 16:
-        raise InputError(f"--max-texture {max_texture} is too small; give at least 16 (e.g. 4096)")
-    if not (math.isfinite(exaggeration) and exaggeration > 0):
-        raise InputError(f"--exaggeration {exaggeration} must be a positive number, e.g. 1.0 or 2.5")
-
+    _check_mesh_options(step, max_texture, exaggeration)
     with _open(aerial_path, "aerial", "aerial.tif") as ads, _open(height_path, "height", "height.tif") as hds:
         hcrs = check_raster_pair(ads, hds, aerial_path, height_path)
         h, w = hds.height, hds.width
@@ -589,42 +635,16 @@ def export_mesh(aerial_path: Path, height_path: Path, out_path: Path, *, exagger
         check_outputs(finals, overwrite)
 
         grid = Grid(hcrs, hds.transform, (h, w))
-        gsd_x, gsd_y = grid.gsd_m_at(h / 2, w / 2)
+        gsd_xy = grid.gsd_m_at(h / 2, w / 2)
         rows, cols = sample_index(h, step), sample_index(w, step)
         z = _read_height_samples(hds, rows, cols)
-        vertices, uvs, faces = _mesh_from_samples(z, rows, cols, (h, w), (gsd_x, gsd_y), exaggeration)
-
-        scale = min(1.0, max_texture / max(ads.width, ads.height))
-        th, tw = max(1, round(ads.height * scale)), max(1, round(ads.width * scale))
-        texture = ads.read([1, 2, 3], out_shape=(3, th, tw),
-                           resampling=Resampling.average if scale < 1 else Resampling.nearest)
-        texture = np.moveaxis(texture, 0, -1)
-
-        left, bottom = hds.bounds.left, hds.bounds.bottom
-        res_x, res_y = grid.res_xy
-        try:
-            prj = hcrs.to_wkt("WKT1_ESRI") or hcrs.to_wkt("WKT1_GDAL")
-        except Exception:  # pragma: no cover - a CRS that WKT1 cannot express
-            prj = ""
-        origin_lonlat = None
-        try:
-            from .grid import _to_lonlat
-
-            lon, lat = _to_lonlat(hcrs).transform(left, bottom)
-            if math.isfinite(lon) and math.isfinite(lat):
-                origin_lonlat = (float(lon), float(lat))
-        except Exception:  # pragma: no cover
-            pass
-        georef = Georef(
-            crs_wkt=hcrs.to_wkt(), origin=(float(left), float(bottom)),
-            crs_units_per_metre=(float(res_x / gsd_x), float(res_y / gsd_y)), crs_name=hcrs.to_string(),
-            prj_wkt=prj or "", exaggeration=float(exaggeration), origin_lonlat=origin_lonlat,
-            extra={"grid_step_px": step, "raster_size_px": [w, h],
-                   "nodata": "triangles touching nodata dropped; nodata vertices at the minimum valid height"},
-        )
+        vertices, uvs, faces = _mesh_from_samples(z, rows, cols, (h, w), gsd_xy, exaggeration)
+        texture = _read_texture(ads, max_texture)
+        georef = _georef(hcrs, grid, gsd_xy, step, exaggeration)
 
     normals = vertex_normals(vertices, faces)
     writer = write_obj if out_path.suffix.lower() == ".obj" else write_glb
     writer(out_path, vertices, uvs, faces, texture, normals=normals, georef=georef)
-    log.info("mesh: %d vertices, %d triangles (step %d), texture %dx%d px", len(vertices), len(faces), step, tw, th)
+    log.info("mesh: %d vertices, %d triangles (step %d), texture %dx%d px", len(vertices), len(faces), step,
+             texture.shape[1], texture.shape[0])
     return out_path
