@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from .errors import InputError
 from .metrics import confusion, fid, kid, l1, miou, psnr, ssim
+from .options import with_options
 from .models.segmenter import default_segmenter_path, load_segmenter  # noqa: F401 (also re-exported)
 from .realism import C2stSettings, realism_metrics, torch_threads
 from .training.pairs import PairSet, list_pairs, load_label_map
@@ -49,13 +50,14 @@ def train_segmenter(pairs_dir: Path, out: Path, *, label_map: str = "landcoverai
     ``geogan train-segmenter --run-dir`` keeps one). ``init``: a segmenter to continue from (its width and
     depth; its card's steps and seconds are carried into the new card). ``fit``: fields of
     :class:`~geogan.training.segmenter_fit.FitConfig` (``steps=4000, batch=8, width=16, depth=4, crop_px=128,
-    lr=1e-3, seed=0, log_every=100`` ...; an unknown name is a TypeError); validation runs once, at the end.
+    lr=1e-3, seed=0, log_every=100`` ...; an unknown name is an
+    :class:`~geogan.options.UnknownOptionError`); validation runs once, at the end.
     """
     import tempfile
 
     from .training.segmenter_fit import FitConfig, fit_segmenter
 
-    cfg = FitConfig(**{"log_every": 100, **fit})
+    cfg = with_options(FitConfig(log_every=100), fit, "train_segmenter")
     cfg = dataclasses.replace(cfg, val_every=max(cfg.steps, 1))
     with tempfile.TemporaryDirectory() as tmp:
         return fit_segmenter(pairs_dir, out, Path(tmp) / "run", cfg, init=init, label_map=label_map,

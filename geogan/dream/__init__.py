@@ -55,21 +55,21 @@ from .data import class_tiles_from_osm, palette_rgb
 from .losses import FAKE_MODES, class_marginal_loss, mode_seeking_loss
 from .model import (DEFAULT_MODEL_NAME, DREAM_FORMAT, OSM_ATTRIBUTION, OSM_LICENSE, DreamModel, load_dream_model,
                     resolve_dream_model, sample_tiles, save_dream_model)
-from .on_grid import (DREAM_CLASSES, DREAM_TOWN, STREETS_GSD_M, STREETS_MODEL, DreamResult, dream, dream_on_grid,
-                      town_on_grid, town_size_m, write_class_map)
+from .on_grid import (DREAM_CLASSES, DREAM_TOWN, STREETS_GSD_M, STREETS_MODEL, DreamOptions, DreamResult, dream,
+                      dream_on_grid, town_on_grid, town_size_m, write_class_map)
 from .structure import compare_structure, ks_distance, pooled, structure_stats
 from .style import TOWN_STYLES, TownStyle, town_style
 from .town import Town, dream_town, write_town_gpkg
 from .stats import STREET_CLASSES, dream_tile_stats, line_stats, stitched_stats
 from .stitch import (MAX_DREAM_PX, STREET_JOIN_CONE_DEG, STREET_JOIN_GAP_PX, STREET_MIN_LENGTH_PX, THIN_GROUPS,
-                     calibrate_dream_model, calibrate_thin_gains, dream_map, remove_specks, tile_latents)
+                     StitchSettings, calibrate_dream_model, calibrate_thin_gains, dream_map, remove_specks, tile_latents)
 from .train import STATE_STEM, DreamTrainSettings, recalibrate_batchnorm, train_dream, train_dream_with
 
 __all__ = ["DEFAULT_MODEL_NAME", "DREAM_CLASSES", "DREAM_FORMAT", "DREAM_TOWN", "STREETS_GSD_M", "STREETS_MODEL",
            "TOWN_STYLES", "Town", "TownStyle", "compare_structure", "dream_town", "ks_distance", "pooled",
            "structure_stats", "town_on_grid", "town_size_m", "town_style", "write_town_gpkg", "FAKE_MODES", "MAX_DREAM_PX", "OSM_ATTRIBUTION",
            "OSM_LICENSE", "STATE_STEM", "STREET_CLASSES", "STREET_JOIN_CONE_DEG", "STREET_JOIN_GAP_PX",
-           "STREET_MIN_LENGTH_PX", "THIN_GROUPS", "DreamModel", "DreamResult", "DreamTrainSettings",
+           "STREET_MIN_LENGTH_PX", "THIN_GROUPS", "DreamModel", "DreamOptions", "DreamResult", "StitchSettings", "DreamTrainSettings",
            "calibrate_dream_model", "calibrate_thin_gains", "class_marginal_loss", "class_tiles_from_osm", "dream",
            "dream_map", "dream_on_grid", "dream_tile_stats", "line_stats", "load_dream_model", "mode_seeking_loss",
            "palette_rgb", "recalibrate_batchnorm", "remove_specks", "resolve_dream_model", "sample_tiles",

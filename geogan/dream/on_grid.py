@@ -18,6 +18,7 @@ import numpy as np
 from ..classes import Schema, load_schema
 from ..errors import TooLargeError
 from ..grid import Grid, grid_from_bbox, parse_crs
+from ..options import with_options
 from ..sketch import RasterClassSource
 from .data import palette_rgb
 from .model import BBox, DreamModel, PathLike, ProgressFn, load_dream_model
@@ -127,12 +128,56 @@ def _dreamed(grid: Grid, seed: int, dm: DreamModel | None, style: TownStyle | No
     return class_map, {"sketch": tmp / "dream.png"}
 
 
+@dataclass(frozen=True)
+class DreamOptions:
+    """What :func:`dream` takes besides the area, the models and the seed (its keyword options):
+    ``overwrite`` existing outputs; ``device`` of both models; ``min_speck_px``/``join_gap_px`` clean a
+    DCGAN's map (:class:`~geogan.dream.stitch.StitchSettings`); ``tile_px``/``overlap_px``: the render's
+    tiling; ``rules``: the class schema; ``force`` a render estimated over a day; ``style``: the
+    procedural town's preset (:func:`geogan.dream.style.town_style`)."""
+
+    overwrite: bool = False
+    device: str = "auto"
+    min_speck_px: int = 4
+    join_gap_px: int = STREET_JOIN_GAP_PX
+    tile_px: int | None = None
+    overlap_px: int | None = None
+    rules: PathLike | None = None
+    force: bool = False
+    style: str | TownStyle = "town"
+
+
+def _dream_gsd_m(gsd_m: float | None, render_model: str | None, dm: DreamModel | None) -> float:
+    """The output GSD: given, else the render model's, else (not rendered) the DCGAN's or :data:`STREETS_GSD_M`."""
+    if gsd_m is not None:
+        return gsd_m
+    if render_model is not None:
+        return _render_gsd(render_model)
+    return STREETS_GSD_M if dm is None else dm.gsd_m
+
+
+def _check_dream_outputs(result: DreamResult, out: Path, procedural: bool, rendered: bool,
+                         overwrite: bool) -> None:
+    """Refuse existing outputs (unless ``overwrite``) and a grid too large to dream, before any work."""
+    from ..pipeline import OutputPaths
+    from ..write import check_outputs
+
+    town = [out / DREAM_TOWN] if procedural else []
+    check_outputs([result.classes, *town, *(OutputPaths.in_dir(out).all() if rendered else [])], overwrite)
+    grid = result.grid
+    if grid.width * grid.height > MAX_DREAM_PX:
+        raise TooLargeError(f"the dream would be {grid.width}x{grid.height} px; raise --gsd or shrink the bbox")
+
+
+def _log_dream(class_map: np.ndarray, grid: Grid, schema: Schema) -> None:
+    log.info("dreamed %dx%d px (%s)", grid.width, grid.height, ", ".join(
+        f"{schema.by_id(int(k)).name} {v / class_map.size:.0%}" for k, v in
+        zip(*np.unique(class_map, return_counts=True))))
+
+
 def dream(bbox: BBox, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m: float | None = None,
           out_dir: PathLike = "out", model: PathLike = STREETS_MODEL, seed: int = 0,
-          render_model: str | None = "default", overwrite: bool = False, device: str = "auto",
-          min_speck_px: int = 4, join_gap_px: int = STREET_JOIN_GAP_PX, tile_px: int | None = None,
-          overlap_px: int | None = None, rules: PathLike | None = None,
-          force: bool = False, progress: ProgressFn | None = None, style: str | TownStyle = "town") -> DreamResult:
+          render_model: str | None = "default", *, progress: ProgressFn | None = None, **options) -> DreamResult:
     """Dream a town on the real grid of ``bbox`` and render it.
 
     ``model`` :data:`STREETS_MODEL` (default) builds a procedural town in the ``style`` preset
@@ -142,43 +187,36 @@ def dream(bbox: BBox, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857", gsd_m
     that conditional model into ``OUT/aerial.tif``, ``height.tif`` and ``classes.tif`` through
     :func:`geogan.api.render` (``classes.tif`` equals ``dream_classes.tif``). ``gsd_m`` defaults to the
     render model's native GSD (without rendering: :data:`STREETS_GSD_M`, or the DCGAN's). ``tile_px``/
-    ``overlap_px`` are the render's tiling; ``seed`` drives both the dream and the render.
+    ``overlap_px`` are the render's tiling; ``seed`` drives both the dream and the render. ``options``:
+    the fields of :class:`DreamOptions` (an unknown name is an :class:`~geogan.options.UnknownOptionError`).
     """
     from ..api import render as api_render
     from ..infer import resolve_device
-    from ..pipeline import OutputPaths
-    from ..write import check_outputs
 
     t0 = time.perf_counter()
-    schema = load_schema(rules)
+    opt = with_options(DreamOptions(), options, "dream")
+    schema = load_schema(opt.rules)
     parse_crs(crs)
     procedural = str(model) == STREETS_MODEL
-    town_look = town_style(style) if procedural else None
-    dm = None if procedural else load_dream_model(model, resolve_device(device), schema)
-    if gsd_m is None:
-        gsd_m = _render_gsd(render_model) if render_model is not None else (STREETS_GSD_M if dm is None else dm.gsd_m)
+    town_look = town_style(opt.style) if procedural else None
+    dm = None if procedural else load_dream_model(model, resolve_device(opt.device), schema)
+    gsd_m = _dream_gsd_m(gsd_m, render_model, dm)
     out = Path(out_dir)
     result = DreamResult(out / DREAM_CLASSES, grid_from_bbox(tuple(bbox), bbox_crs, crs, gsd_m))  # type: ignore[arg-type]
-    town_path = out / DREAM_TOWN if procedural else None
-    check_outputs([result.classes, *([town_path] if town_path else []),
-                   *(OutputPaths.in_dir(out).all() if render_model is not None else [])], overwrite)
+    _check_dream_outputs(result, out, procedural, render_model is not None, opt.overwrite)
     grid = result.grid
-    if grid.width * grid.height > MAX_DREAM_PX:
-        raise TooLargeError(f"the dream would be {grid.width}x{grid.height} px; raise --gsd or shrink the bbox")
     with tempfile.TemporaryDirectory(prefix="geogan-dream-") as tmp:
         class_map, source = _dreamed(grid, seed, dm, town_look, Path(tmp), schema,
-                                     {"min_speck_px": min_speck_px, "join_gap_px": join_gap_px}, progress)
+                                     {"min_speck_px": opt.min_speck_px, "join_gap_px": opt.join_gap_px}, progress)
         write_class_map(class_map, grid, result.classes, schema)
-        log.info("dreamed %dx%d px (%s)", grid.width, grid.height, ", ".join(
-            f"{schema.by_id(int(k)).name} {v / class_map.size:.0%}" for k, v in
-            zip(*np.unique(class_map, return_counts=True))))
+        _log_dream(class_map, grid, schema)
         if render_model is not None:
             result.render = api_render(**source, bbox=tuple(bbox), bbox_crs=bbox_crs, crs=crs, gsd_m=gsd_m,
-                                       out_dir=out, model=render_model, device=device, tile_px=tile_px,
-                                       overlap_px=overlap_px, seed=seed, overwrite=overwrite, rules=rules,
-                                       force=force, progress=_scaled(progress, 0.2, 0.8))
-        if town_path is not None:
-            shutil.move(str(source["osm"]), town_path)
-            result.town = town_path
+                                       out_dir=out, model=render_model, device=opt.device, tile_px=opt.tile_px,
+                                       overlap_px=opt.overlap_px, seed=seed, overwrite=opt.overwrite,
+                                       rules=opt.rules, force=opt.force, progress=_scaled(progress, 0.2, 0.8))
+        if procedural:
+            shutil.move(str(source["osm"]), out / DREAM_TOWN)
+            result.town = out / DREAM_TOWN
     result.seconds = time.perf_counter() - t0
     return result

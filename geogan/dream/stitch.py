@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +15,7 @@ import torch
 from ..blend import StripBlender
 from ..errors import InputError, TooLargeError
 from ..noise import GOLD, M1, M2, splitmix64
+from ..options import with_options
 from ..streets import join_streets
 from .model import DreamModel, PathLike, ProgressFn, _atomic, load_dream_model, resolve_dream_model, sample_tiles
 from .stats import STREET_CLASSES, stitched_stats
@@ -178,13 +180,64 @@ def _clean_up(class_map: np.ndarray, min_speck_px: int, join_gap_px: int) -> np.
     return out
 
 
-def dream_map(model: DreamModel, shape_yx: tuple[int, int], seed: int = 0, *, overlap_px: int | None = None,
-              latent_spacing_tiles: float = 2.0, candidates: int = 8, spread: float = 1.0,
-              min_speck_px: int = 4, join_gap_px: int = STREET_JOIN_GAP_PX, batch_tiles: int = 16,
-              balance: float = 1.0, sharpen: float = 1.0,
-              class_gains: Sequence[float] | None = None, progress: ProgressFn | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class StitchSettings:
+    """How :func:`dream_map` stitches tiles into one map (the fields are its keyword options).
+
+    ``overlap_px`` (None: half a tile) between tiles ``tile - overlap`` apart; ``latent_spacing_tiles``:
+    the latent lattice's spacing in tile strides; ``candidates`` latents tried per tile, variations of
+    relative size ``spread``; ``balance``: how much rare classes weigh in the candidates' agreement;
+    ``sharpen``: the blend window's power; ``class_gains``: per-class factors on the blended probabilities
+    (None: the card's, ``[]``: none); ``min_speck_px``, ``join_gap_px``: the clean-up; ``batch_tiles``:
+    tiles per generator call.
+    """
+
+    overlap_px: int | None = None
+    latent_spacing_tiles: float = 2.0
+    candidates: int = 8
+    spread: float = 1.0
+    min_speck_px: int = 4
+    join_gap_px: int = STREET_JOIN_GAP_PX
+    batch_tiles: int = 16
+    balance: float = 1.0
+    sharpen: float = 1.0
+    class_gains: Sequence[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1:
+            raise InputError(f"dream_map: candidates must be >= 1, got {self.candidates}")
+
+
+def _check_map_shape(shape_yx: tuple[int, int]) -> tuple[int, int]:
+    h, w = (int(v) for v in shape_yx)
+    if h < 1 or w < 1:
+        raise InputError(f"dream_map: shape {shape_yx} must be positive")
+    if h * w > MAX_DREAM_PX:
+        raise TooLargeError(f"a {w}x{h} px dream does not fit in memory; raise the GSD or shrink the bbox")
+    return h, w
+
+
+def _class_weights(model: DreamModel, st: StitchSettings) -> np.ndarray:
+    """Each class's weight in the candidates' agreement with their neighbours."""
+    if st.balance > 0 and st.candidates > 1:
+        return (_class_prior(model) + 0.01) ** -float(st.balance)
+    return np.ones(model.n_classes, dtype=np.float32)
+
+
+def _row_latents(model: DreamModel, seed: int, r: int, n_cols: int, stride: int, st: StitchSettings) -> np.ndarray:
+    """The candidate latents ``(columns, candidates, z_dim)`` of tile row ``r``."""
+    t = model.tile_px
+    centers = np.stack([np.full(n_cols, r * stride + t / 2.0), np.arange(n_cols) * stride + t / 2.0], axis=1)
+    return _candidate_latents(seed, tile_latents(seed, centers, st.latent_spacing_tiles * stride, model.z_dim),
+                              np.full(n_cols, r), np.arange(n_cols), st.candidates, st.spread)
+
+
+def dream_map(model: DreamModel, shape_yx: tuple[int, int], seed: int = 0, stitch: StitchSettings | None = None, *,
+              progress: ProgressFn | None = None, **options) -> np.ndarray:
     """Dream a class map ``uint8 shape_yx`` (schema ids) of any size, at the model's native GSD.
 
+    ``stitch`` (or its fields as keyword ``options``, e.g. ``candidates=1``; an unknown name is an
+    :class:`~geogan.options.UnknownOptionError`) says how: see :class:`StitchSettings`.
     Overlapping tiles (``overlap_px``, default half a tile) start ``tile - overlap`` apart, in raster
     order. Each tile's latent starts from :func:`tile_latents` (a smooth function of position, lattice
     spacing ``latent_spacing_tiles`` tile strides, so neighbours share latents); with ``candidates`` > 1
@@ -207,35 +260,25 @@ def dream_map(model: DreamModel, shape_yx: tuple[int, int], seed: int = 0, *, ov
     gains undo that. Compute: ``candidates`` generator runs per tile. Memory: a strip of
     ``n_classes x tile x width`` floats, the previous tile row's chosen tiles, plus the uint8 map.
     """
-    h, w = (int(v) for v in shape_yx)
-    if h < 1 or w < 1:
-        raise InputError(f"dream_map: shape {shape_yx} must be positive")
-    if h * w > MAX_DREAM_PX:
-        raise TooLargeError(f"a {w}x{h} px dream does not fit in memory; raise the GSD or shrink the bbox")
-    if candidates < 1:
-        raise InputError(f"dream_map: candidates must be >= 1, got {candidates}")
-    t = model.tile_px
-    overlap, stride, n_rows, n_cols = _tile_grid(t, h, w, overlap_px)
-    blender = StripBlender((h, w), model.n_classes, t, overlap)
-    if sharpen != 1.0:
-        blender.weights = blender.weights ** float(sharpen)
-    class_w = np.ones(model.n_classes, dtype=np.float32)
-    if balance > 0 and candidates > 1:
-        class_w = (_class_prior(model) + 0.01) ** -float(balance)
-    gain = _class_gain(model, class_gains)
+    st = with_options(stitch or StitchSettings(), options, "dream_map")
+    h, w = _check_map_shape(shape_yx)
+    overlap, stride, n_rows, n_cols = _tile_grid(model.tile_px, h, w, st.overlap_px)
+    blender = StripBlender((h, w), model.n_classes, model.tile_px, overlap)
+    if st.sharpen != 1.0:
+        blender.weights = blender.weights ** float(st.sharpen)
+    class_w = _class_weights(model, st)
+    gain = _class_gain(model, st.class_gains)
     out = np.zeros((h, w), dtype=np.uint8)
     model.generator.eval()
     prev_row: list[np.ndarray] = []
     for r in range(n_rows):
-        centers = np.stack([np.full(n_cols, r * stride + t / 2.0), np.arange(n_cols) * stride + t / 2.0], axis=1)
-        z = _candidate_latents(seed, tile_latents(seed, centers, latent_spacing_tiles * stride, model.z_dim),
-                               np.full(n_cols, r), np.arange(n_cols), candidates, spread)
-        prev_row = _place_row(model, z, r * stride, stride, blender, prev_row, class_w, batch_tiles)
+        z = _row_latents(model, seed, r, n_cols, stride, st)
+        prev_row = _place_row(model, z, r * stride, stride, blender, prev_row, class_w, st.batch_tiles)
         for r0, strip in blender.finish_row(last=r == n_rows - 1):
             out[r0:r0 + strip.shape[1]] = (strip if gain is None else strip * gain).argmax(0).astype(np.uint8)
         if progress is not None:
             progress((r + 1) / n_rows, f"dream tile row {r + 1}/{n_rows}")
-    return _clean_up(out, min_speck_px, join_gap_px)
+    return _clean_up(out, st.min_speck_px, st.join_gap_px)
 
 
 #: Thin classes that blending overlapping tiles erodes, calibrated by :func:`calibrate_thin_gains`.

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from ..errors import InputError, ModelError
 from ..models.checkpoint import load_training_state, model_paths, save_training_state
 from ..models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ..models.loss import GANLoss
+from ..options import check_names, field_names
 from ..training.config import check_gan_mode, check_number, check_whole
 from .data import palette_rgb
 from .losses import FAKE_MODES, _fake_maps, _mix, _real_batch, class_marginal_loss, mode_seeking_loss
@@ -216,9 +217,7 @@ def train_dream(tiles: np.ndarray, out_dir: PathLike, steps: int = 5000, batch: 
     keyword ``settings`` (``gsd_m`` required) are the fields of :class:`DreamTrainSettings` (documented
     there); :func:`train_dream_with` takes them as one value.
     """
-    unknown = sorted(set(settings) - {f.name for f in fields(DreamTrainSettings)})
-    if unknown:
-        raise TypeError(f"train_dream() got an unexpected keyword argument '{unknown[0]}'")
+    check_names(settings, field_names(DreamTrainSettings), "train_dream")
     settings = DreamTrainSettings(steps=steps, batch=batch, seed=seed, **settings)
     return train_dream_with(tiles, out_dir, settings, resume=resume, rules=rules, progress=progress)
 
