@@ -6,6 +6,9 @@ the chosen device, runs the generator under ``torch.inference_mode`` and
 resizes outputs to the tile size. Noise is a pure function of (seed, pixel
 position), so overlapping tiles see the same noise and renders repeat
 exactly for the same seed.
+
+torch is imported only where the torch runtime runs (loading, running and tuning a torch generator): a
+render with ``runtime="onnx"`` (:mod:`geogan.onnx_infer`) goes through this module without PyTorch installed.
 """
 
 from __future__ import annotations
@@ -13,15 +16,15 @@ from __future__ import annotations
 import copy
 import ctypes
 import functools
+import os
+import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .classes import Schema
 
@@ -29,9 +32,14 @@ from .errors import InputError, RenderError
 from .onnx_infer import CardModel, OnnxModel, choose_runtime, class_lut, load_onnx_model, run_onnx_batch
 from .zoo import resolve_model
 
+if TYPE_CHECKING:
+    import torch
+
 
 def resolve_device(device: str) -> torch.device:
     """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    import torch
+
     device = (device or "auto").lower()
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -61,13 +69,20 @@ class LoadedModel(CardModel):
 
     @property
     def dtype(self) -> torch.dtype:
-        return PRECISIONS[self.precision]
+        return torch_dtype(self.precision)
 
 
 # class_lut (schema id -> model class index) lives in geogan.onnx_infer, which imports no torch
 
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def torch_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a precision name of :data:`PRECISIONS`."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -100,13 +115,15 @@ def load_model(name_or_path: str, schema: Schema, device: str = "auto", compile:
     pass gained 1.5x at 64 tiles per call (fp16 weights, CUDA graphs), a render nothing
     (benchmarks/gpu_bench.py, gpu_render.py). ``runtime``: ``onnx`` runs the card's ONNX file with onnxruntime
     (:mod:`geogan.onnx_infer`; CPU, fp32); ``auto`` is torch while torch is installed."""
-    from .models.checkpoint import load_generator
-
     card_path = resolve_model(name_or_path)
     if choose_runtime(runtime, card_path) == "onnx":
         if compile:
             raise InputError("--compile needs the torch runtime; leave it out with --runtime onnx")
         return load_onnx_model(card_path, schema, device, precision)
+    import torch
+
+    from .models.checkpoint import load_generator
+
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     module, card = load_generator(card_path, device="cpu", schema_classes=schema.names)
@@ -114,7 +131,7 @@ def load_model(name_or_path: str, schema: Schema, device: str = "auto", compile:
     multiple = int(getattr(module, "size_multiple", 1))
     module_fp32 = None
     if precision != "fp32":
-        module_fp32, module = module, copy.deepcopy(module).to(PRECISIONS[precision])
+        module_fp32, module = module, copy.deepcopy(module).to(torch_dtype(precision))
     if compile:
         module = torch.compile(module, mode="reduce-overhead" if dev.type == "cuda" else None, dynamic=False)
     style = None
@@ -128,6 +145,8 @@ def prepare_for_inference(module: torch.nn.Module, device: torch.device) -> torc
     """Eval mode on ``device``, batch norms folded into convolutions where the
     architecture supports it, and the channels-last layout (oneDNN's fast
     CPU convolutions; NCHW costs a layout conversion around every layer)."""
+    import torch
+
     module = module.to(device).eval()
     fold = getattr(module, "fold_batchnorm_", None)
     if fold is not None:
@@ -186,6 +205,9 @@ def encode_style(model: LoadedModel, image_path) -> torch.Tensor:
     pixels are taken as they are); an image smaller than one crop is stretched to it.
     """
     from pathlib import Path
+
+    import torch
+    import torch.nn.functional as F
 
     path = Path(image_path)
     if model.runtime == "onnx":
@@ -247,6 +269,9 @@ def run_batch(model: LoadedModel, class_maps: np.ndarray, noise: np.ndarray, out
     """
     if model.runtime == "onnx":
         return run_onnx_batch(model, class_maps, noise, out_px, orientations)
+    import torch
+    import torch.nn.functional as F
+
     dev = model.device
     with torch.inference_mode():
         # one gather of table rows gives (B, m, m, C): as NCHW, the channels-last layout the model runs in
@@ -279,6 +304,8 @@ def all_finite(t: torch.Tensor) -> bool:
     """Whether ``t`` holds no NaN or inf: a NaN or inf makes its float32 sum non-finite, and only then is
     every element tested (a sum that overflows on huge finite values is no NaN). The sum costs 0.06 ms
     for 4 tiles of 3 x 256 x 256 on one CPU thread; ``isfinite(t).all()`` on every batch cost 2.1 ms."""
+    import torch
+
     return bool(torch.isfinite(t.sum(dtype=torch.float32))) or bool(torch.isfinite(t).all())
 
 
@@ -302,11 +329,15 @@ def _generate(module: torch.nn.Module, style: torch.Tensor | None, onehot: torch
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """``array`` on ``device`` through a page-locked staging copy (a pageable copy of a 64-tile batch's
     outputs took 38 ms on an H100 machine, benchmarks/gpu_bench.py)."""
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(array)).pin_memory().to(device, non_blocking=True)
 
 
 def _to_host(t: torch.Tensor) -> np.ndarray:
     """A device tensor as a numpy array, copied into page-locked host memory."""
+    import torch
+
     host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
     host.copy_(t.contiguous(), non_blocking=True)
     torch.cuda.current_stream(t.device).synchronize()
@@ -315,6 +346,8 @@ def _to_host(t: torch.Tensor) -> np.ndarray:
 
 def _unorient_tensor(t: torch.Tensor, k: int) -> torch.Tensor:
     """The inverse of :func:`geogan.noise.orient` (code ``k``) for a (C, n, n) tensor."""
+    import torch
+
     t = torch.rot90(t, -(k % 4), dims=(-2, -1))
     return torch.flip(t, dims=(-1,)) if k >= 4 else t
 
@@ -335,7 +368,7 @@ def cpu_streams(device: torch.device, threads: int | None = None) -> tuple[int, 
     render's generator calls slowed by the writer threads far less. ``CUDA_STREAMS`` calls on CUDA, each with
     all the threads.
     """
-    threads = torch.get_num_threads() if threads is None else int(threads)
+    threads = default_threads() if threads is None else int(threads)
     if device.type == "cuda":
         return CUDA_STREAMS, max(1, threads)
     if device.type != "cpu" or threads < 2:
@@ -344,9 +377,26 @@ def cpu_streams(device: torch.device, threads: int | None = None) -> tuple[int, 
     return streams, max(1, threads // streams)
 
 
+def default_threads() -> int:
+    """torch's threads per op once torch is imported (the torch runtime, or a caller that set them); without
+    torch (the onnx runtime) the CPUs this process may run on."""
+    if sys.modules.get("torch") is not None:
+        return sys.modules["torch"].get_num_threads()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def seed_torch(seed: int) -> None:
+    """Seed torch's global generator when torch is imported (a torch model's random draws); without torch
+    nothing can draw from it."""
+    if sys.modules.get("torch") is not None:
+        sys.modules["torch"].manual_seed(seed)
+
+
 @contextmanager
 def torch_threads(n: int):
     """Run the block with ``n`` torch threads per op (threads started inside it keep that), then restore."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -365,7 +415,8 @@ def run_batches(model: LoadedModel, batches: Iterable[tuple], out_px: int, *,
         for key, *args in batches:
             yield key, run_batch(model, args[0], args[1], out_px, *args[2:])
         return
-    with torch_threads(threads_per_stream or 1), \
+    thread_limit = torch_threads(threads_per_stream or 1) if model.runtime == "torch" else nullcontext()
+    with thread_limit, \
             ThreadPoolExecutor(streams, thread_name_prefix="geogan-generator") as pool:
         pending: deque = deque()
         for key, *args in batches:

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
-import torch
 
 from .blend import StripBlender
 from .classes import Schema
 from .errors import Cancelled, InputError, RenderError, TooLargeError
 from .sketch import ClassSource
 from .grid import Grid
-from .infer import LoadedModel, cpu_streams, model_input_px, run_batches
+from .infer import LoadedModel, cpu_streams, model_input_px, run_batches, seed_torch
 from .memory import RenderSize, generator_bytes_per_px, memory_problem
 from .noise import noise_window, orient, tile_orientation
 from .provenance import ClassNameFiles
@@ -593,7 +592,7 @@ def render_grid(job: RenderJob, runtime: RuntimeSettings = RuntimeSettings()) ->
     if batch_tiles is None:
         batch_tiles = CUDA_BATCH_TILES if model.device.type == "cuda" else CPU_BATCH_TILES
     log_plan(gen.grid, spec, plan, model, grid, heights.res_xy_m)
-    torch.manual_seed(seed)
+    seed_torch(seed)
     on_batch = _batch_callback(plan.tiles, progress, cancel)
 
     # The generator runs here; one thread warps and writes the strips it releases, another writes (and

@@ -32,14 +32,15 @@ def model_dirs() -> list[Path]:
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
-    """Path of a model card (.json) from a zoo name or a file path."""
+    """Path of a model card (.json) from a zoo name or a file path (a .safetensors or .onnx file: the card
+    beside it, as ``geogan export-onnx`` writes it)."""
     text = str(name_or_path)
     p = Path(text).expanduser()
-    looks_like_path = os.sep in text or p.suffix in (".json", ".safetensors") or p.exists()
+    looks_like_path = os.sep in text or p.suffix in (".json", ".safetensors", ".onnx") or p.exists()
     if looks_like_path:
-        card = p.with_suffix(".json") if p.suffix in (".safetensors", "") else p
+        card = p.with_suffix(".json") if p.suffix in (".safetensors", ".onnx", "") else p
         if not card.is_file():
-            raise ModelError(f"model file '{card}' does not exist; give a model .json/.safetensors path "
+            raise ModelError(f"model file '{card}' does not exist; give a model .json/.safetensors/.onnx path "
                              "or a name from 'geogan models'")
         return card
     for d in model_dirs():

@@ -8,6 +8,7 @@ run on the same inputs by both runtimes.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ pytest.importorskip("onnxscript", reason="onnxscript (torch's ONNX exporter) is 
 
 from conftest import make_tiny_model, make_tiny_style_model  # noqa: E402
 from osm_factory import offset_lonlat, write_osm  # noqa: E402
-from test_cli import geogan, one_line_error  # noqa: E402
+from test_cli import geogan, geogan_process, one_line_error  # noqa: E402
 
 from geogan import api  # noqa: E402
 from geogan.errors import InputError, ModelError, OutputError, RenderError  # noqa: E402
@@ -186,6 +187,29 @@ def test_numpy_unorient_matches_torch():
         np.testing.assert_array_equal(unorient(x, k), _unorient_tensor(torch.from_numpy(x), k).numpy())
 
 
+@pytest.mark.parametrize("dtype,samples", [(np.uint8, 1), (np.uint8, 3), (np.float32, 2)])
+def test_numpy_warp_matches_torch_grid_sample(dtype, samples, monkeypatch):
+    """geogan.warp.sample without torch (numpy) gives what it gives with torch (grid_sample, avg_pool2d): uint8
+    values differ at most at exact half levels (by 1), float32 by rounding; points past the edge take the edge's."""
+    from geogan import warp
+    rng = np.random.default_rng(samples)
+    values = (rng.integers(0, 256, (3, 60, 90)) if dtype == np.uint8 else rng.standard_normal((3, 60, 90))).astype(dtype)
+    rows, cols = np.meshgrid(np.arange(40 * samples) / samples, np.arange(70 * samples) / samples, indexing="ij")
+    u, v = 3 + 0.95 * cols - 0.3 * rows + 1e-7 * np.sin(cols), 5 + 0.3 * cols + 0.95 * rows
+    u[0, :4], v[0, :4] = -3.0, 80.0  # beyond the left and bottom edges
+    with_torch = warp.sample(values, u, v, samples)
+    monkeypatch.setitem(sys.modules, "torch", None)  # as where torch is not installed
+    without = warp.sample(values, u, v, samples)
+    assert without.dtype == with_torch.dtype and without.shape == with_torch.shape == (3, 40, 70)
+    diff = np.abs(without.astype(float) - with_torch)
+    assert diff.max() <= (1 if dtype == np.uint8 else 1e-6) and (diff > 0).mean() < 1e-3
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    nodes = rng.uniform(0, 500, (2, 5, 9))
+    between = warp._between_nodes(warp._between_nodes(nodes, 70, axis=2), 40, axis=1)
+    expected = F.interpolate(torch.from_numpy(nodes[None]), size=(40, 70), mode="bilinear", align_corners=True)[0]
+    np.testing.assert_allclose(between, expected.numpy(), rtol=0, atol=1e-9)
+
+
 def test_render_with_the_onnx_runtime_matches_torch(tiny_export, tmp_path, schema, one_torch_thread):
     """A whole render (tiles, blending, writing) through the run_batch seam, with the model given preloaded."""
     osm = write_osm(tmp_path / "b.osm", {1: offset_lonlat(LON, LAT, -20, -20), 2: offset_lonlat(LON, LAT, 20, -20),
@@ -313,17 +337,41 @@ def test_output_error_when_the_folder_is_a_file(tmp_path):
         export_onnx("default", tmp_path / "f" / "d.onnx")
 
 
-def test_render_runtime_option_runs_the_exported_model(tiny_export, tmp_path):
-    """``geogan render --runtime onnx`` renders with onnxruntime what ``--runtime torch`` renders with torch."""
+TORCH_BLOCKER = """
+import sys
+
+
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"importing {name} is blocked by this test: the onnx runtime must not need it")
+        return None
+
+
+sys.meta_path.insert(0, BlockTorch())
+"""
+
+
+def test_render_runtime_option_runs_the_exported_model_without_torch(tiny_export, tmp_path):
+    """``geogan render --runtime onnx --model X.onnx`` in a process where ``import torch`` raises ImportError (a
+    sitecustomize on PYTHONPATH) renders what ``--runtime torch`` renders with torch; there ``--runtime torch``
+    is refused in one line, which shows the blocker works."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(TORCH_BLOCKER)
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(blocker), os.environ.get("PYTHONPATH")) if p)}
     card = tiny_export[1].card_path
+    common = ["--osm", api.sample_osm_path(), "--bbox", "25.697,60.398,25.699,60.399", "--no-progress"]
+    ran = geogan_process("render", *common, "--out", tmp_path / "onnx", "--model", card.with_suffix(".onnx"),
+                         "--runtime", "onnx", env_extra=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "onnxruntime" in ran.stderr + ran.stdout  # the log names the runtime
+    one_line_error(geogan_process("render", *common, "--out", tmp_path / "t", "--model", card, "--runtime", "torch",
+                                  env_extra=env), 2, "--runtime torch needs PyTorch, which is not installed")
+    assert geogan("render", *common, "--out", tmp_path / "torch", "--model", card, "--runtime", "torch").returncode == 0
     outs = {}
     for runtime in ("onnx", "torch"):
-        out = tmp_path / runtime
-        r = geogan("render", "--osm", api.sample_osm_path(), "--bbox", "25.697,60.398,25.699,60.399", "--out", str(out),
-                   "--model", str(card),
-                   "--runtime", runtime, "--no-progress")
-        assert r.returncode == 0, r.stderr
-        with rasterio.open(out / "aerial.tif") as ds:
+        with rasterio.open(tmp_path / runtime / "aerial.tif") as ds:
             outs[runtime] = ds.read().astype(int)
     assert np.abs(outs["onnx"] - outs["torch"]).max() <= 1
     one_line_error(geogan("render", "--runtime", "gpu", "--out", str(tmp_path / "x")), 2, "unknown runtime 'gpu'",
