@@ -43,7 +43,8 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
            cancel: CancelFn | None = None, compile: bool = False, compression: str = "deflate",
            precision: str = "auto", res: float | None = None, tap: bool = False,
            source_options: SourceOptions | None = None, mesh: bool = False, runtime: str = "auto",
-           style_colours: bool = False, _preloaded: LoadedModel | None = None, _in_memory: bool = False):
+           style_colours: bool = False, fill: str = "nodata", _preloaded: LoadedModel | None = None,
+           _in_memory: bool = False):
     """Render synthetic aerial imagery, heights and a class map for an area.
 
     Parameters
@@ -93,6 +94,9 @@ def render(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | None =
         card beside the ``.onnx``) with onnxruntime (CPU, fp32; no torch needed for the generator).
     mesh : also write ``scene.glb`` beside the rasters: one closed solid per building on a simplified
         terrain, placed in a local east-north-up frame (:mod:`geogan.scene`; needs vector source files).
+    fill : outside the input data's coverage (an OSM file's bounds, a layer's extent; :mod:`geogan.coverage`)
+        ``"nodata"`` (the default: aerial transparent, height and classes nodata, and a warning saying how much
+        of the area) or ``"background"`` (drawn as background as if it were mapped, with the warning).
 
     Returns
     -------
@@ -121,7 +125,8 @@ def request_from_kwargs(kwargs: Mapping[str, object], in_memory: bool = False) -
         raise InputError(f"render() takes no argument {', '.join(map(repr, unknown))}; its arguments are "
                          f"{', '.join(defaults)}")
     a = {**defaults, **kwargs}
-    output = OutputSettings(a["out_dir"], a["overwrite"], a["compression"], in_memory, a["mesh"])  # compression first
+    output = OutputSettings(a["out_dir"], a["overwrite"], a["compression"], in_memory, a["mesh"],  # compression first
+                            a["fill"])
     area = AreaSettings(a["bbox"], a["bbox_crs"], a["crs"], a["gsd_m"], a["res"], a["tap"])
     runtime = RuntimeSettings(a["seed"], a["force"], a["scheduler"], a["workers"], progress=a["progress"],
                               cancel=a["cancel"])
@@ -171,20 +176,23 @@ def rasterize(osm: PathLike | Sequence[PathLike] | None = None, bbox: BBox | Non
               overwrite: bool = False, force: bool = False, osm_fetch: OsmFetch | None = None,
               progress: ProgressFn | None = None, cancel: CancelFn | None = None,
               compression: str = "deflate", source_options: SourceOptions | None = None,
-              res: float | None = None, tap: bool = False) -> Path:
+              res: float | None = None, tap: bool = False, fill: str = "nodata") -> Path:
     """Rasterize vector sources into a class-map COG (uint8 with the schema palette). Same parameters as render
     (``compression``: "deflate" or "zstd"; the class map is never lossy, so "jpeg" writes DEFLATE; ``res``
-    replaces ``gsd_m``)."""
+    replaces ``gsd_m``; ``fill``: outside the data's coverage class 255, nodata, or "background")."""
     compression = check_compression(compression)  # before any work
     area = AreaSettings(bbox, bbox_crs, crs, None if res is not None else gsd_m, res, tap)
     runtime = RuntimeSettings(force=force, progress=progress, cancel=cancel)
     sources = SourceSettings(osm, None, class_field, rules, osm_fetch, source_options)
-    return core.rasterize(sources, area, Path(out), overwrite=overwrite, compression=compression, runtime=runtime)
+    return core.rasterize(sources, area, Path(out), overwrite=overwrite, compression=compression, runtime=runtime,
+                          fill=fill)
 
 
 def rasterize_array(osm, bbox: BBox | None = None, bbox_crs: str = "EPSG:4326", crs: str = "EPSG:3857",
                     gsd_m: float = 0.5, rules: PathLike | None = None, class_field: str | None = None,
-                    osm_fetch: OsmFetch | None = None, source_options: SourceOptions | None = None):
-    """Class map as an in-memory array: returns ``(classes uint8 (H, W), grid)``."""
+                    osm_fetch: OsmFetch | None = None, source_options: SourceOptions | None = None,
+                    fill: str = "nodata"):
+    """Class map as an in-memory array: returns ``(classes uint8 (H, W), grid)`` (255 outside the data's
+    coverage unless ``fill="background"``)."""
     return core.rasterize_array(SourceSettings(osm, None, class_field, rules, osm_fetch, source_options),
-                                AreaSettings(bbox, bbox_crs, crs, gsd_m))
+                                AreaSettings(bbox, bbox_crs, crs, gsd_m), fill)

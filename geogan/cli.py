@@ -152,6 +152,9 @@ class _Progress:
 
 OSM_HELP = "Vector source(s): OSM .osm/.osm.pbf, GPKG, GeoJSON or Shapefile. Repeat for several."
 BBOX_HELP = "Area as xmin,ymin,xmax,ymax in --bbox-crs (default: the data's extent)."
+FILL_HELP = ("Outside the input data's coverage (an OSM file's bounds, a layer's extent): nodata (transparent "
+             "aerial, nodata heights and classes) or background (drawn as if mapped). Either way a warning says "
+             "how much of the area is outside.")
 
 
 @app.command()
@@ -210,6 +213,7 @@ def render(
                                  help="COG compression: deflate (lossless, read everywhere), zstd (lossless, "
                                       "faster; readers need GDAL >= 2.3) or jpeg (aerial and hillshade lossy "
                                       "JPEG, quality 90; heights and classes stay lossless)."),
+    fill: str = typer.Option("nodata", "--fill", metavar="[nodata|background]", help=FILL_HELP),
     precision: str = typer.Option("auto", metavar="[auto|fp32|bf16|fp16]",
                                   help="The generator's arithmetic: auto (fp16 on a CUDA GPU, fp32 on CPU), "
                                        "fp32, bf16 (about 1.4x faster on CPUs with AVX512-BF16/AMX, within "
@@ -222,7 +226,7 @@ def render(
 
     def request(bar: _Progress) -> RenderRequest:  # the options as the render core's settings values
         area_bbox = parse_bbox(bbox)
-        output = OutputSettings(out, overwrite, compress, mesh=mesh)
+        output = OutputSettings(out, overwrite, compress, mesh=mesh, fill=fill)
         area = AreaSettings(area_bbox, bbox_crs, crs, gsd, res, tap)
         runtime = RuntimeSettings(seed, force, scheduler, workers, progress=bar)
         settings = RenderSettings(TilingSettings(tile_size, overlap), HeightSettings(dem, None, hillshade), runtime)
@@ -277,6 +281,7 @@ def rasterize(
     compress: str = typer.Option("deflate", "--compress", metavar="[deflate|zstd]",
                                  help="COG compression: deflate (read everywhere) or zstd (faster; readers need "
                                       "GDAL >= 2.3). Always lossless."),
+    fill: str = typer.Option("nodata", "--fill", metavar="[nodata|background]", help=FILL_HELP),
 ) -> None:
     """Rasterize vector data into a class map only (uint8 COG with the class palette)."""
     from .api import rasterize as api_rasterize
@@ -285,7 +290,7 @@ def rasterize(
                                              gsd_m=gsd, out=out, rules=rules, class_field=class_field,
                                              overwrite=overwrite, force=force,
                                              osm_fetch=_fetch(overpass_url, cache_dir, no_cache),
-                                             compression=compress, res=res, tap=tap,
+                                             compression=compress, res=res, tap=tap, fill=fill,
                                              source_options=_source_options(class_name, None, None, all_sea)))
     typer.echo(f"wrote {path}")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .anchor import canonical_grid, world_offset
 from .classes import Schema, load_schema
+from .coverage import NODATA_CLASS, area_coverage, check_fill
 from .errors import InputError, TooLargeError
 from .grid import Grid
 from .infer import LoadedModel, encode_style, load_model
@@ -160,6 +161,8 @@ def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSett
                in_memory=out.in_memory, out_grid=grid)
     feats, generator_feats, warnings_ = class_sources(sources, grid, canonical.grid, schema,
                                                       (FEATURE_MARGIN_PX, spec.tile_px // 2), runtime.progress)
+    coverage, cover_warnings = area_coverage(sources.paths, grid, out.fill, getattr(feats, "features", None))
+    warnings_.extend(cover_warnings)
     frame = GeneratorFrame(generator_feats, canonical.grid, canonical.offset_rc)
     colour = colour_transfer(model, schema, generator_feats, canonical.grid, spec.tile_px)
     paths = OutputPaths.in_dir(out.out_dir, heights.hillshade)
@@ -169,7 +172,8 @@ def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSett
         height_spec = make_height_spec(grid, dem_src, heights.canopy, heights.hillshade, centre_gsd_m(grid),
                                        world_offset(grid))
         job = RenderJob(feats, grid, model, schema, paths, spec, plan, height_spec, out.compression,
-                        runtime.generator_seed, frame, render_tags(model, runtime.seed, sources), colour)
+                        runtime.generator_seed, frame, render_tags(model, runtime.seed, sources), colour,
+                        coverage=coverage)
         result = _generate(job, runtime)
         if dem_src is not None:
             warnings_.extend(dem_check.warnings + dem_src.warnings())
@@ -196,9 +200,12 @@ def _generate(job: RenderJob, runtime: RuntimeSettings) -> RenderResult:
 
 
 def rasterize(sources: SourceSettings, area: AreaSettings, out: Path, *, overwrite: bool = False,
-              compression: str = "deflate", runtime: RuntimeSettings = RuntimeSettings()) -> Path:
+              compression: str = "deflate", runtime: RuntimeSettings = RuntimeSettings(),
+              fill: str = "nodata") -> Path:
     """Write the class map of ``sources`` on ``area`` (``area.gsd_m`` set) to ``out`` (``compression``
-    checked by :func:`geogan.settings.check_compression`); ``runtime``: force, progress, cancel."""
+    checked by :func:`geogan.settings.check_compression`); ``runtime``: force, progress, cancel; ``fill``:
+    outside the data's coverage "nodata" (``NODATA_CLASS``) or "background" (:mod:`geogan.coverage`)."""
+    fill = check_fill(fill)
     schema = load_schema(sources.rules)
     opened = open_sources(sources)
     check_outputs([out], overwrite)
@@ -208,8 +215,9 @@ def rasterize(sources: SourceSettings, area: AreaSettings, out: Path, *, overwri
                             "or pass --force")
     feats, _ = read_features(paths, grid, schema, opened.class_field, 2, opened.fetch, runtime.progress)
     tags = output_tags(Provenance(0, _osm_used(opened)))
+    coverage, _ = area_coverage(paths, grid, fill, feats)
     return rasterize_to_file(VectorClassSource(feats), grid, schema, out, progress=runtime.progress,
-                             cancel=runtime.cancel, compression=compression, tags=tags)
+                             cancel=runtime.cancel, compression=compression, tags=tags, coverage=coverage)
 
 
 def _osm_used(sources: OpenSources) -> bool:
@@ -227,14 +235,20 @@ def render_tags(model: LoadedModel, seed: int, sources: OpenSources) -> dict[str
     return output_tags(Provenance(seed, osm_used, model.name, model_licence=model.card.get("license")))
 
 
-def rasterize_array(sources: SourceSettings, area: AreaSettings):
-    """The class map as an in-memory array: ``(classes uint8 (H, W), grid)``."""
+def rasterize_array(sources: SourceSettings, area: AreaSettings, fill: str = "nodata"):
+    """The class map as an in-memory array: ``(classes uint8 (H, W), grid)``; outside the data's coverage
+    ``NODATA_CLASS`` (``fill="nodata"``) or background (``fill="background"``)."""
     from .rasterizer import rasterize_classes
 
+    fill = check_fill(fill)
     schema = load_schema(sources.rules)
     opened = open_sources(sources)
     paths, grid = area_grid(opened.paths, area, area.gsd_m, opened.class_field)
     if grid.width * grid.height > MAX_ARRAY_PX:
         raise TooLargeError("this grid is too large for an in-memory array; use rasterize(..., out=PATH)")
     feats, _ = read_features(paths, grid, schema, opened.class_field, 2, opened.fetch)
-    return rasterize_classes(feats, grid), grid
+    classes = rasterize_classes(feats, grid)
+    coverage, _ = area_coverage(paths, grid, fill, feats)
+    if coverage is not None:
+        classes[~coverage.rows(0, grid.height)] = NODATA_CLASS
+    return classes, grid

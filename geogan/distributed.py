@@ -127,7 +127,7 @@ def _write_blocks(job: RenderJob, runtime: RuntimeSettings, futures: list, first
 
     done, waiting, n_blocks, firsts = 0, {}, len(firsts), sorted(firsts)
     warper = job.warper()
-    with OutputSet(job.grid, output_specs(job.paths, job.schema, job.compression, job.tags)) as outputs:
+    with OutputSet(job.grid, output_specs(job.paths, job.schema, job.compression, job.tags, job.coverage)) as outputs:
         for fut in as_completed(futures):
             if runtime.cancel is not None and runtime.cancel():
                 raise Cancelled("render cancelled; no output was written")

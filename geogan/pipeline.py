@@ -32,6 +32,7 @@ from .grid import Grid
 from .infer import LoadedModel, cpu_streams, model_input_px, run_batches, seed_torch
 from .memory import RenderSize, generator_bytes_per_px, memory_problem
 from .noise import noise_window, orient, tile_orientation
+from .coverage import NODATA_CLASS
 from .provenance import ClassNameFiles
 from .rasterizer import object_layers
 from .runtime import frozen_gc
@@ -197,29 +198,35 @@ def check_size(plan: TilePlan, model: LoadedModel, force: bool, max_hours: float
 
 
 def output_specs(paths: OutputPaths, schema: Schema, compression: str = "deflate",
-                 tags: Mapping[str, str] | None = None) -> dict[str, RasterSpec]:
+                 tags: Mapping[str, str] | None = None, coverage=None) -> dict[str, RasterSpec]:
     """What each output holds and how it is compressed (``compression``: a key of ``COMPRESSIONS``).
 
     ``tags``: metadata every output carries (provenance: :func:`geogan.provenance.output_tags`). The class
     map gets its class names beside it (``classes.tif.aux.xml`` with a raster attribute table, and a QGIS
     style ``classes.qml``), replaced with the set. The same specs for local and Dask renders, so both
-    write the same files.
+    write the same files. ``coverage``: the pixels the input data covers (:class:`geogan.coverage.Coverage`);
+    outside them aerial.tif is transparent (an alpha band), height.tif nodata, classes.tif
+    ``NODATA_CLASS`` and hillshade.tif 0 (their nodata).
     """
     image, data = codecs_of(compression)
+    masked = coverage is not None
+    cover = coverage.rows if masked else None
     specs = {
-        "aerial": RasterSpec(paths.aerial, 3, "uint8", None, "average",
-                             descriptions=("red", "green", "blue"), photometric="RGB", predictor="2", deflate_level=1,
-                             compress=image, zstd_level=1, tags=tags),
+        "aerial": RasterSpec(paths.aerial, 4 if masked else 3, "uint8", None, "average",
+                             descriptions=("red", "green", "blue", "alpha")[:4 if masked else 3], photometric="RGB",
+                             predictor="2", deflate_level=1, compress=image, zstd_level=1, tags=tags,
+                             coverage=cover, alpha=masked),
         "height": RasterSpec(paths.height, 1, "float32", HEIGHT_NODATA, "average",
                              descriptions=("surface_height_m",), units="metre", deflate_level=3, compress=data,
-                             zstd_level=3, tags=tags),
-        "classes": RasterSpec(paths.classes, 1, "uint8", None, "nearest", colormap=schema.palette(),
-                              descriptions=("class",), compress=data, zstd_level=3, tags=tags,
-                              sidecars=ClassNameFiles(schema)),
+                             zstd_level=3, tags=tags, coverage=cover),
+        "classes": RasterSpec(paths.classes, 1, "uint8", NODATA_CLASS if masked else None, "nearest",
+                              colormap=schema.palette(), descriptions=("class",), compress=data, zstd_level=3,
+                              tags=tags, sidecars=ClassNameFiles(schema), coverage=cover),
     }
     if paths.hillshade is not None:
-        specs["hillshade"] = RasterSpec(paths.hillshade, 1, "uint8", None, "average", descriptions=("hillshade",),
-                                        predictor="2", deflate_level=3, compress=image, zstd_level=1, tags=tags)
+        specs["hillshade"] = RasterSpec(paths.hillshade, 1, "uint8", 0 if masked else None, "average",
+                                        descriptions=("hillshade",), predictor="2", deflate_level=3, compress=image,
+                                        zstd_level=1, tags=tags, coverage=cover)
     return specs
 
 
@@ -550,6 +557,7 @@ class RenderJob:
     frame: GeneratorFrame | None = None
     tags: Mapping[str, str] | None = None  # provenance metadata of every output
     colour: object = None  # a geogan.colour_transfer.ColourTransfer toward a --style-ref photo's colours
+    coverage: object = None  # a geogan.coverage.Coverage: outside it the outputs are nodata (output_specs)
 
     @property
     def generator(self) -> GeneratorFrame:
@@ -600,7 +608,7 @@ def render_grid(job: RenderJob, runtime: RuntimeSettings = RuntimeSettings()) ->
     # numpy and torch release the GIL, so the writing hides behind the generator.
     height_scale_m = height_scale_of(model)
     stop = threading.Event()
-    with OutputSet(grid, output_specs(paths, schema, compression, job.tags)) as outputs, \
+    with OutputSet(grid, output_specs(paths, schema, compression, job.tags, job.coverage)) as outputs, \
             ThreadPoolExecutor(1, thread_name_prefix="geogan-surface") as surface_pool, \
             ThreadPoolExecutor(1, thread_name_prefix="geogan-write") as strip_pool:
         try:
@@ -642,12 +650,14 @@ def check_warped(warper: StripWarper) -> None:
 
 def rasterize_to_file(feats: ClassSource, grid: Grid, schema: Schema, out: Path, *, strip_px: int = 512,
                       progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                      compression: str = "deflate", tags: Mapping[str, str] | None = None) -> Path:
+                      compression: str = "deflate", tags: Mapping[str, str] | None = None,
+                      coverage=None) -> Path:
     """Write only the class map, strip by strip, as a COG with the class palette (and its class names beside it).
 
-    ``compression`` as in :func:`output_specs`: the class map is never lossy ("jpeg" writes DEFLATE).
+    ``compression`` and ``coverage`` as in :func:`output_specs`: the class map is never lossy ("jpeg" writes
+    DEFLATE).
     """
-    spec = {"classes": output_specs(OutputPaths(out, out, out), schema, compression, tags)["classes"]}
+    spec = {"classes": output_specs(OutputPaths(out, out, out), schema, compression, tags, coverage)["classes"]}
     with OutputSet(grid, spec) as outputs:
         for row0 in range(0, grid.height, strip_px):
             if cancel is not None and cancel():

@@ -11,7 +11,9 @@ Pure functions (values in, values out; the writers put them into the files):
   (``classes.tif.aux.xml``, which GDAL, QGIS and ArcGIS read). Both take the schema or plain
   ``{"id", "name", "color"}`` dicts (the QGIS plugin can call them without a Schema).
 * :func:`osm_coverage_lonlat` / :func:`coverage_mask`: the part of the grid the OSM input covers (its
-  ``<bounds>`` or PBF header box), for a nodata mask or an explicit ``--fill background``.
+  ``<bounds>`` or PBF header box; :func:`coverage_mask` tests each pixel centre in lon/lat, the reference
+  the render's own mask, :class:`geogan.coverage.Coverage`, is checked against) and
+  :func:`uncovered_message`, the warning when part of the area is outside it.
 """
 
 from __future__ import annotations
@@ -214,7 +216,11 @@ def uncovered_message(share: float, fill: str = "nodata") -> str | None:
     """The warning for a grid the data covers only in part (None when it covers all of it)."""
     if share >= 1.0:
         return None
-    what = "left as nodata" if fill == "nodata" else "drawn as background (--fill background)"
-    return (f"the input data covers {100 * share:.1f} % of the area; the rest is {what}: give a bbox inside the "
-            "data or a larger extract")
-
+    outside = 100 * (1 - share)
+    if fill == "nodata":
+        what = "left as nodata (pass --fill background to draw it as background)"
+    else:
+        what = "drawn as background (--fill background) as if it were mapped"
+    covers, out = (f"{100 * share:.1f}", f"{outside:.1f}") if outside >= 0.05 else ("over 99.9", "under 0.1")
+    return (f"the input data covers {covers} % of the area: {out} % of it is outside the data's coverage, "
+            f"{what}; give a bbox inside the data or a larger extract")

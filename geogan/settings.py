@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from .coverage import check_fill
 from .errors import GridError, InputError
 from .grid import RES_AND_GSD, user_crs
 from .sources import SourceOptions
@@ -237,16 +238,20 @@ class OutputSettings:
     """Where and how the COGs are written: ``out_dir`` (None: an in-memory ``xarray.Dataset``, made in a
     scratch folder), ``overwrite`` existing outputs, ``compression`` a key of :data:`COMPRESSIONS`
     (checked, lower-cased); ``in_memory`` the outputs are read back into memory afterwards (the size
-    check counts them); ``mesh``: also write ``scene.glb`` (building solids on a terrain, :mod:`geogan.scene`)."""
+    check counts them); ``mesh``: also write ``scene.glb`` (building solids on a terrain, :mod:`geogan.scene`);
+    ``fill``: what the outputs hold outside the input data's coverage (:mod:`geogan.coverage`): "nodata"
+    (transparent aerial, nodata heights and classes) or "background" (drawn as background, as if mapped)."""
 
     out_dir: Path | None = Path("out")
     overwrite: bool = False
     compression: str = "deflate"
     in_memory: bool = False
     mesh: bool = False
+    fill: str = "nodata"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compression", check_compression(self.compression))
+        object.__setattr__(self, "fill", check_fill(self.fill))
         object.__setattr__(self, "out_dir", _path_or_none(self.out_dir))
         if self.mesh and self.out_dir is None:
             raise InputError("mesh=True writes scene.glb into out_dir; give an out_dir")

@@ -284,6 +284,30 @@ def _check_class_field(path: Path, layer: str, class_field: "SourceOptions | str
                           f"its fields are: {', '.join(names) or '(none)'}")
 
 
+def _check_osm_class_field(paths: Sequence[str | Path], class_field: "SourceOptions | str | None") -> None:
+    """``--class-field`` with only OSM files (classified by their tags; other layers check the field
+    themselves): a field none of their layers has is an error naming the fields there are, one they have
+    is a warning that it is not used."""
+    name = SourceOptions.of(class_field).class_field
+    if name is None or not paths or not all(is_osm_path(Path(p)) for p in paths):
+        return
+    fields: dict[str, None] = {}
+    for p in paths:
+        _check_file(Path(p))
+        for layer in OSM_LAYERS:
+            try:
+                fields.update(dict.fromkeys(str(f) for f in pyogrio.read_info(p, layer=layer)["fields"]))
+            except Exception:  # noqa: BLE001 - reading the layer reports it
+                continue
+    names = [f for f in fields if f not in _NOT_TAGS]
+    if name not in fields:
+        raise SourceError(f"--class-field '{name}': the OSM input has no such field (its fields are: "
+                          f"{', '.join(names) or '(none)'}); OSM files are classified by their tags, so leave "
+                          "--class-field out, or give it with GPKG/GeoJSON/Shapefile layers that have the field")
+    log.warning("--class-field '%s' is not used: OSM files are classified by their tags (it classifies "
+                "GPKG/GeoJSON/Shapefile layers)", name)
+
+
 def _check_has_geometry(path: Path, layer: str, n_features: int | None, bounds) -> None:
     """A layer with features but no extent holds only null or empty geometries: say so (its infinite
     'bounds' are not coordinates in a wrong CRS)."""
@@ -373,6 +397,7 @@ def read_sources(paths: Sequence[str | Path], bbox_lonlat: tuple[float, float, f
     files either). ``class_field``: :class:`SourceOptions`, or the name of a class field.
     """
     report = SourceReport(bbox_lonlat=None if bbox_lonlat is None else tuple(bbox_lonlat))
+    _check_osm_class_field(paths, class_field)
     for p in paths:
         path = Path(p)
         _check_file(path)

@@ -97,14 +97,27 @@ def reduce_2x(values: np.ndarray, resampling: str, nodata: float | None = None) 
         mean = _pair_sum(_pair_sum(values, 1, acc), 2, acc)
         mean *= 0.25
     else:
-        valid = ~missing
-        total = _pair_sum(_pair_sum(np.where(valid, values, 0), 1, acc), 2, acc)
-        count = _pair_sum(_pair_sum(valid, 1, np.uint8), 2, np.uint8)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(count > 0, total / np.maximum(count, 1), nodata)
+        mean = _mean_of_valid(values, ~missing, nodata, acc)
     if integer:
         mean = np.floor(mean + 0.5)
     return mean.astype(values.dtype)
+
+
+def _mean_of_valid(values: np.ndarray, valid: np.ndarray, fill: float, acc) -> np.ndarray:
+    """2x2 means of the ``valid`` pixels of ``values`` (``fill`` where a cell has none)."""
+    total = _pair_sum(_pair_sum(np.where(valid, values, 0), 1, acc), 2, acc)
+    count = _pair_sum(_pair_sum(valid, 1, np.uint8), 2, np.uint8)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), fill)
+
+
+def reduce_2x_alpha(values: np.ndarray) -> np.ndarray:
+    """One overview step of a uint8 image whose last band is alpha: the colours are the means of the pixels
+    with alpha > 0 only (0 where a cell has none; as GDAL's overviews use an alpha band), alpha the plain mean."""
+    colour, alpha = values[:-1], values[-1:]
+    valid = np.broadcast_to(alpha > 0, colour.shape)
+    mean = np.floor(_mean_of_valid(colour, valid, 0, np.float32) + 0.5).astype(values.dtype)
+    return np.concatenate([mean, reduce_2x(alpha, "average")])
 
 
 STREAM_RAW_MAX_BYTES = 512 * 2**20  # hidden stream files up to this size stay uncompressed
@@ -159,11 +172,18 @@ class RasterSpec:
     # files written beside the finished COG (e.g. class names: .aux.xml and .qml), committed with the set:
     # called with the staged COG's path, returns the paths it wrote (in the same folder)
     sidecars: Callable[[Path], Sequence[Path]] | None = None
+    # the pixels that hold data (geogan.coverage.Coverage.rows: (row0, n) -> bool (n, width)); the others are
+    # written as ``nodata`` (0 without one) and, with ``alpha``, 0 in the last band (an alpha band the writers
+    # do not pass: 255 where covered); the COG driver turns the alpha band into an internal mask with JPEG
+    coverage: Callable[[int, int], np.ndarray] | None = None
+    alpha: bool = False
 
     def __post_init__(self) -> None:
         if self.compress not in COG_CODECS:
             raise ValueError(f"RasterSpec.compress '{self.compress}' is not one of {', '.join(COG_CODECS)}")
-        if self.compress == "JPEG" and (self.dtype != "uint8" or self.count not in (1, 3)):
+        if self.alpha and (self.coverage is None or self.dtype != "uint8"):
+            raise ValueError(f"an alpha band ('{self.path.name}') is made from a coverage, in uint8")
+        if self.compress == "JPEG" and (self.dtype != "uint8" or self.count - self.alpha not in (1, 3)):
             raise ValueError(f"JPEG is for 1- or 3-band uint8 images, not {self.count} x {self.dtype} "
                              f"('{self.path.name}'); use DEFLATE or ZSTD")
 
@@ -281,6 +301,17 @@ class _BlockRows:
         self._pending.clear()
 
 
+def masked_rows(spec: RasterSpec, row0: int, values: np.ndarray) -> np.ndarray:
+    """``values`` (bands, rows, width) at ``row0`` with ``spec.coverage`` applied: ``spec.nodata`` (else 0)
+    outside it, and with ``spec.alpha`` an alpha band added (255 inside, 0 outside)."""
+    valid = spec.coverage(row0, values.shape[1])
+    fill = np.asarray(spec.nodata if spec.nodata is not None else 0).astype(values.dtype)
+    out = np.where(valid[None], values, fill)
+    if spec.alpha:
+        out = np.concatenate([out, np.where(valid, 255, 0).astype(out.dtype)[None]])
+    return out
+
+
 def _open_hidden(path: Path, grid: Grid, spec: "RasterSpec", block_px: int, **extra) -> rasterio.io.DatasetWriter:
     """A hidden tiled GeoTIFF for ``spec``'s values on ``grid``, compressed only when large
     (:func:`stream_compression`); ``extra``: more creation options."""
@@ -321,7 +352,9 @@ class _Overviews:
         """Take a whole block row (``row0``, ``rows``) of level ``level`` (0: full resolution)."""
         if level >= len(self._levels):
             return
-        reduced = reduce_2x(rows, self.spec.overview_resampling.lower(), self.spec.nodata)
+        resampling = self.spec.overview_resampling.lower()
+        reduced = reduce_2x_alpha(rows) if self.spec.alpha and resampling == "average" else \
+            reduce_2x(rows, resampling, self.spec.nodata)
         ds, block_rows = self._levels[level]
         for top, done in block_rows.add(row0 // 2, reduced):
             ds.write(done, window=Window(0, top, done.shape[2], done.shape[1]))
@@ -552,7 +585,8 @@ class OutputSet:
 
     def _open(self, key: str, spec: RasterSpec) -> None:
         ds = _open_hidden(self._temp(spec, "stream"), self.grid, spec, self.block_px,
-                          **({"photometric": spec.photometric} if spec.photometric else {}))
+                          **({"photometric": spec.photometric} if spec.photometric else {}),
+                          **({"alpha": "YES"} if spec.alpha else {}))
         self._datasets[key] = ds
         if spec.colormap:
             ds.write_colormap(1, dict(spec.colormap))
@@ -575,6 +609,8 @@ class OutputSet:
         their row of blocks is complete (or at the end).
         """
         arr = values if values.ndim == 3 else values[None]
+        if self.specs[key].coverage is not None:
+            arr = masked_rows(self.specs[key], row0, arr)
         for top, rows in self._rows[key].add(row0, arr):
             self._write_rows(key, top, rows)
 

@@ -33,6 +33,26 @@ from .status import dep_status
 from .tools import CreateSketchLayerAlgorithm, MeshAlgorithm, raster_file
 
 DEFAULT_MODEL = "default"
+FILL_BACKGROUND = "FILL_BACKGROUND"
+FILL_HELP = (
+    "Outside the data's coverage (an OSM file's bounds): nodata (transparent aerial, nodata heights and classes) "
+    "unless 'Draw areas outside the data's coverage as background' is ticked. Layers from the project are drawn "
+    "as chosen (their export to geogan says what was chosen, not what the data covers), so the area around "
+    "them is background.")
+
+
+def fill_param():
+    return QgsProcessingParameterBoolean(
+        FILL_BACKGROUND, tr("Draw areas outside the data's coverage as background (else nodata)"), defaultValue=False)
+
+
+def fill_kwargs(alg, parameters, context) -> dict:
+    """``fill="background"`` for geogan when asked, or when project layers are handed over (exported clipped to
+    the extent, the mask, the filter and the selection: their extent is what was chosen, not what the data
+    covers); else nothing (geogan's default, nodata outside an OSM file's bounds)."""
+    asked = alg.parameterDefinition(FILL_BACKGROUND) is not None and \
+        alg.parameterAsBoolean(parameters, FILL_BACKGROUND, context)
+    return {"fill": "background"} if asked or getattr(alg, "_chosen", None) else {}
 
 
 def render_models() -> list[dict]:
@@ -81,7 +101,7 @@ class RasterizeAlgorithm(GeoganAlgorithm):
             "Pixel size: ground metres at the centre, rounded so pixels are square in the output CRS; or "
             "'Pixel size (output CRS units)', exactly (it wins over the ground metres). 'Snap to pixel grid': "
             "bounds on multiples of the pixel size (like gdalwarp -tap), so class maps line up.\n"
-            "An existing output is replaced only with 'Replace existing outputs'.")
+            "An existing output is replaced only with 'Replace existing outputs'.\n" + FILL_HELP)
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self._add_source_params()
@@ -89,6 +109,7 @@ class RasterizeAlgorithm(GeoganAlgorithm):
             self.GSD_M, tr("Pixel size (ground metres)"), QgsProcessingParameterNumber.Double,
             defaultValue=0.5, minValue=0.01))
         self._add_res_params()
+        self.addParameter(advanced(fill_param()))
         self._add_rules_param()
         self._add_overwrite_param()
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr("Class map")))
@@ -104,7 +125,8 @@ class RasterizeAlgorithm(GeoganAlgorithm):
             if feedback.isCanceled():
                 return {}
             gsd_m = self.parameterAsDouble(parameters, self.GSD_M, context)
-            kwargs.update(self._pixel_kwargs(parameters, context, gsd_m, feedback), out=out, overwrite=overwrite)
+            kwargs.update(self._pixel_kwargs(parameters, context, gsd_m, feedback), out=out, overwrite=overwrite,
+                          **fill_kwargs(self, parameters, context))
             result = self._run("rasterize", kwargs, feedback)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -169,7 +191,8 @@ class RenderAlgorithm(GeoganAlgorithm):
             "lossless and faster, JPEG aerial lossy and several times smaller); precision (auto = fp16 on a "
             "CUDA GPU, fp32 on CPU; bf16 about 1.4x faster on CPUs with AVX512-BF16).<br>"
             "Existing outputs in the folder are replaced only with 'Replace existing outputs'. Cancel stops "
-            "within one tile.<br><br><b>Models</b> (their licences bind what you make with them):<br>"
+            "within one tile.<br>" + FILL_HELP + "<br><br><b>Models</b> (their licences bind what you make with "
+            "them):<br>"
             + models_help(render_models()))
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -220,6 +243,7 @@ class RenderAlgorithm(GeoganAlgorithm):
                                        optional=True),
             QgsProcessingParameterEnum(self.PRECISION, tr("Precision"), options=self.PRECISIONS, defaultValue=0,
                                        optional=True),
+            fill_param(),
         ]
 
     def _add_outputs(self):
@@ -265,7 +289,7 @@ class RenderAlgorithm(GeoganAlgorithm):
             opts["seed"] = self.parameterAsInt(parameters, self.SEED, context)
         if self._mesh(parameters, context):  # only when asked: a geogan without it still runs
             opts["mesh"] = True
-        return opts
+        return {**opts, **fill_kwargs(self, parameters, context)}
 
     def _mesh(self, parameters, context) -> bool:
         return self.parameterDefinition(self.MESH) is not None and \
