@@ -161,7 +161,8 @@ def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSett
                in_memory=out.in_memory, out_grid=grid)
     feats, generator_feats, warnings_ = class_sources(sources, grid, canonical.grid, schema,
                                                       (FEATURE_MARGIN_PX, spec.tile_px // 2), runtime.progress)
-    coverage, cover_warnings = area_coverage(sources.paths, grid, out.fill, getattr(feats, "features", None))
+    coverage, cover_warnings = area_coverage(_coverage_files(sources), grid, out.fill,
+                                             getattr(feats, "features", None))
     warnings_.extend(cover_warnings)
     frame = GeneratorFrame(generator_feats, canonical.grid, canonical.offset_rc)
     colour = colour_transfer(model, schema, generator_feats, canonical.grid, spec.tile_px)
@@ -215,9 +216,15 @@ def rasterize(sources: SourceSettings, area: AreaSettings, out: Path, *, overwri
                             "or pass --force")
     feats, _ = read_features(paths, grid, schema, opened.class_field, 2, opened.fetch, runtime.progress)
     tags = output_tags(Provenance(0, _osm_used(opened)))
-    coverage, _ = area_coverage(paths, grid, fill, feats)
+    coverage, _ = area_coverage(_coverage_files(opened, paths), grid, fill, feats)
     return rasterize_to_file(VectorClassSource(feats), grid, schema, out, progress=runtime.progress,
                              cancel=runtime.cancel, compression=compression, tags=tags, coverage=coverage)
+
+
+def _coverage_files(sources: OpenSources, paths: list[Path] | None = None) -> list[Path]:
+    """The source files whose coverage masks the outputs (:mod:`geogan.coverage`): none when GeoDataFrames
+    were given (features chosen in memory: no mask)."""
+    return [] if sources.keep is not None else list(sources.paths if paths is None else paths)
 
 
 def _osm_used(sources: OpenSources) -> bool:
@@ -248,7 +255,7 @@ def rasterize_array(sources: SourceSettings, area: AreaSettings, fill: str = "no
         raise TooLargeError("this grid is too large for an in-memory array; use rasterize(..., out=PATH)")
     feats, _ = read_features(paths, grid, schema, opened.class_field, 2, opened.fetch)
     classes = rasterize_classes(feats, grid)
-    coverage, _ = area_coverage(paths, grid, fill, feats)
+    coverage, _ = area_coverage(_coverage_files(opened, paths), grid, fill, feats)
     if coverage is not None:
         classes[~coverage.rows(0, grid.height)] = NODATA_CLASS
     return classes, grid

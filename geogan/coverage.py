@@ -6,9 +6,10 @@ What a source covers (docs/how-it-works.md, "Outside the data"):
 
 * an OSM file (.osm, .osm.pbf): the box it declares (``<bounds>``, the PBF header box,
   :func:`geogan.provenance.osm_coverage_lonlat`); without one, the bounding box of the features drawn;
-* any other vector file (GPKG, GeoJSON, Shapefile, a GeoDataFrame written to a GeoPackage): its extent (the
-  box around its layers' extents, each the bounding box of the layer's features);
-* several files: the union of theirs; an Overpass download or a sketch: the whole area (no mask);
+* any other vector file (GPKG, GeoJSON, Shapefile): its extent (the box around its layers' extents, each
+  the bounding box of the layer's features, in the file's CRS);
+* several files: the union of theirs; an Overpass download, a sketch or GeoDataFrames (features chosen in
+  memory, no file whose extent says what was mapped): the whole area (no mask);
 * a DEM: only height.tif, which is nodata where the DEM has no terrain whatever ``fill``
   (:func:`geogan.terrain.check_dem_overlaps` warns), so it takes no part here.
 
@@ -118,25 +119,31 @@ def _projected(geom, src_crs, dst_crs, segment: float):
 
 
 def layer_extents_lonlat(path: Path):
-    """The extent of a vector file as a lon/lat box around its layers' extents (None: no layer has one)."""
+    """The extent of a vector file as a lon/lat polygon: the box around its layers' extents (per CRS, so a
+    file in UTM covers its UTM box), or None when no layer has one."""
     import pyogrio
 
-    boxes = []
+    bounds_by_crs: dict[str, list] = {}
     try:
         layers = [str(name) for name, kind in pyogrio.list_layers(path) if kind is not None]
         for layer in layers:
             info = pyogrio.read_info(path, layer=layer, force_total_bounds=True)
             b = info.get("total_bounds")
-            if b is None or not all(np.isfinite(b)) or not (b[0] <= b[2] and b[1] <= b[3]):
-                continue
-            box = shapely.box(*b)
-            crs = info.get("crs") or "EPSG:4326"
-            if not pyproj.CRS.from_user_input(crs).equals(pyproj.CRS.from_epsg(4326), ignore_axis_order=True):
-                box = _projected(box, crs, "EPSG:4326", max(b[2] - b[0], b[3] - b[1], 1e-9) / 100)
-            boxes.append(box)
+            if b is not None and all(np.isfinite(b)) and b[0] <= b[2] and b[1] <= b[3]:
+                bounds_by_crs.setdefault(info.get("crs") or "EPSG:4326", []).append(b)
+        boxes = [_lonlat_box(crs, np.asarray(bounds)) for crs, bounds in bounds_by_crs.items()]
     except Exception:  # noqa: BLE001 - the reading itself reports a broken file; here: coverage unknown
         return None
-    return shapely.envelope(shapely.union_all(boxes)) if boxes else None
+    return shapely.union_all(boxes) if boxes else None
+
+
+def _lonlat_box(crs: str, bounds: np.ndarray):
+    """The box around ``bounds`` (rows of xmin, ymin, xmax, ymax in ``crs``) as a lon/lat polygon."""
+    box = shapely.box(bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max())
+    if pyproj.CRS.from_user_input(crs).equals(pyproj.CRS.from_epsg(4326), ignore_axis_order=True):
+        return box
+    x0, y0, x1, y1 = box.bounds
+    return _projected(box, crs, "EPSG:4326", max(x1 - x0, y1 - y0, 1e-9) / 100)
 
 
 def declared_coverage_lonlat(paths: Sequence[Path]) -> tuple[list, bool]:
