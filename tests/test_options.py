@@ -60,3 +60,41 @@ def test_unknown_keywords_are_refused_before_any_work(call, words):
     with pytest.raises(UnknownOptionError) as err:
         call()
     assert all(w in str(err.value) for w in words), str(err.value)
+
+
+# ---------------------------------------------------------------- geogan.render / rasterize: named + **options
+#: Every keyword of render()'s former 36-parameter signature (before it took **options).
+FORMER_RENDER_KEYWORDS = (
+    "osm", "bbox", "bbox_crs", "crs", "gsd_m", "out_dir", "model", "device", "tile_px", "overlap_px", "seed",
+    "overwrite", "rules", "force", "class_field", "dem", "hillshade", "canopy", "scheduler", "workers", "osm_fetch",
+    "sketch", "style_ref", "progress", "cancel", "compile", "compression", "precision", "res", "tap",
+    "source_options", "mesh", "runtime", "style_colours", "fill")
+
+
+def test_render_keywords_are_the_settings_fields():
+    import dataclasses
+
+    from geogan import settings
+    from geogan.api import RENDER_KEYWORDS
+
+    assert set(FORMER_RENDER_KEYWORDS) <= set(RENDER_KEYWORDS)
+    values = (settings.SourceSettings, settings.AreaSettings, settings.ModelSettings, settings.TilingSettings,
+              settings.HeightSettings, settings.OutputSettings, settings.RuntimeSettings)
+    fields = {(cls, f.name) for cls in values for f in dataclasses.fields(cls)}
+    hidden = {(settings.OutputSettings, "in_memory"), (settings.RuntimeSettings, "batch_tiles")}
+    assert len(RENDER_KEYWORDS) == len(fields - hidden)  # a field added to a settings value is a keyword
+
+
+def test_render_and_rasterize_refuse_an_unknown_keyword_before_any_work(tmp_path):
+    import geogan
+
+    with pytest.raises(UnknownOptionError) as err:
+        geogan.render(out_dir=tmp_path / "o", tile_size=128)
+    assert "'tile_size'" in str(err.value) and "the nearest is 'tile_px'" in str(err.value)
+    with pytest.raises(UnknownOptionError, match="the nearest is 'out'"):
+        geogan.rasterize(out_dir=tmp_path / "o")
+    with pytest.raises(UnknownOptionError, match="'hillshade'"):  # a render keyword a class map does not use
+        geogan.rasterize(out=tmp_path / "c.tif", hillshade=True)
+    with pytest.raises(InputError, match="seed=-1 must be 0 or more"):  # values: the settings' own messages
+        geogan.render(out_dir=tmp_path / "o", seed=-1)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c.tif").exists()
