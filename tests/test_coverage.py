@@ -241,3 +241,15 @@ def test_qgis_fill_parameter_round_trip(tmp_path, qgis_home):  # noqa: F811
     outside = masked[0] == NODATA_CLASS
     assert 0.2 < outside.mean() < 0.4 and outside[:, -1].all() and not outside[:, 0].any()
     assert (filled[0][outside] == 0).all() and np.array_equal(filled[0][~outside], masked[0][~outside])
+
+
+def test_geodataframes_put_no_mask_on_the_outputs(tmp_path):
+    """Features chosen in memory carry no extent that says what was mapped: background around them."""
+    gpd = pytest.importorskip("geopandas")
+    import shapely
+
+    w, s = offset_lonlat(LON0, LAT0, -40, -30)
+    e, n = offset_lonlat(LON0, LAT0, 0, 0)
+    frame = gpd.GeoDataFrame({"class": ["building"]}, geometry=[shapely.box(w, s, e, n)], crs="EPSG:4326")
+    classes, _ = rasterize_array(frame, bbox=AREA, gsd_m=0.5)
+    assert not (classes == NODATA_CLASS).any() and (classes == 1).any() and (classes == 0).any()
