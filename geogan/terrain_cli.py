@@ -47,24 +47,59 @@ def register(app: typer.Typer) -> None:
 
     @app.command("terrain-eval")
     def terrain_eval(
-        model: Path = typer.Option(..., help="Terrain model card (.json)."),
-        chips: Path = typer.Option(..., help="Chips folder written by 'geogan terrain-chips'."),
-        split: str = typer.Option("val", help="val (held-out DEMs), train or all."),
-        write_card: bool = typer.Option(False, help="Also write the metrics, provenance and licences into the card."),
+        model: str = typer.Option("terrain", help="Terrain model: a name from 'geogan models' or a card (.json)."),
+        dem_dir: Optional[Path] = typer.Option(None, help="DEM folder: measure the terrain's structure on its "
+                                                          "held-out DEMs (class order, flat water, creases, "
+                                                          "drainage, large-scale relief, slopes)."),
+        held_out: Optional[list[str]] = typer.Option(None, help="Name prefix of a held-out DEM (repeatable; "
+                                                              "default: the four the model was not trained on)."),
+        out: Optional[Path] = typer.Option(None, help="With --dem-dir: write the full results as JSON here."),
+        window_px: int = typer.Option(768, help="With --dem-dir: window size in pixels at the model's GSD."),
+        windows_per_dem: int = typer.Option(2, help="With --dem-dir: at most this many windows per DEM."),
+        chips: Optional[Path] = typer.Option(None, help="Chips folder written by 'geogan terrain-chips' "
+                                                        "(per-chip plausibility instead of --dem-dir)."),
+        split: str = typer.Option("val", help="With --chips: val (held-out DEMs), train or all."),
+        write_card: bool = typer.Option(False, help="With --chips: also write the metrics, provenance and "
+                                                    "licences into the card."),
         command: str = typer.Option("", help="Training command to record in the card (with --write-card)."),
     ) -> None:
-        """Plausibility of a terrain model on chips of held-out DEMs: height RMSE vs flat ground (reported,
-        but flat is RMSE-optimal), slope distribution, per-class slope and relative height, relief, height
-        power-spectrum slope, water flatness and per-class texture colours, generated vs real."""
+        """Measure a terrain model on held-out real DEMs. With --dem-dir: per-class elevation order (Spearman
+        rho, inversions), water flatness, creases at class edges, drainage (D8, Priority-Flood), large-scale
+        relief and slopes, for the model as rendered (raw), shaped (geogan.terrain_relief) and the real DEM;
+        prints a table (JSON with --out). With --chips: per-chip height, slope, relief, spectrum and texture
+        statistics, generated vs real."""
         import json
 
         from .cli import run_guarded
+        from .errors import InputError
+
+        if dem_dir is not None:
+            from .terrain_eval import EvalSettings, evaluate_terrain, format_table, write_result
+
+            def go_dems():
+                if chips is not None:
+                    raise InputError("give --dem-dir or --chips, not both")
+                result = evaluate_terrain(model, dem_dir, held_out, EvalSettings(window_px=window_px,
+                                          windows_per_dem=windows_per_dem), log=typer.echo)
+                if out is not None:
+                    write_result(result, out)
+                return result
+
+            result = run_guarded(go_dems)
+            typer.echo(f"held-out DEMs: {', '.join(result['held_out_dems'])} ({len(result['windows'])} windows)")
+            typer.echo(format_table(result))
+            return
+
         from .training.terrain_chips import evaluate_terrain_model, finalize_terrain_card
+        from .zoo import resolve_model
 
         def go():
-            m = evaluate_terrain_model(model, chips, split)
+            if chips is None:
+                raise InputError("give --dem-dir DEMS (structure on held-out DEMs) or --chips CHIPS")
+            card = resolve_model(model)
+            m = evaluate_terrain_model(card, chips, split)
             if write_card:
-                finalize_terrain_card(model, chips, {"val": m} if split == "val" else {split: m}, command=command)
+                finalize_terrain_card(card, chips, {"val": m} if split == "val" else {split: m}, command=command)
             return m
 
         typer.echo(json.dumps(run_guarded(go), indent=1))

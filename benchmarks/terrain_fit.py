@@ -1,0 +1,66 @@
+"""Fit the base-field coefficients of geogan.terrain_relief on windows of the TRAINING DEMs only.
+
+    .venv/bin/python benchmarks/terrain_fit.py --dem-dir ../shared/data/dem [--out benchmarks/results/terrain_fit.json]
+
+The held-out DEMs (geogan.training.terrain_chips.DEFAULT_VAL_DEMS) and the DEMs terrain-chips skips
+(coarser than 100 m, no CRS) are left out. Each DEM gives up to two void-free 768 px windows at 30 m with the
+same classes and rivers as ``geogan terrain-eval``. Prints the coefficient array to paste into
+``BASE_COEF_M`` and writes it, with the windows used and the in-sample fit, to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from geogan.errors import InputError  # noqa: E402
+from geogan.terrain_eval import EvalSettings, dem_windows  # noqa: E402
+from geogan.terrain_relief import base_field_m, fit_relief  # noqa: E402
+from geogan.training.terrain_chips import DEFAULT_VAL_DEMS, source_spacing_m  # noqa: E402
+
+
+def training_windows(dem_dir: Path, settings: EvalSettings):
+    for path in sorted(dem_dir.glob("*.tif")):
+        if path.name.startswith("landcover_") or any(path.name.startswith(v) for v in DEFAULT_VAL_DEMS):
+            continue
+        try:
+            if source_spacing_m(path) > 100.0:
+                continue
+            yield from dem_windows(path, settings)
+        except InputError as exc:
+            print(f"skip {path.name}: {exc}", file=sys.stderr)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dem-dir", type=Path, default=REPO.parent / "shared" / "data" / "dem")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "terrain_fit.json")
+    args = ap.parse_args()
+    settings = EvalSettings()
+    t0 = time.time()
+    wins = list(training_windows(args.dem_dir, settings))
+    coef = fit_relief([(w.classes, w.z_m) for w in wins], settings.gsd_m)
+    corr = []
+    for w in wins:
+        b = base_field_m(w.classes, settings.gsd_m, coef)
+        corr.append(float(np.corrcoef(b.ravel(), w.z_m.ravel())[0, 1]))
+    print("BASE_COEF_M = np.array(" + json.dumps(np.round(coef, 1).tolist()) + ")")
+    print(f"{len(wins)} windows from {len({w.dem for w in wins})} DEMs; in-sample corr median {np.nanmedian(corr):.3f}"
+          f" ({time.time() - t0:.0f} s)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"coef_m": np.round(coef, 1).tolist(), "windows": [w.dem for w in wins],
+                                    "in_sample_corr": [round(c, 3) for c in corr],
+                                    "settings": vars(settings) if hasattr(settings, "__dict__") else None},
+                                   indent=1, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
