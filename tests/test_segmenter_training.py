@@ -11,8 +11,10 @@ import torch
 from data_factory import make_pairs
 from geogan.errors import InputError, OutputError
 from geogan.evaluate import load_segmenter
-from geogan.training.segmenter_fit import (FitConfig, SegmenterRun, balanced_weights, fit_segmenter, load_fit_data,
-                                           sample_crops, segmenter_iou, tiles_with_class)
+from geogan.training.segmenter_fit import (FitConfig, SegmenterRun, balanced_weights, calibrate_bias, combine_fit_data,
+                                           fit_segmenter,
+                                           load_fit_data, lovasz_softmax, photometric_jitter, sample_crops,
+                                           saved_config, segmenter_iou, tiles_with_class)
 
 TINY = dict(batch=4, crop_px=32, width=8, depth=3, lr=5e-3, val_every=20, log_every=10)
 
@@ -44,7 +46,8 @@ def test_crops_are_centred_on_the_drawn_class(pairs):
 
 def test_loss_drops_and_the_selected_weights_save_and_load(pairs, tmp_path):
     data = load_fit_data(pairs, val_fraction=0.5, select_pairs=2)
-    run = SegmenterRun(data, tmp_path / "run", FitConfig(steps=60, **TINY))
+    # strong_aug off: on these colour-coded toy tiles 60 steps are too few to learn through the photometric jitter
+    run = SegmenterRun(data, tmp_path / "run", FitConfig(steps=60, strong_aug=False, **TINY))
     losses = [run.train_step() for _ in range(60)]
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
     best = run.train()  # at the end of the schedule: validates once and exports best.*
@@ -88,6 +91,9 @@ def test_continuing_from_a_segmenter_counts_its_steps(pairs, tmp_path):
                            init=first, val_fraction=0.5, select_pairs=2)
     card = json.loads(second.with_suffix(".json").read_text())
     assert card["training"]["continued_from_steps"] == 4 and card["training"]["steps"] == 7
+    # the exported segmenter is calibrated on the selection slice: never worse there than before
+    assert set(card["calibration"]["class_bias"]) == set(card["classes"])
+    assert card["selection"]["miou"] >= card["selection"]["before_calibration"]["miou"]
     assert card["width"] == 8 and card["depth"] == 3  # the run takes the shape of the segmenter it continues
     with pytest.raises(InputError, match="not found"):
         fit_segmenter(pairs, tmp_path / "c" / "seg", tmp_path / "c" / "run", FitConfig(steps=1, **TINY),
@@ -128,3 +134,79 @@ def test_train_segmenter_cli_refuses_a_used_run_folder_and_resumes(pairs, tmp_pa
     card = json.loads((tmp_path / "seg.json").read_text())  # the selected checkpoint (step 3 or 4)
     assert card["training"]["run_steps"] in (3, 4) and "train-segmenter" in card["training"]["command"]
     assert bad.exit_code == 2 and "--class-probs '1,x'" in bad.stderr
+
+
+def test_lovasz_softmax_is_one_minus_iou_on_hard_predictions():
+    """On one-hot predictions the Lovasz extension equals 1 - IoU of each class present, averaged."""
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(rng.integers(0, 3, (2, 16, 16)))
+    pred = torch.where(torch.from_numpy(rng.random((2, 16, 16)) < 0.3), torch.from_numpy(rng.integers(0, 3, (2, 16, 16))),
+                       target)
+    prob = torch.nn.functional.one_hot(pred, 4).permute(0, 3, 1, 2).float()  # class 3 absent: not counted
+    ious = [((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item() for c in range(3)]
+    assert lovasz_softmax(prob, target).item() == pytest.approx(1 - np.mean(ious), abs=1e-6)
+    assert lovasz_softmax(torch.nn.functional.one_hot(target, 4).permute(0, 3, 1, 2).float(), target).item() == 0
+
+
+def test_photometric_jitter_keeps_range_and_changes_the_images():
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    y = photometric_jitter(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1 and not torch.allclose(x, y, atol=0.02)
+
+
+def test_a_run_saved_before_the_lovasz_and_photometric_terms_resumes_with_its_own_recipe(pairs, tmp_path):
+    run = SegmenterRun(load_fit_data(pairs, val_fraction=0.5, select_pairs=2), tmp_path / "run",
+                       FitConfig(steps=2, **TINY))
+    run.save_state()
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    old = json.loads(state["config"])
+    del old["lovasz_weight"], old["strong_aug"]  # as written by the code before these settings
+    state["config"] = json.dumps(old)
+    torch.save(state, tmp_path / "run" / "state.pt")
+    cfg = saved_config(tmp_path / "run", steps=5)
+    assert cfg.lovasz_weight == 0 and cfg.strong_aug is False and cfg.steps == 5
+    assert FitConfig().lovasz_weight > 0 and FitConfig().strong_aug  # new runs: the current recipe
+
+
+def test_two_pair_sets_train_together_and_carry_both_cards(pairs, tmp_path):
+    other = make_pairs(tmp_path / "other", seed=5)
+    a, b = (load_fit_data(p, val_fraction=0.5, select_pairs=2) for p in (pairs, other))
+    both = combine_fit_data([a, b])
+    assert len(both.images) == len(a.images) + len(b.images) and len(both.select_images) == 4
+    assert both.card["data"] == "pairs + other" and both.card["license"].count("CC BY-NC-SA 4.0") == 2
+    out = fit_segmenter(pairs, tmp_path / "seg", tmp_path / "run", FitConfig(steps=2, **TINY), val_fraction=0.5,
+                        select_pairs=2, also=((other, "landcoverai"),))
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["data"] == "pairs + other" and "other: pairs numbered 4..5" in card["selection"]["pairs"]
+    bad = replace_classes(b)
+    with pytest.raises(InputError, match="same classes"):
+        combine_fit_data([a, bad])
+
+
+def replace_classes(data):
+    from dataclasses import replace
+
+    return replace(data, classes=("ground", "roof"))
+
+
+def test_calibration_undoes_a_shifted_class_prior():
+    """A segmenter whose logits favour one class (as class-balanced training shifts the class priors) gets an
+    offset against that class from the selection slice, and its mIoU back."""
+
+    class Shifted(torch.nn.Module):  # reads the class id written in the image; logits one-hot + a prior shift
+        def forward(self, x):
+            ids = torch.round((x[:, 0] + 1) * 127.5).long()
+            return torch.nn.functional.one_hot(ids, 5).permute(0, 3, 1, 2).float() + torch.tensor(
+                [0.0, 1.5, 0.0, 0.0, 0.0])[None, :, None, None]
+
+    labels = np.random.default_rng(0).integers(0, 5, (4, 16, 16)).astype(np.uint8)
+    images = np.repeat(labels[..., None], 3, -1)
+    assert segmenter_iou(Shifted(), images, labels, 5)[0] < 0.1  # everything read as class 1
+    bias = calibrate_bias(Shifted(), images, labels, 5)
+    assert bias[1] - np.delete(bias, 1).max() < -0.5  # class 1 pushed down against the others
+
+    class Fixed(Shifted):
+        def forward(self, x):
+            return super().forward(x) + torch.from_numpy(bias)[None, :, None, None]
+
+    assert segmenter_iou(Fixed(), images, labels, 5)[0] == 1.0

@@ -6,10 +6,16 @@ The segmenter judges generated images, so it must find every class on *real* pho
 - class-balanced crops: each crop is centred on a pixel of a class drawn from ``class_probs`` (buildings
   most often), in a tile that holds that class;
 - a class-balanced loss: cross-entropy weighted by the square root of the median-frequency weights of the
-  crops actually sampled, plus a soft Dice term (which does not let a rare class vanish);
-- augmentation: flips and 90-degree rotations, scale jitter (the pairs mix 25 and 50 cm/px), colour jitter;
+  crops actually sampled, plus a soft Dice term (which does not let a rare class vanish) and a Lovasz-softmax
+  term (a convex surrogate of each class's IoU, the quantity the FCN-score reports);
+- augmentation: flips and 90-degree rotations, scale jitter (multi-scale: the pairs mix 25 and 50 cm/px),
+  colour jitter (brightness, contrast, saturation, channel shifts) and, with ``strong_aug``, per-channel gain,
+  gamma, blur and sensor noise (held-out photos differ in exposure and haze: shallow beige water, pale roads);
 - model selection: the mIoU on a slice of the training range held out of training (``select``), never on
-  the evaluation split.
+  the evaluation split;
+- calibration (``calibrate``): per-class offsets added to the selected model's logits, chosen to maximise the
+  mIoU on that same selection slice (class-balanced training over-predicts the rare classes; the offsets
+  undo the prior shift it causes), folded into the head's bias.
 
 A run folder holds ``state.pt`` (weights, optimiser, RNG, step; written every ``checkpoint_s`` and at each
 validation), ``best.*`` (the selected segmenter) and ``log.jsonl``; ``resume=True`` continues exactly there.
@@ -50,12 +56,15 @@ class FitConfig:
     depth: int = 4
     seed: int = 0
     class_probs: tuple[float, ...] | None = None  # per class; None: uniform over the classes
-    scale_range: tuple[float, float] = (0.7, 1.4)  # crop window / crop_px, log-uniform
+    scale_range: tuple[float, float] = (0.6, 1.7)  # crop window / crop_px, log-uniform (multi-scale)
     dice_weight: float = 1.0
+    lovasz_weight: float = 0.5  # Lovasz-softmax (IoU surrogate) term; 0 turns it off
+    strong_aug: bool = True  # per-channel gain, gamma, blur and noise on top of colour_jitter
     max_seconds: float | None = None  # the LR anneals by whichever of steps / seconds ends first
     val_every: int = 250
     checkpoint_s: float = 180.0
     log_every: int = 50
+    calibrate: bool = True  # per-class logit offsets tuned on the selection slice (calibrate_bias)
 
 
 # ---------------------------------------------------------------- sampling and augmentation
@@ -129,6 +138,22 @@ def colour_jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x.clamp(-1, 1)
 
 
+def photometric_jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per-image channel gains (colour casts), gamma, a blur on a third of the images and sensor noise, in [-1, 1]."""
+    b = x.shape[0]
+    u = (x + 1) / 2
+    gain = 1 + 0.08 * torch.randn(b, 3, 1, 1, generator=gen)
+    gamma = torch.exp(0.2 * torch.randn(b, 1, 1, 1, generator=gen))
+    u = (u * gain).clamp(1e-4, 1) ** gamma
+    blur = torch.rand(b, generator=gen) < 1 / 3
+    if blur.any():
+        kernel = torch.tensor([1.0, 2.0, 1.0]) / 4
+        k2 = (kernel[:, None] * kernel[None, :]).expand(3, 1, 3, 3)
+        u[blur] = F.conv2d(F.pad(u[blur], (1, 1, 1, 1), mode="replicate"), k2, groups=3)
+    u = u + 0.02 * torch.rand(b, 1, 1, 1, generator=gen) * torch.randn(u.shape, generator=gen)
+    return (2 * u - 1).clamp(-1, 1)
+
+
 # ---------------------------------------------------------------- loss and measurement
 def balanced_weights(freq: np.ndarray) -> torch.Tensor:
     """Square root of the median-frequency class weights (classes never seen get the largest weight)."""
@@ -139,17 +164,42 @@ def balanced_weights(freq: np.ndarray) -> torch.Tensor:
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
+def lovasz_softmax(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Lovasz-softmax loss (Berman et al. 2018): the mean over the classes present in ``target`` of the Lovasz
+    extension of 1 - IoU, for probabilities (B, C, H, W) and class ids (B, H, W)."""
+    p = prob.permute(0, 2, 3, 1).reshape(-1, prob.shape[1])
+    t = target.reshape(-1)
+    losses = []
+    for c in range(p.shape[1]):
+        fg = (t == c).float()
+        if fg.sum() == 0:
+            continue
+        errors, order = (fg - p[:, c]).abs().sort(descending=True)
+        fg_sorted = fg[order]
+        inter = fg_sorted.sum() - fg_sorted.cumsum(0)
+        union = fg_sorted.sum() + (1 - fg_sorted).cumsum(0)
+        jaccard = 1 - inter / union
+        grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+        losses.append(torch.dot(errors, grad))
+    return torch.stack(losses).mean() if losses else prob.sum() * 0
+
+
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-                      dice_weight: float) -> torch.Tensor:
-    """Weighted cross-entropy + ``dice_weight`` * (1 - soft Dice averaged over the classes)."""
-    ce = F.cross_entropy(logits, target, weight=weight)
-    if dice_weight <= 0:
-        return ce
+                      dice_weight: float, lovasz_weight: float = 0.0) -> torch.Tensor:
+    """Weighted cross-entropy + ``dice_weight`` * (1 - soft Dice averaged over the classes) + ``lovasz_weight`` *
+    Lovasz-softmax."""
+    loss = F.cross_entropy(logits, target, weight=weight)
+    if dice_weight <= 0 and lovasz_weight <= 0:
+        return loss
     prob = logits.softmax(1)
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
-    inter = (prob * onehot).sum((0, 2, 3))
-    dice = (2 * inter + 1) / (prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1)
-    return ce + dice_weight * (1 - dice.mean())
+    if dice_weight > 0:
+        onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
+        inter = (prob * onehot).sum((0, 2, 3))
+        dice = (2 * inter + 1) / (prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1)
+        loss = loss + dice_weight * (1 - dice.mean())
+    if lovasz_weight > 0:
+        loss = loss + lovasz_weight * lovasz_softmax(prob, target)
+    return loss
 
 
 def segmenter_iou(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray, n_classes: int,
@@ -164,6 +214,58 @@ def segmenter_iou(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray, 
             conf += confusion(net(x).argmax(1).numpy(), labels[i:i + batch], n_classes)
     net.train(was_training)
     return miou(conf)
+
+
+def _logits(net: torch.nn.Module, images: np.ndarray, stride: int, batch: int = 16) -> np.ndarray:
+    out = []
+    net.eval()
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
+            out.append(net(x)[:, :, ::stride, ::stride].half().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def calibrate_bias(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray, n_classes: int, *,
+                   deltas: tuple[float, ...] = (-1.0, -0.5, -0.25, 0.25, 0.5, 1.0), rounds: int = 3,
+                   stride: int = 2) -> np.ndarray:
+    """Per-class logit offsets (n_classes,) maximising the mIoU on ``images`` / ``labels`` (every ``stride``-th
+    pixel): coordinate ascent from zero, each class tried with each of ``deltas`` in turn, ``rounds`` times."""
+    logits = _logits(net, images, stride)
+    target = labels[:, ::stride, ::stride]
+    score = lambda b: miou(confusion((logits + b[None, :, None, None]).argmax(1), target, n_classes))[0]  # noqa: E731
+    bias = np.zeros(n_classes, np.float32)
+    best = score(bias)
+    for _ in range(rounds):
+        improved = False
+        for c in range(n_classes):
+            for delta in deltas:
+                trial = bias.copy()
+                trial[c] += delta
+                m = score(trial)
+                if m > best + 1e-4:
+                    best, bias, improved = m, trial, True
+        if not improved:
+            break
+    return bias
+
+
+def calibrated(net: torch.nn.Module, card: dict, data: "FitData") -> tuple[torch.nn.Module, dict]:
+    """``net`` with :func:`calibrate_bias`'s offsets (tuned on ``data``'s selection slice) folded into its head's
+    bias, and its card with the offsets and the selection mIoU before and after."""
+    n = len(data.classes)
+    before = card["selection"]
+    bias = calibrate_bias(net, data.select_images, data.select_labels, n)
+    with torch.no_grad():
+        net.head.bias += torch.from_numpy(bias)
+    m, iou = segmenter_iou(net, data.select_images, data.select_labels, n)
+    selection = {**before, "miou": round(m, 4), "iou_per_class": {c: round(float(v), 4) for c, v in
+                                                                  zip(data.classes, iou)},
+                 "before_calibration": {"miou": before["miou"], "iou_per_class": before["iou_per_class"]}}
+    calibration = {"class_bias": {c: round(float(b), 3) for c, b in zip(data.classes, bias)},
+                   "how": "per-class logit offsets maximising the selection slice's mIoU (coordinate ascent), "
+                          "folded into the head's bias"}
+    return net, {**card, "selection": selection, "calibration": calibration}
 
 
 # ---------------------------------------------------------------- the run
@@ -284,9 +386,11 @@ class SegmenterRun:
     def train_step(self) -> float:
         x, y = sample_crops(self.data.images, self.data.labels, self.index, self.cfg, self.rng)
         x = colour_jitter(x, self.gen)
+        if self.cfg.strong_aug:
+            x = photometric_jitter(x, self.gen)
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * lr_factor(self.step, self.seconds, self.cfg)
-        loss = segmentation_loss(self.net(x), y, self.weight, self.cfg.dice_weight)
+        loss = segmentation_loss(self.net(x), y, self.weight, self.cfg.dice_weight, self.cfg.lovasz_weight)
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
@@ -300,11 +404,12 @@ class SegmenterRun:
                     "run_steps": self.step, "run_seconds": round(self.seconds, 1), "lr": cfg.lr,
                     "continued_from": self.prior["from"], "continued_from_steps": self.prior["steps"],
                     "loss": f"cross-entropy (sqrt median-frequency weights {[round(float(w), 3) for w in self.weight]})"
-                            f" + {cfg.dice_weight} x soft Dice",
+                            f" + {cfg.dice_weight} x soft Dice + {cfg.lovasz_weight} x Lovasz-softmax",
                     "sampling": "crops centred on a class drawn with probabilities "
                                 f"{[round(float(p), 3) for p in _probs(cfg, len(self.index))]}",
                     "augmentation": f"flips, 90-degree rotations, scale x{cfg.scale_range[0]}-{cfg.scale_range[1]}, "
-                                    "brightness/contrast/saturation/channel jitter"}
+                                    "brightness/contrast/saturation/channel jitter"
+                                    + (", channel gain, gamma, blur, noise" if cfg.strong_aug else "")}
         return {"kind": "segmenter", "arch": ARCH, "classes": list(self.data.classes), "width": cfg.width,
                 "depth": cfg.depth, "training": training, "license": self.data.card.get("license", ""),
                 "selection": selection}
@@ -382,12 +487,30 @@ def load_fit_data(pairs_dir: Path, label_map: str = "landcoverai", val_fraction:
     return FitData(data.images[:cut], data.labels[:cut], data.images[cut:], data.labels[cut:], lm.classes, card)
 
 
+def combine_fit_data(parts: list[FitData]) -> FitData:
+    """Several pair sets as one: their training tiles and their selection slices side by side (each set keeps
+    its own split); the cards' data, split, licence and attribution joined (a model trained on them carries
+    every set's terms)."""
+    if len(parts) == 1:
+        return parts[0]
+    if any(p.classes != parts[0].classes for p in parts) or len({p.images.shape[1:] for p in parts}) != 1:
+        raise InputError("the pair sets must have the same classes (label maps onto one class list) and tile size; "
+                         f"got {[list(p.classes) for p in parts]} and {[p.images.shape[1:3] for p in parts]}")
+    join = lambda key, sep: sep.join(f"{p.card['data']}: {p.card[key]}" for p in parts)  # noqa: E731
+    card = {"data": " + ".join(p.card["data"] for p in parts), "split": join("split", "; "),
+            "select": join("select", "; "), "evaluation_split": join("evaluation_split", "; "),
+            "license": join("license", " AND "), "attribution": " ".join(p.card["attribution"] for p in parts)}
+    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+    return FitData(cat("images"), cat("labels"), cat("select_images"), cat("select_labels"), parts[0].classes, card)
+
+
 def fit_segmenter(pairs_dir: Path, out: Path, run_dir: Path, cfg: FitConfig, *, resume: bool = False,
                   init: Path | None = None, label_map: str = "landcoverai", val_fraction: float = 0.125,
-                  select_pairs: int | None = 64, command: str = "") -> Path:
+                  select_pairs: int | None = 64, command: str = "", also: tuple[tuple[Path, str], ...] = ()) -> Path:
     """Train (or resume) a segmenter run in ``run_dir`` and write the selected one to ``out`` (.json + .safetensors).
 
-    ``init``: a segmenter to continue from; the run takes its width and depth (not ``cfg``'s).
+    ``init``: a segmenter to continue from; the run takes its width and depth (not ``cfg``'s). ``also``: more
+    (pairs folder, label map) sets trained on together with ``pairs_dir`` (:func:`combine_fit_data`).
     """
     run_dir = Path(run_dir)
     if (run_dir / "state.pt").is_file() and not resume:
@@ -400,7 +523,8 @@ def fit_segmenter(pairs_dir: Path, out: Path, run_dir: Path, cfg: FitConfig, *, 
         cfg = saved_config(run_dir, steps=cfg.steps, max_seconds=cfg.max_seconds)
     elif init is not None:
         cfg = replace(cfg, **_init_shape(init))
-    data = load_fit_data(pairs_dir, label_map, val_fraction, select_pairs)
+    data = combine_fit_data([load_fit_data(pairs_dir, label_map, val_fraction, select_pairs)] +
+                            [load_fit_data(Path(d), lm, val_fraction, select_pairs) for d, lm in also])
     if command:
         data.card["command"] = command
     run = SegmenterRun(data, run_dir, cfg, init=None if resuming else init)
@@ -409,6 +533,8 @@ def fit_segmenter(pairs_dir: Path, out: Path, run_dir: Path, cfg: FitConfig, *, 
     best = run.train()
     from ..models.segmenter import load_segmenter
     net, card = load_segmenter(best)
+    if cfg.calibrate:
+        net, card = calibrated(net, card, data)
     return export_segmenter(net, Path(out), card)
 
 
@@ -429,6 +555,8 @@ def saved_config(run_dir: Path, **overrides) -> FitConfig:
     for key in ("class_probs", "scale_range"):
         if saved.get(key) is not None:
             saved[key] = tuple(saved[key])
+    saved.setdefault("lovasz_weight", 0.0)  # runs started before these settings keep their recipe
+    saved.setdefault("strong_aug", False)
     return FitConfig(**{**saved, **overrides})
 
 
