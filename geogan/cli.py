@@ -206,6 +206,9 @@ def render(
     force: bool = typer.Option(False, help="Run even if the estimate is over a day."),
     scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address (tcp://host:8786) to render on."),
     workers: Optional[int] = typer.Option(None, help="Render on a local Dask cluster of N worker processes."),
+    blocks_out: Optional[Path] = typer.Option(None, help="With --workers/--scheduler: a folder every worker can "
+                                              "write; the workers write their blocks' COGs there and --out gets "
+                                              "only the index (aerial.vrt, height.vrt, classes.vrt, stac.json)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the generator (with CUDA graphs on a "
                                                           "GPU; pays off on large areas; no gain on CPU)."),
@@ -226,7 +229,7 @@ def render(
 
     def request(bar: _Progress) -> RenderRequest:  # the options as the render core's settings values
         area_bbox = parse_bbox(bbox)
-        output = OutputSettings(out, overwrite, compress, mesh=mesh, fill=fill)
+        output = OutputSettings(out, overwrite, compress, mesh=mesh, fill=fill, blocks_out=blocks_out)
         area = AreaSettings(area_bbox, bbox_crs, crs, gsd, res, tap)
         runtime = RuntimeSettings(seed, force, scheduler, workers, progress=bar)
         settings = RenderSettings(TilingSettings(tile_size, overlap), HeightSettings(dem, None, hillshade), runtime)

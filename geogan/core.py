@@ -106,11 +106,10 @@ def run(request: RenderRequest, preloaded: LoadedModel | None = None) -> RenderR
     schema = load_schema(request.sources.rules)
     sources = open_sources(request.sources)
     settings, output = request.settings, request.output
-    paths = OutputPaths.in_dir(output.out_dir, settings.heights.hillshade)
     model = pyramid_model(request.model, schema, request.area.gsd_m, preloaded)
     gsd_m = request.area.gsd_m if request.area.gsd_m is not None else model.gsd_m
     spec = tile_spec(settings.tiling, model)
-    check_outputs(paths.all(), output.overwrite)
+    check_outputs(output_files(output, settings.heights.hillshade), output.overwrite)
     if output.mesh and not sources.paths:
         raise InputError("--mesh needs vector source files (--osm): a scene is built from their buildings")
     if output.mesh:
@@ -129,6 +128,23 @@ def run(request: RenderRequest, preloaded: LoadedModel | None = None) -> RenderR
 
 
 SCENE_NAME = "scene.glb"
+
+
+def output_paths(out: OutputSettings, hillshade: bool) -> OutputPaths:
+    """The COGs in ``out.out_dir``, or with ``out.blocks_out`` the mosaic index written there
+    (:func:`geogan.blocks_index.index_paths`: the blocks' COGs are in ``blocks_out``)."""
+    if out.blocks_out is None:
+        return OutputPaths.in_dir(out.out_dir, hillshade)
+    from .blocks_index import index_paths
+    return index_paths(out.out_dir, hillshade)
+
+
+def output_files(out: OutputSettings, hillshade: bool) -> list[Path]:
+    """The files a render writes into ``out.out_dir`` (checked before any work)."""
+    if out.blocks_out is None:
+        return output_paths(out, hillshade).all()
+    from .blocks_index import index_files
+    return index_files(out.out_dir, hillshade)
 
 
 def _write_scene(sources: OpenSources, result: RenderResult, request: RenderRequest, output: OutputSettings) -> Path:
@@ -166,7 +182,7 @@ def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSett
     warnings_.extend(cover_warnings)
     frame = GeneratorFrame(generator_feats, canonical.grid, canonical.offset_rc)
     colour = colour_transfer(model, schema, generator_feats, canonical.grid, spec.tile_px)
-    paths = OutputPaths.in_dir(out.out_dir, heights.hillshade)
+    paths = output_paths(out, heights.hillshade)
     with (DemSource(heights.dem, reference_grid=grid) if heights.dem is not None else nullcontext()) as dem_src:
         if dem_src is not None and isinstance(feats, VectorClassSource):
             feats = feats.standing_on(dem_src)  # one base elevation per building (the lowest DEM under it)
@@ -175,21 +191,25 @@ def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSett
         job = RenderJob(feats, grid, model, schema, paths, spec, plan, height_spec, out.compression,
                         runtime.generator_seed, frame, render_tags(model, runtime.seed, sources), colour,
                         coverage=coverage)
-        result = _generate(job, runtime)
+        result = _generate(job, runtime, out)
         if dem_src is not None:
             warnings_.extend(dem_check.warnings + dem_src.warnings())
     result.warnings.extend(warnings_)
     return result
 
 
-def _generate(job: RenderJob, runtime: RuntimeSettings) -> RenderResult:
-    """Run ``job`` in this process, or on Dask when ``runtime`` names a scheduler or a worker count."""
+def _generate(job: RenderJob, runtime: RuntimeSettings, out: OutputSettings) -> RenderResult:
+    """Run ``job`` in this process, or on Dask when ``runtime`` names a scheduler or a worker count (the
+    workers writing the blocks themselves with ``out.blocks_out``, :mod:`geogan.blocks`)."""
     if not runtime.distributed:
         return render_grid(job, runtime)
+    from .blocks import render_grid_blocks
     from .distributed import get_client, render_grid_dask
 
     client = get_client(runtime.scheduler, runtime.workers)
     try:
+        if out.blocks_out is not None:
+            return render_grid_blocks(job, runtime, client, out.blocks_out, overwrite=out.overwrite)
         return render_grid_dask(job, runtime, client)
     finally:
         if not runtime.scheduler:

@@ -14,8 +14,10 @@ example one started by dask-kubernetes or dask-jobqueue), or let it start a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -44,14 +46,31 @@ def _worker_model(model_ref: str, schema: Schema, device: str, precision: str = 
     return _WORKER_MODELS[key]
 
 
+@dataclass(frozen=True)
+class WorkerModel:
+    """What a worker needs to load the client's model itself: its card (a path every worker can read), the
+    device kind, precision, runtime and the style latent of a ``--style-ref``."""
+
+    card_path: str
+    device: str
+    precision: str = "fp32"
+    runtime: str = "torch"
+    style: object = None
+
+    @classmethod
+    def of(cls, model) -> "WorkerModel":
+        return cls(model.card_path, model.device.type, model.precision, _runtime_of(model), model.style)
+
+    def load(self, schema: Schema) -> LoadedModel:
+        """The model, loaded once per worker process (with this style)."""
+        model = _worker_model(self.card_path, schema, self.device, self.precision, self.runtime)
+        return model if self.style is None else dataclasses.replace(model, style=self.style)
+
+
 @frozen_gc()  # see geogan.runtime
-def _render_block_task(frame: GeneratorFrame, model_ref: str, schema: Schema, device: str, spec: TileSpec, plan,
-                       first_row: int, stop_row: int, seed: int, style=None, precision: str = "fp32",
-                       runtime: str = "torch"):
-    model = _worker_model(model_ref, schema, device, precision, runtime)
-    if style is not None:
-        import dataclasses
-        model = dataclasses.replace(model, style=style)
+def _render_block_task(frame: GeneratorFrame, model_ref: WorkerModel, schema: Schema, spec: TileSpec, plan,
+                       first_row: int, stop_row: int, seed: int):
+    model = model_ref.load(schema)
     return first_row, render_block(frame.feats, frame.grid, model, spec, plan, first_row=first_row,
                                    stop_row=stop_row, seed=seed, offset_rc=frame.offset_rc)
 
@@ -114,9 +133,9 @@ def _submit_blocks(job: RenderJob, client, block_list: list[tuple[int, int]], re
     plan are sent to every worker once."""
     model = job.model
     frame_f, schema_f, plan_f = client.scatter([job.generator, job.schema, job.plan], broadcast=True)
-    return [client.submit(_render_block_task, frame_f, model.card_path, schema_f, model.device.type, job.spec,
-                          plan_f, first, stop, job.generator_seed, model.style, model.precision, _runtime_of(model),
-                          retries=retries, pure=False, key=f"geogan-block-{first}-{stop}")
+    model_ref = WorkerModel.of(model)
+    return [client.submit(_render_block_task, frame_f, model_ref, schema_f, job.spec, plan_f, first, stop,
+                          job.generator_seed, retries=retries, pure=False, key=f"geogan-block-{first}-{stop}")
             for first, stop in block_list]
 
 

@@ -240,7 +240,9 @@ class OutputSettings:
     (checked, lower-cased); ``in_memory`` the outputs are read back into memory afterwards (the size
     check counts them); ``mesh``: also write ``scene.glb`` (building solids on a terrain, :mod:`geogan.scene`);
     ``fill``: what the outputs hold outside the input data's coverage (:mod:`geogan.coverage`): "nodata"
-    (transparent aerial, nodata heights and classes) or "background" (drawn as background, as if mapped)."""
+    (transparent aerial, nodata heights and classes) or "background" (drawn as background, as if mapped);
+    ``blocks_out``: a folder every Dask worker can write: the workers write their blocks' COGs there and
+    ``out_dir`` gets only the mosaic index (VRTs and a STAC ItemCollection, :mod:`geogan.blocks`)."""
 
     out_dir: Path | None = Path("out")
     overwrite: bool = False
@@ -248,6 +250,7 @@ class OutputSettings:
     in_memory: bool = False
     mesh: bool = False
     fill: str = "nodata"
+    blocks_out: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compression", check_compression(self.compression))
@@ -255,6 +258,10 @@ class OutputSettings:
         object.__setattr__(self, "out_dir", _path_or_none(self.out_dir))
         if self.mesh and self.out_dir is None:
             raise InputError("mesh=True writes scene.glb into out_dir; give an out_dir")
+        object.__setattr__(self, "blocks_out", _path_or_none(self.blocks_out))
+        if self.blocks_out is not None and (self.out_dir is None or self.in_memory or self.mesh):
+            raise InputError("blocks_out (--blocks-out) leaves the pixels on the workers and writes an index into "
+                             "out_dir; give an out_dir, and no mesh or in-memory result with it")
 
 
 @dataclass(frozen=True)
@@ -314,3 +321,6 @@ class RenderRequest:
     def __post_init__(self) -> None:
         if self.sources.sketch is not None and (self.area.bbox is None or self.sources.osm is not None):
             raise InputError("a sketch is placed by --bbox and replaces --osm; pass --bbox and no --osm")
+        if self.output.blocks_out is not None and not self.settings.runtime.distributed:
+            raise InputError("--blocks-out is written by Dask workers; add --workers N (a local cluster) or "
+                             "--scheduler ADDR")

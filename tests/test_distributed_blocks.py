@@ -1,0 +1,137 @@
+"""Worker-written Dask output (geogan.blocks): a real LocalCluster of 2 worker processes writes the blocks' COGs,
+the client only the index (VRTs + a STAC ItemCollection); the mosaic equals the local render bit for bit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import geogan
+from geogan import blocks as blocks_mod
+from geogan.api import sample_osm_path
+from geogan.errors import InputError, OutputError
+from geogan.sources import osm_file_bounds
+
+from conftest import make_tiny_model
+
+distributed = pytest.importorskip("dask.distributed")
+
+BLOCK_ROWS = 200  # generator rows per block: the small area below becomes several blocks
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """One LocalCluster (2 one-thread worker processes) for the module: its address, as --scheduler takes."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(blocks_mod, "BLOCK_CANONICAL_ROWS", BLOCK_ROWS)
+
+
+def _request(tiny_model) -> dict:
+    x0, y0, x1, y1 = osm_file_bounds(sample_osm_path())
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return dict(osm=sample_osm_path(), bbox=(cx - 0.002, cy - 0.0015, cx + 0.002, cy + 0.0015), gsd_m=0.5,
+                model=str(tiny_model), tile_px=128, overlap_px=32, seed=5)
+
+
+@pytest.fixture(scope="module", params=["rgb-model", "rgb+height-model-hillshade", "partly-outside-the-data-jpeg"])
+def rendered(request, tmp_path_factory, tiny_model, scheduler):
+    """A local render and a worker-written render of the same request (with a model whose generated terrain
+    goes through the warp with the pixels, and a hillshade, whose rows look one row past their strip; and an
+    area reaching past the OSM file's bounds: nodata there, the aerial's alpha an internal mask with JPEG)."""
+    tmp = tmp_path_factory.mktemp("blocks")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(blocks_mod, "BLOCK_CANONICAL_ROWS", BLOCK_ROWS)
+    try:
+        kw = _request(tiny_model)
+        if request.param.startswith("rgb+height"):
+            kw.update(model=str(make_tiny_model(tmp / "height_model", height_scale_m=20.0)), hillshade=True)
+        if request.param.startswith("partly-outside"):
+            west, south, east, north = osm_file_bounds(sample_osm_path())
+            kw.update(bbox=(east - 0.003, south + 0.001, east + 0.001, south + 0.004), compression="jpeg")
+        local = geogan.render(out_dir=tmp / "local", **kw)
+        dask = geogan.render(out_dir=tmp / "index", scheduler=scheduler, blocks_out=tmp / "blocks", **kw)
+    finally:
+        mp.undo()
+    return local, dask, tmp, kw["bbox"]
+
+
+def test_vrt_mosaic_equals_the_local_render(rendered):
+    local, dask, tmp, _ = rendered
+    assert dask.aerial == tmp / "index" / "aerial.vrt"
+    assert not list((tmp / "index").glob("*.tif"))  # the client wrote no pixels
+    assert len(list((tmp / "blocks").glob("block_*/aerial.tif"))) >= 3  # several blocks, by the workers
+    assert local.paths.keys() == dask.paths.keys()
+    for name in local.paths:
+        with rasterio.open(local.paths[name]) as a, rasterio.open(dask.paths[name]) as b:
+            assert (a.width, a.height, a.count, a.dtypes) == (b.width, b.height, b.count, b.dtypes), name
+            assert a.transform.almost_equals(b.transform) and a.crs == b.crs, name
+            assert a.nodata == b.nodata and a.descriptions == b.descriptions, name
+            assert np.array_equal(a.read(), b.read()), name
+            assert np.array_equal(a.read_masks(), b.read_masks()), name
+    with rasterio.open(local.classes) as a, rasterio.open(dask.classes) as b:
+        assert a.colormap(1)[3] == b.colormap(1)[3]  # the class palette came along
+    assert (tmp / "index" / "classes.vrt.aux.xml").is_file()
+
+
+def test_stac_item_collection_lists_every_block(rendered):
+    _, dask, tmp, (west, south, east, north) = rendered
+    stac_path = tmp / "index" / "stac.json"
+    collection = json.loads(stac_path.read_text())
+    assert collection["type"] == "FeatureCollection"
+    items = collection["features"]
+    assert len(items) == len(list((tmp / "blocks").glob("block_*"))) >= 3
+    rows = 0
+    for item in items:
+        assert item["type"] == "Feature" and item["stac_version"] == "1.0.0" and item["id"].startswith("block_")
+        assert any("projection" in ext for ext in item["stac_extensions"])
+        props = item["properties"]
+        assert props["datetime"].endswith("Z") and props["proj:epsg"] == 3857
+        h, w = props["proj:shape"]
+        assert w == dask.grid.width and props["geogan:rows"] == [rows, rows + h]
+        assert len(props["proj:transform"]) == 6
+        rows += h
+        ring = item["geometry"]["coordinates"][0]
+        assert item["geometry"]["type"] == "Polygon" and ring[0] == ring[-1] and len(ring) == 5
+        bw, bs, be, bn = item["bbox"]
+        assert west - 1e-4 < bw < be < east + 1e-4 and south - 1e-4 < bs < bn < north + 1e-4
+        assert set(item["assets"]) == set(dask.paths)
+        for asset in item["assets"].values():
+            href = Path(asset["href"])
+            assert (href if href.is_absolute() else stac_path.parent / href).is_file()
+            assert "cloud-optimized" in asset["type"]
+    assert rows == dask.grid.height  # the blocks tile the output once
+
+
+def test_a_block_a_worker_cannot_write_fails_cleanly_and_leaves_no_index(tmp_path, tiny_model, scheduler,
+                                                                         small_blocks):
+    kw = _request(tiny_model)
+    out, shared = tmp_path / "index", tmp_path / "blocks"
+    geogan.render(out_dir=out, scheduler=scheduler, blocks_out=shared, **kw)
+    assert (out / "stac.json").is_file()
+    (shared / "block_00001").rename(tmp_path / "moved")
+    (shared / "block_00001").write_text("a file where the block's folder goes")  # that block cannot be written
+    with pytest.raises(OutputError) as err:
+        geogan.render(out_dir=out, scheduler=scheduler, blocks_out=shared, overwrite=True, **kw)
+    message = str(err.value)
+    assert "\n" not in message and "block 1 " in message and "no index was written" in message
+    assert not [p.name for p in out.iterdir() if not p.name.startswith(".geogan.lock")]  # the old index is gone too
+    assert not list(shared.glob("**/.geogan-*.partial"))  # no half-written block left
+
+
+def test_blocks_out_needs_dask_workers(tmp_path, tiny_model):
+    with pytest.raises(InputError, match="--workers"):
+        geogan.render(out_dir=tmp_path / "o", blocks_out=tmp_path / "b", **_request(tiny_model))
+    with pytest.raises(InputError, match="out_dir"):
+        geogan.render(out_dir=None, workers=2, blocks_out=tmp_path / "b", **_request(tiny_model))
