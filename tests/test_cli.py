@@ -222,7 +222,7 @@ def test_bbox_without_data_renders_background_with_warning(tmp_path, town, tiny_
     x0, y0 = offset_lonlat(LON, LAT, 5000, 5000)
     x1, y1 = offset_lonlat(LON, LAT, 5100, 5100)
     p = geogan("render", "--osm", town, "--bbox", f"{x0},{y0},{x1},{y1}", "--out", tmp_path / "o", "--model",
-               tiny_model, "--tile-size", "128", "--overlap", "32")
+               tiny_model, "--tile-size", "128", "--overlap", "32", "--fill", "background")  # default: nodata there
     assert p.returncode == 0, p.stderr
     assert "no mapped features" in p.stderr
     with rasterio.open(tmp_path / "o" / "classes.tif") as ds:

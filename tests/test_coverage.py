@@ -253,3 +253,12 @@ def test_geodataframes_put_no_mask_on_the_outputs(tmp_path):
     frame = gpd.GeoDataFrame({"class": ["building"]}, geometry=[shapely.box(w, s, e, n)], crs="EPSG:4326")
     classes, _ = rasterize_array(frame, bbox=AREA, gsd_m=0.5)
     assert not (classes == NODATA_CLASS).any() and (classes == 1).any() and (classes == 0).any()
+
+
+def test_a_bbox_wholly_outside_the_extract_is_all_nodata(tmp_path, caplog):
+    osm = _extract(tmp_path)
+    far = (*offset_lonlat(LON0, LAT0, 500, 500), *offset_lonlat(LON0, LAT0, 560, 540))
+    with caplog.at_level(logging.WARNING, logger="geogan"):
+        classes, _ = rasterize_array(osm, bbox=far, gsd_m=0.5)
+    assert (classes == NODATA_CLASS).all()
+    assert any("covers 0.0 % of the area: 100.0 % of it is outside" in r.getMessage() for r in caplog.records)
