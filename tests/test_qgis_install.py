@@ -117,10 +117,10 @@ def _local_pages() -> dict[str, list[str]]:
     return pages
 
 
-def _dummy_geogan(tmp: Path) -> Path:
+def _dummy_geogan(tmp: Path, requires: str = "Requires-Dist: torch>=2.2\n") -> Path:
     """A wheel named geogan that needs torch (the real one's other dependencies are not on local disk)."""
     dist = "geogan-0.0.1.dist-info"
-    meta = "Metadata-Version: 2.1\nName: geogan\nVersion: 0.0.1\nRequires-Dist: torch>=2.2\n"
+    meta = "Metadata-Version: 2.1\nName: geogan\nVersion: 0.0.1\n" + requires
     wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     path = tmp / "geogan-0.0.1-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as zf:
@@ -179,3 +179,74 @@ def test_installer_plan_with_cuda_takes_pypis_cuda_torch(tmp_path, indexes):
     assert not plan["torch_version"].endswith("+cpu")
     assert "PyTorch with CUDA from PyPI" in plan["reason"]
     assert plan["total_bytes"] > 500_000_000  # the CUDA torch wheel alone; the CPU plan's whole download is less
+
+
+# ---------------------------------------------------------------- the light install (no PyTorch)
+LIGHT_REQUIRES = ("Requires-Dist: numpy>=1.24\nRequires-Dist: torch>=2.2\nProvides-Extra: onnx\n"
+                  "Requires-Dist: onnxruntime>=1.18; extra == \"onnx\"\nProvides-Extra: dask\n"
+                  "Requires-Dist: dask[distributed]>=2024.1; extra == \"dask\"\n")
+
+
+def test_light_plan_takes_onnxruntime_and_no_torch(tmp_path, indexes):
+    """installer.py --runtime onnx: geogan without its dependencies, its other requirements and the onnx extra's
+    onnxruntime, no torch and nothing of CUDA; the size is shown before anything is downloaded."""
+    pypi, cpu, _ = indexes
+    (tmp_path / "wheel").mkdir()
+    light = _dummy_geogan(tmp_path / "wheel", LIGHT_REQUIRES)
+    proc, plan = _plan(tmp_path, (pypi, cpu, light), "--runtime", "onnx")
+    assert proc.returncode == 0 and plan, proc.stdout[-3000:] + proc.stderr[-3000:]
+    names = {p["name"] for p in plan["packages"]}
+    assert plan["runtime"] == "onnx" and plan["torch_version"] is None and "light install" in plan["reason"]
+    assert {"geogan", "numpy", "onnxruntime"} <= names and not any(CUDA_ONLY.match(n) for n in names)
+    assert "dask" not in names
+    assert plan["requirements"] == ["numpy>=1.24", "onnxruntime>=1.18"]
+    assert 0 < plan["total_bytes"] < 150_000_000
+    assert f"download: about {plan['total_bytes'] / 1e6:,.0f} MB" in proc.stdout
+    assert not list((tmp_path / "env").glob("lib/python*/site-packages/onnxruntime"))  # a plan installs nothing
+
+
+def _plugin_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_geogan_qgis_{name}", REPO / "qgis_plugin" / "geogan_qgis" /
+                                                  f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_light_requirements_from_geogan_metadata():
+    plan = _plugin_module("plan")
+    lines = ["numpy>=1.24", "torch>=2.2", "Torch_Extra>=1; extra == 'onnx'", "rasterio>=1.3",
+             "onnxruntime>=1.18; extra == 'onnx'", "onnx>=1.16; extra == 'onnx'", "waitress>=3; extra == \"serve\"",
+             "pywin32; sys_platform == 'win32'"]
+    assert plan.light_requirements(lines) == ["numpy>=1.24", "rasterio>=1.3", "onnxruntime>=1.18",
+                                              "pywin32; sys_platform == 'win32'"]
+    assert plan.light_requirements(["numpy"]) == ["numpy", "onnxruntime"]  # a geogan without the onnx extra
+
+
+def test_worker_check_accepts_onnxruntime_without_torch(tmp_path, monkeypatch):
+    """The light install's Python passes the plugin's check (onnxruntime stands in for torch), and its model
+    list holds only the models it can run: those with an ONNX file."""
+    import importlib.util
+
+    worker = _plugin_module("worker")
+    for name, onnx in (("exported", True), ("plain", False)):
+        card = {"name": name, "outputs": ["rgb"], "gsd_m": 0.5, "license": "MIT", "description": f"{name}. More."}
+        if onnx:
+            card["onnx"] = {"file": f"{name}.onnx", "sha256": "0" * 64}
+        (tmp_path / f"{name}.json").write_text(json.dumps(card))
+        (tmp_path / f"{name}.safetensors").write_bytes(b"")
+    monkeypatch.setenv("GEOGAN_MODEL_DIR", str(tmp_path))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    info = worker.op_check({})
+    assert info["ok"] and info["runtime"] == "onnx" and "torch" not in info["versions"], info
+    names = [m["name"] for m in info["models"]]
+    assert "exported" in names and "plain" not in names and "default" not in names
+    assert all(m["onnx"] for m in info["models"])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("torch", "onnxruntime")
+                        else real(name, *a))
+    info = worker.op_check({})
+    assert not info["ok"] and "torch or onnxruntime" in info["missing"]

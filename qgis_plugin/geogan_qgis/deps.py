@@ -69,8 +69,9 @@ def check(configured: str | None = None) -> DepStatus:
         info = runner.check_python(python)
         if info.get("ok"):
             versions = info.get("versions", {})
-            msg = (f"geogan {info.get('geogan_version') or '?'} (torch {versions.get('torch', '?')}) "
-                   f"runs in {python} [{source}]")
+            runtime = (f"torch {versions['torch']}" if "torch" in versions else
+                       f"onnxruntime {versions.get('onnxruntime', '?')}, no torch: ONNX models only")
+            msg = f"geogan {info.get('geogan_version') or '?'} ({runtime}) runs in {python} [{source}]"
             return DepStatus(True, python, msg, versions, tuple(tried), tuple(info.get("models") or ()))
         if "error" in info:
             what = info["error"]

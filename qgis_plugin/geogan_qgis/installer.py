@@ -26,6 +26,9 @@ What it does, and why:
 * installs that exact torch first, then geogan (``geogan==`` the plugin's
   version unless ``--geogan`` names another wheel, source folder or version)
   with torch pinned, so pip cannot swap it;
+* or, with ``--runtime onnx``, the light install: no PyTorch, onnxruntime runs
+  the generator (models exported with ``geogan export-onnx`` only): geogan
+  without its dependencies, then its other requirements and onnxruntime;
 * checks that everything really imports.
 
 QGIS never imports these packages: the plugin runs geogan in a separate
@@ -190,16 +193,48 @@ def _install_geogan(pip: list[str], py: Path, geogan_spec: str, pip_args: Sequen
                                "(give --geogan a geogan wheel or source folder)")
 
 
+def _install_light(pip: list[str], plan, geogan_spec: str, pip_args: Sequence[str], upgrade: bool, log) -> None:
+    """The light install's plan: geogan without its dependencies (its metadata asks for torch), then the rest."""
+    up = ["--upgrade"] if upgrade else []
+    if _run(pip + ["install", *pip_args, *up, "--no-deps", geogan_spec], log) != 0:
+        raise InstallError(f"pip could not install '{geogan_spec}'; see the log above "
+                           "(give --geogan a geogan wheel or source folder)")
+    if _run(pip + ["install", *pip_args, *up, *plan.requirements], log) != 0:
+        raise InstallError("pip could not install geogan's dependencies and onnxruntime; see the log above")
+    log("(pip's note that geogan requires torch is expected: the light install leaves PyTorch out)")
+
+
+def _make_plan(pip: list[str], py: Path, runtime: str, geogan_spec: str, torch_spec: str,
+               torch_index_url: str | None, gpu: str, pip_args: Sequence[str], upgrade: bool, log):
+    """The plan for ``runtime``: torch (:func:`planning.make_plan`) or onnx (:func:`planning.make_light_plan`)."""
+    if runtime not in RUNTIMES:
+        raise InstallError(f"--runtime {runtime} is not one of {', '.join(RUNTIMES)}")
+    try:
+        if runtime == "onnx":
+            return planning.make_light_plan(pip, geogan_spec, pip_args, _clean_env(), log)
+        installed = None if upgrade else _installed_version(py, "torch")
+        if installed:
+            log(f"torch {installed} already installed")
+        choice = planning.choose_torch(torch_spec, torch_index_url, gpu)
+        return planning.make_plan(pip, choice, geogan_spec, installed, pip_args, _clean_env(), log)
+    except planning.PlanError as exc:
+        raise InstallError(str(exc)) from None
+
+
+RUNTIMES = ("torch", "onnx")
+
+
 def install(env_dir: str | Path | None = None, base: str | None = None, *,
             geogan_spec: str | None = None, torch_spec: str = "torch",
             torch_index_url: str | None = None, gpu: str = "auto", pip_args: Sequence[str] = (),
-            upgrade: bool = False, recreate: bool = False, plan_only: bool = False,
+            upgrade: bool = False, recreate: bool = False, plan_only: bool = False, runtime: str = "torch",
             log: Callable[[str], None] = print) -> dict:
     """Create/update the venv, show the download, and install torch + geogan into it.
 
     ``gpu``: "auto" (CUDA torch only if ``nvidia-smi`` finds a GPU), "cpu" or "cuda"; ``torch_index_url``
-    overrides the choice of index. ``plan_only``: stop after showing what would be downloaded (the venv
-    is created, nothing installed); returns ``{"plan": ...}``.
+    overrides the choice of index. ``runtime`` "onnx": the light install, onnxruntime instead of torch.
+    ``plan_only``: stop after showing what would be downloaded (the venv is created, nothing installed);
+    returns ``{"plan": ...}``.
 
     Returns the full import check of the venv's python (``ok`` true on success).
     Raises ``InstallError`` with one line on failure.
@@ -211,21 +246,17 @@ def install(env_dir: str | Path | None = None, base: str | None = None, *,
         _remove_venv(env_dir, log)
     pip = _make_venv(env_dir, base, log)
     py = env_python(env_dir)
-    installed = None if upgrade else _installed_version(py, "torch")
-    if installed:
-        log(f"torch {installed} already installed")
-    try:
-        choice = planning.choose_torch(torch_spec, torch_index_url, gpu)
-        plan = planning.make_plan(pip, choice, geogan_spec, installed, pip_args, _clean_env(), log)
-    except planning.PlanError as exc:
-        raise InstallError(str(exc)) from None
-    log(f"PyTorch: {choice.reason}")
+    plan = _make_plan(pip, py, runtime, geogan_spec, torch_spec, torch_index_url, gpu, pip_args, upgrade, log)
+    log(("PyTorch: " if plan.runtime == "torch" else "") + plan.reason)
     log(plan.describe())
     if plan_only:
         return {"plan": plan.as_dict()}
-    if plan.torch_version is not None:
-        _install_torch(pip, plan, pip_args, log)
-    _install_geogan(pip, py, geogan_spec, pip_args, upgrade, log)
+    if plan.runtime == "onnx":
+        _install_light(pip, plan, geogan_spec, pip_args, upgrade, log)
+    else:
+        if plan.torch_version is not None:
+            _install_torch(pip, plan, pip_args, log)
+        _install_geogan(pip, py, geogan_spec, pip_args, upgrade, log)
     info = runner.check_python(str(py), full_import=True, timeout_s=300)
     if not info.get("ok"):
         raise InstallError(f"installed, but the check failed: {_describe(info)}")
@@ -238,7 +269,8 @@ def _describe(info: dict) -> str:
         return info["error"]
     if info.get("ok"):
         v = info.get("versions", {})
-        return (f"geogan {info.get('geogan_version')} with torch {v.get('torch')}, "
+        runtime = f"torch {v['torch']}" if "torch" in v else f"onnxruntime {v.get('onnxruntime')} (no torch)"
+        return (f"geogan {info.get('geogan_version')} with {runtime}, "
                 f"numpy {v.get('numpy')}, rasterio {v.get('rasterio')} in {info.get('python')}")
     parts = []
     if info.get("missing"):
@@ -260,6 +292,9 @@ def _parser() -> argparse.ArgumentParser:
                          f"(default: {default_geogan_spec()})")
     ap.add_argument("--gpu", choices=planning.GPU_CHOICES, default="auto",
                     help="PyTorch build: auto (CUDA only if nvidia-smi finds an NVIDIA GPU), cpu or cuda")
+    ap.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                    help="what runs the generator: torch (PyTorch, every model) or onnx (the light install: "
+                         "onnxruntime, no PyTorch; only models exported with geogan export-onnx)")
     ap.add_argument("--torch", default="torch", help="pip spec for PyTorch, installed first (default: torch)")
     ap.add_argument("--torch-index-url",
                     help=f"package index for PyTorch only (default: {planning.CPU_TORCH_INDEX} for CPU builds)")
@@ -285,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         info = install(env_dir, args.python, geogan_spec=args.geogan, torch_spec=args.torch,
                        torch_index_url=args.torch_index_url, gpu=args.gpu, pip_args=args.pip_arg,
-                       upgrade=args.upgrade, recreate=args.recreate, plan_only=args.plan,
+                       upgrade=args.upgrade, recreate=args.recreate, plan_only=args.plan, runtime=args.runtime,
                        log=lambda s: print(s, flush=True))
     except InstallError as exc:
         print(f"geogan installer: {exc}", file=sys.stderr)

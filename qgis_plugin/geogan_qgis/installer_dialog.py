@@ -32,8 +32,10 @@ from .deps import INSTALLER
 from .installer import default_env_dir, default_geogan_spec
 from .status import configured_python, dep_status, set_configured_python
 
-GPU_LABELS = [("auto", "Automatic: CUDA only if an NVIDIA GPU is found (else CPU-only, about 200 MB)"),
-              ("cpu", "CPU only (about 200 MB)"), ("cuda", "CUDA (NVIDIA GPU; about 3 GB)")]
+LIGHT = "light"  # the runtime choice without PyTorch (installer.py --runtime onnx)
+GPU_LABELS = [("auto", "PyTorch, automatic: CUDA only if an NVIDIA GPU is found (else CPU-only, about 200 MB)"),
+              ("cpu", "PyTorch, CPU only (about 200 MB)"), ("cuda", "PyTorch with CUDA (NVIDIA GPU; about 3 GB)"),
+              (LIGHT, "Light: onnxruntime, no PyTorch (about 520 MB installed instead of 1.3 GB; ONNX models only)")]
 
 
 def status_text() -> str:
@@ -77,7 +79,10 @@ class InstallerDialog(QDialog):
         self.gpu = QComboBox()
         for value, label in GPU_LABELS:
             self.gpu.addItem(label, value)
-        form.addRow("PyTorch", self.gpu)
+        self.gpu.setToolTip("What runs the generator. The light install renders only models exported with "
+                            "'geogan export-onnx' (give the exported .onnx or .json as the model file, or put the "
+                            "files in geogan's model folder); PyTorch runs every model.")
+        form.addRow("Runtime", self.gpu)
         existing = QHBoxLayout()
         self.python_path = QLineEdit(configured_python() or "")
         self.python_path.setPlaceholderText("or: a Python that already has geogan installed")
@@ -101,8 +106,9 @@ class InstallerDialog(QDialog):
         self._finish()
 
     def _base_args(self) -> list[str]:
-        return [str(INSTALLER), "--geogan", self.geogan_spec.text().strip() or default_geogan_spec(),
-                "--gpu", self.gpu.currentData()]
+        choice = self.gpu.currentData()
+        runtime = ["--runtime", "onnx"] if choice == LIGHT else ["--gpu", choice]
+        return [str(INSTALLER), "--geogan", self.geogan_spec.text().strip() or default_geogan_spec(), *runtime]
 
     def _plan(self):
         """Step 1: what would be downloaded (nothing is downloaded yet)."""

@@ -8,6 +8,11 @@
   (a HEAD request, or the file's size for a local wheel).
 * A CPU plan that still holds CUDA packages (another index in the user's pip
   configuration offering a newer CUDA torch, say) is refused, not downloaded.
+* The light install (:func:`make_light_plan`): no PyTorch at all, onnxruntime runs the
+  generator. It renders models exported to ONNX (``geogan export-onnx``) only. geogan
+  itself is installed without its dependencies, then its other requirements and the
+  ``onnx`` extra's onnxruntime (read from geogan's own metadata), since geogan's
+  metadata requires torch.
 
 Stdlib only: the headless installer runs this with QGIS's Python, before any venv exists.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +34,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+LIGHT_RUNTIME_EXTRA = "onnx"  # geogan's extra whose onnxruntime requirement the light install takes
+LIGHT_RUNTIME = "onnxruntime"
+# measured (docs/onnx.md): the venv's site-packages with geogan 0.1.0 on Linux x86_64, Python 3.11, in MB (10^6 B):
+# light (onnxruntime 1.32, no torch; download 160 MB) and CPU torch (2.13.0+cpu; download 334 MB)
+LIGHT_INSTALL_MB, TORCH_CPU_INSTALL_MB = 517, 1298
 CUDA_PREFIXES = ("nvidia-", "triton", "cuda-")  # distributions only a CUDA torch needs
 GPU_CHOICES = ("auto", "cpu", "cuda")
 
@@ -78,6 +89,7 @@ class Package:
     version: str
     url: str
     size_bytes: int | None = None
+    requires: tuple = ()  # its Requires-Dist lines
 
 
 def dry_run(pip: Sequence[str], args: Sequence[str], env: dict | None = None, timeout_s: float = 900) -> list[Package]:
@@ -96,7 +108,8 @@ def dry_run(pip: Sequence[str], args: Sequence[str], env: dict | None = None, ti
             raise PlanError(f"pip cannot resolve {' '.join(args)}: {last.strip()}")
         items = json.loads(report.read_text(encoding="utf-8")).get("install", [])
     return [Package(str(i["metadata"]["name"]).lower().replace("_", "-"), str(i["metadata"]["version"]),
-                    str(i.get("download_info", {}).get("url", ""))) for i in items]
+                    str(i.get("download_info", {}).get("url", "")),
+                    requires=tuple(i["metadata"].get("requires_dist") or ())) for i in items]
 
 
 def url_size(url: str, timeout_s: float = 15) -> int | None:
@@ -118,14 +131,26 @@ def url_size(url: str, timeout_s: float = 15) -> int | None:
 def with_sizes(packages: Sequence[Package]) -> list[Package]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         sizes = list(pool.map(lambda p: url_size(p.url), packages))
-    return [Package(p.name, p.version, p.url, s) for p, s in zip(packages, sizes)]
+    return [Package(p.name, p.version, p.url, s, p.requires) for p, s in zip(packages, sizes)]
 
 
 @dataclass(frozen=True)
 class Plan:
-    torch: TorchChoice
-    torch_version: str | None  # the exact version to install (None: already installed)
+    torch: TorchChoice | None  # None: the light install (no PyTorch)
+    torch_version: str | None  # the exact version to install (None: already installed, or the light install)
     packages: tuple = field(default_factory=tuple)  # Package, sizes filled in
+    requirements: tuple = ()  # the light install: what is installed after geogan (without its dependencies)
+
+    @property
+    def runtime(self) -> str:
+        return "torch" if self.torch is not None else "onnx"
+
+    @property
+    def reason(self) -> str:
+        if self.torch is not None:
+            return self.torch.reason
+        return (f"light install: {LIGHT_RUNTIME} instead of PyTorch (renders models exported to ONNX only, "
+                "geogan export-onnx)")
 
     @property
     def total_bytes(self) -> int:
@@ -139,13 +164,18 @@ class Plan:
         unknown = sum(p.size_bytes is None for p in self.packages)
         biggest = sorted(self.packages, key=lambda p: -(p.size_bytes or 0))[:3]
         parts = ", ".join(f"{p.name} {p.version} {_mb(p.size_bytes)}" for p in biggest if p.size_bytes)
+        installed = LIGHT_INSTALL_MB if self.torch is None else TORCH_CPU_INSTALL_MB if self.torch.cpu_only else None
         return (f"download: about {_mb(self.total_bytes)} for {len(self.packages)} packages"
-                + (f" ({parts})" if parts else "") + (f"; {unknown} of unknown size" if unknown else ""))
+                + (f" ({parts})" if parts else "") + (f"; {unknown} of unknown size" if unknown else "")
+                + (f"; about {installed:,} MB installed" if installed else ""))
 
     def as_dict(self) -> dict:
-        return {"torch_spec": self.torch.spec, "torch_index_url": self.torch.index_url,
-                "torch_version": self.torch_version, "reason": self.torch.reason, "total_bytes": self.total_bytes,
+        torch = self.torch
+        return {"runtime": self.runtime, "torch_spec": torch and torch.spec,
+                "torch_index_url": torch and torch.index_url,
+                "torch_version": self.torch_version, "reason": self.reason, "total_bytes": self.total_bytes,
                 "summary": self.describe(), "cuda_packages": self.cuda_packages(),
+                "requirements": list(self.requirements),
                 "packages": [{"name": p.name, "version": p.version, "size_bytes": p.size_bytes}
                              for p in self.packages]}
 
@@ -181,3 +211,43 @@ def make_plan(pip: Sequence[str], choice: TorchChoice, geogan_spec: str, torch_i
                         f"...): another index in your pip configuration offers a CUDA torch {torch_version}; "
                         "give --torch 'torch==VERSION+cpu' or remove that index")
     return plan
+
+
+def requirement_name(requirement: str) -> str:
+    """The normalised distribution name a requirement line starts with ("torch>=2.2" -> "torch")."""
+    name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return name.group(1).lower().replace("_", "-") if name else ""
+
+
+def light_requirements(requires_dist: Sequence[str]) -> list[str]:
+    """geogan's requirements for the light install: its own (no extras) less torch, and the ``onnx`` extra's
+    onnxruntime (with its version bound, its marker dropped)."""
+    out = []
+    for line in requires_dist:
+        req, _, marker = line.partition(";")
+        name = requirement_name(req)
+        if "extra" not in marker and name != "torch":
+            out.append(line.strip())
+        elif name == LIGHT_RUNTIME and re.search(rf"extra\s*==\s*[\"']{LIGHT_RUNTIME_EXTRA}[\"']", marker):
+            out.append(req.strip())
+    if not any(requirement_name(r) == LIGHT_RUNTIME for r in out):
+        out.append(LIGHT_RUNTIME)  # a geogan without the extra: any onnxruntime
+    return out
+
+
+def make_light_plan(pip: Sequence[str], geogan_spec: str, pip_args: Sequence[str] = (), env: dict | None = None,
+                    log: Callable[[str], None] = print) -> Plan:
+    """The light install: geogan without its dependencies, then :func:`light_requirements`; sizes of
+    everything. Refused when anything would still bring torch."""
+    log(f"resolving {geogan_spec} without PyTorch (light install: {LIGHT_RUNTIME})")
+    found = [p for p in dry_run(pip, [*pip_args, "--no-deps", geogan_spec], env) if p.name == "geogan"]
+    if not found:
+        raise PlanError(f"pip would not install geogan for '{geogan_spec}'; give --geogan a geogan wheel or version")
+    requirements = tuple(light_requirements(found[0].requires))
+    packages = {found[0].name: found[0]}
+    for p in dry_run(pip, [*pip_args, *requirements], env):
+        packages.setdefault(p.name, p)
+    if "torch" in packages:
+        raise PlanError(f"the light install would still download torch (required by one of {', '.join(requirements)})"
+                        "; install with PyTorch instead (--runtime torch)")
+    return Plan(None, None, tuple(with_sizes(list(packages.values()))), requirements)

@@ -37,13 +37,15 @@ PREFIX = "@@geogan@@ "
 REQUIRED = {
     "geogan": "geogan",
     "numpy": "numpy",
-    "torch": "torch",
     "rasterio": "rasterio",
     "pyproj": "pyproj",
     "shapely": "shapely",
     "pyogrio": "pyogrio",
     "safetensors": "safetensors",
 }
+# what runs the generator, one of them needed: torch (the full install) or onnxruntime (the light one, which
+# renders models exported to ONNX, ``geogan export-onnx``)
+GENERATOR_RUNTIMES = {"torch": "torch", "onnxruntime": "onnxruntime"}
 
 _out = None  # the protocol stream (the original stdout)
 
@@ -73,13 +75,12 @@ def op_check(kwargs: dict) -> dict:
         if importlib.util.find_spec(mod) is None:
             missing.append(dist)
             continue
-        if kwargs.get("import"):
-            try:
-                __import__(mod)
-            except Exception as exc:  # noqa: BLE001 - report any import failure
-                broken[dist] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                continue
-        versions[dist] = _version(dist) or "?"
+        _check_import(mod, dist, kwargs.get("import"), broken, versions)
+    runtimes = [(mod, dist) for mod, dist in GENERATOR_RUNTIMES.items() if _findable(mod)]
+    if not runtimes:
+        missing.append(" or ".join(GENERATOR_RUNTIMES.values()))
+    for mod, dist in runtimes:
+        _check_import(mod, dist, kwargs.get("import"), broken, versions)
     geogan_version = versions.get("geogan")
     if "geogan" not in missing and geogan_version in (None, "?"):
         geogan_version = _source_version()  # a source checkout on the path
@@ -92,8 +93,28 @@ def op_check(kwargs: dict) -> dict:
         "broken": broken,
         "versions": versions,
         "geogan_version": geogan_version,
+        "runtime": "torch" if "torch" in versions else "onnx" if "onnxruntime" in versions else None,
         "models": _models() if "geogan" not in missing else [],
     }
+
+
+def _findable(mod: str) -> bool:
+    try:
+        return importlib.util.find_spec(mod) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _check_import(mod: str, dist: str, really: bool, broken: dict, versions: dict) -> None:
+    """Record ``dist``'s version in ``versions``, or, when ``really`` and importing ``mod`` fails, why in
+    ``broken``."""
+    if really:
+        try:
+            __import__(mod)
+        except Exception as exc:  # noqa: BLE001 - report any import failure
+            broken[dist] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            return
+    versions[dist] = _version(dist) or "?"
 
 
 def _source_version() -> str | None:
@@ -126,20 +147,24 @@ def _summary(description, max_chars: int = 200) -> str:
 
 
 def _models() -> list[dict]:
-    """The installed models that render aerial images: name, a one-sentence summary, licence, GSD."""
+    """The installed models that render aerial images: name, a one-sentence summary, licence, GSD, whether an
+    ONNX file comes with it; without torch (the light install) only those with one, the models it can run."""
     try:
         from geogan.zoo import list_models
 
         cards = list_models()
     except Exception:  # noqa: BLE001 - an old or broken geogan: no list, the check still answers
         return []
-    out = []
+    out, with_torch = [], _findable("torch")
     for card in cards:
         if "rgb" not in (card.get("outputs") or []):
             continue  # segmenters, class-map dreamers: not render models
+        if not with_torch and "onnx" not in card:
+            continue
         out.append({"name": str(card.get("name")), "summary": _summary(card.get("description")),
                     "license": str(card.get("license") or "not stated"), "gsd_m": card.get("gsd_m"),
-                    "style": bool((card.get("arch_params") or {}).get("use_style_encoder"))})
+                    "style": bool((card.get("arch_params") or {}).get("use_style_encoder")),
+                    "onnx": "onnx" in card})
     return out
 
 
