@@ -35,6 +35,7 @@ from .sources import is_osm_path
 from .settings import (AreaSettings, ModelSettings, OutputSettings, RenderRequest, RenderSettings, RuntimeSettings,
                        SourceSettings, TilingSettings)
 from .terrain import DemSource, check_dem_overlaps
+from .terrain_render import terrain_dem
 from .tiles import TileSpec
 from .write import check_outputs
 from .zoo import pick_for_gsd
@@ -183,7 +184,9 @@ def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSett
     frame = GeneratorFrame(generator_feats, canonical.grid, canonical.offset_rc)
     colour = colour_transfer(model, schema, generator_feats, canonical.grid, spec.tile_px)
     paths = output_paths(out, heights.hillshade)
-    with (DemSource(heights.dem, reference_grid=grid) if heights.dem is not None else nullcontext()) as dem_src:
+    with terrain_dem(heights.dem, generator_feats, canonical.grid, model, spec, runtime.generator_seed,
+                     canonical.offset_rc) as dem_path, \
+            (DemSource(dem_path, reference_grid=grid) if dem_path is not None else nullcontext()) as dem_src:
         if dem_src is not None and isinstance(feats, VectorClassSource):
             feats = feats.standing_on(dem_src)  # one base elevation per building (the lowest DEM under it)
         height_spec = make_height_spec(grid, dem_src, heights.canopy, heights.hillshade, centre_gsd_m(grid),
@@ -192,7 +195,7 @@ def render(sources: OpenSources, grid: Grid, model: LoadedModel, out: OutputSett
                         runtime.generator_seed, frame, render_tags(model, runtime.seed, sources), colour,
                         coverage=coverage)
         result = _generate(job, runtime, out)
-        if dem_src is not None:
+        if dem_check is not None:
             warnings_.extend(dem_check.warnings + dem_src.warnings())
     result.warnings.extend(warnings_)
     return result

@@ -237,3 +237,18 @@ def shape_terrain(classes: np.ndarray, model_m: np.ndarray, gsd_m: float, params
     lakes, rivers = split_water(classes, params.river_half_width_px)
     z = flatten_lakes(z, lakes, rivers)
     return condition_drainage(z, lakes, rivers, params)
+
+
+def settle_shores(z_m: np.ndarray, lakes: np.ndarray, rise_m: float = 0.001) -> np.ndarray:
+    """Land pixels touching a lake lowered to ``rise_m`` above it (never raised), so a DEM resampled
+    bilinearly between the lake and its shore stays flat on the water (used for renders)."""
+    z = np.asarray(z_m, float).copy()
+    h, w = z.shape
+    p = np.pad(np.where(lakes, z, np.inf), 1, constant_values=np.inf)
+    near = np.full(z.shape, np.inf)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            np.minimum(near, p[1 + dr:1 + dr + h, 1 + dc:1 + dc + w], out=near)
+    shore = np.isfinite(near) & ~lakes
+    z[shore] = np.minimum(z[shore], near[shore] + rise_m)
+    return z

@@ -80,3 +80,32 @@ def test_evaluate_terrain_api_keeps_other_dems_out(tmp_path):
     _write_dem(d / "broken-train.tif", np.full((4, 4), np.nan))  # would fail if it were read
     res = evaluate_terrain("terrain", d, ["tinyalps"], EvalSettings(window_px=64, windows_per_dem=1))
     assert res["held_out_dems"] == ["tinyalps-c.tif"]
+
+
+def test_shaped_terrain_dem_for_renders_is_flat_on_water_and_drains(tmp_path):
+    """geogan.terrain_render: the model's tiles over a whole grid, shaped, served as an in-memory DEM."""
+    from geogan.classes import load_schema
+    from geogan.grid import Grid
+    from geogan.infer import load_model
+    from geogan.sketch import RasterClassSource
+    from geogan.terrain import DemSource
+    from geogan.terrain_hydro import depression_depth_m, edge_mask
+    from geogan.terrain_render import shaped_terrain_dem, shapes_terrain
+    from geogan.tiles import TileSpec
+
+    schema = load_schema("geogan/data/terrain_rules.toml")
+    model = load_model("terrain", schema, device="cpu")
+    assert shapes_terrain(model.card) and not shapes_terrain({"outputs": ["rgb", "height"]})
+    assert not shapes_terrain({"outputs": ["rgb"], "height_reference": "chip mean"})
+    ids = np.full((96, 96), schema.by_name("farmland").id, np.uint8)
+    ids[:, 60:] = schema.by_name("bare").id
+    ids[:, 80:] = schema.by_name("snow").id
+    ids[10:40, 10:40] = schema.by_name("water").id
+    grid = Grid("EPSG:32632", Affine(GSD, 0, 460000.0, 0, -GSD, 5100000.0), (96, 96))
+    with shaped_terrain_dem(RasterClassSource(ids, grid), grid, model, TileSpec(128, 32), seed=0) as path:
+        with DemSource(path, reference_grid=grid) as dem:
+            z = dem.read(grid).astype(np.float64)
+    lake = ids == schema.by_name("water").id
+    assert np.isfinite(z).all() and np.ptp(z[lake]) <= 0.5
+    assert z[ids == schema.by_name("snow").id].mean() > z[ids == schema.by_name("farmland").id].mean()
+    assert depression_depth_m(z, lake | edge_mask(z.shape))[~lake].max() < 0.01

@@ -234,3 +234,34 @@ def test_terrain_chips_cli(tmp_path):
     for ch in idx["chips"]:
         lab = np.asarray(Image.open(tmp_path / "chips" / f"{ch['name']}.png"))[:, 32:, 0]
         assert (lab != 0).mean() >= 0.1
+
+
+def test_render_with_the_terrain_model_writes_shaped_terrain(tmp_path):
+    """--model terrain without --dem: height.tif is the shaped terrain (flat lake, snow above farmland, no
+    closed depression on land), not the model's tile-relative heights."""
+    from PIL import Image
+    from geogan.api import render
+    from geogan.classes import load_schema
+    from geogan.terrain_hydro import depression_depth_m, edge_mask
+    rules = "geogan/data/terrain_rules.toml"
+    schema = load_schema(rules)
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:] = schema.by_name("farmland").color
+    img[:, 40:] = schema.by_name("bare").color
+    img[:, 52:] = schema.by_name("snow").color
+    img[8:24, 8:24] = schema.by_name("water").color
+    Image.fromarray(img).save(tmp_path / "sketch.png")
+    res = render(bbox=(460000.0, 5098080.0, 461920.0, 5100000.0), bbox_crs="EPSG:32632", crs="EPSG:32632",
+                 gsd_m=GSD, out_dir=tmp_path / "out", model="terrain", rules=rules, sketch=tmp_path / "sketch.png",
+                 device="cpu")
+    with rasterio.open(res.height) as ds:
+        z = ds.read(1).astype(np.float64)
+    with rasterio.open(res.classes) as ds:
+        cls = ds.read(1)
+    lake = cls == schema.by_name("water").id
+    ground = (cls == schema.by_name("farmland").id) | (cls == schema.by_name("bare").id)
+    assert lake.sum() > 150 and np.ptp(z[lake]) <= 0.5
+    assert z[cls == schema.by_name("snow").id].mean() > z[cls == schema.by_name("farmland").id].mean() + 50
+    # canopy-free classes show the terrain itself: it drains to the lake or the edge (bilinear resampling
+    # onto the output grid keeps it within a few cm)
+    assert depression_depth_m(np.where(ground | lake, z, z.max()), lake | edge_mask(z.shape))[ground].max() < 0.05
