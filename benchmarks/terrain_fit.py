@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from geogan.errors import InputError  # noqa: E402
-from geogan.terrain_eval import EvalSettings, dem_windows  # noqa: E402
+from geogan.terrain_eval import EvalSettings, EvalWindow, dem_windows  # noqa: E402
 from geogan.terrain_relief import base_field_m, fit_relief  # noqa: E402
 from geogan.training.terrain_chips import DEFAULT_VAL_DEMS, source_spacing_m  # noqa: E402
 
@@ -39,14 +39,27 @@ def training_windows(dem_dir: Path, settings: EvalSettings):
             print(f"skip {path.name}: {exc}", file=sys.stderr)
 
 
+def cached_windows(cache: Path | None, dem_dir: Path, settings: EvalSettings) -> list[EvalWindow]:
+    if cache is not None and cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        names = [str(n) for n in data["names"]]
+        return [EvalWindow(n, data[f"z{i}"], data[f"c{i}"], None, None) for i, n in enumerate(names)]
+    wins = list(training_windows(dem_dir, settings))
+    if cache is not None:
+        arrays = {f"z{i}": w.z_m for i, w in enumerate(wins)} | {f"c{i}": w.classes for i, w in enumerate(wins)}
+        np.savez_compressed(cache, names=np.array([w.dem for w in wins]), **arrays)
+    return wins
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dem-dir", type=Path, default=REPO.parent / "shared" / "data" / "dem")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "terrain_fit.json")
+    ap.add_argument("--cache", type=Path, default=None, help="npz of the windows: written once, then read")
     args = ap.parse_args()
     settings = EvalSettings()
     t0 = time.time()
-    wins = list(training_windows(args.dem_dir, settings))
+    wins = cached_windows(args.cache, args.dem_dir, settings)
     coef = fit_relief([(w.classes, w.z_m) for w in wins], settings.gsd_m)
     corr = []
     for w in wins:

@@ -4,7 +4,7 @@ Each held-out DEM (whole files, never used for fitting: :data:`geogan.training.t
 is reprojected to local UTM at the model's GSD, classed by the same rules as the training chips
 (:func:`~geogan.training.terrain_chips.classify_terrain`) and given rivers (1 px water lines where the real
 DEM's D8 contributing area exceeds ``river_min_km2``, as an OSM river would be drawn). Up to
-``windows_per_dem`` void-free windows of ``window_px`` pixels are cut from it. On each window the terrain
+``windows_per_dem`` windows of ``window_px`` pixels (at most 1 % voids, filled) are cut from it. On each window the terrain
 model runs exactly as ``geogan render`` runs it (256 px tiles, 64 px overlap, blended; each tile's heights
 relative to its own mean): method ``raw``. Method ``shaped`` is the same output passed through
 :func:`geogan.terrain_relief.shape_terrain`. Both, and the real DEM, are measured with :func:`window_metrics`.
@@ -314,10 +314,11 @@ def evaluate_terrain(model_ref: str, dem_dir: str | Path, held_out: Iterable[str
     from .training.terrain_chips import DEFAULT_VAL_DEMS
 
     names = tuple(held_out) if held_out else DEFAULT_VAL_DEMS
+    paths = held_out_paths(dem_dir, names)
     model, schema = load_terrain_model(model_ref)
     rows: dict[str, list[dict]] = {"real": [], "raw": [], "shaped": []}
     windows = []
-    for path in held_out_paths(dem_dir, names):
+    for path in paths:
         for i, win in enumerate(dem_windows(path, settings)):
             raw = generate_raw_m(model, schema, win, settings.seed)
             shaped = shape_terrain(win.classes, raw, settings.gsd_m)
@@ -328,7 +329,8 @@ def evaluate_terrain(model_ref: str, dem_dir: str | Path, held_out: Iterable[str
                 log(f"{win.dem}#{i}: rho raw {rows['raw'][-1]['class_rank_rho']} shaped "
                     f"{rows['shaped'][-1]['class_rank_rho']}")
     if not windows:
-        raise InputError(f"no void-free {settings.window_px} px window in the held-out DEMs of '{dem_dir}'")
+        raise InputError(f"no window with at most 1 % voids in the held-out DEMs of '{dem_dir}'; give DEMs "
+                         "with data")
     return {"model": str(model_ref), "held_out_dems": sorted({w["dem"] for w in windows}), "windows": windows,
             "settings": asdict(settings), "summary": {m: summarise(r) for m, r in rows.items()},
             "per_window": rows}

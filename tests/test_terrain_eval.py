@@ -71,6 +71,10 @@ def test_terrain_eval_without_held_out_dems_is_one_line(tmp_path):
     one_line_error(ran, 2, "no held-out DEM", "nowhere")
     ran = geogan("terrain-eval")
     one_line_error(ran, 2, "--dem-dir")
+    ran = geogan("terrain-eval", "--dem-dir", tmp_path / "dems", "--chips", tmp_path)
+    one_line_error(ran, 2, "not both")
+    ran = geogan("terrain-eval", "--dem-dir", tmp_path / "dems", "--held-out", "somewhere", "--model", "recife")
+    one_line_error(ran, 2, "recife")
 
 
 def test_evaluate_terrain_api_keeps_other_dems_out(tmp_path):
