@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Screenshots of the geogan QGIS plugin for docs/qgis.md, taken by a real QGIS (PyQGIS).
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" /usr/bin/python3 scripts/qgis_screenshots.py
+    xvfb-run -a -s "-screen 0 1600x1300x24" /usr/bin/python3 scripts/qgis_screenshots.py
 
 Run it with the Python QGIS embeds (``/usr/bin/python3`` on Debian/Ubuntu) under a
 virtual display (``apt-get install xvfb``); no window manager is needed, widgets
@@ -18,8 +18,9 @@ UTM 35N (EPSG:32635), as a user's project in Finland would be. Then:
    filtered to roads (no footways); opens the Processing dialog of ``geogan:render``
    with the polygons as INPUT ("Selected features only" ticked), the lines as more
    layers, a 300 m x 300 m extent, GSD 0.5 m, the output CRS left at the project's
-   and the default model, and grabs it -> ``qgis_render_dialog.png``; the dialog's
-   help panel scrolled to the models and their licences -> ``qgis_render_models.png``;
+   and the default model, and grabs it, tall enough for every parameter but the advanced
+   ones -> ``qgis_render_dialog.png``; the dialog's help panel scrolled to the models
+   and their licences, the parameters to the model drop-down -> ``qgis_render_models.png``;
 2. the dependency installer dialog as a user without geogan sees it ->
    ``qgis_installer_dialog.png``;
 3. (unless ``--only-dialogs``) presses Run (the algorithm runs as a QGIS task, the
@@ -49,6 +50,7 @@ SELECT_HALF_M = 70.0  # the selected blocks: features touching this square aroun
 PROJECT_CRS = "EPSG:32635"
 ROADS_ONLY = "\"highway\" IS NOT NULL AND \"highway\" NOT IN ('footway', 'path', 'steps', 'cycleway')"
 MAX_BYTES = 400_000
+RENDER_DIALOG_PX = (1100, 1180)  # every parameter of geogan:render but the advanced ones, without scrolling
 
 
 def _bbox_lonlat(lon: float, lat: float, half_m: float) -> tuple[float, float, float, float]:
@@ -179,7 +181,7 @@ def _render_dialog(alg_id, polys, lines, render_dir: Path, parent):
         "MODEL": 0,
         "OUTPUT_DIR": str(render_dir),
     })
-    dialog.resize(1100, 860)
+    dialog.resize(*RENDER_DIALOG_PX)
     return dialog
 
 
@@ -198,21 +200,27 @@ def _dialog_report(dialog, polys) -> dict:
             "help": max(helps, key=len) if helps else ""}
 
 
-def _shoot_dialogs(app, dialog, out_dir: Path) -> None:
-    from qgis.PyQt.QtWidgets import QSplitter, QTextBrowser
+def _shoot_dialogs(app, dialog, out_dir: Path) -> dict:
+    """The two render dialog shots; returns what the first shows: the parameter labels and how far the
+    parameters would scroll (0: all of them are in the picture)."""
+    from qgis.PyQt.QtWidgets import QCheckBox, QLabel, QScrollArea, QSplitter, QTextBrowser
 
     dialog.show()
     _wait(app, 1.0)
     _save_png(dialog, out_dir / "qgis_render_dialog.png", colors=128)
+    params = max(dialog.findChildren(QScrollArea), key=lambda a: a.width() * a.height())
+    shown = {"params_scroll_px": params.verticalScrollBar().maximum(),
+             "param_labels": [w.text() for w in params.findChildren((QLabel, QCheckBox)) if w.isVisible()]}
     splitter = max(dialog.findChildren(QSplitter), key=lambda sp: sp.width())
     splitter.setSizes([500, 600])  # a wide help panel, scrolled to the models and their licences
     browser = max(dialog.findChildren(QTextBrowser), key=lambda b: len(b.toPlainText()))
     _wait(app, 0.5)
-    bar = browser.verticalScrollBar()
-    bar.setValue(bar.maximum())
+    for bar in (browser.verticalScrollBar(), params.verticalScrollBar()):  # the help's end: the models
+        bar.setValue(bar.maximum())
     _wait(app, 0.5)
     _save_png(dialog, out_dir / "qgis_render_models.png", colors=128)
     splitter.setSizes([800, 300])
+    return shown
 
 
 def _installer_shot(app, out_dir: Path, parent) -> str:
@@ -315,8 +323,8 @@ def main() -> int:
     project = QgsProject.instance()
     polys, lines = _load_town(project)
     dialog = _render_dialog("geogan:render", polys, lines, home / "geogan_render", iface.mainWindow())
-    _shoot_dialogs(app, dialog, args.out_dir)
-    report = _dialog_report(dialog, polys)
+    shown = _shoot_dialogs(app, dialog, args.out_dir)
+    report = {**_dialog_report(dialog, polys), **shown}
     report["installer_status"] = _installer_shot(app, args.out_dir, iface.mainWindow())
     if args.report:
         args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")

@@ -31,7 +31,7 @@ def shots(tmp_path_factory):
     out = tmp_path_factory.mktemp("shots")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update(GEOGAN_PYTHON=sys.executable, GEOGAN_PYTHONPATH=str(REPO))
-    proc = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", SYSTEM_PYTHON,
+    proc = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1600x1300x24", SYSTEM_PYTHON,
                            str(REPO / "scripts" / "qgis_screenshots.py"), "--out-dir", str(out), "--only-dialogs",
                            "--report", str(out / "report.json")], capture_output=True, text=True, timeout=300,
                           env=env, cwd=out)
@@ -52,6 +52,18 @@ def test_render_dialog_shows_the_choices(shots):
     assert "Licence: CC BY-NC-SA 4.0 (weights trained on LandCover.ai" in report["help"]
 
 
+def test_render_dialog_shot_shows_every_parameter(shots):
+    """qgis_render_dialog.png holds every parameter but the advanced ones (no scrolling), the newer ones
+    included."""
+    _, report = shots
+    assert report["params_scroll_px"] == 0
+    labels = " | ".join(report["param_labels"])
+    for words in ("Class for every feature", "Height field", "Levels field", "Mask polygons",
+                  "Pixel size (output CRS units", "Snap to pixel grid", "Model (see the help", "Write a 3D scene",
+                  "Replace existing outputs", "Output folder"):
+        assert words in labels, (words, labels)
+
+
 def test_installer_dialog_says_what_install_does(shots):
     _, report = shots
     status = report["installer_status"]
@@ -63,7 +75,7 @@ def test_screenshots_are_pictures(shots):
     from PIL import Image
 
     out, _ = shots
-    for name, size in (("qgis_render_dialog.png", (1100, 860)), ("qgis_render_models.png", (1100, 860)),
+    for name, size in (("qgis_render_dialog.png", (1100, 1180)), ("qgis_render_models.png", (1100, 1180)),
                        ("qgis_installer_dialog.png", (820, 420))):
         with Image.open(out / name) as img:
             assert img.size == size

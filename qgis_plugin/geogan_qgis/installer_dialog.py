@@ -44,8 +44,8 @@ def status_text() -> str:
     if st.ok:
         return st.message
     return (f"geogan is not installed for QGIS yet. Install makes a Python environment in {default_env_dir()} "
-            "and installs PyTorch and geogan there, after showing the download size; QGIS's own Python is "
-            "not changed.")
+            "and installs geogan there with PyTorch, or with the light onnxruntime (models exported to ONNX only), "
+            "after showing the download size; QGIS's own Python is not changed.")
 
 
 class InstallerDialog(QDialog):
