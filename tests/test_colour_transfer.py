@@ -130,3 +130,20 @@ def test_class_edges_blend_by_colour_within_the_halo():
     out = t(render, ids)
     assert out[0, 40, 20] > 170 and out[1, 40, 20] < 100  # turned red like the roof
     assert abs(int(out[0, 50, 5]) - 120) < 6  # stays grey: the ground's map is about the identity
+
+
+def test_a_class_with_two_percent_of_the_reference_moves_all_the_way():
+    """Roofs on 2.5 % of the reference (a few houses in a photo of fields) are enough to measure: the render's
+    roofs take the reference's roof colour in full, not part of the way (5 % was needed before)."""
+    rng = np.random.default_rng(6)
+    render, ids = _scene(rng, {GROUND: (110, 120, 80), ROOF: (120, 115, 110), ROAD: (160, 155, 145)})
+    ref_ids = np.full((160, 160), GROUND, np.uint8)
+    ref_ids[20:36, 20:60] = ROOF  # 640 px = 2.5 %
+    ref_ids[:, 100:110] = ROAD
+    colours = np.array([(70, 110, 50), (190, 70, 50), (100, 100, 105)], float)
+    ref = np.moveaxis(np.clip(colours[ref_ids] + rng.normal(0, 8, (160, 160, 3)), 0, 255).astype(np.uint8), -1, 0)
+    source, target = class_colours(render, one_hot_weights(ids, 3)), class_colours(ref, one_hot_weights(ref_ids, 3))
+    assert 0.02 < target.share[ROOF] < 0.03
+    out = class_colours(transfer_between(source, target, LUT)(render, ids), one_hot_weights(ids, 3))
+    moved = (out.mean_lab[ROOF] - source.mean_lab[ROOF]) @ (target.mean_lab[ROOF] - source.mean_lab[ROOF])
+    assert moved / np.sum((target.mean_lab[ROOF] - source.mean_lab[ROOF]) ** 2) > 0.9
