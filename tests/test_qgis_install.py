@@ -250,3 +250,16 @@ def test_worker_check_accepts_onnxruntime_without_torch(tmp_path, monkeypatch):
                         else real(name, *a))
     info = worker.op_check({})
     assert not info["ok"] and "torch or onnxruntime" in info["missing"]
+
+
+def test_light_plan_that_would_bring_torch_is_refused(monkeypatch):
+    """A requirement of geogan that pulls torch in would make the light install a PyTorch one: refused in one
+    line, nothing installed."""
+    plan = _plugin_module("plan")
+    geogan = plan.Package("geogan", "0.0.1", "", requires=("numpy", "torch>=2.2", "needs-torch"))
+    resolved = {True: [geogan], False: [plan.Package("numpy", "2.0", ""), plan.Package("needs-torch", "1.0", ""),
+                                        plan.Package("torch", "2.13.0", ""), plan.Package("onnxruntime", "1.32", "")]}
+    monkeypatch.setattr(plan, "dry_run", lambda pip, args, env=None: resolved["--no-deps" in args])
+    with pytest.raises(plan.PlanError, match=r"the light install would still download torch \(required by one of "
+                                             r"numpy, needs-torch, onnxruntime\); install with PyTorch instead"):
+        plan.make_light_plan(["pip"], "geogan", log=lambda s: None)
