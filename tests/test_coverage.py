@@ -194,11 +194,16 @@ def test_coverage_rows_are_the_same_in_any_strip_and_for_any_polygon():
 
     grid = grid_from_bbox(AREA, "EPSG:4326", "EPSG:32632", 0.5)
     cx, cy = (grid.bounds[0] + grid.bounds[2]) / 2, (grid.bounds[1] + grid.bounds[3]) / 2
-    poly = shapely.Point(cx, cy).buffer(30.0)  # not a rectangle: the per-pixel path
+    donut = shapely.Point(cx, cy).buffer(30.0).difference(shapely.Point(cx + 5, cy).buffer(10.0))
+    poly = shapely.union_all([donut, shapely.box(cx + 40, cy - 20, cx + 55, cy + 5)])  # two parts, a hole
     cov = Coverage(grid, poly)
     whole = cov.rows(0, grid.height)
     strips = np.concatenate([cov.rows(r, min(37, grid.height - r)) for r in range(0, grid.height, 37)])
     assert np.array_equal(whole, strips) and 0 < whole.mean() < 1
+    t = grid.transform  # the row-by-row test agrees with shapely's point-in-polygon test
+    x = t.a * (np.arange(grid.width) + 0.5) + t.c
+    y = t.e * (np.arange(grid.height) + 0.5) + t.f
+    assert np.array_equal(whole, shapely.contains_xy(poly, x[None, :], y[:, None]))
     assert cov.covered_share() == pytest.approx(whole.mean(), abs=0.01)
 
 
