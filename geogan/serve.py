@@ -5,9 +5,11 @@
 * the area: ``--osm`` files (a large OSM file clipped once to ``--bbox``) or, with no file, ``--bbox``
   fetched once from Overpass through the OSM cache (:func:`prepare_area`); tiles that do not meet it are 404;
 * the zooms (:class:`ZoomPolicy`): a tile is rendered by the model where its ground pixel at the tile's
-  latitude is 0.5..2 times the model's GSD (:func:`geogan.xyz.native_zoom_range`); up to
-  ``overview_levels`` zooms coarser are built from their four children (box-filtered, cached too); finer
-  or coarser zooms are 404 with a line saying the range;
+  latitude is 0.5..2 times the model's GSD (:func:`geogan.xyz.native_zoom_range`), and by a coarser member of
+  the model's resolution pyramid (:func:`geogan.zoo.pyramid_cards`, e.g. ``default_8m``) where that member is
+  the one a render of the tile's GSD takes (:func:`geogan.zoo.choose_for_gsd`) and the pixel is within its
+  own window; up to ``overview_levels`` zooms coarser than a rendered zoom are built from their four
+  children (box-filtered, cached too); other zooms are 404 with a line saying the range;
 * a native tile is one call of the public API (:meth:`geogan.api.Renderer.render`) on the tile's exact
   EPSG:3857 bounds at the GSD that makes it 256 x 256 px, so whatever the render core does (e.g. world
   anchoring) applies to tiles too;
@@ -43,6 +45,7 @@ from .errors import InputError, RenderError, SourceError
 from .settings import OsmFetch, RuntimeSettings
 from .xyz import (TILE_PX, LonLatBox, TileId, TileRequestError, boxes_meet, ground_resolution_m, native_zoom_range,
                   tile_bounds_lonlat, tile_bounds_m, tile_centre_lat, tile_of_lonlat)
+from .zoo import choose_for_gsd, pyramid_cards
 
 log = logging.getLogger("geogan")
 
@@ -164,20 +167,44 @@ def data_box(paths: Sequence[Path], class_field: str | None) -> LonLatBox:
 # ---------------------------------------------------------------- zooms
 @dataclass(frozen=True)
 class ZoomPolicy:
-    """Which tiles the model renders itself ("render"), which are built from children ("overview"), and the
-    one-line 404 for the rest."""
+    """Which tiles a model renders itself ("render"), which are built from children ("overview"), and the
+    one-line 404 for the rest. ``pyramid``: the model family's cards, its own first (:func:`geogan.zoo.
+    pyramid_cards`; empty without members): a coarser member renders the zooms a render of the tile's GSD
+    would draw with it, within its own window (0.5..2 times its GSD, as the model's)."""
 
     gsd_m: float
     box: LonLatBox
     overview_levels: int = OVERVIEW_LEVELS
+    pyramid: tuple[dict, ...] = ()
 
     def native_range(self, lat_deg: float) -> tuple[int, int]:
         return native_zoom_range(self.gsd_m, lat_deg)
 
+    def member_zooms(self, lat_deg: float) -> dict[int, str]:
+        """Zoom -> the pyramid member (zoo name) that renders it at ``lat_deg``."""
+        cards, out = list(self.pyramid), {}
+        for card in cards[1:]:
+            try:
+                low, high = native_zoom_range(float(card.get("gsd_m", 0.5)), lat_deg)
+            except ValueError:
+                continue
+            out.update({z: card["stem"] for z in range(low, high + 1)
+                        if choose_for_gsd(cards, ground_resolution_m(z, lat_deg)) is card})
+        return out
+
+    def render_zooms(self, lat_deg: float) -> list[int]:
+        """Every zoom rendered at ``lat_deg``, by the model or a pyramid member."""
+        low, high = self.native_range(lat_deg)
+        return sorted(set(range(low, high + 1)) | set(self.member_zooms(lat_deg)))
+
+    def model_for(self, tile: TileId) -> str | None:
+        """The pyramid member that renders ``tile`` (its zoo name), or None: the model itself."""
+        return self.member_zooms(tile_centre_lat(tile)).get(tile.z)
+
     def served_range(self) -> tuple[int, int]:
         """(lowest, highest) zoom served at the centre of the box (what TileJSON advertises)."""
-        low, high = self.native_range((self.box[1] + self.box[3]) / 2)
-        return max(low - self.overview_levels, 0), high
+        zooms = self.render_zooms((self.box[1] + self.box[3]) / 2)
+        return max(zooms[0] - self.overview_levels, 0), zooms[-1]
 
     def kind(self, tile: TileId) -> str:
         if not boxes_meet(tile_bounds_lonlat(tile), self.box):
@@ -185,17 +212,25 @@ class ZoomPolicy:
             raise TileRequestError(f"tile {tile} is outside the served area {w:.5f},{s:.5f},{e:.5f},{n:.5f} "
                                    "(west,south,east,north degrees)", 404)
         lat = tile_centre_lat(tile)
-        low, high = self.native_range(lat)
-        if low <= tile.z <= high:
+        zooms = self.render_zooms(lat)
+        if tile.z in zooms:
             return "render"
-        if low - self.overview_levels <= tile.z < low:
+        if any(tile.z < z <= tile.z + self.overview_levels for z in zooms):
             return "overview"
-        finer = tile.z > high
-        raise TileRequestError(
-            f"zoom {tile.z} is {'finer' if finer else 'coarser'} than this server's zooms {max(low - self.overview_levels, 0)}"
-            f"..{high} at latitude {lat:.2f} (model GSD {self.gsd_m:g} m: renders zooms {low}..{high}); "
-            + ("let the client scale up zoom " + str(high) if finer
-               else "zoom in, or restart with more --overview-levels"), 404)
+        raise TileRequestError(self._not_served(tile.z, lat, zooms), 404)
+
+    def _not_served(self, z: int, lat: float, zooms: list[int]) -> str:
+        low, high = self.native_range(lat)
+        served = f"{max(zooms[0] - self.overview_levels, 0)}..{zooms[-1]}"
+        members = sorted(set(zooms) - set(range(low, high + 1)))
+        drawn = f"model GSD {self.gsd_m:g} m: renders zooms {low}..{high}" + \
+            (f", its pyramid zooms {', '.join(map(str, members))}" if members else "")
+        if z > zooms[-1]:
+            return (f"zoom {z} is finer than this server's zooms {served} at latitude {lat:.2f} ({drawn}); let the "
+                    f"client scale up zoom {zooms[-1]}")
+        where = "coarser than" if z < zooms[0] else "in a gap of"
+        return (f"zoom {z} is {where} this server's zooms {served} at latitude {lat:.2f} ({drawn}, and "
+                f"{self.overview_levels} coarser levels below each); zoom in, or restart with more --overview-levels")
 
 
 # ---------------------------------------------------------------- the disk cache
@@ -229,14 +264,16 @@ class TileCache:
             raise
 
 
-def cache_key(loaded, rules: Path | None, area: ServedArea, seed: int) -> str:
-    """20 hex digits naming everything a tile's pixels depend on (see the module docstring)."""
+def cache_key(loaded, rules: Path | None, area: ServedArea, seed: int, members: Sequence[dict] = ()) -> str:
+    """20 hex digits naming everything a tile's pixels depend on (see the module docstring); ``members``: the
+    cards of the pyramid members that render zooms too (their card and weights files count)."""
     h = hashlib.sha256()
     card = Path(loaded.card_path) if loaded.card_path else None
     h.update(json.dumps({"geogan": __version__, "precision": loaded.precision, "device": loaded.device.type,
                          "seed": int(seed), "sources": area.fingerprint, "card": loaded.card}, sort_keys=True,
                         default=str).encode())
-    for path in ([card, card.with_suffix(".safetensors")] if card else []) + ([rules] if rules else []):
+    models = ([card] if card else []) + [Path(m["path"]) for m in members]
+    for path in [p for c in models for p in (c, c.with_suffix(".safetensors"))] + ([rules] if rules else []):
         if path.is_file():
             h.update(_file_digest(path))
     return h.hexdigest()[:20]
@@ -331,8 +368,10 @@ class TileService:
         self.renderer = renderer or Renderer(settings.model, settings.device, settings.rules, settings.precision)
         self.area = prepare_area(settings, load_schema(settings.rules))
         loaded = self.renderer.loaded
-        self.policy = ZoomPolicy(loaded.gsd_m, self.area.box, settings.overview_levels)
-        self.key = cache_key(loaded, settings.rules, self.area, settings.seed)
+        pyramid = tuple(pyramid_cards(settings.model))
+        self.policy = ZoomPolicy(loaded.gsd_m, self.area.box, settings.overview_levels, pyramid)
+        self.key = cache_key(loaded, settings.rules, self.area, settings.seed, pyramid[1:])
+        self._members: dict[str, object] = {}  # pyramid member name -> its Renderer (loaded on first use)
         self.cache = TileCache(tile_cache_root(settings) / self.key)
         self.counts: Counter[str] = Counter()  # "hit", "rendered", "built"
         self._count_lock = threading.Lock()
@@ -391,6 +430,18 @@ class TileService:
                 children.append(None)
         return encode_png(downsample_children(children))
 
+    def renderer_for(self, tile: TileId):
+        """The renderer of ``tile``'s model: the service's own, or a pyramid member's (loaded once)."""
+        name = self.policy.model_for(tile)
+        if name is None:
+            return self.renderer
+        if name not in self._members:
+            from .api import Renderer
+
+            s = self.settings
+            self._members[name] = Renderer(name, s.device, s.rules, s.precision)
+        return self._members[name]
+
     def _render(self, tile: TileId) -> bytes:
         """One render of the tile's exact bounds through the public API, read back and checked."""
         import rasterio
@@ -398,7 +449,7 @@ class TileService:
         s = self.settings
         gsd_m = ground_resolution_m(tile.z, tile_centre_lat(tile))  # EPSG:3857's scale: 256 px exactly
         with self._render_lock, tempfile.TemporaryDirectory(prefix="geogan-tile-") as tmp:
-            result = self.renderer.render(osm=[str(p) for p in self.area.paths], bbox=tile_bounds_m(tile),
+            result = self.renderer_for(tile).render(osm=[str(p) for p in self.area.paths], bbox=tile_bounds_m(tile),
                                           bbox_crs="EPSG:3857", crs="EPSG:3857", gsd_m=gsd_m, out_dir=tmp,
                                           overwrite=True, seed=s.seed, class_field=s.class_field,
                                           osm_fetch=s.fetch)

@@ -94,16 +94,22 @@ def choose_for_gsd(cards: list[dict], gsd_m: float) -> dict:
     return max(fitting, key=lambda c: float(c.get("gsd_m", 0.5))) if fitting else cards[0]
 
 
-def pick_for_gsd(family: str, gsd_m: float) -> str:
-    """The zoo model to render ``gsd_m`` m pixels with when the user named ``family``: ``family`` itself or one
-    of its pyramid members (installed models whose card says ``"pyramid_of": family``), by
-    :func:`choose_for_gsd`. A model given by path, or a name without members, is returned unchanged."""
+def pyramid_cards(family: str) -> list[dict]:
+    """The cards of the zoo model ``family`` and of its pyramid members (installed models whose card says
+    ``"pyramid_of": family``), the family's own first, each with its file ``"stem"`` (the name to load it by);
+    [] for a model given by path or a name without members."""
     text = str(family)
     if os.sep in text or Path(text).suffix in (".json", ".safetensors"):
-        return text
+        return []
     cards = [{**c, "stem": Path(c["path"]).stem} for c in list_models()]
     own = [c for c in cards if c["stem"] == text]
     members = [c for c in cards if c.get("pyramid_of") == text and c["stem"] != text]
-    if not own or not members:
-        return text
-    return str(choose_for_gsd(own + members, float(gsd_m))["stem"])
+    return own + members if own and members else []
+
+
+def pick_for_gsd(family: str, gsd_m: float) -> str:
+    """The zoo model to render ``gsd_m`` m pixels with when the user named ``family``: ``family`` itself or one
+    of its pyramid members (:func:`pyramid_cards`), by :func:`choose_for_gsd`. A model given by path, or a name
+    without members, is returned unchanged."""
+    cards = pyramid_cards(family)
+    return str(choose_for_gsd(cards, float(gsd_m))["stem"]) if cards else str(family)

@@ -461,3 +461,46 @@ def test_geogan_serve_process_serves_and_stops_on_ctrl_c(town, tiny_model, tmp_p
             raise
     assert proc.returncode == 0, err
     assert "stopped: 1 tiles rendered" in out
+
+
+# ---------------------------------------------------------------- the resolution pyramid's zooms
+@pytest.fixture
+def family_zoo(tmp_path, monkeypatch) -> Path:
+    """A zoo folder with a model 'fam' (0.5 m) and its 8 m pyramid member 'fam_8m' (tiny random U-Nets)."""
+    import json as json_
+
+    make_tiny_model(tmp_path / "fam", gsd_m=0.5)
+    card_path = make_tiny_model(tmp_path / "fam_8m", gsd_m=8.0, seed=8)
+    card = json_.loads(card_path.read_text())
+    card.update(pyramid_of="fam", gsd_range_m=[8.0, None])
+    card_path.write_text(json_.dumps(card))
+    monkeypatch.setenv("GEOGAN_MODEL_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_low_zooms_render_with_the_coarse_pyramid_member(town, family_zoo, tmp_path):
+    from geogan.api import render
+
+    service = TileService(ServeSettings(osm=(town,), model="fam", device="cpu", cache_dir=tmp_path / "tiles",
+                                        overview_levels=1))
+    coarse = tile_of_lonlat(LON, LAT, 13)  # 9.5 m ground pixels at 60.17 N: the 8 m member's own zoom
+    assert service.check(coarse) == "render" and service.renderer_for(coarse).model_name == "fam_8m"
+    fine = tile_of_lonlat(LON, LAT, 17)
+    assert service.check(fine) == "render" and service.renderer_for(fine) is service.renderer  # 0.6 m: 'fam'
+    assert service.check(tile_of_lonlat(LON, LAT, 12)) == "overview"  # built from the member's zoom 13
+    with pytest.raises(TileRequestError, match="zoom 14 is in a gap of this server's zooms 12..18 .*pyramid "
+                                               "zooms 13"):
+        service.check(tile_of_lonlat(LON, LAT, 14))  # 4.8 m: the 0.5 m model's, 3 levels below its zooms
+    assert service.policy.served_range() == (12, 18)
+    tile = service.get(coarse)
+    assert tile.source == "rendered"
+    gsd_m = ground_resolution_m(13, tile_centre_lat(coarse))
+    direct = render(osm=[str(town)], bbox=tile_bounds_m(coarse), bbox_crs="EPSG:3857", crs="EPSG:3857", gsd_m=gsd_m,
+                    out_dir=tmp_path / "direct", model="fam_8m")
+    import rasterio
+
+    with rasterio.open(direct.aerial) as ds:  # the tile is the member's render of its bounds, pixel for pixel
+        assert np.array_equal(Image.open(io.BytesIO(tile.png)).convert("RGB"), ds.read([1, 2, 3]).transpose(1, 2, 0))
+    without = TileService(ServeSettings(osm=(town,), model=str(family_zoo / "fam.json"), device="cpu",
+                                        cache_dir=tmp_path / "tiles", overview_levels=1))
+    assert without.key != service.key  # the member's files are in the key
