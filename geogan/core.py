@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .anchor import canonical_grid, world_offset
 from .classes import Schema, load_schema
-from .coverage import NODATA_CLASS, area_coverage, check_fill
+from .coverage import NODATA_CLASS, area_coverage
 from .errors import InputError, TooLargeError
 from .grid import Grid
 from .infer import LoadedModel, encode_style, load_model
@@ -33,7 +33,7 @@ from .rasterizer import VectorClassSource
 from .runtime import frozen_gc
 from .sources import is_osm_path
 from .settings import (AreaSettings, ModelSettings, OutputSettings, RenderRequest, RenderSettings, RuntimeSettings,
-                       SourceSettings, TilingSettings)
+                       SourceSettings, TilingSettings, check_fill)
 from .terrain import DemSource, check_dem_overlaps
 from .terrain_render import terrain_dem
 from .tiles import TileSpec

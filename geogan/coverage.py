@@ -31,25 +31,14 @@ import numpy as np
 import pyproj
 import shapely
 
-from .errors import InputError
 from .grid import Grid
 from .provenance import uncovered_message
 
 log = logging.getLogger("geogan")
 
-FILLS = ("nodata", "background")
 NODATA_CLASS = 255  # classes.tif outside the coverage (a class map holds at most 255 classes: ids 0..254)
 SEGMENT_DEG = 1e-3  # lon/lat edges are densified to this before projecting (sub-millimetre bends in UTM)
 _prepare_lock = threading.Lock()
-
-
-def check_fill(fill) -> str:
-    """``fill`` lower-cased, or the one-line error naming the choices."""
-    name = fill.strip().lower() if isinstance(fill, str) else fill
-    if name not in FILLS:
-        raise InputError(f"unknown fill {fill!r}; choose --fill nodata (outside the data's coverage the outputs "
-                         "are nodata) or --fill background (drawn as background, as if mapped)")
-    return name
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,9 +107,11 @@ def scanline_inside(polygon, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     on the line counts once) bound the intervals inside; a point on an edge is outside, as
     ``shapely.contains_xy`` has it."""
     xy = [shapely.get_coordinates(ring) for ring in _rings(polygon)]
+    out = np.zeros((len(y), len(x)), dtype=bool)
+    if not xy:  # an empty coverage
+        return out
     x0, y0 = np.concatenate([c[:-1, 0] for c in xy]), np.concatenate([c[:-1, 1] for c in xy])
     x1, y1 = np.concatenate([c[1:, 0] for c in xy]), np.concatenate([c[1:, 1] for c in xy])
-    out = np.zeros((len(y), len(x)), dtype=bool)
     lo, hi = np.minimum(y0, y1), np.maximum(y0, y1)
     for i, yi in enumerate(y):
         edges = (lo <= yi) & (yi < hi)
@@ -137,7 +128,7 @@ def scanline_inside(polygon, y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def _rings(polygon) -> list:
     parts = shapely.get_parts(polygon)
-    return [ring for part in parts if shapely.get_type_id(part) == shapely.GeometryType.POLYGON
+    return [ring for part in parts if shapely.get_type_id(part) == shapely.GeometryType.POLYGON and not part.is_empty
             for ring in (part.exterior, *part.interiors)]
 
 

@@ -24,7 +24,6 @@ from typing import Callable
 
 import numpy as np
 
-from .coverage import check_fill
 from .errors import GridError, InputError
 from .grid import RES_AND_GSD, user_crs
 from .sources import SourceOptions
@@ -57,6 +56,19 @@ def check_compression(compression: str) -> str:
     """``compression`` lower-cased, checked: a key of ``COMPRESSIONS`` that rasterio's GDAL can write."""
     name = compression.strip().lower() if isinstance(compression, str) else compression
     check_codecs(codecs_of(name))  # an unknown name: the one-line error naming the choices
+    return name
+
+
+#: ``fill`` choices: what the outputs hold outside the input data's coverage (:mod:`geogan.coverage`)
+FILLS = ("nodata", "background")
+
+
+def check_fill(fill) -> str:
+    """``fill`` lower-cased, or the one-line error naming the choices."""
+    name = fill.strip().lower() if isinstance(fill, str) else fill
+    if name not in FILLS:
+        raise InputError(f"unknown fill {fill!r}; choose --fill nodata (outside the data's coverage the outputs "
+                         "are nodata) or --fill background (drawn as background, as if mapped)")
     return name
 
 
