@@ -193,7 +193,8 @@ def test_numpy_warp_matches_torch_grid_sample(dtype, samples, monkeypatch):
     values differ at most at exact half levels (by 1), float32 by rounding; points past the edge take the edge's."""
     from geogan import warp
     rng = np.random.default_rng(samples)
-    values = (rng.integers(0, 256, (3, 60, 90)) if dtype == np.uint8 else rng.standard_normal((3, 60, 90))).astype(dtype)
+    shape = (3, 60, 90)
+    values = (rng.integers(0, 256, shape) if dtype == np.uint8 else rng.standard_normal(shape)).astype(dtype)
     rows, cols = np.meshgrid(np.arange(40 * samples) / samples, np.arange(70 * samples) / samples, indexing="ij")
     u, v = 3 + 0.95 * cols - 0.3 * rows + 1e-7 * np.sin(cols), 5 + 0.3 * cols + 0.95 * rows
     u[0, :4], v[0, :4] = -3.0, 80.0  # beyond the left and bottom edges
@@ -226,6 +227,31 @@ def test_render_with_the_onnx_runtime_matches_torch(tiny_export, tmp_path, schem
             pixels[model.runtime] = ds.read().astype(int)
     assert pixels["torch"].shape == pixels["onnx"].shape
     assert np.abs(pixels["torch"] - pixels["onnx"]).max() <= 1
+
+
+def test_qgis_worker_renders_without_torch(tiny_export, tmp_path, monkeypatch):
+    """The QGIS plugin's worker (qgis_plugin/geogan_qgis/worker.py, through its runner) in a Python where importing
+    torch raises ImportError: its check passes on onnxruntime and lists the exported model, and it renders the
+    example town with it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_geogan_qgis_runner", Path(__file__).resolve().parents[1] /
+                                                  "qgis_plugin" / "geogan_qgis" / "runner.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(TORCH_BLOCKER)
+    monkeypatch.setenv("GEOGAN_PYTHONPATH", os.pathsep.join([str(blocker), str(Path(__file__).resolve().parents[1])]))
+    monkeypatch.setenv("GEOGAN_MODEL_DIR", str(tiny_export[1].card_path.parent))
+    info = runner.check_python(sys.executable, full_import=True, timeout_s=120)
+    assert info["ok"] and info["runtime"] == "onnx" and "torch" not in info["versions"], info
+    assert [m["name"] for m in info["models"]] == ["tiny"]  # the shipped models have no ONNX file
+    result = runner.run_worker(sys.executable, "render", {
+        "example": True, "bbox": [25.697, 60.398, 25.699, 60.399], "out_dir": str(tmp_path / "out"),
+        "model": "tiny"}, timeout_s=300)
+    with rasterio.open(result["aerial"]) as ds:
+        assert ds.count == 3 and ds.read().std() > 0
 
 
 def test_onnx_runtime_refusals_are_one_line(tiny_export, tmp_path, schema):
