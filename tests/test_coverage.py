@@ -61,7 +61,7 @@ def _render(tmp_path, name, model, osm, **kw):
 def test_render_is_nodata_exactly_outside_the_extract_and_fill_background_draws_it(tmp_path, tiny_model, caplog):
     osm = _extract(tmp_path)
     with caplog.at_level(logging.WARNING, logger="geogan"):
-        masked = _render(tmp_path, "masked", tiny_model, osm)
+        masked = _render(tmp_path, "masked", tiny_model, osm, hillshade=True)
     inside = coverage_mask(masked.grid, osm_coverage_lonlat([osm]))  # each pixel centre tested in lon/lat
     assert 0.6 < inside.mean() < 0.75 and inside[:, 0].all() and not inside[:, -1].any()
     outside_pct = f"{100 * (1 - inside.mean()):.1f} % of it is outside the data's coverage, left as nodata"
@@ -76,6 +76,8 @@ def test_render_is_nodata_exactly_outside_the_extract_and_fill_background_draws_
     classes, c_nodata, _, _ = _read(masked.classes)
     assert c_nodata == NODATA_CLASS and np.array_equal(classes[0] == NODATA_CLASS, ~inside)
     assert (classes[0][inside] > 0).any()  # the road and the building are drawn
+    shade, s_nodata, _, _ = _read(masked.hillshade)
+    assert s_nodata == 0 and not shade[0][~inside].any() and (shade[0][inside] > 0).mean() > 0.95
 
     filled = _render(tmp_path, "filled", tiny_model, osm, fill="background")
     assert any("drawn as background (--fill background)" in w for w in filled.warnings)
