@@ -201,13 +201,14 @@ def _shipped_job(job: RenderJob) -> tuple[RenderJob, str | None]:
 
 def _submit(job: RenderJob, client, blocks: list[Block], root: str, overwrite: bool, retries: int) -> dict:
     """One task per block; the job (features, grids, plan) is sent to every worker once."""
-    from .distributed import WorkerModel
+    from .distributed import WorkerModel, run_token
 
     shipped, dem_path = _shipped_job(job)
     [job_f] = client.scatter([shipped], broadcast=True)
     model_ref = WorkerModel.of(job.model)
+    run = run_token()
     return {client.submit(_write_block_task, job_f, model_ref, b, root, overwrite, dem_path, retries=retries,
-                          pure=False, key=f"geogan-write-{b.name}-{id(job):x}"): b for b in blocks}
+                          pure=False, key=f"geogan-write-{b.name}-{run}"): b for b in blocks}
 
 
 def _failure(problem: BaseException | BlockFailure, block: Block, root: str) -> GeoganError:

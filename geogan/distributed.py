@@ -9,13 +9,15 @@ tile row above it reproduces the local render bit for bit.
 
 Point it at an existing cluster with ``scheduler="tcp://host:8786"`` (for
 example one started by dask-kubernetes or dask-jobqueue), or let it start a
-``LocalCluster`` with ``workers=N``.
+``LocalCluster`` with ``workers=N``. With ``blocks_out`` the workers write their blocks themselves and the
+driver only an index (:mod:`geogan.blocks`); this module then only gives the client and the model reference.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,9 +136,16 @@ def _submit_blocks(job: RenderJob, client, block_list: list[tuple[int, int]], re
     model = job.model
     frame_f, schema_f, plan_f = client.scatter([job.generator, job.schema, job.plan], broadcast=True)
     model_ref = WorkerModel.of(model)
+    run = run_token()
     return [client.submit(_render_block_task, frame_f, model_ref, schema_f, job.spec, plan_f, first, stop,
-                          job.generator_seed, retries=retries, pure=False, key=f"geogan-block-{first}-{stop}")
+                          job.generator_seed, retries=retries, pure=False, key=f"geogan-block-{first}-{stop}-{run}")
             for first, stop in block_list]
+
+
+def run_token() -> str:
+    """A token unique to one render, in its tasks' keys: two renders on one scheduler (two clients, or the
+    same client twice) never share a key, so neither gets the other's blocks."""
+    return secrets.token_hex(6)
 
 
 def _write_blocks(job: RenderJob, runtime: RuntimeSettings, futures: list, firsts: list[int]) -> None:

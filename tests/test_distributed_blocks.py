@@ -45,16 +45,20 @@ def _request(tiny_model) -> dict:
                 model=str(tiny_model), tile_px=128, overlap_px=32, seed=5)
 
 
-@pytest.fixture(scope="module", params=["rgb-model", "rgb+height-model-hillshade", "partly-outside-the-data-jpeg"])
+@pytest.fixture(scope="module", params=["rgb-model-sloping-dem", "rgb+height-model-hillshade",
+                                        "partly-outside-the-data-jpeg"])
 def rendered(request, tmp_path_factory, tiny_model, scheduler):
     """A local render and a worker-written render of the same request (with a model whose generated terrain
-    goes through the warp with the pixels, and a hillshade, whose rows look one row past their strip; and an
-    area reaching past the OSM file's bounds: nodata there, the aerial's alpha an internal mask with JPEG)."""
+    goes through the warp with the pixels, and a hillshade, whose rows look one row past their strip; a DEM the
+    workers open themselves; and an area reaching past the OSM file's bounds: nodata there, the aerial's alpha
+    an internal mask with JPEG)."""
     tmp = tmp_path_factory.mktemp("blocks")
     mp = pytest.MonkeyPatch()
     mp.setattr(blocks_mod, "BLOCK_CANONICAL_ROWS", BLOCK_ROWS)
     try:
         kw = _request(tiny_model)
+        if request.param.endswith("dem"):
+            kw.update(dem=_sloping_dem(tmp / "dem.tif", kw["bbox"]))
         if request.param.startswith("rgb+height"):
             kw.update(model=str(make_tiny_model(tmp / "height_model", height_scale_m=20.0)), hillshade=True)
         if request.param.startswith("partly-outside"):
@@ -65,6 +69,21 @@ def rendered(request, tmp_path_factory, tiny_model, scheduler):
     finally:
         mp.undo()
     return local, dask, tmp, kw["bbox"]
+
+
+def _sloping_dem(path: Path, bbox) -> Path:
+    """A DEM in UTM 35N rising 1 m per 10 m eastwards, covering ``bbox`` (lon/lat) with a margin."""
+    import pyproj
+    from rasterio.transform import from_origin
+
+    x0, y0, x1, y1 = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32635", always_xy=True).transform_bounds(*bbox)
+    x0, y0, x1, y1 = x0 - 200, y0 - 200, x1 + 200, y1 + 200
+    nx, ny = int((x1 - x0) / 5), int((y1 - y0) / 5)
+    dem = np.tile(((np.arange(nx) + 0.5) / 2 + 100).astype(np.float32), (ny, 1))
+    with rasterio.open(path, "w", driver="GTiff", width=nx, height=ny, count=1, dtype="float32", crs="EPSG:32635",
+                       transform=from_origin(x0, y1, 5, 5)) as ds:
+        ds.write(dem, 1)
+    return path
 
 
 def test_vrt_mosaic_equals_the_local_render(rendered):
@@ -120,6 +139,9 @@ def test_a_block_a_worker_cannot_write_fails_cleanly_and_leaves_no_index(tmp_pat
     out, shared = tmp_path / "index", tmp_path / "blocks"
     geogan.render(out_dir=out, scheduler=scheduler, blocks_out=shared, **kw)
     assert (out / "stac.json").is_file()
+    with pytest.raises(OutputError, match="block_00000/aerial.tif' already exists; pass --overwrite to replace the "
+                                          "blocks or choose another --blocks-out"):
+        geogan.render(out_dir=tmp_path / "other", scheduler=scheduler, blocks_out=shared, **kw)
     (shared / "block_00001").rename(tmp_path / "moved")
     (shared / "block_00001").write_text("a file where the block's folder goes")  # that block cannot be written
     with pytest.raises(OutputError) as err:
@@ -135,3 +157,21 @@ def test_blocks_out_needs_dask_workers(tmp_path, tiny_model):
         geogan.render(out_dir=tmp_path / "o", blocks_out=tmp_path / "b", **_request(tiny_model))
     with pytest.raises(InputError, match="out_dir"):
         geogan.render(out_dir=None, workers=2, blocks_out=tmp_path / "b", **_request(tiny_model))
+
+
+def test_two_renders_at_once_on_one_scheduler_keep_their_own_blocks(tmp_path, tiny_model, scheduler):
+    """Task keys carry a token of the render: two clients (here two threads) rendering other seeds on one
+    scheduler at the same time each get their own pixels (keys named by tile rows alone were shared)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(seed: int, blocks: bool):
+        kw = {**_request(tiny_model), "seed": seed}
+        if blocks:
+            kw["blocks_out"] = tmp_path / f"blocks{seed}"
+        return geogan.render(out_dir=tmp_path / f"{seed}-{blocks}", scheduler=scheduler, **kw).aerial
+
+    for blocks in (False, True):
+        with ThreadPoolExecutor(2) as pool:
+            a, b = pool.map(one, (1, 2), (blocks, blocks))
+        with rasterio.open(a) as da, rasterio.open(b) as db:
+            assert not np.array_equal(da.read(), db.read()), blocks
