@@ -125,9 +125,10 @@ def write_vrt(path: Path, spec: RasterSpec, grid: Grid, sources: list[tuple[str,
 
 
 def lonlat_footprint(grid: Grid) -> tuple[list[list[float]], list[float]]:
-    """The grid's outline in lon/lat (a closed ring through its corners) and its bbox (edges densified)."""
+    """The grid's outline in lon/lat (a closed ring through its corners, counterclockwise for a north-up grid
+    as GeoJSON wants) and its bbox (edges densified)."""
     to_ll = pyproj.Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
-    corners = [(0, 0), (grid.width, 0), (grid.width, grid.height), (0, grid.height), (0, 0)]
+    corners = [(0, 0), (0, grid.height), (grid.width, grid.height), (grid.width, 0), (0, 0)]
     ring = [list(to_ll.transform(*grid.transform * (c, r))) for c, r in corners]
     lon, lat = to_ll.transform(*edge_points(grid))
     return ring, [float(min(lon)), float(min(lat)), float(max(lon)), float(max(lat))]

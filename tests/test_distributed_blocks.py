@@ -123,6 +123,8 @@ def test_stac_item_collection_lists_every_block(rendered):
         rows += h
         ring = item["geometry"]["coordinates"][0]
         assert item["geometry"]["type"] == "Polygon" and ring[0] == ring[-1] and len(ring) == 5
+        area2 = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:]))
+        assert area2 > 0  # counterclockwise, as GeoJSON (RFC 7946) wants exterior rings
         bw, bs, be, bn = item["bbox"]
         assert west - 1e-4 < bw < be < east + 1e-4 and south - 1e-4 < bs < bn < north + 1e-4
         assert set(item["assets"]) == set(dask.paths)
