@@ -349,7 +349,8 @@ def models() -> None:
 
 #: Modules whose ``register(app)`` adds the commands that live beside their feature (training, plugin build, ...).
 EXTENSION_MODULES = ("geogan.training.commands", "geogan.plugin_build", "geogan.mesh_cli", "geogan.evaluate_cli",
-                     "geogan.dream_cli", "geogan.terrain_cli", "geogan.serve_cli", "geogan.onnx_cli")
+                     "geogan.dream_cli", "geogan.terrain_cli", "geogan.serve_cli", "geogan.onnx_cli",
+                     "geogan.quilt_cli")
 #: Optional third-party packages (top-level import name -> the extra that installs them). Only their absence
 #: leaves a module's commands out; any other import error is a broken install and is raised as it is.
 OPTIONAL_DEPENDENCIES = {"dask": "dask", "distributed": "dask", "xarray": "xarray", "rioxarray": "xarray",

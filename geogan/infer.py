@@ -116,6 +116,10 @@ def load_model(name_or_path: str, schema: Schema, device: str = "auto", compile:
     (benchmarks/gpu_bench.py, gpu_render.py). ``runtime``: ``onnx`` runs the card's ONNX file with onnxruntime
     (:mod:`geogan.onnx_infer`; CPU, fp32); ``auto`` is torch while torch is installed."""
     card_path = resolve_model(name_or_path)
+    if is_texture_bank(card_path):  # real photo patches, quilted (geogan.quilt_model): no generator to run
+        from .quilt_model import load_quilt_model
+
+        return load_quilt_model(card_path, schema)
     if choose_runtime(runtime, card_path) == "onnx":
         if compile:
             raise InputError("--compile needs the torch runtime; leave it out with --runtime onnx")
@@ -139,6 +143,13 @@ def load_model(name_or_path: str, schema: Schema, device: str = "auto", compile:
         style = torch.tensor([card["default_style"]], dtype=torch.float32)
     return LoadedModel(module, card, dev, class_lut(card, schema), len(card["classes"]), multiple, style,
                        precision, module_fp32, card_path=str(card_path))
+
+
+def is_texture_bank(card_path) -> bool:
+    """Whether the card at ``card_path`` describes a texture bank (``"arch": "quilt"``) rather than a generator."""
+    from .onnx_infer import read_card
+
+    return read_card(card_path).get("arch") == "quilt"
 
 
 def prepare_for_inference(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -293,6 +293,12 @@ def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: Ti
     pixel position of ``grid``'s (0, 0) pixel; noise and tile orientations are keyed by world position.
     """
     rows = tile_rows(grid.shape_yx, spec)
+    if model.runtime == "quilt":  # a texture bank draws whole strips, exact without tile blending
+        from .quilt_model import quilt_rows
+
+        yield from quilt_rows(model, feats, grid, spec, plan, first_row=first_row, stop_row=stop_row, seed=seed,
+                              on_batch=on_batch, offset_rc=offset_rc, n_rows=len(rows))
+        return
     n_ch = 4 if "height" in model.card.get("outputs", ()) else 3  # RGB (+ height in [-1, 1], blended the same way)
     blender = StripBlender(grid.shape_yx, n_ch, spec.tile_px, spec.overlap_px, first_row0=rows[first_row][0].row0)
 

@@ -1,0 +1,538 @@
+"""Texture-by-numbers image quilting: aerial imagery assembled from real photo patches that match the class map.
+
+A *texture bank* holds real aerial photos and their class maps (the training pairs). To draw a class map, the
+map is covered by a lattice of ``patch_px`` blocks overlapping by ``overlap_px`` (Efros & Freeman, "Image
+Quilting for Texture Synthesis and Transfer", SIGGRAPH 2001, used with a correspondence map as in its
+texture-transfer section and in Hertzmann et al.'s "Image Analogies" texture-by-numbers). For every block
+the bank's patches whose class layout matches best are found, and one is chosen that also agrees with its
+already chosen neighbours in their overlap; neighbours are joined along a minimum-error boundary cut.
+
+Everything is keyed by *world* position so that any window of the world can be drawn on its own and agrees
+exactly with every other window that overlaps it (strips, tiles, Dask blocks and neighbouring renders join
+without a seam):
+
+* the block lattice is anchored at world pixel (0, 0): block (i, j) covers rows ``i*S .. i*S+P`` and columns
+  ``j*S .. j*S+P`` (``S = P - O``);
+* blocks at (even, even) are chosen from their own class layout and a hash of (seed, i, j); the blocks
+  between two of them also by their overlap with both, and the (odd, odd) blocks by their overlap with all
+  four neighbours, so a pixel depends only on the class map within ``margin_px(settings)`` pixels of it;
+* the bank's patches are restricted to one *look* (a cluster of photos of similar colour: one flight, one
+  season), chosen by the seed, so a render has the consistent radiometry of one survey.
+
+Pure functions over numpy arrays (torch only for the batched nearest-neighbour search); no file I/O except
+:func:`save_bank` / :func:`load_bank`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, ModelError
+
+
+@dataclass(frozen=True)
+class QuiltSettings:
+    """How patches are cut from the bank and assembled."""
+
+    patch_px: int = 32
+    overlap_px: int = 8
+    bank_stride_px: int = 8  # bank patches start every this many pixels in each photo
+    cell_px: int = 8  # class-layout descriptor: class fractions on cells of this size
+    candidates: int = 24  # best class-layout matches considered per block
+    label_weight: float = 400.0  # cost of a fully mismatching class layout, in squared grey levels
+    near_best: float = 1.1  # a block picks at random (hashed) among candidates within this factor of the best
+    region_blocks: int = 8  # blocks of one region prefer patches of one photo (hashed per region) ...
+    photo_weight: float = 0.05  # ... by this much class-layout distance (sum of squared cell-share differences)
+    min_pure_patches: int = 64  # a region's photo with fewer single-class patches of a class than this defers
+    # to the pool's photo with the most of them (class_photo_patches)
+    search_stride_px: int = 16  # mixed blocks search the bank's patches on this grid (pure blocks: all patches)
+
+    def __post_init__(self) -> None:
+        if not (0 < 2 * self.overlap_px < self.patch_px) or self.patch_px % self.cell_px:
+            raise InputError(f"quilt patches of {self.patch_px} px need 0 < 2 x overlap ({self.overlap_px}) < patch "
+                             f"and a patch that is a multiple of the cell size {self.cell_px}")
+        if self.bank_stride_px < 1 or self.candidates < 1 or self.near_best < 1:
+            raise InputError("quilt settings need bank_stride_px >= 1, candidates >= 1 and near_best >= 1")
+
+    @property
+    def step_px(self) -> int:
+        return self.patch_px - self.overlap_px
+
+
+def margin_px(settings: QuiltSettings) -> int:
+    """Class-map context needed around a window: a pixel depends on blocks up to two block steps away."""
+    return settings.patch_px + 2 * settings.step_px
+
+
+@dataclass(frozen=True)
+class TextureBank:
+    """Real photos and their class maps, with the patch index and class-layout descriptors."""
+
+    images: np.ndarray  # uint8 (N, H, W, 3)
+    labels: np.ndarray  # uint8 (N, H, W) model class ids
+    looks: np.ndarray  # int (N,) look cluster of each photo, 0 = the most common
+    classes: tuple[str, ...]
+    settings: QuiltSettings = QuiltSettings()
+    index: np.ndarray = field(init=False, repr=False)  # int32 (M, 3): photo, row, col of each patch
+    descriptors: np.ndarray = field(init=False, repr=False)  # float32 (M, D)
+    pure: np.ndarray = field(init=False, repr=False)  # int (M,): class of single-class patches, else -1
+
+    def __post_init__(self) -> None:
+        n, h, w, _ = self.images.shape
+        if self.labels.shape != (n, h, w) or len(self.looks) != n or n == 0:
+            raise ModelError("texture bank photos, class maps and looks disagree in number or size")
+        if int(self.labels.max()) >= len(self.classes):
+            raise ModelError(f"texture bank class maps hold ids beyond its {len(self.classes)} classes")
+        s = self.settings
+        ys = np.arange(0, h - s.patch_px + 1, s.bank_stride_px)
+        xs = np.arange(0, w - s.patch_px + 1, s.bank_stride_px)
+        i, y, x = np.meshgrid(np.arange(n), ys, xs, indexing="ij")
+        index = np.stack([i.ravel(), y.ravel(), x.ravel()], 1).astype(np.int32)
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "descriptors", bank_descriptors(self.labels, index, len(self.classes), s))
+        object.__setattr__(self, "pure", pure_class(self.descriptors, len(self.classes)))
+
+    @property
+    def n_looks(self) -> int:
+        return int(self.looks.max()) + 1
+
+    def patch_number(self, photo: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The bank number of the patch of ``photo`` at (``y``, ``x``), or -1 where there is none."""
+        s, (_, h, w, _) = self.settings, self.images.shape
+        ny, nx = (h - s.patch_px) // s.bank_stride_px + 1, (w - s.patch_px) // s.bank_stride_px + 1
+        qy, qx = y // s.bank_stride_px, x // s.bank_stride_px
+        ok = (photo >= 0) & (y >= 0) & (x >= 0) & (y % s.bank_stride_px == 0) & (x % s.bank_stride_px == 0) \
+            & (qy < ny) & (qx < nx)
+        return np.where(ok, (photo * ny + qy) * nx + qx, -1)
+
+
+def cell_fractions(labels: np.ndarray, n_classes: int, cell_px: int) -> np.ndarray:
+    """float32 (..., H/cell, W/cell, C): the share of each class on each ``cell_px`` cell of ``labels`` (..., H, W)."""
+    *lead, h, w = labels.shape
+    out = np.empty((*lead, h // cell_px, w // cell_px, n_classes), np.float32)
+    for c in range(n_classes):
+        hit = (labels == c).reshape(*lead, h // cell_px, cell_px, w // cell_px, cell_px)
+        out[..., c] = hit.sum((-3, -1), dtype=np.int32) / float(cell_px * cell_px)
+    return out
+
+
+def bank_descriptors(labels: np.ndarray, index: np.ndarray, n_classes: int, s: QuiltSettings) -> np.ndarray:
+    """Descriptors of the bank patches at ``index`` (cell fractions of the whole photos, cut per patch)."""
+    k = s.patch_px // s.cell_px
+    out = np.empty((len(index), k * k * n_classes), np.float32)
+    cells = None
+    if s.bank_stride_px % s.cell_px == 0:
+        cells = cell_fractions(labels[:, :labels.shape[1] // s.cell_px * s.cell_px,
+                                      :labels.shape[2] // s.cell_px * s.cell_px], n_classes, s.cell_px)
+    for a in range(0, len(index), 65536):
+        i, y, x = index[a:a + 65536].T
+        if cells is not None:
+            cy, cx = y // s.cell_px, x // s.cell_px
+            rows = cy[:, None] + np.arange(k)
+            cols = cx[:, None] + np.arange(k)
+            d = cells[i[:, None, None], rows[:, :, None], cols[:, None, :]]
+        else:
+            d = cell_fractions(patches(labels, i, y, x, s.patch_px), n_classes, s.cell_px)
+        out[a:a + 65536] = d.reshape(len(i), -1)
+    return out
+
+
+def patches(arrays: np.ndarray, i: np.ndarray, y: np.ndarray, x: np.ndarray, size: int | tuple[int, int]
+            ) -> np.ndarray:
+    """``arrays[i, y:y+h, x:x+w]`` for every (i, y, x), stacked (fancy-index gather, no Python loop);
+    ``size``: h = w, or (h, w)."""
+    h, w = (size, size) if isinstance(size, int) else size
+    r = y.reshape(-1, 1, 1) + np.arange(h).reshape(1, -1, 1)
+    c = x.reshape(-1, 1, 1) + np.arange(w).reshape(1, 1, -1)
+    out = arrays[i.reshape(-1, 1, 1), r, c]
+    return out.reshape(*np.shape(i), h, w, *arrays.shape[3:])
+
+
+# ------------------------------------------------------------------------------------------------ hashing
+
+
+def hash_uniform(seed: int, *keys: np.ndarray) -> np.ndarray:
+    """Uniform [0, 1) numbers that are a pure function of (seed, keys) (splitmix64 finaliser), any key shape."""
+    with np.errstate(over="ignore"):
+        h = np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
+        for k in keys:
+            h = (h ^ np.asarray(k).astype(np.int64).astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+            h = h ^ (h >> np.uint64(31))
+        h = h * np.uint64(0x94D049BB133111EB)
+        h = h ^ (h >> np.uint64(29))
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+# ------------------------------------------------------------------------------------------------ choosing
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """The world blocks a window needs: block rows ``i0 .. i0+ni`` and columns ``j0 .. j0+nj``."""
+
+    i0: int
+    j0: int
+    ni: int
+    nj: int
+
+    @classmethod
+    def for_window(cls, r0: int, c0: int, h: int, w: int, s: QuiltSettings) -> "Lattice":
+        """Blocks covering world rows ``r0 .. r0+h`` and columns ``c0 .. c0+w``, plus two blocks on each side."""
+        step, p = s.step_px, s.patch_px
+        i0, i1 = -((p - 1 - r0) // step) - 2, (r0 + h - 1) // step + 2
+        j0, j1 = -((p - 1 - c0) // step) - 2, (c0 + w - 1) // step + 2
+        return cls(i0, j0, i1 - i0 + 1, j1 - j0 + 1)
+
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.meshgrid(np.arange(self.i0, self.i0 + self.ni), np.arange(self.j0, self.j0 + self.nj),
+                           indexing="ij")
+
+
+def pure_class(descriptors: np.ndarray, n_classes: int) -> np.ndarray:
+    """int (M,): the class of patches holding a single class, -1 for mixed patches."""
+    share = descriptors.reshape(len(descriptors), -1, n_classes).mean(1)
+    cls = share.argmax(1)
+    return np.where(share[np.arange(len(cls)), cls] > 1 - 1e-6, cls, -1)
+
+
+def candidates(bank: TextureBank, query: np.ndarray, pool: np.ndarray, seed: int, keys: tuple[np.ndarray, ...]
+               ) -> np.ndarray:
+    """int (B, K) bank patch numbers: ``candidates`` patches of ``pool`` whose class layout is nearest.
+
+    Blocks of ``region_blocks`` x ``region_blocks`` prefer one photo of the pool (hashed per region): coherent
+    colour and light. A block of one class draws its candidates from that photo's patches of the class (else
+    from the pool's); mixed blocks search the pool's patches on a ``search_stride_px`` grid by class layout.
+    """
+    s = bank.settings
+    n_cls = len(bank.classes)
+    qd = cell_fractions(query, n_cls, s.cell_px).reshape(len(query), -1)
+    q_pure = pure_class(qd, n_cls)
+    photos = np.unique(bank.index[pool, 0])
+    region = [kk // s.region_blocks for kk in keys]
+    preferred = photos[(hash_uniform(seed, *region, 6) * len(photos)).astype(np.int64)]
+    out = np.full((len(query), s.candidates), -1, np.int64)
+    pool_pure = bank.pure[pool]
+    groups: dict[tuple[int, int], np.ndarray] = {}
+    for b in np.flatnonzero(q_pure >= 0):
+        c, ph = int(q_pure[b]), int(preferred[b])
+        key = (c, ph)
+        if key not in groups:
+            mine = pool[(pool_pure == c) & (bank.index[pool, 0] == ph)]
+            groups[key] = mine if len(mine) >= s.min_pure_patches else class_photo_patches(bank, pool, c)
+        choices = groups[key]
+        if len(choices):
+            u = hash_uniform(seed, keys[0][b], keys[1][b], np.arange(s.candidates), 3)
+            out[b] = choices[(u * len(choices)).astype(np.int64)]
+    mixed = np.flatnonzero(out[:, 0] < 0)
+    if len(mixed):
+        out[mixed] = search(bank, qd[mixed], pool, preferred[mixed], seed)
+    return out
+
+
+def class_photo_patches(bank: TextureBank, pool: np.ndarray, c: int) -> np.ndarray:
+    """The single-class ``c`` patches of the pool's photo with the most of them: areas of a class the region's
+    photo hardly shows (a lake in a photo of fields) take one consistent texture, not a patchwork."""
+    mine = pool[bank.pure[pool] == c]
+    if not len(mine):
+        return mine
+    photos, counts = np.unique(bank.index[mine, 0], return_counts=True)
+    return mine[bank.index[mine, 0] == photos[counts.argmax()]]
+
+
+def search(bank: TextureBank, qd: np.ndarray, pool: np.ndarray, preferred: np.ndarray, seed: int) -> np.ndarray:
+    """int (B, K): the pool patches on the search grid nearest to descriptors ``qd`` (B, D), preferring each
+    block's ``preferred`` photo by ``photo_weight`` and breaking ties by a hash per patch."""
+    import torch
+
+    s = bank.settings
+    grid = pool[(bank.index[pool, 1] % s.search_stride_px == 0) & (bank.index[pool, 2] % s.search_stride_px == 0)]
+    grid = grid if len(grid) >= s.candidates else pool
+    k = min(s.candidates, len(grid))
+    desc = torch.from_numpy(bank.descriptors[grid])
+    base = (desc * desc).sum(1) + torch.from_numpy(hash_uniform(seed, grid, 4).astype(np.float32)) * 1e-3
+    photo = torch.from_numpy(bank.index[grid, 0].astype(np.int64))
+    pref = torch.from_numpy(preferred.astype(np.int64))
+    q = torch.from_numpy(qd)
+    out = np.empty((len(qd), s.candidates), np.int64)
+    for a in range(0, len(qd), 256):
+        qa = q[a:a + 256]
+        dist = torch.addmm(base[None], qa, desc.T, alpha=-2)
+        dist += (photo[None] != pref[a:a + 256, None]) * s.photo_weight
+        top = grid[torch.topk(dist, k, dim=1, largest=False).indices.numpy()]
+        out[a:a + 256] = np.pad(top, ((0, 0), (0, s.candidates - k)), mode="edge")
+    return out
+
+
+def pick(cost: np.ndarray, u: np.ndarray, near_best: float) -> np.ndarray:
+    """Per row of ``cost`` (B, K): a column among those within ``near_best`` x the row's best, chosen by ``u``."""
+    best = cost.min(1, keepdims=True)
+    ok = cost <= best * near_best + 1e-6
+    nth = np.floor(u * ok.sum(1)).astype(np.int64)
+    return np.argmax(np.cumsum(ok, 1) > nth[:, None], axis=1)
+
+
+def min_cut_masks(err: np.ndarray) -> np.ndarray:
+    """bool (B, H, W): for overlap errors (B, H, W) of a vertical seam, True right of the minimum-error cut.
+
+    Dynamic programming over rows (Efros & Freeman 2001), vectorised over the B seams.
+    """
+    b, h, w = err.shape
+    acc = err.astype(np.float64).copy()
+    for r in range(1, h):
+        prev = np.pad(acc[:, r - 1], ((0, 0), (1, 1)), constant_values=np.inf)
+        acc[:, r] += np.minimum(np.minimum(prev[:, :-2], prev[:, 1:-1]), prev[:, 2:])
+    cols = np.arange(w)
+    mask = np.zeros((b, h, w), bool)
+    c = acc[:, -1].argmin(1)
+    for r in range(h - 1, -1, -1):
+        mask[:, r] = cols[None] >= c[:, None]
+        if r:
+            prev = np.pad(acc[:, r - 1], ((0, 0), (1, 1)), constant_values=np.inf)
+            window = np.stack([prev[np.arange(b), c + d] for d in range(3)], 1)
+            c = np.clip(c + window.argmin(1) - 1, 0, w - 1)
+    return mask
+
+
+def look_pool(bank: TextureBank, look: int) -> np.ndarray:
+    """Bank patch numbers of one look (``look`` modulo the bank's looks)."""
+    photos = np.flatnonzero(bank.looks == look % bank.n_looks)
+    return np.flatnonzero(np.isin(bank.index[:, 0], photos))
+
+
+# ------------------------------------------------------------------------------------------------ drawing
+
+
+def block_pass(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """0 for blocks at (even, even), 1 for (even, odd) and (odd, even), 2 for (odd, odd) world block indices."""
+    return (i % 2) + (j % 2)
+
+
+NEIGHBOURS = {"left": (0, -1, "right"), "right": (0, 1, "left"), "top": (-1, 0, "bottom"), "bottom": (1, 0, "top")}
+
+
+def synthesize(bank: TextureBank, labels: np.ndarray, origin_rc: tuple[int, int], *, seed: int = 0,
+               look: int | None = None, pool: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (H - 2m, W - 2m, 3): the picture of the inner window of a class map with ``m = margin_px``.
+
+    ``labels``: uint8 (H, W) model class ids whose pixel (0, 0) is world pixel ``origin_rc``; the result is the
+    picture of world rows ``origin_r + m .. origin_r + H - m`` (and the same for columns), identical to that of
+    any other window covering those pixels. ``look``: which look of the bank (default: from the seed);
+    ``pool``: bank patch numbers to draw from instead (evaluation on selected photos).
+
+    Blocks are chosen in three passes: (even, even) blocks from their class layout alone, then the blocks
+    between two of those (matching both in the overlap), then the (odd, odd) blocks between four.
+    """
+    s = bank.settings
+    m = margin_px(s)
+    h, w = labels.shape
+    if h <= 2 * m or w <= 2 * m:
+        raise InputError(f"a quilted window needs more than {2 * m} px of class map in each direction (got {h}x{w})")
+    r0, c0 = origin_rc[0] + m, origin_rc[1] + m
+    lat = Lattice.for_window(r0, c0, h - 2 * m, w - 2 * m, s)
+    bi, bj = lat.grid()
+    ys, xs = bi * s.step_px - origin_rc[0], bj * s.step_px - origin_rc[1]  # block corners in ``labels``
+    if ys.min() < 0 or xs.min() < 0 or ys.max() + s.patch_px > h or xs.max() + s.patch_px > w:
+        raise InputError("quilt margin too small for its block lattice")  # a bug, not a user error
+    if pool is None:
+        pool = look_pool(bank, seed if look is None else look)
+    query = patches(labels[None], np.zeros(ys.size, np.int64), ys.ravel(), xs.ravel(), s.patch_px)
+    cand = np.concatenate([candidates(bank, query, pool, seed, (bi.ravel(), bj.ravel())),
+                           placement(bank, pool, bi.ravel(), bj.ravel(), seed)[:, None]], 1)
+    chosen = np.zeros((lat.ni, lat.nj, s.patch_px, s.patch_px, 3), np.float32)
+    chosen_id = np.full((lat.ni, lat.nj), -1, np.int64)
+    canvas = np.zeros((lat.ni * s.step_px + s.overlap_px, lat.nj * s.step_px + s.overlap_px, 3), np.float32)
+    level = block_pass(bi, bj)
+    for p in range(3):
+        inner = np.zeros_like(level, bool)
+        inner[p // 2:lat.ni - p // 2, p // 2:lat.nj - p // 2] = True  # blocks whose earlier neighbours exist
+        blocks = np.argwhere((level == p) & (inner if p else True))
+        flat = blocks[:, 0] * lat.nj + blocks[:, 1]
+        sides = known_sides(blocks, level, p)
+        ids = np.concatenate([cand[flat], continuations(bank, chosen_id, blocks, sides)], 1)
+        ci, cy, cx = (bank.index[np.maximum(ids, 0)][..., t] for t in range(3))
+        mism = (patches(bank.labels, ci, cy, cx, s.patch_px) != query[flat][:, None]).mean((2, 3))
+        cost = s.label_weight * mism + overlap_costs(bank, (ci, cy, cx), chosen, blocks, sides)
+        cost[ids < 0] = np.inf
+        pick_at = pick(cost, hash_uniform(seed, bi.ravel()[flat], bj.ravel()[flat], 10 + p), s.near_best)
+        at = np.arange(len(blocks)), pick_at
+        patch = patches(bank.images, ci[at], cy[at], cx[at], s.patch_px).astype(np.float32)
+        chosen[blocks[:, 0], blocks[:, 1]] = patch
+        chosen_id[blocks[:, 0], blocks[:, 1]] = ids[np.arange(len(blocks)), pick_at]
+        paste(canvas, patch, blocks, seam_masks(patch, chosen, blocks, sides, s), s)
+    top, left = r0 - lat.i0 * s.step_px, c0 - lat.j0 * s.step_px
+    return np.clip(canvas[top:top + h - 2 * m, left:left + w - 2 * m] + 0.5, 0, 255).astype(np.uint8)
+
+
+def placement(bank: TextureBank, pool: np.ndarray, bi: np.ndarray, bj: np.ndarray, seed: int) -> np.ndarray:
+    """Per block, the patch of its region's placed photo: each region of ``region_blocks`` blocks lays one pool
+    photo (hashed) over itself at a hashed offset, so where the class layout allows, whole regions copy one
+    coherent piece of a real photo."""
+    s, (_, h, w, _) = bank.settings, bank.images.shape
+    photos = np.unique(bank.index[pool, 0])
+    ri, rj = bi // s.region_blocks, bj // s.region_blocks
+    photo = photos[(hash_uniform(seed, ri, rj, 7) * len(photos)).astype(np.int64)]
+    span = (s.region_blocks - 1) * s.step_px + s.patch_px
+    oy = (hash_uniform(seed, ri, rj, 8) * ((h - span) // s.bank_stride_px + 1)).astype(np.int64) * s.bank_stride_px
+    ox = (hash_uniform(seed, ri, rj, 9) * ((w - span) // s.bank_stride_px + 1)).astype(np.int64) * s.bank_stride_px
+    y = oy + (bi - ri * s.region_blocks) * s.step_px
+    x = ox + (bj - rj * s.region_blocks) * s.step_px
+    return bank.patch_number(photo, y, x)
+
+
+def continuations(bank: TextureBank, chosen_id: np.ndarray, blocks: np.ndarray, sides: dict[str, np.ndarray]
+                  ) -> np.ndarray:
+    """int (B, 4): per side with a chosen neighbour, the patch that continues the neighbour's photo into this
+    block (the neighbour's patch shifted by one block step), or -1."""
+    s = bank.settings
+    out = np.full((len(blocks), len(NEIGHBOURS)), -1, np.int64)
+    for k, (side, (di, dj, _)) in enumerate(NEIGHBOURS.items()):
+        b = np.flatnonzero(sides[side])
+        nid = chosen_id[blocks[b, 0] + di, blocks[b, 1] + dj]
+        photo, y, x = bank.index[np.maximum(nid, 0)].T.astype(np.int64)
+        num = bank.patch_number(np.where(nid >= 0, photo, -1), y - di * s.step_px, x - dj * s.step_px)
+        out[b, k] = num
+    return out
+
+
+def known_sides(blocks: np.ndarray, level: np.ndarray, p: int) -> dict[str, np.ndarray]:
+    """Per side, bool (B,): whether the neighbour there belongs to an earlier pass (its patch is chosen)."""
+    out = {}
+    for side, (di, dj, _) in NEIGHBOURS.items():
+        i, j = blocks[:, 0] + di, blocks[:, 1] + dj
+        ok = (i >= 0) & (j >= 0) & (i < level.shape[0]) & (j < level.shape[1])
+        out[side] = ok & (level[np.clip(i, 0, level.shape[0] - 1), np.clip(j, 0, level.shape[1] - 1)] < p)
+    return out
+
+
+def _strips(a: np.ndarray, side: str, o: int, step: int) -> np.ndarray:
+    """The part of patches ``a`` (..., P, P, 3) that overlaps the neighbour on ``side`` (left/right/top/bottom)."""
+    return {"left": a[..., :, :o, :], "right": a[..., :, step:, :],
+            "top": a[..., :o, :, :], "bottom": a[..., step:, :, :]}[side]
+
+
+STRIP_AT = {"left": (0, 0), "right": (0, 1), "top": (0, 0), "bottom": (1, 0)}  # strip origin in block steps
+
+
+def overlap_costs(bank: TextureBank, where: tuple[np.ndarray, np.ndarray, np.ndarray], chosen: np.ndarray,
+                  blocks: np.ndarray, sides: dict[str, np.ndarray]) -> np.ndarray:
+    """(B, K) mean squared difference of each candidate (photo, row, col arrays (B, K)) with its chosen
+    neighbours, over the overlap strips only (gathered straight from the bank's photos)."""
+    s = bank.settings
+    ci, cy, cx = where
+    total = np.zeros(ci.shape, np.float32)
+    count = np.zeros(len(blocks), np.float32)
+    for side, (di, dj, theirs) in NEIGHBOURS.items():
+        b = np.flatnonzero(sides[side])
+        if not len(b):
+            continue
+        nb = _strips(chosen[blocks[b, 0] + di, blocks[b, 1] + dj], theirs, s.overlap_px, s.step_px)
+        oy, ox = (v * s.step_px for v in STRIP_AT[side])
+        mine = patches(bank.images, ci[b], cy[b] + oy, cx[b] + ox, nb.shape[1:3]).astype(np.float32)
+        diff = mine - nb[:, None]
+        total[b] += (diff * diff).mean((2, 3, 4))
+        count[b] += 1
+    return total / np.maximum(count, 1)[:, None]
+
+
+def seam_masks(patch: np.ndarray, chosen: np.ndarray, blocks: np.ndarray, sides: dict[str, np.ndarray],
+               s: QuiltSettings) -> np.ndarray:
+    """bool (B, P, P): where each new patch (B, P, P, 3) replaces the canvas: all but the far side of the
+    minimum-error cut in the overlap with each chosen neighbour."""
+    o, step = s.overlap_px, s.step_px
+    mask = np.ones(patch.shape[:3], bool)
+    for side, (di, dj, theirs) in NEIGHBOURS.items():
+        b = np.flatnonzero(sides[side])
+        if not len(b):
+            continue
+        nb = chosen[blocks[b, 0] + di, blocks[b, 1] + dj]
+        err = ((_strips(patch[b], side, o, step) - _strips(nb, theirs, o, step)) ** 2).sum(-1)
+        if side == "left":
+            mask[b, :, :o] &= min_cut_masks(err)
+        elif side == "right":
+            mask[b, :, step:] &= min_cut_masks(err[:, :, ::-1])[:, :, ::-1]
+        elif side == "top":
+            mask[b, :o, :] &= min_cut_masks(err.transpose(0, 2, 1)).transpose(0, 2, 1)
+        else:
+            mask[b, step:, :] &= min_cut_masks(err[:, ::-1].transpose(0, 2, 1)).transpose(0, 2, 1)[:, ::-1]
+    return mask
+
+
+def paste(canvas: np.ndarray, patch: np.ndarray, blocks: np.ndarray, mask: np.ndarray, s: QuiltSettings) -> None:
+    """Write each patch into the lattice canvas where its mask is True (blocks in world raster order)."""
+    p, step = s.patch_px, s.step_px
+    for (i, j), pt, mk in zip(blocks, patch, mask):
+        region = canvas[i * step:i * step + p, j * step:j * step + p]
+        region[mk] = pt[mk]
+
+
+def synthesize_tile(bank: TextureBank, labels: np.ndarray, *, seed: int = 0, look: int | None = None,
+                    pool: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) for a lone class map (no world context): its edges are continued by reflection."""
+    m = margin_px(bank.settings)
+    padded = np.pad(labels, m, mode="reflect")
+    return synthesize(bank, padded, (-m, -m), seed=seed, look=look, pool=pool)
+
+
+# ------------------------------------------------------------------------------------------------ the bank
+
+
+def look_clusters(images: np.ndarray, labels: np.ndarray, n_looks: int, seed: int = 0) -> np.ndarray:
+    """int (N,): k-means (``n_looks`` clusters) of the photos' mean colour and contrast, 0 = the largest cluster."""
+    feats = np.concatenate([images.reshape(len(images), -1, 3).mean(1),
+                            images.reshape(len(images), -1, 3).std(1)], 1).astype(np.float64)
+    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
+    rng = np.random.default_rng(seed)
+    centres = feats[rng.choice(len(feats), n_looks, replace=False)]
+    for _ in range(50):
+        assign = ((feats[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+        centres = np.stack([feats[assign == k].mean(0) if (assign == k).any() else centres[k]
+                            for k in range(n_looks)])
+    order = np.argsort(-np.bincount(assign, minlength=n_looks), kind="stable")
+    return np.argsort(order)[assign]
+
+
+def save_bank(path: Path, bank: TextureBank, quality: int = 92) -> None:
+    """The bank as one .npz: photos as JPEG (``quality``), class maps compressed, looks and class names."""
+    from PIL import Image
+
+    blobs = []
+    for img in bank.images:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=quality, subsampling=0)
+        blobs.append(np.frombuffer(buf.getvalue(), np.uint8))
+    sizes = np.array([len(b) for b in blobs], np.int64)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, jpeg=np.concatenate(blobs), jpeg_sizes=sizes, labels=bank.labels,
+                            looks=bank.looks.astype(np.int16), classes=np.array(bank.classes))
+
+
+def load_bank(path: Path, settings: QuiltSettings = QuiltSettings()) -> TextureBank:
+    """A bank written by :func:`save_bank`."""
+    from PIL import Image
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data, sizes, labels = z["jpeg"], z["jpeg_sizes"], z["labels"]
+            looks, classes = z["looks"].astype(np.int64), tuple(str(c) for c in z["classes"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelError(f"texture bank {path} cannot be read ({exc}); rebuild it with 'geogan build-bank'") from None
+    ends = np.cumsum(sizes)
+    images = np.stack([np.asarray(Image.open(io.BytesIO(data[e - n:e].tobytes())).convert("RGB"))
+                       for e, n in zip(ends, sizes)])
+    return TextureBank(images, labels, looks, classes, settings)
+
+
+def select_photos(labels: np.ndarray, water_class: int | None, max_water_photos: int, seed: int = 0) -> np.ndarray:
+    """Indices of the photos a bank keeps: all but a seeded sample of ``max_water_photos`` of those that are
+    more than 90 % water (LandCover.ai holds hundreds of near-identical lake tiles)."""
+    n = len(labels)
+    if water_class is None:
+        return np.arange(n)
+    share = (labels == water_class).mean((1, 2))
+    watery = np.flatnonzero(share > 0.9)
+    keep = np.random.default_rng(seed).permutation(watery)[:max_water_photos]
+    return np.sort(np.concatenate([np.flatnonzero(share <= 0.9), keep]))

@@ -1,0 +1,131 @@
+"""A texture-bank model (card ``"arch": "quilt"``) in the render pipeline: whole output strips quilted from real
+photo patches (:mod:`geogan.quilt`) instead of generator tiles.
+
+Quilting is a pure function of the class map around each world pixel, so a strip is drawn from its class map
+with ``quilt.margin_px`` pixels of context on every side and agrees exactly with its neighbours: no tile
+overlap or blending is needed, and strips, Dask blocks and neighbouring renders join without a seam. No torch
+is needed except for the nearest-neighbour search (and there only for a batched matrix product).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .classes import Schema
+from .errors import ModelError
+from .onnx_infer import CardModel, OnnxDevice, class_lut, read_card
+from .quilt import QuiltSettings, TextureBank, load_bank, margin_px, synthesize
+
+
+@dataclass
+class QuiltModel(CardModel):
+    """The fields of :class:`geogan.infer.LoadedModel` the pipeline reads, for a texture bank."""
+
+    bank: TextureBank
+    card: dict
+    lut: np.ndarray  # schema class id -> model class index
+    n_classes: int
+    size_multiple: int = 1
+    style: None = None
+    card_path: str | None = None
+    device: OnnxDevice = field(default_factory=OnnxDevice)
+    precision: str = "fp32"
+    module: None = None  # no torch module: --style-ref and generator training refuse texture banks
+    module_fp32: None = None
+    runtime: str = "quilt"
+    _onehot: np.ndarray | None = None
+
+
+def settings_of(card: dict) -> QuiltSettings:
+    """The card's ``quilt`` settings (its keys are :class:`QuiltSettings` fields)."""
+    try:
+        return QuiltSettings(**card.get("quilt", {}))
+    except TypeError as exc:
+        raise ModelError(f"model card '{card.get('name')}': bad quilt settings ({exc}); fix its 'quilt' entry") from None
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_bank(path: str, mtime_ns: int, settings: QuiltSettings) -> TextureBank:
+    return load_bank(Path(path), settings)
+
+
+def load_quilt_model(card_path: str | Path, schema: Schema) -> QuiltModel:
+    """The texture bank named by the card at ``card_path`` (its ``bank`` file, beside the card)."""
+    card_path = Path(card_path)
+    card = read_card(card_path)
+    bank_file = card_path.parent / str(card.get("bank", card_path.with_suffix(".npz").name))
+    if not bank_file.is_file():
+        raise ModelError(f"model card {card_path}: its texture bank {bank_file.name} is missing; reinstall geogan "
+                         "or rebuild the bank with 'geogan build-bank'")
+    bank = _cached_bank(str(bank_file), bank_file.stat().st_mtime_ns, settings_of(card))
+    if list(bank.classes) != list(card["classes"]):
+        raise ModelError(f"texture bank {bank_file.name} has classes {list(bank.classes)}, its card "
+                         f"{list(card['classes'])}; rebuild the bank with 'geogan build-bank'")
+    return QuiltModel(bank, card, class_lut(card, schema), len(card["classes"]), card_path=str(card_path))
+
+
+def look_of(model: QuiltModel, seed: int) -> int:
+    """The bank look a render with ``seed`` uses: the card's ``look`` for seed 0, then the next ones."""
+    return int(model.card.get("look", 0)) + seed
+
+
+def quilt_strip(model: QuiltModel, feats, grid, rows: tuple[int, int], scale: float, seed: int,
+                offset_rc: tuple[int, int]) -> np.ndarray:
+    """float32 (3, rows, width) in [-1, 1]: output rows ``rows`` of ``grid``, quilted at the bank's GSD.
+
+    ``scale``: model pixels per output pixel; ``offset_rc``: the world pixel of ``grid``'s (0, 0) (output
+    pixels), which anchors the quilting lattice. At scale 1 the strip is exact; otherwise it is quilted on the
+    model-resolution pixels covering it and resampled (antialiased) to the output pixels.
+    """
+    a, b = rows
+    m = margin_px(model.bank.settings)
+    r0, r1 = math.floor(a * scale), math.ceil(b * scale)
+    w = math.ceil(grid.width * scale)
+    # the model-resolution grid: output pixel (r, c) is model pixel (r * scale, c * scale)
+    model_grid = grid.window(0, 0, grid.height, grid.width).resized(
+        max(1, round(grid.height * scale)), max(1, round(grid.width * scale))) if scale != 1 else grid
+    window = model_grid.window(r0 - m, -m, r1 - r0 + 2 * m, w + 2 * m)
+    classes = model.lut[feats.classes(window)].astype(np.uint8)
+    origin = (r0 - m + round(offset_rc[0] * scale), -m + round(offset_rc[1] * scale))
+    rgb = synthesize(model.bank, classes, origin, seed=seed, look=look_of(model, seed))
+    out = rgb.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1
+    if scale != 1:
+        out = _resample(out, (r0 / scale, r1 / scale), a, b, grid.width)
+    return out
+
+
+def _resample(strip: np.ndarray, span: tuple[float, float], a: int, b: int, width: int) -> np.ndarray:
+    """``strip`` (C, h, w) covering output rows ``span`` resized to output pixels and cut to rows ``a .. b``."""
+    import torch
+    import torch.nn.functional as F
+
+    lo, hi = span
+    rows_out = max(1, round(hi - lo))
+    t = torch.from_numpy(strip)[None]
+    t = F.interpolate(t, size=(rows_out, width), mode="bilinear", align_corners=False,
+                      antialias=rows_out < strip.shape[1])[0]
+    start = int(round(a - lo))
+    out = t[:, start:start + (b - a)].numpy()
+    if out.shape[1] < b - a:  # rounding left a row short: repeat the last
+        out = np.concatenate([out, np.repeat(out[:, -1:], b - a - out.shape[1], 1)], 1)
+    return out
+
+
+def quilt_rows(model: QuiltModel, feats, grid, spec, plan, *, first_row: int, stop_row: int, seed: int,
+               on_batch, offset_rc: tuple[int, int], n_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`geogan.pipeline.blend_tile_rows` for a texture bank: per tile row, the output rows it owns."""
+    for r in range(first_row, stop_row):
+        a = r * spec.stride_px
+        b = grid.height if r == n_rows - 1 else min(grid.height, (r + 1) * spec.stride_px)
+        if a >= b:
+            continue
+        if on_batch is not None:
+            on_batch(spec.count(grid.width))
+        scale = plan.model_px_by_row[r] / spec.tile_px
+        yield a, quilt_strip(model, feats, grid, (a, b), scale, seed, offset_rc)
