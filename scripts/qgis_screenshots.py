@@ -223,8 +223,9 @@ def _shoot_dialogs(app, dialog, out_dir: Path) -> dict:
     return shown
 
 
-def _installer_shot(app, out_dir: Path, parent) -> str:
-    """The installer dialog as a user without geogan sees it (a Python without geogan, for a moment)."""
+def _installer_shot(app, out_dir: Path, parent) -> dict:
+    """The installer dialog as a user without geogan sees it (a Python without geogan, for a moment); returns
+    its status line, its runtime choices and the installer arguments of the last choice."""
     from geogan_qgis.installer_dialog import InstallerDialog
     from geogan_qgis.status import dep_status
 
@@ -237,7 +238,10 @@ def _installer_shot(app, out_dir: Path, parent) -> str:
         dialog.show()
         _wait(app, 0.5)
         _save_png(dialog, out_dir / "qgis_installer_dialog.png", colors=64)
-        text = dialog.status.text()
+        shown = {"installer_status": dialog.status.text(),
+                 "installer_runtimes": [dialog.gpu.itemText(i) for i in range(dialog.gpu.count())]}
+        dialog.gpu.setCurrentIndex(dialog.gpu.count() - 1)  # the light install: what Install would run
+        shown["installer_last_runtime_args"] = dialog._base_args()[1:]
         dialog.close()
     finally:
         for key, value in saved.items():
@@ -246,7 +250,7 @@ def _installer_shot(app, out_dir: Path, parent) -> str:
             else:
                 os.environ[key] = value
         dep_status(refresh=True)
-    return text
+    return shown
 
 
 def _run_and_shoot_result(app, dialog, project, out_dir: Path) -> None:
@@ -325,7 +329,7 @@ def main() -> int:
     dialog = _render_dialog("geogan:render", polys, lines, home / "geogan_render", iface.mainWindow())
     shown = _shoot_dialogs(app, dialog, args.out_dir)
     report = {**_dialog_report(dialog, polys), **shown}
-    report["installer_status"] = _installer_shot(app, args.out_dir, iface.mainWindow())
+    report.update(_installer_shot(app, args.out_dir, iface.mainWindow()))
     if args.report:
         args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")
     if not args.only_dialogs:
