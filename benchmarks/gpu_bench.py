@@ -275,7 +275,7 @@ def bench_model(name: str, ceilings: dict, quick: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--models", default="default", help="comma-separated model names or card paths")
+    ap.add_argument("--models", default="fast", help="comma-separated model names or card paths")
     ap.add_argument("--quick", action="store_true", help="fewer repeats and batch sizes, no compile")
     ap.add_argument("--smoke-cpu", action="store_true", help="run the script on the CPU, tiny (a self-check)")
     args = ap.parse_args()

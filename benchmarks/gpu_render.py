@@ -44,7 +44,7 @@ def bare_generator_seconds(tiles: int, batch: int, reps: int = 5) -> float:
     inputs already on the GPU (at the default precision: fp16 weights on CUDA, as a render runs it)."""
     from geogan.classes import load_schema
     from geogan.infer import load_model
-    m = load_model("default", load_schema(), "auto")
+    m = load_model("fast", load_schema(), "auto")
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, m.n_classes, (batch, 32, 32), generator=g).repeat_interleave(8, 1).repeat_interleave(8, 2)
     x = torch.nn.functional.one_hot(ids, m.n_classes).permute(0, 3, 1, 2).to(m.device, m.dtype)

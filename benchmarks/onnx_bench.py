@@ -257,7 +257,7 @@ def measure_runtimes(model: str, tiles: int, repeats: int, sections: set[str]) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, required=True)
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--model", default="fast")
     ap.add_argument("--tiles", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--sections", default="agreement,speed,render,sizes,wheels")

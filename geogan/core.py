@@ -54,6 +54,13 @@ def load_render_model(settings: ModelSettings, schema: Schema, preloaded: Loaded
                                                                 compile=settings.compile,
                                                                 precision=settings.precision,
                                                                 runtime=settings.runtime)
+    if settings.style_ref is not None and loaded.runtime == "quilt":
+        if not settings.style_colours:
+            raise InputError(f"model '{loaded.name}' is a texture bank (real photo patches): a reference photo "
+                             "changes it only through its colours; add --style-colours, or use --model style")
+        from .style_reference import read_style_reference
+
+        return dataclasses.replace(loaded, reference_colours=read_style_reference(loaded, settings.style_ref))
     if settings.style_ref is not None:
         from .style_reference import read_style_reference
 

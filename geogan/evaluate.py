@@ -118,6 +118,29 @@ class ModelGenerator:
         return torch.cat(out)
 
 
+class BankGenerator:
+    """A texture-bank model (:mod:`geogan.quilt`): each tile is drawn as its own render with seed ``seed + i``
+    (so the tiles take the bank's looks in turn, as renders of different places with different seeds do)."""
+
+    def __init__(self, card_path: Path) -> None:
+        from .classes import load_schema
+        from .quilt_model import load_quilt_model
+
+        self.model = load_quilt_model(card_path, load_schema())
+        self.name = self.model.name
+        self.classes = list(self.model.card["classes"])
+        self.size_mb = (card_path.parent / str(self.model.card["bank"])).stat().st_size / 1e6
+
+    def generate(self, labels: np.ndarray, seed: int = 0, batch: int = 8) -> torch.Tensor:
+        """Images in [-1, 1] (N, 3, H, W) for label maps given as *model* class indices."""
+        from .quilt import synthesize_tile
+        from .quilt_model import look_of
+
+        out = [synthesize_tile(self.model.bank, lab.astype(np.uint8), seed=seed + i, look=look_of(self.model, seed + i))
+               for i, lab in enumerate(labels)]
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 class MeanColourBaseline:
     """The trivial baseline: every pixel painted with its class's mean colour in the training split."""
 
@@ -167,7 +190,11 @@ def load_generator(model_ref: str, pairs_dir: Path, lm, val_from: int):
     if model_ref == BASELINE_NAME:
         gen = MeanColourBaseline(PairSet.load(pairs_dir, lm, "train", val_from))
     else:
-        gen = ModelGenerator(model_ref)
+        from .infer import is_texture_bank
+        from .zoo import resolve_model
+
+        card_path = resolve_model(model_ref)
+        gen = BankGenerator(card_path) if is_texture_bank(card_path) else ModelGenerator(model_ref)
     if sorted(gen.classes) != sorted(lm.classes):
         raise InputError(f"model '{gen.name}' has classes {gen.classes}; the '{lm.name}' pairs have "
                          f"{list(lm.classes)}; pass the model's --label-map")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .zoo import DEFAULT_MODEL
+from .zoo import DEFAULT_GENERATOR
 
 DEFAULT_OPSET = 21  # geogan.onnx_export.DEFAULT_OPSET (not imported here: that module imports torch)
 
@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("export-onnx")
     def export_onnx_command(
-        model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model name (see 'geogan models') or card path."),
+        model: str = typer.Option(DEFAULT_GENERATOR, "--model", help="Model name (see 'geogan models') or card path."),
         out: Path = typer.Option(..., "--out", help="The .onnx file to write, e.g. models/default.onnx; a copy of "
                                                     "the card (.json, naming the ONNX file) and the weights "
                                                     "(.safetensors) are written beside it."),
@@ -34,6 +34,12 @@ def register(app: typer.Typer) -> None:
             if not has_module("torch"):
                 raise InputError("export-onnx needs PyTorch (it reads the model's weights with it); pip install torch "
                                  "or export on a machine that has it and copy the files")
+            from .infer import is_texture_bank
+            from .zoo import resolve_model
+
+            if is_texture_bank(resolve_model(model)):
+                raise InputError(f"model '{model}' is a texture bank (real photo patches), not a generator: there is "
+                                 "nothing to export, and it renders without PyTorch as it is; export e.g. --model fast")
             from .onnx_export import export_onnx
 
             return export_onnx(model, out, opset=opset, overwrite=overwrite)

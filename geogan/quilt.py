@@ -19,7 +19,7 @@ without a seam):
 * the bank's patches are restricted to one *look* (a cluster of photos of similar colour: one flight, one
   season), chosen by the seed, so a render has the consistent radiometry of one survey.
 
-Pure functions over numpy arrays (torch only for the batched nearest-neighbour search); no file I/O except
+Pure functions over numpy arrays (no torch); no file I/O except
 :func:`save_bank` / :func:`load_bank`.
 """
 
@@ -245,25 +245,21 @@ def class_photo_patches(bank: TextureBank, pool: np.ndarray, c: int) -> np.ndarr
 
 def search(bank: TextureBank, qd: np.ndarray, pool: np.ndarray, preferred: np.ndarray, seed: int) -> np.ndarray:
     """int (B, K): the pool patches on the search grid nearest to descriptors ``qd`` (B, D), preferring each
-    block's ``preferred`` photo by ``photo_weight`` and breaking ties by a hash per patch."""
-    import torch
-
+    block's ``preferred`` photo by ``photo_weight`` and breaking ties by a hash per patch (numpy: a BLAS matrix
+    product and a partial sort)."""
     s = bank.settings
     grid = pool[(bank.index[pool, 1] % s.search_stride_px == 0) & (bank.index[pool, 2] % s.search_stride_px == 0)]
     grid = grid if len(grid) >= s.candidates else pool
     k = min(s.candidates, len(grid))
-    desc = torch.from_numpy(bank.descriptors[grid])
-    base = (desc * desc).sum(1) + torch.from_numpy(hash_uniform(seed, grid, 4).astype(np.float32)) * 1e-3
-    photo = torch.from_numpy(bank.index[grid, 0].astype(np.int64))
-    pref = torch.from_numpy(preferred.astype(np.int64))
-    q = torch.from_numpy(qd)
+    desc = bank.descriptors[grid]
+    base = (desc * desc).sum(1) + hash_uniform(seed, grid, 4).astype(np.float32) * 1e-3
+    photo = bank.index[grid, 0]
     out = np.empty((len(qd), s.candidates), np.int64)
     for a in range(0, len(qd), 256):
-        qa = q[a:a + 256]
-        dist = torch.addmm(base[None], qa, desc.T, alpha=-2)
-        dist += (photo[None] != pref[a:a + 256, None]) * s.photo_weight
-        top = grid[torch.topk(dist, k, dim=1, largest=False).indices.numpy()]
-        out[a:a + 256] = np.pad(top, ((0, 0), (0, s.candidates - k)), mode="edge")
+        dist = base[None] - 2 * (qd[a:a + 256] @ desc.T)
+        dist += (photo[None] != preferred[a:a + 256, None]) * np.float32(s.photo_weight)
+        top = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < len(grid) else np.tile(np.arange(k), (len(dist), 1))
+        out[a:a + 256] = np.pad(grid[top], ((0, 0), (0, s.candidates - k)), mode="edge")
     return out
 
 

@@ -4,7 +4,7 @@ photo patches (:mod:`geogan.quilt`) instead of generator tiles.
 Quilting is a pure function of the class map around each world pixel, so a strip is drawn from its class map
 with ``quilt.margin_px`` pixels of context on every side and agrees exactly with its neighbours: no tile
 overlap or blending is needed, and strips, Dask blocks and neighbouring renders join without a seam. No torch
-is needed except for the nearest-neighbour search (and there only for a batched matrix product).
+is needed.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class QuiltModel(CardModel):
     module: None = None  # no torch module: --style-ref and generator training refuse texture banks
     module_fp32: None = None
     runtime: str = "quilt"
+    reference_colours: object = None  # per-class colours of a --style-ref photo (geogan.style_reference)
     _onehot: np.ndarray | None = None
 
 
@@ -101,17 +102,16 @@ def quilt_strip(model: QuiltModel, feats, grid, rows: tuple[int, int], scale: fl
 
 
 def _resample(strip: np.ndarray, span: tuple[float, float], a: int, b: int, width: int) -> np.ndarray:
-    """``strip`` (C, h, w) covering output rows ``span`` resized to output pixels and cut to rows ``a .. b``."""
-    import torch
-    import torch.nn.functional as F
+    """``strip`` (C, h, w) covering output rows ``span`` resized to output pixels (PIL, antialiased when
+    shrinking) and cut to rows ``a .. b``."""
+    from PIL import Image
 
     lo, hi = span
     rows_out = max(1, round(hi - lo))
-    t = torch.from_numpy(strip)[None]
-    t = F.interpolate(t, size=(rows_out, width), mode="bilinear", align_corners=False,
-                      antialias=rows_out < strip.shape[1])[0]
+    out = np.stack([np.asarray(Image.fromarray(band).resize((width, rows_out), Image.Resampling.BILINEAR,
+                                                            reducing_gap=None)) for band in strip])
     start = int(round(a - lo))
-    out = t[:, start:start + (b - a)].numpy()
+    out = out[:, start:start + (b - a)]
     if out.shape[1] < b - a:  # rounding left a row short: repeat the last
         out = np.concatenate([out, np.repeat(out[:, -1:], b - a - out.shape[1], 1)], 1)
     return out

@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import ModelError
 
 DEFAULT_MODEL = "default"
+DEFAULT_GENERATOR = "fast"  # the default for what needs a neural generator (ONNX export, GPU benchmarks)
 
 
 def builtin_model_dir() -> Path:
@@ -58,17 +59,33 @@ def list_models() -> list[dict]:
         if not d.is_dir():
             continue
         for card_path in sorted(d.glob("*.json")):
-            if card_path.stem in seen or not card_path.with_suffix(".safetensors").exists():
+            if card_path.stem in seen:
                 continue
             try:
                 card = json.loads(card_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
+                continue
+            if not isinstance(card, dict) or not model_files_exist(card_path, card):
                 continue
             card["path"] = str(card_path)
             card.setdefault("name", card_path.stem)
             seen.add(card_path.stem)
             out.append(card)
     return out
+
+
+def model_files_exist(card_path: Path, card: dict) -> bool:
+    """Whether the model a card describes is installed beside it: the weights (``NAME.safetensors``), or for a
+    texture bank (``"arch": "quilt"``) its ``bank`` file."""
+    if card.get("arch") == "quilt":
+        return (card_path.parent / str(card.get("bank", card_path.with_suffix(".npz").name))).is_file()
+    return card_path.with_suffix(".safetensors").exists()
+
+
+def pyramid_families(card: dict) -> list[str]:
+    """The model families a card is a pyramid member of (its ``pyramid_of``: one name or a list)."""
+    value = card.get("pyramid_of")
+    return [] if value is None else [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 GSD_TOLERANCE = 0.01  # relative: a native GSD 1 % coarser than asked still serves (map-scale rounding, e.g. --res in UTM)
@@ -103,7 +120,7 @@ def pyramid_cards(family: str) -> list[dict]:
         return []
     cards = [{**c, "stem": Path(c["path"]).stem} for c in list_models()]
     own = [c for c in cards if c["stem"] == text]
-    members = [c for c in cards if c.get("pyramid_of") == text and c["stem"] != text]
+    members = [c for c in cards if text in pyramid_families(c) and c["stem"] != text]
     return own + members if own and members else []
 
 

@@ -23,7 +23,7 @@ def _inputs(n: int, px: int, seed: int = 0):
 @pytest.mark.parametrize("precision", ["auto", "bf16", "fp32"])
 def test_default_model_on_cuda_matches_cpu(schema, precision):
     from geogan.infer import load_model, run_batch
-    cpu, gpu = load_model("default", schema, "cpu"), load_model("default", schema, "cuda", precision=precision)
+    cpu, gpu = load_model("fast", schema, "cpu"), load_model("fast", schema, "cuda", precision=precision)
     assert gpu.precision == {"auto": "fp16"}.get(precision, precision)
     ids, noise = _inputs(4, 256)
     a = run_batch(cpu, ids, noise, 256, orientations=[0, 1, 5, 7])

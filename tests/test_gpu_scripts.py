@@ -23,7 +23,7 @@ def test_gpu_bench_smoke(tmp_path):
     res = _run("gpu_bench.py", tmp_path / "g.json")
     assert set(res["ceiling_flop_s"]) == {"fp32", "tf32", "bf16", "fp16"}
     model = res["models"][0]
-    assert model["model"] == "default" and model["flops_per_tile"] > 1e8
+    assert model["model"] == "fast" and model["flops_per_tile"] > 1e8
     assert set(model["accuracy_vs_fp64"]) == {"fp32", "tf32", "bf16-autocast", "fp16-autocast", "bf16", "fp16"}
     assert model["accuracy_vs_fp64"]["fp32"]["rel_err"] < 1e-5  # the float64 reference is the same function
     assert all(r["mp_s"] > 0 for r in model["precision_layout"] + model["batch_sweep"] + model["run_batch"])

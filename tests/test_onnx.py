@@ -137,7 +137,7 @@ def test_tiny_onnx_matches_torch_within_one_grey_level(tiny_export, schema, town
 
 
 def test_shipped_default_model_onnx_matches_torch(tmp_path, schema, town_maps, one_torch_thread):
-    report = export_onnx("default", tmp_path / "default.onnx")
+    report = export_onnx("fast", tmp_path / "default.onnx")
     assert report.max_grey_difference <= 1.0
     torch_model, onnx_model = _both(report.card_path, schema)
     _assert_same_renders(torch_model, onnx_model, town_maps, CASES[:2])
@@ -340,7 +340,7 @@ def test_export_refuses_a_missing_exporter_package(tmp_path, monkeypatch):
     import geogan.onnx_export as onnx_export
     monkeypatch.setattr(onnx_export, "has_module", lambda name: name != "onnxscript")
     with pytest.raises(InputError, match=r"needs the package\(s\) onnxscript; pip install 'geogan\[onnx\]'"):
-        export_onnx("default", tmp_path / "d.onnx")
+        export_onnx("fast", tmp_path / "d.onnx")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -360,7 +360,7 @@ def test_an_exporter_failure_is_one_line_and_writes_nothing(tiny_export, tmp_pat
 def test_output_error_when_the_folder_is_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError):
-        export_onnx("default", tmp_path / "f" / "d.onnx")
+        export_onnx("fast", tmp_path / "f" / "d.onnx")
 
 
 TORCH_BLOCKER = """

@@ -248,7 +248,7 @@ def test_which_models_turn_their_tiles(tiny_model):
     assert not turns_tiles(with_card(training={"recipe": {"flip": False}}))
     assert not turns_tiles(with_card(outputs=["rgb", "height"]))
     assert not turns_tiles(with_card(rotate_tiles=False, training={"recipe": {"flip": True}}))
-    assert turns_tiles(load_model("default", load_schema(), "cpu"))
+    assert turns_tiles(load_model("fast", load_schema(), "cpu"))
     assert not turns_tiles(load_model("terrain", load_schema(), "cpu"))
 
 
@@ -258,7 +258,7 @@ def test_automatic_tiles_hold_the_model_s_training_size():
     from geogan.classes import load_schema
     from geogan.infer import load_model, model_input_px
     from geogan.pipeline import auto_tile_spec
-    m = load_model("default", load_schema(), "cpu")  # native 0.5 m
+    m = load_model("fast", load_schema(), "cpu")  # native 0.5 m
     for gsd_m, tile in ((0.5, 256), (1.0, 128), (0.25, 512), (0.6, 208), (4.0, 32), (100.0, 32)):
         spec = auto_tile_spec(m, gsd_m)
         assert (spec.tile_px, spec.overlap_px) == (tile, tile // 4)

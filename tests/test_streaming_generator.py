@@ -84,8 +84,8 @@ def test_default_model_inference_is_close_deterministic_and_batch_and_thread_inv
     other thread counts (measured: at most 3e-7 here; thread counts differed on a 16-core machine). Local
     renders and Dask workers run the same batches, on single-threaded calls on machines of up to 4 cores, so
     there they match bit for bit (tests/test_distributed.py, a no-position-cue model among them)."""
-    model = load_model("default", load_schema(), "cpu")
-    reference, _ = load_generator(resolve_model("default"))
+    model = load_model("fast", load_schema(), "cpu")
+    reference, _ = load_generator(resolve_model("fast"))
     labels, noise = _labels(3, 128, seed=5), _noise(3, 128, seed=6)
     threads = torch.get_num_threads()
     try:
@@ -119,7 +119,7 @@ def test_precision_defaults_and_refusals():
 def test_bf16_on_cpu_is_close_to_fp32(schema):
     """The shipped model in bf16: within about one grey level of fp32 (0.14 levels on average)."""
     from geogan.infer import load_model, run_batch
-    fp32, bf16 = load_model("default", schema, "cpu"), load_model("default", schema, "cpu", precision="bf16")
+    fp32, bf16 = load_model("fast", schema, "cpu"), load_model("fast", schema, "cpu", precision="bf16")
     assert bf16.precision == "bf16" and fp32.precision == "fp32" and fp32.module_fp32 is None
     assert {p.dtype for p in bf16.module.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in bf16.module_fp32.parameters()} == {torch.float32}
