@@ -263,3 +263,18 @@ def test_light_plan_that_would_bring_torch_is_refused(monkeypatch):
     with pytest.raises(plan.PlanError, match=r"the light install would still download torch \(required by one of "
                                              r"numpy, needs-torch, onnxruntime\); install with PyTorch instead"):
         plan.make_light_plan(["pip"], "geogan", log=lambda s: None)
+
+
+def test_light_plan_where_geogan_is_installed_already(monkeypatch):
+    """A second light install (or an upgrade) into the same venv: pip's dry run reports nothing to install for an
+    installed geogan unless told to ignore it, and the plan still needs geogan's requirements from its metadata."""
+    plan = _plugin_module("plan")
+    geogan = plan.Package("geogan", "0.0.1", "", requires=("numpy", "torch>=2.2"))
+
+    def dry_run(pip, args, env=None):
+        if "--no-deps" in args:
+            return [geogan] if "--ignore-installed" in args else []  # pip: already installed, nothing to do
+        return []  # its requirements are installed too
+    monkeypatch.setattr(plan, "dry_run", dry_run)
+    made = plan.make_light_plan(["pip"], "geogan", log=lambda s: None)
+    assert made.requirements == ("numpy", "onnxruntime") and made.runtime == "onnx"

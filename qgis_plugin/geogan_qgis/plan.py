@@ -240,7 +240,9 @@ def make_light_plan(pip: Sequence[str], geogan_spec: str, pip_args: Sequence[str
     """The light install: geogan without its dependencies, then :func:`light_requirements`; sizes of
     everything. Refused when anything would still bring torch."""
     log(f"resolving {geogan_spec} without PyTorch (light install: {LIGHT_RUNTIME})")
-    found = [p for p in dry_run(pip, [*pip_args, "--no-deps", geogan_spec], env) if p.name == "geogan"]
+    # --ignore-installed: geogan's metadata even where it is installed already (a second run, an upgrade)
+    query = [*pip_args, "--no-deps", "--ignore-installed", geogan_spec]
+    found = [p for p in dry_run(pip, query, env) if p.name == "geogan"]
     if not found:
         raise PlanError(f"pip would not install geogan for '{geogan_spec}'; give --geogan a geogan wheel or version")
     requirements = tuple(light_requirements(found[0].requires))
