@@ -78,7 +78,8 @@ class TextureBank:
     classes: tuple[str, ...]
     settings: QuiltSettings = QuiltSettings()
     index: np.ndarray = field(init=False, repr=False)  # int32 (M, 3): photo, row, col of each patch
-    descriptors: np.ndarray = field(init=False, repr=False)  # float32 (M, D)
+    searched: np.ndarray = field(init=False, repr=False)  # patch numbers on the search grid (search_stride_px)
+    descriptors: np.ndarray = field(init=False, repr=False)  # float32 (len(searched), D)
     pure: np.ndarray = field(init=False, repr=False)  # int (M,): class of single-class patches, else -1
 
     def __post_init__(self) -> None:
@@ -93,8 +94,12 @@ class TextureBank:
         i, y, x = np.meshgrid(np.arange(n), ys, xs, indexing="ij")
         index = np.stack([i.ravel(), y.ravel(), x.ravel()], 1).astype(np.int32)
         object.__setattr__(self, "index", index)
-        object.__setattr__(self, "descriptors", bank_descriptors(self.labels, index, len(self.classes), s))
-        object.__setattr__(self, "pure", pure_class(self.descriptors, len(self.classes)))
+        on_grid = (index[:, 1] % s.search_stride_px == 0) & (index[:, 2] % s.search_stride_px == 0)
+        searched = np.flatnonzero(on_grid)
+        object.__setattr__(self, "searched", searched)
+        object.__setattr__(self, "descriptors",
+                           bank_descriptors(self.labels, index[searched], len(self.classes), s))
+        object.__setattr__(self, "pure", patch_classes(self.labels, index, s.patch_px))
 
     @property
     def n_looks(self) -> int:
@@ -192,6 +197,23 @@ class Lattice:
                            indexing="ij")
 
 
+def patch_classes(labels: np.ndarray, index: np.ndarray, patch_px: int) -> np.ndarray:
+    """int (M,): the class of the patches at ``index`` that hold a single class, -1 for mixed patches: the min
+    and max class id over each patch, from those of cells of gcd(patch, positions) pixels."""
+    from math import gcd
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    g = gcd(patch_px, int(np.gcd.reduce(index[:, 1:].ravel())) or patch_px)
+    n, h, w = labels.shape
+    cells = labels[:, :h // g * g, :w // g * g].reshape(n, h // g, g, w // g, g)
+    k = patch_px // g
+    lo = sliding_window_view(cells.min((2, 4)), (k, k), axis=(1, 2)).min((-2, -1))
+    hi = sliding_window_view(cells.max((2, 4)), (k, k), axis=(1, 2)).max((-2, -1))
+    i, y, x = index[:, 0], index[:, 1] // g, index[:, 2] // g
+    lo, hi = lo[i, y, x].astype(np.int64), hi[i, y, x]
+    return np.where(lo == hi, lo, -1)
+
+
 def pure_class(descriptors: np.ndarray, n_classes: int) -> np.ndarray:
     """int (M,): the class of patches holding a single class, -1 for mixed patches."""
     share = descriptors.reshape(len(descriptors), -1, n_classes).mean(1)
@@ -248,10 +270,12 @@ def search(bank: TextureBank, qd: np.ndarray, pool: np.ndarray, preferred: np.nd
     block's ``preferred`` photo by ``photo_weight`` and breaking ties by a hash per patch (numpy: a BLAS matrix
     product and a partial sort)."""
     s = bank.settings
-    grid = pool[(bank.index[pool, 1] % s.search_stride_px == 0) & (bank.index[pool, 2] % s.search_stride_px == 0)]
-    grid = grid if len(grid) >= s.candidates else pool
+    rows = np.flatnonzero(np.isin(bank.searched, pool))  # rows of bank.descriptors
+    if not len(rows):
+        raise ModelError("texture bank look holds no patch on its search grid; rebuild the bank with more photos")
+    grid = bank.searched[rows]
     k = min(s.candidates, len(grid))
-    desc = bank.descriptors[grid]
+    desc = bank.descriptors[rows]
     base = (desc * desc).sum(1) + hash_uniform(seed, grid, 4).astype(np.float32) * 1e-3
     photo = bank.index[grid, 0]
     out = np.empty((len(qd), s.candidates), np.int64)
@@ -350,7 +374,9 @@ def synthesize(bank: TextureBank, labels: np.ndarray, origin_rc: tuple[int, int]
         sides = known_sides(blocks, level, p)
         ids = np.concatenate([cand[flat], continuations(bank, chosen_id, blocks, sides)], 1)
         ci, cy, cx = (bank.index[np.maximum(ids, 0)][..., t] for t in range(3))
-        mism = (patches(bank.labels, ci, cy, cx, s.patch_px) != query[flat][:, None]).mean((2, 3))
+        # class-layout mismatch on every other pixel (a quarter of the gather; seams are decided on colour)
+        mism = (patches(bank.labels[:, ::2, ::2], ci, cy // 2, cx // 2, s.patch_px // 2)
+                != query[flat][:, None, ::2, ::2]).mean((2, 3))
         cost = s.label_weight * mism + overlap_costs(bank, (ci, cy, cx), chosen, blocks, sides)
         cost[ids < 0] = np.inf
         pick_at = pick(cost, hash_uniform(seed, bi.ravel()[flat], bj.ravel()[flat], 10 + p), s.near_best)

@@ -76,28 +76,32 @@ def look_of(model: QuiltModel, seed: int) -> int:
     return int(model.card.get("look", 0)) + seed
 
 
-def quilt_strip(model: QuiltModel, feats, grid, rows: tuple[int, int], scale: float, seed: int,
-                offset_rc: tuple[int, int]) -> np.ndarray:
-    """float32 (3, rows, width) in [-1, 1]: output rows ``rows`` of ``grid``, quilted at the bank's GSD.
-
-    ``scale``: model pixels per output pixel; ``offset_rc``: the world pixel of ``grid``'s (0, 0) (output
-    pixels), which anchors the quilting lattice. At scale 1 the strip is exact; otherwise it is quilted on the
-    model-resolution pixels covering it and resampled (antialiased) to the output pixels.
-    """
+def strip_inputs(model: QuiltModel, feats, grid, rows: tuple[int, int], scale: float, offset_rc: tuple[int, int]
+                 ) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:
+    """(model class ids with the quilting margin, their world origin, the output rows the inner part covers) for
+    output rows ``rows`` of ``grid`` at ``scale`` model pixels per output pixel. ``offset_rc``: the world pixel of
+    ``grid``'s (0, 0) (output pixels), which anchors the quilting lattice."""
     a, b = rows
     m = margin_px(model.bank.settings)
     r0, r1 = math.floor(a * scale), math.ceil(b * scale)
     w = math.ceil(grid.width * scale)
     # the model-resolution grid: output pixel (r, c) is model pixel (r * scale, c * scale)
-    model_grid = grid.window(0, 0, grid.height, grid.width).resized(
-        max(1, round(grid.height * scale)), max(1, round(grid.width * scale))) if scale != 1 else grid
+    model_grid = grid if scale == 1 else grid.resized(max(1, round(grid.height * scale)),
+                                                      max(1, round(grid.width * scale)))
     window = model_grid.window(r0 - m, -m, r1 - r0 + 2 * m, w + 2 * m)
     classes = model.lut[feats.classes(window)].astype(np.uint8)
     origin = (r0 - m + round(offset_rc[0] * scale), -m + round(offset_rc[1] * scale))
+    return classes, origin, (r0 / scale, r1 / scale)
+
+
+def quilt_strip(model: QuiltModel, classes: np.ndarray, origin: tuple[int, int], span: tuple[float, float],
+                rows: tuple[int, int], width: int, seed: int) -> np.ndarray:
+    """float32 (3, rows, width) in [-1, 1]: the output rows ``rows`` quilted from :func:`strip_inputs`. At scale 1
+    exact; otherwise quilted on the model-resolution pixels covering the rows and resampled (antialiased)."""
     rgb = synthesize(model.bank, classes, origin, seed=seed, look=look_of(model, seed))
     out = rgb.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1
-    if scale != 1:
-        out = _resample(out, (r0 / scale, r1 / scale), a, b, grid.width)
+    if out.shape[1:] != (rows[1] - rows[0], width):
+        out = _resample(out, span, rows[0], rows[1], width)
     return out
 
 
@@ -119,13 +123,35 @@ def _resample(strip: np.ndarray, span: tuple[float, float], a: int, b: int, widt
 
 def quilt_rows(model: QuiltModel, feats, grid, spec, plan, *, first_row: int, stop_row: int, seed: int,
                on_batch, offset_rc: tuple[int, int], n_rows: int) -> Iterator[tuple[int, np.ndarray]]:
-    """:func:`geogan.pipeline.blend_tile_rows` for a texture bank: per tile row, the output rows it owns."""
+    """:func:`geogan.pipeline.blend_tile_rows` for a texture bank: per tile row, the output rows it owns.
+
+    Strips are independent (each is quilted from its own class map and margin), so up to ``os.cpu_count()``
+    (at most 4) are quilted at once in threads (numpy's large gathers and products release the GIL); yielded in
+    order."""
+    import os
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+
+    todo = []
     for r in range(first_row, stop_row):
         a = r * spec.stride_px
         b = grid.height if r == n_rows - 1 else min(grid.height, (r + 1) * spec.stride_px)
-        if a >= b:
-            continue
-        if on_batch is not None:
-            on_batch(spec.count(grid.width))
-        scale = plan.model_px_by_row[r] / spec.tile_px
-        yield a, quilt_strip(model, feats, grid, (a, b), scale, seed, offset_rc)
+        if a < b:
+            todo.append((r, a, b))
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    with ThreadPoolExecutor(workers, thread_name_prefix="geogan-quilt") as pool:
+        pending: deque = deque()
+        for r, a, b in todo:
+            if on_batch is not None:
+                on_batch(spec.count(grid.width))
+            # class maps are drawn here, in this thread (class sources are not shared across threads)
+            classes, origin, span = strip_inputs(model, feats, grid, (a, b), plan.model_px_by_row[r] / spec.tile_px,
+                                                 offset_rc)
+            pending.append((a, pool.submit(quilt_strip, model, classes, origin, span, (a, b), grid.width, seed)))
+            if len(pending) > workers:
+                a0, fut = pending.popleft()
+                yield a0, fut.result()
+        while pending:
+            a0, fut = pending.popleft()
+            yield a0, fut.result()

@@ -142,3 +142,11 @@ def test_a_missing_bank_file_is_one_line(bank_model, tmp_path):
     bad.write_text(json.dumps(card))
     with pytest.raises(ModelError, match="texture bank gone.npz is missing"):
         geogan.render(osm=SAMPLE, bbox=_centre_box(60, 60), model=str(bad), out_dir=tmp_path / "x")
+
+
+def test_coarser_output_is_quilted_at_the_bank_gsd_and_resampled(bank_model, tmp_path):
+    res = geogan.render(osm=SAMPLE, bbox=_centre_box(200, 160), model=str(bank_model), out_dir=tmp_path / "c",
+                        gsd_m=1.5, seed=2)
+    with rasterio.open(res.aerial) as ds:
+        rgb = ds.read()[:3].astype(np.float32)
+    assert rgb.mean() > 40 and rgb.std() > 5 and (rgb.mean(0) > 0).all()  # every pixel drawn
