@@ -228,7 +228,7 @@ def test_light_requirements_from_geogan_metadata():
 
 def test_worker_check_accepts_onnxruntime_without_torch(tmp_path, monkeypatch):
     """The light install's Python passes the plugin's check (onnxruntime stands in for torch), and its model
-    list holds only the models it can run: those with an ONNX file."""
+    list holds only the models it can run: those with an ONNX file, and texture banks."""
     import importlib.util
 
     worker = _plugin_module("worker")
@@ -244,8 +244,9 @@ def test_worker_check_accepts_onnxruntime_without_torch(tmp_path, monkeypatch):
     info = worker.op_check({})
     assert info["ok"] and info["runtime"] == "onnx" and "torch" not in info["versions"], info
     names = [m["name"] for m in info["models"]]
-    assert "exported" in names and "plain" not in names and "default" not in names
-    assert all(m["onnx"] for m in info["models"])
+    assert "exported" in names and "plain" not in names and "fast" not in names  # fast: a U-Net without ONNX
+    assert "default" in names  # the texture bank: numpy only
+    assert all(m["torch_free"] for m in info["models"])
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("torch", "onnxruntime")
                         else real(name, *a))
     info = worker.op_check({})

@@ -70,7 +70,7 @@ def check(configured: str | None = None) -> DepStatus:
         if info.get("ok"):
             versions = info.get("versions", {})
             runtime = (f"torch {versions['torch']}" if "torch" in versions else
-                       f"onnxruntime {versions.get('onnxruntime', '?')}, no torch: ONNX models only")
+                       f"onnxruntime {versions.get('onnxruntime', '?')}, no torch: texture banks and ONNX models")
             msg = f"geogan {info.get('geogan_version') or '?'} ({runtime}) runs in {python} [{source}]"
             return DepStatus(True, python, msg, versions, tuple(tried), tuple(info.get("models") or ()))
         if "error" in info:

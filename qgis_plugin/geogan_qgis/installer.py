@@ -26,8 +26,9 @@ What it does, and why:
 * installs that exact torch first, then geogan (``geogan==`` the plugin's
   version unless ``--geogan`` names another wheel, source folder or version)
   with torch pinned, so pip cannot swap it;
-* or, with ``--runtime onnx``, the light install: no PyTorch, onnxruntime runs
-  the generator (models exported with ``geogan export-onnx`` only): geogan
+* or, with ``--runtime onnx``, the light install: no PyTorch; it renders the
+  default texture bank (numpy) and models exported with ``geogan export-onnx``
+  (onnxruntime): geogan
   without its dependencies, then its other requirements and onnxruntime;
 * checks that everything really imports.
 
@@ -294,7 +295,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="PyTorch build: auto (CUDA only if nvidia-smi finds an NVIDIA GPU), cpu or cuda")
     ap.add_argument("--runtime", choices=RUNTIMES, default="torch",
                     help="what runs the generator: torch (PyTorch, every model) or onnx (the light install: "
-                         "onnxruntime, no PyTorch; only models exported with geogan export-onnx)")
+                         "onnxruntime, no PyTorch; the default texture bank and models exported with "
+                         "geogan export-onnx)")
     ap.add_argument("--torch", default="torch", help="pip spec for PyTorch, installed first (default: torch)")
     ap.add_argument("--torch-index-url",
                     help=f"package index for PyTorch only (default: {planning.CPU_TORCH_INDEX} for CPU builds)")

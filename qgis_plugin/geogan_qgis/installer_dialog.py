@@ -35,7 +35,7 @@ from .status import configured_python, dep_status, set_configured_python
 LIGHT = "light"  # the runtime choice without PyTorch (installer.py --runtime onnx)
 GPU_LABELS = [("auto", "PyTorch, automatic: CUDA only if an NVIDIA GPU is found (else CPU-only, about 200 MB)"),
               ("cpu", "PyTorch, CPU only (about 200 MB)"), ("cuda", "PyTorch with CUDA (NVIDIA GPU; about 3 GB)"),
-              (LIGHT, "Light: onnxruntime, no PyTorch (about 520 MB installed instead of 1.3 GB; ONNX models only)")]
+              (LIGHT, "Light: no PyTorch (about 520 MB installed instead of 1.3 GB; default and ONNX models)")]
 
 
 def status_text() -> str:
@@ -44,8 +44,8 @@ def status_text() -> str:
     if st.ok:
         return st.message
     return (f"geogan is not installed for QGIS yet. Install makes a Python environment in {default_env_dir()} "
-            "and installs geogan there with PyTorch, or with the light onnxruntime (models exported to ONNX only), "
-            "after showing the download size; QGIS's own Python is not changed.")
+            "and installs geogan there with PyTorch, or light without it (the default model and models exported "
+            "to ONNX), after showing the download size; QGIS's own Python is not changed.")
 
 
 class InstallerDialog(QDialog):
@@ -79,9 +79,10 @@ class InstallerDialog(QDialog):
         self.gpu = QComboBox()
         for value, label in GPU_LABELS:
             self.gpu.addItem(label, value)
-        self.gpu.setToolTip("What runs the generator. The light install renders only models exported with "
-                            "'geogan export-onnx' (give the exported .onnx or .json as the model file, or put the "
-                            "files in geogan's model folder); PyTorch runs every model.")
+        self.gpu.setToolTip("What runs the generator. The light install renders the default model (a texture bank, "
+                            "numpy only) and models exported with 'geogan export-onnx' (onnxruntime; give the "
+                            "exported .json as the model file, or put the files in geogan's model folder); PyTorch "
+                            "runs every model.")
         form.addRow("Runtime", self.gpu)
         existing = QHBoxLayout()
         self.python_path = QLineEdit(configured_python() or "")

@@ -9,7 +9,8 @@
 * A CPU plan that still holds CUDA packages (another index in the user's pip
   configuration offering a newer CUDA torch, say) is refused, not downloaded.
 * The light install (:func:`make_light_plan`): no PyTorch at all, onnxruntime runs the
-  generator. It renders models exported to ONNX (``geogan export-onnx``) only. geogan
+  generator. It renders texture banks (numpy only; the default model) and models
+  exported to ONNX (``geogan export-onnx``), not the other neural models. geogan
   itself is installed without its dependencies, then its other requirements and the
   ``onnx`` extra's onnxruntime (read from geogan's own metadata), since geogan's
   metadata requires torch.
@@ -149,8 +150,8 @@ class Plan:
     def reason(self) -> str:
         if self.torch is not None:
             return self.torch.reason
-        return (f"light install: {LIGHT_RUNTIME} instead of PyTorch (renders models exported to ONNX only, "
-                "geogan export-onnx)")
+        return (f"light install: {LIGHT_RUNTIME} instead of PyTorch (renders the default texture bank and models "
+                "exported with geogan export-onnx, not the other neural models)")
 
     @property
     def total_bytes(self) -> int:

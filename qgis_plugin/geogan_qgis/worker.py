@@ -44,7 +44,7 @@ REQUIRED = {
     "safetensors": "safetensors",
 }
 # what runs the generator, one of them needed: torch (the full install) or onnxruntime (the light one, which
-# renders models exported to ONNX, ``geogan export-onnx``)
+# renders texture banks, numpy only, and models exported to ONNX, ``geogan export-onnx``)
 GENERATOR_RUNTIMES = {"torch": "torch", "onnxruntime": "onnxruntime"}
 
 _out = None  # the protocol stream (the original stdout)
@@ -147,8 +147,8 @@ def _summary(description, max_chars: int = 200) -> str:
 
 
 def _models() -> list[dict]:
-    """The installed models that render aerial images: name, a one-sentence summary, licence, GSD, whether an
-    ONNX file comes with it; without torch (the light install) only those with one, the models it can run."""
+    """The installed models that render aerial images: name, a one-sentence summary, licence, GSD, whether it runs
+    without torch; without torch (the light install) only those, the models it can run."""
     try:
         from geogan.zoo import list_models
 
@@ -159,13 +159,19 @@ def _models() -> list[dict]:
     for card in cards:
         if "rgb" not in (card.get("outputs") or []):
             continue  # segmenters, class-map dreamers: not render models
-        if not with_torch and "onnx" not in card:
+        torch_free = _runs_without_torch(card)
+        if not with_torch and not torch_free:
             continue
         out.append({"name": str(card.get("name")), "summary": _summary(card.get("description")),
                     "license": str(card.get("license") or "not stated"), "gsd_m": card.get("gsd_m"),
                     "style": bool((card.get("arch_params") or {}).get("use_style_encoder")),
-                    "onnx": "onnx" in card})
+                    "onnx": "onnx" in card, "torch_free": torch_free})
     return out
+
+
+def _runs_without_torch(card: dict) -> bool:
+    """A texture bank (``"arch": "quilt"``: numpy only) or a generator exported to ONNX (run by onnxruntime)."""
+    return card.get("arch") == "quilt" or "onnx" in card
 
 
 class _LogToPlugin(logging.Handler):
