@@ -146,7 +146,7 @@ def pix2pix_model(stem: Path) -> Path:
     from geogan.models.registry import build_generator
     from geogan.zoo import builtin_model_dir
 
-    card = json.loads((builtin_model_dir() / "default.json").read_text())
+    card = json.loads((builtin_model_dir() / "fast.json").read_text())
     params = {k: v for k, v in card["arch_params"].items() if k in ("in_nc", "out_nc", "noise")}
     card = {**card, "arch": "pix2pix", "arch_params": params, "name": "pix2pix-ngf64-random"}
     card.pop("weights_sha256", None)
@@ -233,7 +233,7 @@ PARTS = ("e2e", "memory", "rasterize", "flops", "pix2pix", "dask", "pyramid", "l
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--model", default="fast")
     ap.add_argument("--quick", action="store_true", help="smaller areas (for a smoke run)")
     ap.add_argument("--big-km2", type=float, default=16.0, help="area of the large memory-test render")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,

@@ -19,8 +19,18 @@ import numpy as np
 
 from .classes import Schema
 from .errors import ModelError
-from .onnx_infer import CardModel, OnnxDevice, class_lut, read_card
+from .onnx_infer import CardModel, class_lut, read_card
 from .quilt import QuiltSettings, TextureBank, load_bank, margin_px, synthesize
+
+
+@dataclass(frozen=True)
+class NumpyDevice:
+    """Where a texture bank runs: numpy on the CPU (``type`` as torch.device's)."""
+
+    type: str = "cpu"
+
+    def __str__(self) -> str:
+        return "cpu (numpy, texture bank)"
 
 
 @dataclass
@@ -34,8 +44,8 @@ class QuiltModel(CardModel):
     size_multiple: int = 1
     style: None = None
     card_path: str | None = None
-    device: OnnxDevice = field(default_factory=OnnxDevice)
-    precision: str = "fp32"
+    device: NumpyDevice = field(default_factory=NumpyDevice)
+    precision: str = "uint8 photos"
     module: None = None  # no torch module: --style-ref and generator training refuse texture banks
     module_fp32: None = None
     runtime: str = "quilt"

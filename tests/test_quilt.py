@@ -150,3 +150,13 @@ def test_coarser_output_is_quilted_at_the_bank_gsd_and_resampled(bank_model, tmp
     with rasterio.open(res.aerial) as ds:
         rgb = ds.read()[:3].astype(np.float32)
     assert rgb.mean() > 40 and rgb.std() > 5 and (rgb.mean(0) > 0).all()  # every pixel drawn
+
+
+def test_dask_render_with_a_texture_bank_equals_the_local_render(bank_model, tmp_path):
+    kw = dict(osm=SAMPLE, bbox=_centre_box(200, 320), gsd_m=0.5, model=str(bank_model), tile_px=128, overlap_px=32,
+              seed=5)
+    local = geogan.render(out_dir=tmp_path / "local", **kw)
+    dask = geogan.render(out_dir=tmp_path / "dask", workers=2, **kw)
+    assert local.grid.height > 3 * 96  # several blocks
+    with rasterio.open(local.aerial) as a, rasterio.open(dask.aerial) as b:
+        assert np.array_equal(a.read(), b.read())
