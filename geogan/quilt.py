@@ -47,8 +47,11 @@ class QuiltSettings:
     near_best: float = 1.1  # a block picks at random (hashed) among candidates within this factor of the best
     region_blocks: int = 8  # blocks of one region prefer patches of one photo (hashed per region) ...
     photo_weight: float = 0.05  # ... by this much class-layout distance (sum of squared cell-share differences)
-    min_pure_patches: int = 64  # a region's photo with fewer single-class patches of a class than this defers
-    # to the pool's photo with the most of them (class_photo_patches)
+    min_pure_patches: int = 64  # a region's photo with fewer single-class patches of a class than this defers:
+    # for uniform_classes to the pool's photo with the most of them (class_photo_patches: one lake texture),
+    # for the others to the class-layout search over the whole pool (a photo with the most road would be a
+    # railway yard)
+    uniform_classes: tuple[str, ...] = ("water",)
     search_stride_px: int = 16  # mixed blocks search the bank's patches on this grid (pure blocks: all patches)
 
     def __post_init__(self) -> None:
@@ -227,7 +230,7 @@ def candidates(bank: TextureBank, query: np.ndarray, pool: np.ndarray, seed: int
 
     Blocks of ``region_blocks`` x ``region_blocks`` prefer one photo of the pool (hashed per region): coherent
     colour and light. A block of one class draws its candidates from that photo's patches of the class (else
-    from the pool's); mixed blocks search the pool's patches on a ``search_stride_px`` grid by class layout.
+    see ``min_pure_patches``); mixed blocks search the pool's patches on a ``search_stride_px`` grid by class layout.
     """
     s = bank.settings
     n_cls = len(bank.classes)
@@ -244,7 +247,9 @@ def candidates(bank: TextureBank, query: np.ndarray, pool: np.ndarray, seed: int
         key = (c, ph)
         if key not in groups:
             mine = pool[(pool_pure == c) & (bank.index[pool, 0] == ph)]
-            groups[key] = mine if len(mine) >= s.min_pure_patches else class_photo_patches(bank, pool, c)
+            uniform = bank.classes[c] in s.uniform_classes
+            groups[key] = mine if len(mine) >= s.min_pure_patches else \
+                class_photo_patches(bank, pool, c) if uniform else mine[:0]  # none: searched as mixed blocks are
         choices = groups[key]
         if len(choices):
             u = hash_uniform(seed, keys[0][b], keys[1][b], np.arange(s.candidates), 3)
