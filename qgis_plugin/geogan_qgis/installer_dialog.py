@@ -35,7 +35,7 @@ from .status import configured_python, dep_status, set_configured_python
 LIGHT = "light"  # the runtime choice without PyTorch (installer.py --runtime onnx)
 GPU_LABELS = [("auto", "PyTorch, automatic: CUDA only if an NVIDIA GPU is found (else CPU-only, about 200 MB)"),
               ("cpu", "PyTorch, CPU only (about 200 MB)"), ("cuda", "PyTorch with CUDA (NVIDIA GPU; about 3 GB)"),
-              (LIGHT, "Light: no PyTorch (about 520 MB installed instead of 1.3 GB; default and ONNX models)")]
+              (LIGHT, "Light: no PyTorch (about 530 MB installed instead of 1.3 GB; default and ONNX models)")]
 
 
 def status_text() -> str:

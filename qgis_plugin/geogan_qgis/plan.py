@@ -38,8 +38,8 @@ CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 LIGHT_RUNTIME_EXTRA = "onnx"  # geogan's extra whose onnxruntime requirement the light install takes
 LIGHT_RUNTIME = "onnxruntime"
 # measured (docs/onnx.md): the venv's site-packages with geogan 0.1.0 on Linux x86_64, Python 3.11, in MB (10^6 B):
-# light (onnxruntime 1.32, no torch; download 160 MB) and CPU torch (2.13.0+cpu; download 334 MB)
-LIGHT_INSTALL_MB, TORCH_CPU_INSTALL_MB = 517, 1298
+# light (onnxruntime 1.32, no torch; download 173 MB) and CPU torch (2.13.0+cpu; download 347 MB)
+LIGHT_INSTALL_MB, TORCH_CPU_INSTALL_MB = 530, 1311
 CUDA_PREFIXES = ("nvidia-", "triton", "cuda-")  # distributions only a CUDA torch needs
 GPU_CHOICES = ("auto", "cpu", "cuda")
 
