@@ -10,7 +10,9 @@ each in the model's own look (card ``default_style``, no reference) and with the
 
 * ``code``: the reference's style code alone (GauGAN's style encoder; what ``render --style-ref`` did);
 * ``colour``: own look + per-class colour transfer (:func:`geogan.style_reference.reference_colour_transfer`);
-* ``code+colour``: the reference's code + the colour transfer (calibrated under that code).
+* ``code+colour``: the reference's code + the colour transfer (calibrated under that code);
+* ``labels``: own look + the colour transfer with the reference read by its *true* labels instead of the
+  segmenter (a diagnostic: the transfer's own shortfall, apart from the segmenter's misreading).
 
 The method sees only the photo; the pair's labels give the reference's true per-class mean colours, for
 scoring. Per class ``k`` present in both the reference (>= 2 % of its pixels) and the target (>= 0.5 %), with
@@ -43,7 +45,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SETS = (("landcoverai", ROOT.parent / "shared/data/landcoverai-pairs", "landcoverai"),
         ("recife", ROOT.parent / "shared/data/recife-pairs", "recife_landcoverai"))
-METHODS = ("code", "colour", "code+colour")
+METHODS = ("code", "colour", "code+colour", "labels")
+TARGET_FRACTION = 0.60  # issue 25: each class's mean colour moves at least this far toward the reference's
 REF_MIN_SHARE, TARGET_MIN_SHARE = 0.02, 0.005
 GAIN = (1.0, 1.0)  # --gain-max G sets (1 / G, G)
 TOWN_HALF_DEG = (0.0025, 0.0012)  # half width / height of the sample-town window (about 550 x 530 px at 0.5 m)
@@ -134,23 +137,46 @@ def render_town(model, out_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         return a.read(), c.read(1)
 
 
-def transfers(models: dict, schema, reference, area, calibration: str) -> dict:
-    """{method: colour transfer or None} for one reference's colours and one target's layouts ``area``."""
-    from geogan.style_reference import colour_transfer_for
+_OWN_PROCEDURAL: dict = {}  # the own look's procedural-town colours, per model object (the base model only)
+
+
+def own_source(model, schema, area, cache: bool):
+    """The own-look colours ``geogan.style_reference.colour_transfer_for`` starts from (the procedural town's
+    measured once per model when ``cache``)."""
+    from geogan.style_reference import merged, model_colours, procedural_layouts
+
+    proc = _OWN_PROCEDURAL.get(id(model)) if cache else None
+    if proc is None:
+        proc = model_colours(model, procedural_layouts(model, schema))
+        if cache:
+            _OWN_PROCEDURAL[id(model)] = proc
+    return proc if area is None else merged(model_colours(model, *area), proc)
+
+
+def transfers(models: dict, schema, ref: "Ref", area, calibration: str) -> dict:
+    """{method: colour transfer or None} for one reference and one target's layouts ``area`` (as
+    ``colour_transfer_for`` makes them; the own look measured once for ``colour`` and ``labels``)."""
+    from geogan.colour_transfer import transfer_between
 
     area = area if calibration == "area" else None
-    return {m: None if m == "code" else colour_transfer_for(models[m], schema, reference, area, gain_range=GAIN)
-            for m in METHODS}
+    lut = models["colour"].lut
+    own = own_source(models["colour"], schema, area, cache=True)
+    coded = own_source(models["code+colour"], schema, area, cache=False)
+    return {"code": None, "colour": transfer_between(own, ref.reference, lut, gain_range=GAIN),
+            "code+colour": transfer_between(coded, ref.reference, lut, gain_range=GAIN),
+            "labels": transfer_between(own, ref.truth, lut, gain_range=GAIN)}
 
 
 @dataclass(frozen=True, eq=False)
 class Ref:
     """One reference photo: its name and set, its per-class colours as the method reads them (``reference``),
-    its true per-class mean RGB ``r`` and which classes it shows (``in_ref``), its texture energy."""
+    its true per-class mean RGB ``r`` and which classes it shows (``in_ref``), its texture energy; ``truth``: its
+    per-class colours read by its labels (the ``labels`` method)."""
 
     set_name: str
     name: str
     reference: object
+    truth: object
     r: np.ndarray
     in_ref: np.ndarray
     texture: float
@@ -169,7 +195,7 @@ def score_town(model, models, schema, ref: Ref, town, tmp: Path, args, scores) -
     d_rgb, town_c, d, w = town
     out = {}
     coded_rgb = render_town(models["code"], tmp / "styled")[0]
-    for method, transfer in transfers(models, schema, ref.reference, array_layouts(town_c), args.calibration).items():
+    for method, transfer in transfers(models, schema, ref, array_layouts(town_c), args.calibration).items():
         rgb = coded_rgb if models[method] is not model else d_rgb
         if transfer is not None:
             rgb = transfer(rgb, town_c)
@@ -194,7 +220,7 @@ def score_pairs(model, models, schema, ids, ref: Ref, pool, pool_d, args, scores
         coded = render_tiles(models["code"], ids, plabels[None])[0]
         d_rgb, d, w = pool_d[pname]
         texture["own"].append(laplacian_energy(d_rgb) / ref.texture)
-        for method, transfer in transfers(models, schema, ref.reference, area, args.calibration).items():
+        for method, transfer in transfers(models, schema, ref, area, args.calibration).items():
             rgb = coded if models[method] is not model else d_rgb
             if transfer is not None:
                 rgb = transfer(rgb, schema_map)
@@ -226,6 +252,7 @@ def run(args) -> dict:
     from PIL import Image
 
     from geogan.classes import load_schema
+    from geogan.colour_transfer import class_colours, one_hot_weights
     from geogan.infer import encode_style, load_model
     from geogan.style_reference import _schema_ids_for, load_style_segmenter, read_style_reference
 
@@ -252,9 +279,10 @@ def run(args) -> dict:
             photo_path = tmp / f"{set_name}_{name}.png"
             Image.fromarray(photo).save(photo_path)
             r, r_counts = class_means(np.moveaxis(photo, -1, 0), labels, n)
-            ref = Ref(set_name, name, read_style_reference(model, photo_path, segmenter), r,
+            truth = class_colours(np.ascontiguousarray(np.moveaxis(photo, -1, 0)), one_hot_weights(labels, n))
+            ref = Ref(set_name, name, read_style_reference(model, photo_path, segmenter), truth, r,
                       r_counts / r_counts.sum() >= REF_MIN_SHARE, laplacian_energy(np.moveaxis(photo, -1, 0)))
-            models = {"code": replace(model, style=encode_style(model, photo_path)), "colour": model}
+            models = {"code": replace(model, style=encode_style(model, photo_path)), "colour": model, "labels": model}
             models["code+colour"] = models["code"]
             town_res = score_town(model, models, schema, ref, town, tmp, args,
                                   lambda m: (scores["town", m], by_set[set_name, "town", m]))
@@ -297,6 +325,22 @@ def write_grid(path: Path, default: np.ndarray, rows: list[tuple[np.ndarray, np.
     Image.fromarray(img).save(path, quality=82)
 
 
+def per_class_report(res: dict) -> str:
+    """A table: per target / method (overall and by reference set), the pooled fraction and each class's, with
+    ``<`` marking a class under TARGET_FRACTION (``-``: no class pixels in both reference and target)."""
+    rows = [("all", k, r) for k, r in res["results"].items()]
+    rows += [(k.split("/")[0], "/".join(k.split("/")[1:]), r) for k, r in res["by_reference_set"].items()]
+    classes = list(rows[0][2]["per_class"])
+    cell = lambda v: "      -" if v is None else f"{v:6.2f}" + ("<" if v < TARGET_FRACTION else " ")  # noqa: E731
+    lines = [f"fraction of the way from the own look to the reference (target >= {TARGET_FRACTION}; < marks a "
+             "shortfall)", f"{'references':12s} {'target/method':18s} {'pooled':>7s} " +
+             " ".join(f"{c[:7]:>7s}" for c in classes)]
+    for set_name, key, r in rows:
+        lines.append(f"{set_name:12s} {key:18s} {cell(r['fraction'])} " +
+                     " ".join(cell(r["per_class"][c]["fraction"]) for c in classes))
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--refs-per-set", type=int, default=12)
@@ -315,9 +359,7 @@ def main() -> None:
     global GAIN
     GAIN = (1 / args.gain_max, args.gain_max)
     res = run(args)
-    for key, r in res["results"].items():
-        print(f"{key:20s} fraction {r['fraction']}  closed {r['closed']}  " +
-              "  ".join(f"{c} {v['fraction']}" for c, v in r["per_class"].items()))
+    print(per_class_report(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
 
