@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from geogan.errors import InputError  # noqa: E402
 from geogan.terrain_eval import EvalSettings, EvalWindow, dem_windows  # noqa: E402
-from geogan.terrain_relief import base_field_m, fit_relief  # noqa: E402
+from geogan.terrain_relief import base_field_m, fit_relief, fit_relief_scale  # noqa: E402
 from geogan.training.terrain_chips import DEFAULT_VAL_DEMS, source_spacing_m  # noqa: E402
 
 
@@ -60,16 +60,21 @@ def main() -> None:
     settings = EvalSettings()
     t0 = time.time()
     wins = cached_windows(args.cache, args.dem_dir, settings)
-    coef = fit_relief([(w.classes, w.z_m) for w in wins], settings.gsd_m)
-    corr = []
+    pairs = [(w.classes, w.z_m) for w in wins]
+    coef = fit_relief(pairs, settings.gsd_m)
+    scale = fit_relief_scale(pairs, settings.gsd_m, coef)
+    corr, ratio = [], []
     for w in wins:
-        b = base_field_m(w.classes, settings.gsd_m, coef)
-        corr.append(float(np.corrcoef(b.ravel(), w.z_m.ravel())[0, 1]))
+        b = base_field_m(w.classes, settings.gsd_m, coef, scale)
+        corr.append(float(np.corrcoef(b.ravel(), w.z_m.ravel())[0, 1]) if b.std() > 0 else float("nan"))
+        ratio.append(float(b.std() / max(w.z_m.std(), 1e-9)))
     print("BASE_COEF_M = np.array(" + json.dumps(np.round(coef, 1).tolist()) + ")")
+    print(f"RELIEF_SCALE = ({scale[0]:.3f}, {scale[1]:.3f}); std ratio median {np.median(ratio):.2f}")
     print(f"{len(wins)} windows from {len({w.dem for w in wins})} DEMs; in-sample corr median {np.nanmedian(corr):.3f}"
           f" ({time.time() - t0:.0f} s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"coef_m": np.round(coef, 1).tolist(), "windows": [w.dem for w in wins],
+    args.out.write_text(json.dumps({"coef_m": np.round(coef, 1).tolist(), "relief_scale": [round(v, 3) for v in scale],
+                                    "windows": [w.dem for w in wins], "std_ratio": [round(r, 3) for r in ratio],
                                     "in_sample_corr": [round(c, 3) for c in corr],
                                     "settings": vars(settings) if hasattr(settings, "__dict__") else None},
                                    indent=1, default=str) + "\n")

@@ -243,6 +243,16 @@ def drainage(z_m: np.ndarray, lakes: np.ndarray, rivers: np.ndarray) -> dict:
             "river_downhill_share": None if down is None else round(down, 4)}
 
 
+def alternating_share(z_m: np.ndarray) -> float:
+    """Share of pairs of neighbouring pixel steps (along rows and columns) whose slopes alternate in sign:
+    2/3 for white noise, 1 for a checkerboard, low for real terrain. NaN pixels are left out."""
+    z = np.asarray(z_m, float)
+    dx, dy = np.diff(z, axis=1), np.diff(z, axis=0)
+    prod = np.concatenate([(dx[:, 1:] * dx[:, :-1]).ravel(), (dy[1:] * dy[:-1]).ravel()])
+    prod = prod[np.isfinite(prod)]
+    return float((prod < 0).mean()) if prod.size else float("nan")
+
+
 def coarse(z_m: np.ndarray, block_px: int) -> np.ndarray:
     """Block means over ``block_px`` squares (incomplete blocks at the right/bottom dropped)."""
     h, w = (s // block_px * block_px for s in z_m.shape)
@@ -253,7 +263,8 @@ def slope_stats(z_m: np.ndarray, gsd_m: float) -> dict:
     from .training.terrain_chips import slope_deg
 
     s = slope_deg(z_m, gsd_m)[1:-1, 1:-1]
-    return {"mean": round(float(s.mean()), 2), "p90": round(float(np.percentile(s, 90)), 2)}
+    return {"mean": round(float(s.mean()), 2), "p90": round(float(np.percentile(s, 90)), 2),
+            "flat_share": round(float((s < 0.5).mean()), 4)}
 
 
 def window_metrics(z_m: np.ndarray, real_m: np.ndarray, classes: np.ndarray, settings: EvalSettings) -> dict:
@@ -277,6 +288,7 @@ def window_metrics(z_m: np.ndarray, real_m: np.ndarray, classes: np.ndarray, set
         "water_range_max_m": round(max(ranges), 3) if ranges else None,
         "water_flat_share": round(float(np.mean(np.asarray(ranges) <= 0.5)), 3) if ranges else None,
         "crease_ratio": round(crease_ratio(z_m, classes, lakes | rivers, settings.gsd_m), 3),
+        "alternating_slope_share": round(alternating_share(np.where(lakes | rivers, np.nan, z_m)), 3),
         **drainage(z_m, lakes, rivers),
         "coarse_corr_with_real": round(corr, 3),
         "coarse_std_m": round(float(cg.std()), 1),
@@ -287,6 +299,7 @@ def window_metrics(z_m: np.ndarray, real_m: np.ndarray, classes: np.ndarray, set
 
 # ---------------------------------------------------------------- the command
 SUMMARY_KEYS = ("class_rank_rho", "class_rank_inversions", "water_range_max_m", "water_flat_share", "crease_ratio",
+                "alternating_slope_share",
                 "land_reaches_outlet_share", "land_in_closed_depression_share", "river_downhill_share",
                 "coarse_corr_with_real", "coarse_std_m", "relief_p95_p5_m")
 
@@ -304,7 +317,8 @@ def summarise(rows: list[dict]) -> dict:
             out[k] = round(max(vals), 3)
         else:
             out[k] = round(float(np.mean(vals)), 3)
-    out["slope_deg"] = {s: round(float(np.mean([r["slope_deg"][s] for r in rows])), 2) for s in ("mean", "p90")}
+    out["slope_deg"] = {s: round(float(np.mean([r["slope_deg"][s] for r in rows])), 4 if s == "flat_share" else 2)
+                        for s in ("mean", "p90", "flat_share")}
     return out
 
 
@@ -345,8 +359,9 @@ def format_table(result: dict) -> str:
         cells = []
         for m in methods:
             v = s[m][k]
-            cells.append(f"{v['mean']} / {v['p90']}" if isinstance(v, dict) else ("-" if v is None else f"{v}"))
-        lines.append(f"| {k}{' mean / p90' if k == 'slope_deg' else ''} | " + " | ".join(cells) + " |")
+            cells.append(f"{v['mean']} / {v['p90']} / {v.get('flat_share', '-')}" if isinstance(v, dict)
+                         else ("-" if v is None else f"{v}"))
+        lines.append(f"| {k}{' mean / p90 / share < 0.5' if k == 'slope_deg' else ''} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -42,11 +42,29 @@ def box_blur(a: np.ndarray, radius_px: int, axis: int) -> np.ndarray:
     return (hi - lo) / (2 * r + 1)
 
 
+def _three_tap(a: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Blur by the kernel [w, 1 - 2w, w] per axis, w = sigma^2 / 2 (variance sigma^2; 0.707 px: [1, 2, 1] / 4,
+    which removes a one-pixel checkerboard entirely); edges replicated."""
+    w = sigma_px ** 2 / 2.0
+    out = a
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (1, 1)
+        p = np.pad(out, pad, mode="edge")
+        lo, mid, hi = (np.take(p, np.arange(k, k + a.shape[axis]), axis=axis) for k in range(3))
+        out = w * (lo + hi) + (1.0 - 2.0 * w) * mid
+    return out
+
+
 def gaussian_blur(a: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Approximate Gaussian blur (three box passes per axis, matched variance), float64; NaN-free input."""
+    """Approximate Gaussian blur, float64, NaN-free input: three box passes per axis of matched variance
+    (sigma ``sqrt(r (r + 1))`` for boxes of ``2r + 1``, the nearest to ``sigma_px``) above 1 px, a three-tap
+    kernel of exactly that variance up to 1 px."""
     a = np.asarray(a, dtype=np.float64)
-    if sigma_px <= 0.3:
+    if sigma_px <= 0.0:
         return a.copy()
+    if sigma_px <= 1.0:
+        return _three_tap(a, sigma_px)
     r = max(1, int(round((math.sqrt(4.0 * sigma_px ** 2 + 1.0) - 1.0) / 2.0)))  # 3 boxes of 2r+1: var = r(r+1)
     out = a
     for axis in (0, 1):

@@ -49,6 +49,12 @@ N_FEATURES = len(FEATURE_CLASSES) * len(FEATURE_SCALES_M) + 2
 
 #: base-field coefficients (metres per unit feature, :func:`relief_features` order), fitted by
 #: benchmarks/terrain_fit.py on the training DEMs (see docs/terrain.md)
+#: relief scale of the base field: exp(c0 + c1 * share of steep classes (woodland, rock, snow) in a Gaussian
+#: of STEEP_SCALE_M), fitted after the coefficients (:func:`fit_relief_scale`): low country gets less relief
+STEEP_CLASSES = (WOODLAND, ROCK, SNOW)
+STEEP_SCALE_M = 6000.0
+RELIEF_SCALE = (-1.288, 2.731)
+
 BASE_COEF_M = np.array([
     236.3, -223.6, -514.2,     # water share at 240 m / 960 m / 2.9 km
     -1.9, -45.2, -784.0,       # woodland
@@ -65,7 +71,9 @@ class ReliefParams:
     """Settings of :func:`shape_terrain` (ground metres unless stated)."""
 
     detail_sigma_m: float = 480.0
+    detail_fine_px: float = 0.707
     detail_gain: float = 1.0
+    fill_base: bool = True
     edge_blur_px: float = 2.0
     edge_band_px: int = 2
     river_half_width_px: int = 3
@@ -118,11 +126,34 @@ def relief_features(classes: np.ndarray, gsd_m: float) -> np.ndarray:
     return out
 
 
-def base_field_m(classes: np.ndarray, gsd_m: float, coef_m: np.ndarray | None = None) -> np.ndarray:
-    """Large-scale relief (m, mean 0 over the window) from the class map: ``coef . features``."""
+def steep_share(classes: np.ndarray, gsd_m: float) -> np.ndarray:
+    """Share of :data:`STEEP_CLASSES` in a Gaussian of :data:`STEEP_SCALE_M` around each pixel."""
+    return gaussian_blur(np.isin(classes, STEEP_CLASSES).astype(np.float64), STEEP_SCALE_M / gsd_m)
+
+
+def base_field_m(classes: np.ndarray, gsd_m: float, coef_m: np.ndarray | None = None,
+                 scale: tuple[float, float] | None = None) -> np.ndarray:
+    """Large-scale relief (m, mean 0 over the window) from the class map: ``coef . features`` (mean-free),
+    times ``exp(c0 + c1 * steep share)`` (``scale`` = (c0, c1), default :data:`RELIEF_SCALE`)."""
     coef = BASE_COEF_M if coef_m is None else np.asarray(coef_m, float)
+    c0, c1 = RELIEF_SCALE if scale is None else scale
     z = np.tensordot(coef, relief_features(classes, gsd_m), axes=1)
+    z = (z - z.mean()) * np.exp(c0 + c1 * steep_share(classes, gsd_m))
     return z - z.mean()
+
+
+def fit_relief_scale(windows: list[tuple[np.ndarray, np.ndarray]], gsd_m: float, coef_m: np.ndarray,
+                     min_corr: float = 0.3) -> tuple[float, float]:
+    """``(c0, c1)``: log(std of real / std of the unscaled base field) regressed on the window's mean steep
+    share, over the windows where the unscaled field correlates with the real elevation by ``min_corr``."""
+    logs, shares = [], []
+    for classes, z in windows:
+        b = base_field_m(classes, gsd_m, coef_m, (0.0, 0.0))
+        if b.std() > 0 and np.corrcoef(b.ravel(), np.ravel(z))[0, 1] >= min_corr:
+            logs.append(np.log(np.std(z) / b.std()))
+            shares.append(steep_share(classes, gsd_m).mean())
+    c1, c0 = np.polyfit(shares, logs, 1)
+    return float(c0), float(c1)
 
 
 def fit_relief(windows: list[tuple[np.ndarray, np.ndarray]], gsd_m: float, ridge: float = 1e-3,
@@ -230,11 +261,13 @@ def shape_terrain(classes: np.ndarray, model_m: np.ndarray, gsd_m: float, params
                   coef_m: np.ndarray | None = None) -> np.ndarray:
     """Generated terrain (m, float64) from terrain class ids and the model's heights (see the module doc)."""
     classes = np.asarray(classes)
+    lakes, rivers = split_water(classes, params.river_half_width_px)
     base = base_field_m(classes, gsd_m, coef_m)
-    detail = highpass_m(model_m, params.detail_sigma_m / gsd_m)
+    if params.fill_base:  # the base field's basins become plains that the detail then roughens
+        base = priority_flood(base, lakes | edge_mask(base.shape), epsilon_m=params.fill_epsilon_m)[0]
+    detail = highpass_m(gaussian_blur(model_m, params.detail_fine_px), params.detail_sigma_m / gsd_m)
     detail = smooth_class_edges(detail, classes, params.edge_blur_px, params.edge_band_px)
     z = base + params.detail_gain * detail
-    lakes, rivers = split_water(classes, params.river_half_width_px)
     z = flatten_lakes(z, lakes, rivers)
     return condition_drainage(z, lakes, rivers, params)
 

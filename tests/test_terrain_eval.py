@@ -61,7 +61,7 @@ def test_dem_windows_have_rivers_and_classes(tmp_path):
     assert (w.classes == 0).mean() > 0.1                        # the sea and the rivers are water
     row = {k: None for k in SUMMARY_KEYS} | {"class_rank_rho": 0.9, "slope_deg": {"mean": 1.5, "p90": 3.0}}
     table = format_table({"summary": {"real": row, "shaped": row}})
-    assert "| class_rank_rho | 0.9 | 0.9 |" in table and "| slope_deg mean / p90 | 1.5 / 3.0 |" in table
+    assert "| class_rank_rho | 0.9 | 0.9 |" in table and "| slope_deg mean / p90 / share < 0.5 | 1.5 / 3.0 / - |" in table
 
 
 def test_terrain_eval_without_held_out_dems_is_one_line(tmp_path):

@@ -127,3 +127,12 @@ def test_rank_measures():
     z = np.zeros((10, 10))
     z[1, 1] = 2.0
     assert water_ranges_m(z, lakes) == [2.0]
+
+
+def test_alternating_slope_share_flags_a_checkerboard():
+    from geogan.terrain_eval import alternating_share
+    board = (np.indices((40, 40)).sum(0) % 2).astype(float)
+    assert alternating_share(board) == 1.0
+    assert alternating_share(np.add.outer(np.arange(40.0), np.arange(40.0) ** 2)) == 0.0
+    noise = np.random.default_rng(0).normal(size=(100, 100))
+    assert abs(alternating_share(noise) - 2 / 3) < 0.02
