@@ -43,7 +43,7 @@ class QuiltSettings:
     bank_stride_px: int = 8  # bank patches start every this many pixels in each photo
     cell_px: int = 8  # class-layout descriptor: class fractions on cells of this size
     candidates: int = 24  # best class-layout matches considered per block
-    label_weight: float = 400.0  # cost of a fully mismatching class layout, in squared grey levels
+    label_weight: float = 2000.0  # cost of a fully mismatching class layout, in squared grey levels
     near_best: float = 1.1  # a block picks at random (hashed) among candidates within this factor of the best
     region_blocks: int = 8  # blocks of one region prefer patches of one photo (hashed per region) ...
     photo_weight: float = 0.05  # ... by this much class-layout distance (sum of squared cell-share differences)
