@@ -292,6 +292,7 @@ def window_metrics(z_m: np.ndarray, real_m: np.ndarray, classes: np.ndarray, set
         **drainage(z_m, lakes, rivers),
         "coarse_corr_with_real": round(corr, 3),
         "coarse_std_m": round(float(cg.std()), 1),
+        "coarse_std_log_ratio": round(float(abs(np.log(max(cg.std(), 1e-6) / max(cr.std(), 1e-6)))), 3),
         "relief_p95_p5_m": round(float(np.percentile(z_m, 95) - np.percentile(z_m, 5)), 1),
         "slope_deg": slope_stats(z_m, settings.gsd_m),
     }
@@ -301,7 +302,7 @@ def window_metrics(z_m: np.ndarray, real_m: np.ndarray, classes: np.ndarray, set
 SUMMARY_KEYS = ("class_rank_rho", "class_rank_inversions", "water_range_max_m", "water_flat_share", "crease_ratio",
                 "alternating_slope_share",
                 "land_reaches_outlet_share", "land_in_closed_depression_share", "river_downhill_share",
-                "coarse_corr_with_real", "coarse_std_m", "relief_p95_p5_m")
+                "coarse_corr_with_real", "coarse_std_m", "coarse_std_log_ratio", "relief_p95_p5_m")
 
 
 def summarise(rows: list[dict]) -> dict:
