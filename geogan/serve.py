@@ -453,9 +453,9 @@ class TileService:
                                           bbox_crs="EPSG:3857", crs="EPSG:3857", gsd_m=gsd_m, out_dir=tmp,
                                           overwrite=True, seed=s.seed, class_field=s.class_field,
                                           osm_fetch=s.fetch)
-            with rasterio.open(result.aerial) as ds:
-                rgb = ds.read(indexes=[1, 2, 3])
-        if rgb.shape != (3, TILE_PX, TILE_PX) or rgb.dtype != np.uint8:
+            with rasterio.open(result.aerial) as ds:  # RGB, + alpha where the tile reaches past the data
+                rgb = ds.read(indexes=list(range(1, min(ds.count, 4) + 1)))
+        if rgb.shape[1:] != (TILE_PX, TILE_PX) or rgb.shape[0] not in (3, 4) or rgb.dtype != np.uint8:
             raise RenderError(f"the render of tile {tile} came back {rgb.shape[2]}x{rgb.shape[1]} {rgb.dtype}, not "
                               f"{TILE_PX}x{TILE_PX} uint8; report this as a bug")
-        return encode_png(np.ascontiguousarray(rgb.transpose(1, 2, 0)))
+        return encode_png(np.ascontiguousarray(rgb.transpose(1, 2, 0)))  # transparent beyond the data

@@ -204,7 +204,7 @@ def test_concurrent_tiles_render_once_then_come_from_the_cache(served, tmp_path)
     for status, headers, body in answers:
         assert headers["Content-Type"] == "image/png" and headers["ETag"].startswith(f'"{service.key}-18-')
         image = np.asarray(Image.open(io.BytesIO(body)))
-        assert image.shape == (256, 256, 3) and image.std() > 5  # decodes, 256 px, not blank
+        assert image.shape[:2] == (256, 256) and image.shape[2] in (3, 4) and image[..., :3].std() > 5  # decodes, 256 px, not blank (alpha: transparent beyond the data)
     status, headers, body = again
     assert status == 200 and headers["X-Geogan-Tile"] == "hit" and body == answers[0][2]
     assert service.cache.path(tiles[0]).is_file()
@@ -504,3 +504,14 @@ def test_low_zooms_render_with_the_coarse_pyramid_member(town, family_zoo, tmp_p
     without = TileService(ServeSettings(osm=(town,), model=str(family_zoo / "fam.json"), device="cpu",
                                         cache_dir=tmp_path / "tiles", overview_levels=1))
     assert without.key != service.key  # the member's files are in the key
+
+
+def test_tiles_reaching_past_the_data_are_transparent_there(served):
+    """Outside the input's coverage a render is nodata (alpha 0): served tiles keep it as transparency
+    instead of painting it black."""
+    from geogan.serve import decode_png
+
+    service, server = served
+    alphas = [decode_png(_get(f"{server.url}/{t}.png")[2])[..., 3] for t in _town_tiles(service, 18)]
+    assert any((a == 0).any() for a in alphas), "no tile shows the data's edge"
+    assert any((a == 255).any() for a in alphas)
