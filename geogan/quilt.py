@@ -39,7 +39,7 @@ class QuiltSettings:
     """How patches are cut from the bank and assembled."""
 
     patch_px: int = 32
-    overlap_px: int = 8
+    overlap_px: int = 9  # step 23 px: a lattice period that is no multiple of 4, 8, 16 or 32 px
     bank_stride_px: int = 8  # bank patches start every this many pixels in each photo
     cell_px: int = 8  # class-layout descriptor: class fractions on cells of this size
     candidates: int = 24  # best class-layout matches considered per block
@@ -52,6 +52,7 @@ class QuiltSettings:
     # for the others to the class-layout search over the whole pool (a photo with the most road would be a
     # railway yard)
     uniform_classes: tuple[str, ...] = ("water",)
+    feather_px: int = 1  # seams are blended over 2 x this + 1 pixels
     search_stride_px: int = 16  # mixed blocks search the bank's patches on this grid (pure blocks: all patches)
 
     def __post_init__(self) -> None:
@@ -107,15 +108,6 @@ class TextureBank:
     @property
     def n_looks(self) -> int:
         return int(self.looks.max()) + 1
-
-    def patch_number(self, photo: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """The bank number of the patch of ``photo`` at (``y``, ``x``), or -1 where there is none."""
-        s, (_, h, w, _) = self.settings, self.images.shape
-        ny, nx = (h - s.patch_px) // s.bank_stride_px + 1, (w - s.patch_px) // s.bank_stride_px + 1
-        qy, qx = y // s.bank_stride_px, x // s.bank_stride_px
-        ok = (photo >= 0) & (y >= 0) & (x >= 0) & (y % s.bank_stride_px == 0) & (x % s.bank_stride_px == 0) \
-            & (qy < ny) & (qx < nx)
-        return np.where(ok, (photo * ny + qy) * nx + qx, -1)
 
 
 def cell_fractions(labels: np.ndarray, n_classes: int, cell_px: int) -> np.ndarray:
@@ -365,10 +357,11 @@ def synthesize(bank: TextureBank, labels: np.ndarray, origin_rc: tuple[int, int]
     if pool is None:
         pool = look_pool(bank, seed if look is None else look)
     query = patches(labels[None], np.zeros(ys.size, np.int64), ys.ravel(), xs.ravel(), s.patch_px)
-    cand = np.concatenate([candidates(bank, query, pool, seed, (bi.ravel(), bj.ravel())),
+    # candidates as (photo, row, col) triplets, photo -1 where there is none
+    cand = np.concatenate([bank.index[candidates(bank, query, pool, seed, (bi.ravel(), bj.ravel()))].astype(np.int64),
                            placement(bank, pool, bi.ravel(), bj.ravel(), seed)[:, None]], 1)
     chosen = np.zeros((lat.ni, lat.nj, s.patch_px, s.patch_px, 3), np.float32)
-    chosen_id = np.full((lat.ni, lat.nj), -1, np.int64)
+    chosen_at = np.full((lat.ni, lat.nj, 3), -1, np.int64)
     canvas = np.zeros((lat.ni * s.step_px + s.overlap_px, lat.nj * s.step_px + s.overlap_px, 3), np.float32)
     level = block_pass(bi, bj)
     for p in range(3):
@@ -377,51 +370,56 @@ def synthesize(bank: TextureBank, labels: np.ndarray, origin_rc: tuple[int, int]
         blocks = np.argwhere((level == p) & (inner if p else True))
         flat = blocks[:, 0] * lat.nj + blocks[:, 1]
         sides = known_sides(blocks, level, p)
-        ids = np.concatenate([cand[flat], continuations(bank, chosen_id, blocks, sides)], 1)
-        ci, cy, cx = (bank.index[np.maximum(ids, 0)][..., t] for t in range(3))
+        at = np.concatenate([cand[flat], continuations(bank, chosen_at, blocks, sides)], 1)  # (B, K', 3)
+        valid = at[..., 0] >= 0
+        ci, cy, cx = (np.where(valid, at[..., t], 0) for t in range(3))
         # class-layout mismatch on every other pixel (a quarter of the gather; seams are decided on colour)
         mism = (patches(bank.labels[:, ::2, ::2], ci, cy // 2, cx // 2, s.patch_px // 2)
                 != query[flat][:, None, ::2, ::2]).mean((2, 3))
         cost = s.label_weight * mism + overlap_costs(bank, (ci, cy, cx), chosen, blocks, sides)
-        cost[ids < 0] = np.inf
+        cost[~valid] = np.inf
         pick_at = pick(cost, hash_uniform(seed, bi.ravel()[flat], bj.ravel()[flat], 10 + p), s.near_best)
-        at = np.arange(len(blocks)), pick_at
-        patch = patches(bank.images, ci[at], cy[at], cx[at], s.patch_px).astype(np.float32)
+        one = np.arange(len(blocks)), pick_at
+        patch = patches(bank.images, ci[one], cy[one], cx[one], s.patch_px).astype(np.float32)
         chosen[blocks[:, 0], blocks[:, 1]] = patch
-        chosen_id[blocks[:, 0], blocks[:, 1]] = ids[np.arange(len(blocks)), pick_at]
+        chosen_at[blocks[:, 0], blocks[:, 1]] = at[one]
         paste(canvas, patch, blocks, seam_masks(patch, chosen, blocks, sides, s), s)
     top, left = r0 - lat.i0 * s.step_px, c0 - lat.j0 * s.step_px
     return np.clip(canvas[top:top + h - 2 * m, left:left + w - 2 * m] + 0.5, 0, 255).astype(np.uint8)
 
 
+def within(bank: TextureBank, photo: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """int (..., 3) triplets (photo, y, x), photo -1 where the patch would leave its photo."""
+    _, h, w, _ = bank.images.shape
+    p = bank.settings.patch_px
+    ok = (photo >= 0) & (y >= 0) & (x >= 0) & (y <= h - p) & (x <= w - p)
+    return np.stack([np.where(ok, photo, -1), y, x], -1).astype(np.int64)
+
+
 def placement(bank: TextureBank, pool: np.ndarray, bi: np.ndarray, bj: np.ndarray, seed: int) -> np.ndarray:
-    """Per block, the patch of its region's placed photo: each region of ``region_blocks`` blocks lays one pool
-    photo (hashed) over itself at a hashed offset, so where the class layout allows, whole regions copy one
-    coherent piece of a real photo."""
+    """int (B, 3): per block, the patch of its region's placed photo: each region of ``region_blocks`` blocks lays
+    one pool photo (hashed) over itself at a hashed offset, so where the class layout allows, whole regions copy
+    one coherent piece of a real photo."""
     s, (_, h, w, _) = bank.settings, bank.images.shape
     photos = np.unique(bank.index[pool, 0])
     ri, rj = bi // s.region_blocks, bj // s.region_blocks
     photo = photos[(hash_uniform(seed, ri, rj, 7) * len(photos)).astype(np.int64)]
     span = (s.region_blocks - 1) * s.step_px + s.patch_px
-    oy = (hash_uniform(seed, ri, rj, 8) * ((h - span) // s.bank_stride_px + 1)).astype(np.int64) * s.bank_stride_px
-    ox = (hash_uniform(seed, ri, rj, 9) * ((w - span) // s.bank_stride_px + 1)).astype(np.int64) * s.bank_stride_px
-    y = oy + (bi - ri * s.region_blocks) * s.step_px
-    x = ox + (bj - rj * s.region_blocks) * s.step_px
-    return bank.patch_number(photo, y, x)
+    oy = (hash_uniform(seed, ri, rj, 8) * max(1, h - span + 1)).astype(np.int64)
+    ox = (hash_uniform(seed, ri, rj, 9) * max(1, w - span + 1)).astype(np.int64)
+    return within(bank, photo, oy + (bi - ri * s.region_blocks) * s.step_px, ox + (bj - rj * s.region_blocks) * s.step_px)
 
 
-def continuations(bank: TextureBank, chosen_id: np.ndarray, blocks: np.ndarray, sides: dict[str, np.ndarray]
+def continuations(bank: TextureBank, chosen_at: np.ndarray, blocks: np.ndarray, sides: dict[str, np.ndarray]
                   ) -> np.ndarray:
-    """int (B, 4): per side with a chosen neighbour, the patch that continues the neighbour's photo into this
-    block (the neighbour's patch shifted by one block step), or -1."""
+    """int (B, 4, 3): per side with a chosen neighbour, the patch that continues the neighbour's photo into this
+    block (the neighbour's patch shifted by one block step; any position, not only the bank's grid), or photo -1."""
     s = bank.settings
-    out = np.full((len(blocks), len(NEIGHBOURS)), -1, np.int64)
+    out = np.full((len(blocks), len(NEIGHBOURS), 3), -1, np.int64)
     for k, (side, (di, dj, _)) in enumerate(NEIGHBOURS.items()):
         b = np.flatnonzero(sides[side])
-        nid = chosen_id[blocks[b, 0] + di, blocks[b, 1] + dj]
-        photo, y, x = bank.index[np.maximum(nid, 0)].T.astype(np.int64)
-        num = bank.patch_number(np.where(nid >= 0, photo, -1), y - di * s.step_px, x - dj * s.step_px)
-        out[b, k] = num
+        photo, y, x = chosen_at[blocks[b, 0] + di, blocks[b, 1] + dj].T
+        out[b, k] = within(bank, photo, y - di * s.step_px, x - dj * s.step_px)
     return out
 
 
@@ -488,12 +486,25 @@ def seam_masks(patch: np.ndarray, chosen: np.ndarray, blocks: np.ndarray, sides:
     return mask
 
 
+def feathered(mask: np.ndarray, radius_px: int) -> np.ndarray:
+    """float32 (B, P, P) weights of new patches: each seam mask box-averaged over (2r+1)^2 pixels (the patch edge
+    continued outward, so a full mask stays 1), so the cut is a short blend, not a step."""
+    if radius_px <= 0:
+        return mask.astype(np.float32)
+    r = radius_px
+    m = np.pad(mask.astype(np.float32), ((0, 0), (r, r), (r, r)), mode="edge")
+    c = np.cumsum(np.cumsum(np.pad(m, ((0, 0), (1, 0), (1, 0))), 1), 2)
+    k = 2 * r + 1
+    return (c[:, k:, k:] - c[:, :-k, k:] - c[:, k:, :-k] + c[:, :-k, :-k]) / float(k * k)
+
+
 def paste(canvas: np.ndarray, patch: np.ndarray, blocks: np.ndarray, mask: np.ndarray, s: QuiltSettings) -> None:
-    """Write each patch into the lattice canvas where its mask is True (blocks in world raster order)."""
+    """Blend each patch into the lattice canvas with its feathered seam mask (blocks in world raster order)."""
     p, step = s.patch_px, s.step_px
-    for (i, j), pt, mk in zip(blocks, patch, mask):
+    alpha = feathered(mask, s.feather_px)[..., None]
+    for (i, j), pt, a in zip(blocks, patch, alpha):
         region = canvas[i * step:i * step + p, j * step:j * step + p]
-        region[mk] = pt[mk]
+        region += a * (pt - region)
 
 
 def synthesize_tile(bank: TextureBank, labels: np.ndarray, *, seed: int = 0, look: int | None = None,
