@@ -31,7 +31,7 @@ def build_bank(pairs: Path, out: Path, *, label_map: str = "landcoverai", val_fr
     card = {"name": out.stem, "arch": "quilt", "bank": out.with_suffix(".npz").name, "classes": list(lm.classes),
             "schema_to_model": dict(lm.schema_to_model), "gsd_m": lm.gsd_m, "outputs": ["rgb"], "train_tile_px": 512,
             "rotate_tiles": False,
-            "training": {"data": str(pairs), "label_map": lm.name, "photos": int(len(keep)),
+            "training": {"data": lm.data or str(pairs), "pairs_dir": str(pairs), "label_map": lm.name, "photos": int(len(keep)),
                          "pairs_below": val_from, "data_description": lm.data, "data_license": lm.license, "looks": looks, "max_water_photos": max_water_photos,
                          "jpeg_quality": quality,
                          "command": f"geogan build-bank --pairs {pairs} --label-map {lm.name} --out {out} "
