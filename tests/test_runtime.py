@@ -51,7 +51,7 @@ def test_render_runs_with_the_heap_frozen(tmp_path):
     """The API's render holds it (checked from inside the render: the progress callback)."""
     import geogan
     counts = []
-    res = geogan.render(out_dir=tmp_path, gsd_m=4.0, progress=lambda f, m: counts.append(gc.get_freeze_count()))
+    res = geogan.render(out_dir=tmp_path, gsd_m=4.0, model="fast", progress=lambda f, m: counts.append(gc.get_freeze_count()))
     assert res.aerial.exists()
     assert counts and min(counts) > 1000
     assert gc.get_freeze_count() == 0
