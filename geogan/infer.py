@@ -18,6 +18,7 @@ import ctypes
 import functools
 import os
 import sys
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -29,7 +30,6 @@ from .classes import Schema
 
 from .errors import InputError, RenderError
 from .onnx_infer import CardModel, OnnxModel, choose_runtime, class_lut, load_onnx_model, run_onnx_batch
-from .threads import ordered_results
 from .zoo import resolve_model
 
 if TYPE_CHECKING:
@@ -429,6 +429,12 @@ def run_batches(model: LoadedModel, batches: Iterable[tuple], out_px: int, *,
     thread_limit = torch_threads(threads_per_stream or 1) if model.runtime == "torch" else nullcontext()
     with thread_limit, \
             ThreadPoolExecutor(streams, thread_name_prefix="geogan-generator") as pool:
-        yield from ordered_results(pool, ((key, run_batch, (model, args[0], args[1], out_px, *args[2:]))
-                                          for key, *args in batches), streams)
-
+        pending: deque = deque()
+        for key, *args in batches:
+            pending.append((key, pool.submit(run_batch, model, args[0], args[1], out_px, *args[2:])))
+            if len(pending) > streams:
+                key0, future = pending.popleft()
+                yield key0, future.result()
+        while pending:
+            key0, future = pending.popleft()
+            yield key0, future.result()

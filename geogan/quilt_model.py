@@ -139,23 +139,29 @@ def quilt_rows(model: QuiltModel, feats, grid, spec, plan, *, first_row: int, st
     (at most 4) are quilted at once in threads (numpy's large gathers and products release the GIL); yielded in
     order."""
     import os
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    from .threads import ordered_results
 
-    def jobs():
-        for r in range(first_row, stop_row):
-            a = r * spec.stride_px
-            b = grid.height if r == n_rows - 1 else min(grid.height, (r + 1) * spec.stride_px)
-            if a >= b:
-                continue
+    todo = []
+    for r in range(first_row, stop_row):
+        a = r * spec.stride_px
+        b = grid.height if r == n_rows - 1 else min(grid.height, (r + 1) * spec.stride_px)
+        if a < b:
+            todo.append((r, a, b))
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    with ThreadPoolExecutor(workers, thread_name_prefix="geogan-quilt") as pool:
+        pending: deque = deque()
+        for r, a, b in todo:
             if on_batch is not None:
                 on_batch(spec.count(grid.width))
             # class maps are drawn here, in this thread (class sources are not shared across threads)
             classes, origin, span = strip_inputs(model, feats, grid, (a, b), plan.model_px_by_row[r] / spec.tile_px,
                                                  offset_rc)
-            yield a, quilt_strip, (model, classes, origin, span, (a, b), grid.width, seed)
-
-    workers = max(1, min(os.cpu_count() or 1, 4))
-    with ThreadPoolExecutor(workers, thread_name_prefix="geogan-quilt") as pool:
-        yield from ordered_results(pool, jobs(), workers)
+            pending.append((a, pool.submit(quilt_strip, model, classes, origin, span, (a, b), grid.width, seed)))
+            if len(pending) > workers:
+                a0, fut = pending.popleft()
+                yield a0, fut.result()
+        while pending:
+            a0, fut = pending.popleft()
+            yield a0, fut.result()
