@@ -17,6 +17,7 @@ bottom, roof shape and the local ground-metre frame used to draw the roof.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
@@ -313,7 +314,43 @@ def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center
     ``class_field``: :class:`~geogan.sources.SourceOptions` (how non-OSM layers get classes and
     heights), or the name of a class field.
     """
-    options = SourceOptions.of(class_field)
+    return build_feature_sets(report, schema, (crs,), center_lonlat, class_field)[0]
+
+
+def build_feature_sets(report: SourceReport, schema: Schema, crss, center_lonlat: tuple[float, float],
+                       class_field: SourceOptions | str | None = None) -> tuple[FeatureSet, ...]:
+    """:func:`build_features` of ``report`` in each CRS of ``crss``, classified, buffered and given heights
+    once (the CRS-independent work; only reprojection and ground frames are done per CRS). Equal CRSs
+    share one :class:`FeatureSet` (callers treat it as read-only)."""
+    prepared = _prepare(report, schema, SourceOptions.of(class_field), center_lonlat)
+    built: list[FeatureSet] = []
+    for crs in crss:
+        same = next((f for f in built if f.crs == crs), None)
+        built.append(same if same is not None else _project(prepared, crs))
+    return tuple(built)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A report's classified features before a CRS is chosen: ``meta`` rows as in :class:`_Classified`,
+    areas in lon/lat, lines and points buffered to their width in the local UTM zone ``work``, and the
+    per-feature heights (``table`` without ground frames: those depend on the CRS)."""
+
+    work: pyproj.CRS
+    meta: list
+    areas_lonlat: np.ndarray
+    lines_work: np.ndarray
+    lonlat_geoms: np.ndarray
+    tops_m: np.ndarray
+    table: BuildingTable | None
+    repaired: int
+    skipped: int
+    read: int
+    unclassified: tuple[str, ...]
+
+
+def _prepare(report: SourceReport, schema: Schema, options: SourceOptions,
+             center_lonlat: tuple[float, float]) -> _Prepared:
     _check_fields(report, options)
     work = utm_crs_for(*center_lonlat)
     to_work = _transformer("EPSG:4326", work)
@@ -321,19 +358,28 @@ def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center
     sea = _sea(classified, report, schema, options)
     if sea is not None:
         classified.add(sea[0], "area", sea[1], None, None)
-    geoms = _in_output_crs(classified, to_work, _transformer(work, crs), _transformer("EPSG:4326", crs))
     meta = classified.area_meta + classified.line_meta
-    repaired, skipped = classified.repaired, classified.skipped + report.dropped
-    read = report.feature_count
-    if not len(meta):
+    lonlat_geoms = np.array(classified.area_geoms + classified.line_geoms, dtype=object)
+    tops, table = None, None
+    if len(meta):
+        widths = np.r_[np.full(len(classified.area_geoms), np.nan), classified.line_widths]
+        tops, table = _building_table(meta, lonlat_geoms, widths, to_work, schema)
+    return _Prepared(work, meta, np.array(classified.area_geoms, dtype=object), _buffered_lines(classified, to_work),
+                     lonlat_geoms, tops, table, classified.repaired, classified.skipped + report.dropped,
+                     report.feature_count, tuple(unclassified))
+
+
+def _project(prep: _Prepared, crs: pyproj.CRS) -> FeatureSet:
+    """The prepared features in ``crs``: reprojected (folded rings repaired), sorted by drawing priority."""
+    geoms = _in_output_crs(prep, _transformer(prep.work, crs), _transformer("EPSG:4326", crs))
+    if not len(prep.meta):
         empty = np.zeros(0)
         return FeatureSet(crs, np.array([], dtype=object), empty.astype(np.uint8), empty.astype(np.int64),
-                          empty.astype(np.float32), repaired, skipped, read=read, unclassified=tuple(unclassified))
-    class_ids = np.array([m[0] for m in meta], dtype=np.uint8)
-    priorities = np.array([m[1] for m in meta], dtype=np.int64)
-    lonlat_geoms = np.array(classified.area_geoms + classified.line_geoms, dtype=object)
-    widths = np.r_[np.full(len(classified.area_geoms), np.nan), classified.line_widths]
-    heights, table = _building_table(meta, lonlat_geoms, widths, to_work, crs, schema)
+                          empty.astype(np.float32), prep.repaired, prep.skipped, read=prep.read,
+                          unclassified=prep.unclassified)
+    class_ids = np.array([m[0] for m in prep.meta], dtype=np.uint8)
+    priorities = np.array([m[1] for m in prep.meta], dtype=np.int64)
+    table = _with_ground_frames(prep.table, prep.meta, prep.lonlat_geoms, crs)
     valid = ~shapely.is_empty(geoms) & shapely.is_valid_input(geoms)
     bad_out = ~shapely.is_valid(geoms)
     if bad_out.any():  # reprojection can fold a ring; repair once more
@@ -342,19 +388,25 @@ def build_features(report: SourceReport, schema: Schema, crs: pyproj.CRS, center
     order = np.argsort(priorities, kind="stable")
     order = order[valid[order]]
     ids, counts = np.unique(class_ids[order], return_counts=True)
-    return FeatureSet(crs, geoms[order], class_ids[order], priorities[order], heights[order],
-                      repaired, skipped, {int(i): int(c) for i, c in zip(ids, counts)},
-                      buildings=table.take(order), read=read, unclassified=tuple(unclassified))
+    return FeatureSet(crs, geoms[order], class_ids[order], priorities[order], prep.tops_m[order],
+                      prep.repaired, prep.skipped, {int(i): int(c) for i, c in zip(ids, counts)},
+                      buildings=table.take(order), read=prep.read, unclassified=prep.unclassified)
 
 
-def _in_output_crs(classified: _Classified, to_work, work_to_out, lonlat_to_out) -> np.ndarray:
-    """Areas reprojected, lines and points buffered (half their width, in local ground metres) and reprojected."""
-    polys = _apply(lonlat_to_out, np.array(classified.area_geoms, dtype=object))
+def _buffered_lines(classified: _Classified, to_work) -> np.ndarray:
+    """Lines and points buffered to half their width in local ground metres (the work CRS)."""
     if not classified.line_geoms:
-        return polys
+        return np.array([], dtype=object)
     lines = _apply(to_work, np.array(classified.line_geoms, dtype=object))
-    buffered = shapely.buffer(lines, np.asarray(classified.line_widths) / 2.0, quad_segs=4)
-    return np.concatenate([polys, _apply(work_to_out, buffered)])
+    return shapely.buffer(lines, np.asarray(classified.line_widths) / 2.0, quad_segs=4)
+
+
+def _in_output_crs(prep: _Prepared, work_to_out, lonlat_to_out) -> np.ndarray:
+    """Areas and buffered lines (and points) reprojected, in that order."""
+    polys = _apply(lonlat_to_out, prep.areas_lonlat)
+    if not len(prep.lines_work):
+        return polys
+    return np.concatenate([polys, _apply(work_to_out, prep.lines_work)])
 
 
 def coverage_warning(feats: FeatureSet) -> str | None:
@@ -390,20 +442,15 @@ def _half_widths_m(lonlat_geoms: np.ndarray, to_work: pyproj.Transformer) -> np.
 
 
 def _building_table(meta: list, lonlat_geoms: np.ndarray, widths_m: np.ndarray, to_work: pyproj.Transformer,
-                    crs: pyproj.CRS, schema: Schema) -> tuple[np.ndarray, BuildingTable]:
+                    schema: Schema) -> tuple[np.ndarray, BuildingTable]:
     """Top heights (NaN for features without one) and the BuildingTable of features in source order:
-    buildings from their tags, trees from theirs (a crown ``widths_m`` across)."""
+    buildings from their tags, trees from theirs (a crown ``widths_m`` across). Its ground frames are NaN
+    (:func:`_with_ground_frames` sets them for a CRS)."""
     n = len(meta)
-    roles = [m[2] for m in meta]
-    has_height = np.array([r is not None for r in roles], dtype=bool)
-    is_building = np.array([r == "building" for r in roles], dtype=bool)
+    is_building = np.array([m[2] == "building" for m in meta], dtype=bool)
     half_w = np.full(n, np.nan)
-    jac = np.full((n, 2, 2), np.nan)
     if is_building.any():
         half_w[is_building] = _half_widths_m(lonlat_geoms[is_building], to_work)
-    if has_height.any():
-        centres = shapely.centroid(lonlat_geoms[has_height])
-        jac[has_height] = ground_jacobians(shapely.get_x(centres), shapely.get_y(centres), crs)
     items: list[BuildingHeights | None] = []
     notes: list[str] = []
     for (_, _, role, tags), hw, width, geom in zip(meta, half_w, widths_m, lonlat_geoms):
@@ -418,4 +465,15 @@ def _building_table(meta: list, lonlat_geoms: np.ndarray, widths_m: np.ndarray, 
         items.append(b)
     log_height_warnings(notes)
     tops = np.array([b.height_m if b is not None else np.nan for b in items], dtype=np.float32)
-    return tops, BuildingTable.from_heights(items, jac)
+    return tops, BuildingTable.from_heights(items, np.full((n, 2, 2), np.nan))
+
+
+def _with_ground_frames(table: BuildingTable, meta: list, lonlat_geoms: np.ndarray, crs: pyproj.CRS) -> BuildingTable:
+    """``table`` with the ground frame (:func:`~geogan.heights.ground_jacobians` in ``crs``) of every feature
+    that has a height."""
+    has_height = np.array([m[2] is not None for m in meta], dtype=bool)
+    jac = np.full((len(meta), 2, 2), np.nan)
+    if has_height.any():
+        centres = shapely.centroid(lonlat_geoms[has_height])
+        jac[has_height] = ground_jacobians(shapely.get_x(centres), shapely.get_y(centres), crs)
+    return dataclasses.replace(table, ground_jacobians=jac)

@@ -19,7 +19,7 @@ import pyproj
 
 from .classes import Schema
 from .errors import InputError, SourceError
-from .features import FeatureSet, build_features, coverage_warning
+from .features import FeatureSet, build_feature_sets, build_features, coverage_warning
 from .grid import Grid, grid_from_bbox
 from .overpass import clip_large_osm, fetch_osm
 from .rasterizer import VectorClassSource
@@ -229,8 +229,7 @@ def read_feature_pair(paths: list[Path], grid: Grid, generator_grid: Grid, schem
     box = union_bbox([margin_bbox_lonlat(grid, margins_px[0]), margin_bbox_lonlat(generator_grid, margins_px[1])])
     report = _read_report(paths, box, schema, class_field, fetch or OsmFetch(), progress)
     centre = grid.center_lonlat()
-    feats = build_features(report, schema, grid.crs, centre, class_field)
-    generator_feats = build_features(report, schema, generator_grid.crs, centre, class_field)
+    feats, generator_feats = build_feature_sets(report, schema, (grid.crs, generator_grid.crs), centre, class_field)
     return feats, generator_feats, _feature_warnings(feats, schema)
 
 

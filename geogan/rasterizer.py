@@ -11,7 +11,9 @@ shape per layer.
 
 from __future__ import annotations
 
+import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,14 +75,49 @@ def polygon_mappings(geoms: np.ndarray, values) -> list[tuple[dict, int | float]
             for a, b, k in zip([0, *ring_ends[:-1]], ring_ends, part_of.tolist())]
 
 
+@dataclass(frozen=True, eq=False)
+class DrawnWindow:
+    """The features over one window drawn once, from which its class map and object heights both follow.
+
+    ``idx``: the FeatureSet indices of the features on the window, in drawing order; ``shapes``: what was
+    burnt, their clipped polygon parts (:func:`burnable`) valued 1 + their position in ``idx``; ``rank``
+    (int32 ``grid.shape_yx``): 1 + the position in ``idx`` of the feature drawn on top of each pixel, 0
+    where none. Read-only.
+    """
+
+    idx: np.ndarray
+    shapes: list
+    rank: np.ndarray
+
+    def classes(self, class_ids: np.ndarray, fill: int = 0) -> np.ndarray:
+        """uint8 class ids of the features on top (``fill`` where none)."""
+        lut = np.empty(len(self.idx) + 1, dtype=np.uint8)
+        lut[0] = fill
+        lut[1:] = class_ids[self.idx]
+        return lut[self.rank]
+
+    def shapes_of(self, positions: np.ndarray) -> list[tuple[dict, int]]:
+        """The burnt parts of the features at ``positions`` (into ``idx``), in that order, valued 1 + their
+        place in ``positions``: what :func:`burnable` gives for those features alone."""
+        parts: dict[int, list[dict]] = {}
+        for shape, value in self.shapes:
+            parts.setdefault(value - 1, []).append(shape)
+        return [(shape, j + 1) for j, k in enumerate(positions.tolist()) for shape in parts.get(k, ())]
+
+
+def draw_window(feats: FeatureSet, grid: Grid) -> DrawnWindow:
+    """The features over ``grid`` drawn in priority order (:class:`DrawnWindow`)."""
+    idx = feats.query(grid.bounds)
+    shapes = burnable(feats.geometries[idx], range(1, len(idx) + 1), grid) if len(idx) else []
+    rank = np.zeros(grid.shape_yx, dtype=np.int32)
+    if shapes:
+        rio_features.rasterize(shapes, out=rank, transform=grid.transform)
+    return DrawnWindow(idx, shapes, rank)
+
+
 def rasterize_classes(feats: FeatureSet, grid: Grid, fill: int = 0) -> np.ndarray:
     """Class ids (uint8, shape ``grid.shape_yx``); ``fill`` where nothing is drawn."""
-    out = np.full(grid.shape_yx, fill, dtype=np.uint8)
-    idx = feats.query(grid.bounds)
-    shapes = burnable(feats.geometries[idx], feats.class_ids[idx].tolist(), grid) if len(idx) else []
-    if shapes:
-        rio_features.rasterize(shapes, out=out, transform=grid.transform)
-    return out
+    return draw_window(feats, grid).classes(feats.class_ids, fill)
 
 
 def rasterize_heights(feats: FeatureSet, grid: Grid) -> np.ndarray:
@@ -105,15 +142,18 @@ class VectorClassSource:
     bases_m: np.ndarray | None = None
 
     def classes(self, grid: Grid) -> np.ndarray:
-        return rasterize_classes(self.features, grid)
+        return _LAST_DRAWN.keep(self.features, grid).classes(self.features.class_ids)
 
     def object_heights(self, grid: Grid) -> np.ndarray:
         """Top surface of objects above ground on ``grid`` (buildings with their roofs, else 0)."""
-        return rasterize_object_heights(self.features, grid)
+        return _top_and_bottom(self.features, self._surface(grid), False)
 
     def object_height_layers(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         """(top, bottom) above ground on ``grid``: the bottom is the ``min_height`` of the part making the top."""
-        return rasterize_object_heights(self.features, grid, with_bottom=True)
+        return _top_and_bottom(self.features, self._surface(grid), True)
+
+    def _surface(self, grid: Grid) -> "ObjectSurface":
+        return object_surface(self.features, grid, _LAST_DRAWN.take(self.features, grid))
 
     def standing_on(self, dem) -> "VectorClassSource":
         """This source with one base elevation per building from ``dem`` (a :class:`~geogan.terrain.DemSource`)."""
@@ -124,10 +164,38 @@ class VectorClassSource:
     def object_layers(self, grid: Grid) -> tuple[np.ndarray, np.ndarray | None]:
         """(top above its base, base elevation or NaN where an object follows the terrain; None without bases)
         on ``grid``: what :func:`geogan.terrain.compose_heights` takes as ``object_m`` and ``base_m``."""
-        layers = object_surface(self.features, grid)
+        layers = self._surface(grid)
         if self.bases_m is None:
             return layers.top_m, None
         return layers.top_m, layers.per_pixel(self.bases_m)
+
+
+class _LastDrawn:
+    """Each thread's last class map drawing (:func:`draw_window`, one window), kept until the same window's
+    object heights take it: a render asks a window's class map and then its object heights
+    (:func:`geogan.pipeline.write_surface`), which follow from the same drawing, so the features are
+    clipped, converted and burnt once for both. Keyed by the FeatureSet's identity (held weakly) and the
+    grid (equal grids draw equal windows)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def keep(self, feats: FeatureSet, grid: Grid) -> DrawnWindow:
+        """``feats`` drawn on ``grid``, kept for :meth:`take`."""
+        drawn = draw_window(feats, grid)
+        self._local.last = (weakref.ref(feats), grid, drawn)
+        return drawn
+
+    def take(self, feats: FeatureSet, grid: Grid) -> DrawnWindow | None:
+        """The kept drawing of ``feats`` on ``grid`` (no longer kept), or None."""
+        last = getattr(self._local, "last", None)
+        if last is None or last[0]() is not feats or last[1] != grid:
+            return None
+        self._local.last = None
+        return last[2]
+
+
+_LAST_DRAWN = _LastDrawn()
 
 
 def object_layers(source, grid: Grid) -> tuple[np.ndarray, np.ndarray | None]:
@@ -223,24 +291,25 @@ def _height_features(feats: FeatureSet, idx: np.ndarray) -> _HeightFeatures:
                            tb.roof_shapes.astype(int), tb.roof_heights_m.astype(np.float64), tb.is_part, tb)
 
 
-def _burn_ranks(geoms: np.ndarray, grid: Grid) -> np.ndarray:
-    """int32 ``grid.shape_yx``: 1 + the index of the last of ``geoms`` drawn over each pixel (0: none)."""
+def _burn_ranks(shapes: list[tuple[dict, int]], grid: Grid) -> np.ndarray:
+    """int32 ``grid.shape_yx`` with ``shapes`` (valued 1 + their feature's place) burnt in order (0: none)."""
     rank = np.zeros(grid.shape_yx, dtype=np.int32)
-    burn = burnable(geoms, range(1, len(geoms) + 1), grid)
-    if burn:
-        rio_features.rasterize(burn, out=rank, transform=grid.transform)
+    if shapes:
+        rio_features.rasterize(shapes, out=rank, transform=grid.transform)
     return rank
 
 
-def _paint_layer(hf: _HeightFeatures, members: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+def _paint_layer(hf: _HeightFeatures, members: np.ndarray, grid: Grid,
+                 drawn: DrawnWindow) -> tuple[np.ndarray, np.ndarray]:
     """(surface, owner) of the ``members`` alone: the highest roof over each pixel (-inf where none) and
-    the index (into ``hf``) of the feature it belongs to (-1 where none)."""
+    the index (into ``hf``) of the feature it belongs to (-1 where none). ``drawn``: the window's
+    features drawn (:func:`draw_window`), whose burnt parts are reused."""
     surface = np.full(grid.shape_yx, -np.inf, dtype=np.float32)
     owner = np.full(grid.shape_yx, -1, dtype=np.int64)
     flat = np.flatnonzero(members & ~hf.shaped)
     if len(flat):  # draw in ascending height: the last drawn, the tallest, wins
         flat = flat[np.argsort(hf.tops_m[flat], kind="stable")]
-        pick = _burn_ranks(hf.geoms[flat], grid)
+        pick = _burn_ranks(drawn.shapes_of(flat), grid)
         hit = pick > 0
         owner[hit] = flat[pick[hit] - 1]
         surface[hit] = hf.tops_m[owner[hit]]
@@ -254,13 +323,13 @@ def _paint_layer(hf: _HeightFeatures, members: np.ndarray, grid: Grid) -> tuple[
     return surface, owner
 
 
-def _building_surface(hf: _HeightFeatures, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+def _building_surface(hf: _HeightFeatures, grid: Grid, drawn: DrawnWindow) -> tuple[np.ndarray, np.ndarray]:
     """(surface, owner) of all buildings: outlines, then ``building:part`` features replacing them."""
     layers = {}
     for part in (False, True):
         members = hf.has_h & (hf.is_part == part)
         if members.any():
-            layers[part] = _paint_layer(hf, members, grid)
+            layers[part] = _paint_layer(hf, members, grid, drawn)
     if False in layers:
         surface, owner = layers[False]
     else:
@@ -288,23 +357,25 @@ class ObjectSurface:
         return out
 
 
-def object_surface(feats: FeatureSet, grid: Grid) -> ObjectSurface:
+def object_surface(feats: FeatureSet, grid: Grid, drawn: DrawnWindow | None = None) -> ObjectSurface:
     """Object heights above ground on ``grid`` and the feature making each pixel's top.
 
     A pixel shows an object (a building, a tree crown) when the feature drawn on top there (class
     drawing order, as in the class map) has a height; its value is then the highest roof over it,
-    ``building:part`` features replacing the outline they stand on.
+    ``building:part`` features replacing the outline they stand on. ``drawn``: the window's features
+    already drawn (:func:`draw_window` of ``feats`` on ``grid``; None: drawn here when needed).
     """
     out = np.zeros(grid.shape_yx, dtype=np.float32)
     owner_out = np.full(grid.shape_yx, -1, dtype=np.int64)
-    idx = feats.query(grid.bounds)
+    idx = feats.query(grid.bounds) if drawn is None else drawn.idx
     hf = _height_features(feats, idx) if len(idx) else None
     if hf is None or not hf.has_h.any():
         return ObjectSurface(out, owner_out)
-    rank = _burn_ranks(hf.geoms, grid)
+    drawn = draw_window(feats, grid) if drawn is None else drawn
+    rank = drawn.rank
     on_building = rank > 0
     on_building[on_building] = hf.has_h[rank[on_building] - 1]
-    surface, owner = _building_surface(hf, grid)
+    surface, owner = _building_surface(hf, grid, drawn)
     # a pixel whose top feature is a building but no footprint claimed it (a centre exactly on an
     # edge, where GDAL and GEOS disagree) takes that feature's top
     missing = on_building & ((owner < 0) | ~np.isfinite(surface))
@@ -321,7 +392,10 @@ def rasterize_object_heights(feats: FeatureSet, grid: Grid, *, with_bottom: bool
     (see :func:`object_surface`). With ``with_bottom=True`` returns ``(top, bottom)``, ``bottom`` holding
     the ``min_height`` of the part that makes the top (0 elsewhere).
     """
-    layers = object_surface(feats, grid)
+    return _top_and_bottom(feats, object_surface(feats, grid), with_bottom)
+
+
+def _top_and_bottom(feats: FeatureSet, layers: ObjectSurface, with_bottom: bool):
     if not with_bottom:
         return layers.top_m
     return layers.top_m, layers.per_pixel(np.nan_to_num(feats.min_heights_m, nan=0.0), 0.0)

@@ -1,0 +1,124 @@
+"""Issue 28 (cost that follows the output): the features are classified once for the output and the
+generator grid, and a window's class map and object heights come from one drawing of its features.
+Both are shortcuts that must not change a pixel: each is checked against the long way round."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyproj
+import pytest
+import shapely
+from rasterio import features as rio_features
+
+from geogan.api import sample_osm_path
+from geogan.classes import load_schema
+from geogan.features import build_feature_sets, build_features
+from geogan.grid import grid_from_bbox
+from geogan.rasterizer import (VectorClassSource, burnable, draw_window, object_surface, rasterize_classes,
+                               rasterize_object_heights)
+from geogan.sources import RawLayer, osm_file_bounds, read_sources
+
+from osm_factory import offset_lonlat
+
+UTM = pyproj.CRS.from_epsg(32635)
+MERC = pyproj.CRS.from_epsg(3857)
+
+
+def _box_lonlat(lon: float, lat: float, east_m: float, north_m: float, w_m: float, h_m: float):
+    x0, y0 = offset_lonlat(lon, lat, east_m, north_m)
+    x1, y1 = offset_lonlat(lon, lat, east_m + w_m, north_m + h_m)
+    return shapely.box(x0, y0, x1, y1)
+
+
+@pytest.fixture(scope="module")
+def town():
+    """The sample town's features plus shaped roofs, building parts on an outline and a row of trees (every
+    path of the object heights), with the bbox they were read on and its centre."""
+    bbox = osm_file_bounds(sample_osm_path())
+    report = read_sources([sample_osm_path()], bbox)
+    lon, lat = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+    extra = [(_box_lonlat(lon, lat, 0, 0, 14, 9), {"building": "house", "height": "9", "roof:shape": "gabled"}),
+             (_box_lonlat(lon, lat, 30, 0, 20, 20), {"building": "yes", "height": "6"}),
+             (_box_lonlat(lon, lat, 30, 0, 10, 20), {"building:part": "yes", "height": "15",
+                                                     "roof:shape": "hipped"}),
+             (_box_lonlat(lon, lat, 40, 0, 10, 20), {"building:part": "yes", "height": "4"}),
+             (shapely.LineString([offset_lonlat(lon, lat, -40, -20), offset_lonlat(lon, lat, 40, -20)]),
+              {"natural": "tree_row"})]
+    geoms = np.array([g for g, _ in extra], dtype=object)
+    report.layers.append(RawLayer("extra", geoms, [t for _, t in extra], is_osm=True))
+    return report, bbox, (lon, lat)
+
+
+def _same_features(a, b) -> None:
+    assert len(a) == len(b)
+    assert all(shapely.to_wkb(a.geometries) == shapely.to_wkb(b.geometries))
+    for name in ("class_ids", "priorities", "heights_m"):
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+    for name in a.buildings.__dataclass_fields__:
+        assert np.array_equal(getattr(a.buildings, name), getattr(b.buildings, name), equal_nan=True), name
+    assert a.counts_by_class == b.counts_by_class and (a.repaired, a.skipped, a.read) == (b.repaired, b.skipped, b.read)
+
+
+def test_feature_sets_in_two_crss_are_those_built_one_by_one(town):
+    report, _, centre = town
+    schema = load_schema()
+    out_feats, gen_feats = build_feature_sets(report, schema, (MERC, UTM), centre)
+    _same_features(out_feats, build_features(report, schema, MERC, centre))
+    _same_features(gen_feats, build_features(report, schema, UTM, centre))
+    assert out_feats.buildings.trees.any() and out_feats.buildings.is_part.any()  # the data covers every path
+
+
+def test_equal_crss_share_one_feature_set(town):
+    report, _, centre = town
+    out_feats, gen_feats = build_feature_sets(report, load_schema(), (UTM, pyproj.CRS.from_epsg(32635)), centre)
+    assert out_feats is gen_feats
+
+
+def _classes_burnt_directly(feats, grid) -> np.ndarray:
+    """The class map burnt with class ids as values (how it was drawn before the ranks)."""
+    out = np.zeros(grid.shape_yx, dtype=np.uint8)
+    idx = feats.query(grid.bounds)
+    shapes = burnable(feats.geometries[idx], feats.class_ids[idx].tolist(), grid)
+    if shapes:
+        rio_features.rasterize(shapes, out=out, transform=grid.transform)
+    return out
+
+
+@pytest.mark.parametrize("gsd_m", [0.5, 2.0, 10.0])
+def test_one_drawing_gives_the_class_map_and_the_object_heights(town, gsd_m):
+    report, bbox, centre = town
+    grid = grid_from_bbox(bbox, "EPSG:4326", "EPSG:3857", gsd_m)
+    feats = build_features(report, load_schema(), grid.crs, centre)
+    src = VectorClassSource(feats)
+    for window in (grid, grid.window(grid.height // 3, grid.width // 4, grid.height // 3, grid.width // 2)):
+        classes = src.classes(window)  # keeps its drawing for the object heights asked next
+        assert np.array_equal(classes, _classes_burnt_directly(feats, window))
+        assert np.array_equal(rasterize_classes(feats, window), classes)
+        top, bottom = src.object_height_layers(window)  # from the kept drawing
+        fresh_top, fresh_bottom = rasterize_object_heights(feats, window, with_bottom=True)
+        assert np.array_equal(top, fresh_top) and np.array_equal(bottom, fresh_bottom)
+        assert (top > 0).any()
+        assert np.array_equal(src.object_heights(window), fresh_top)  # nothing kept: drawn again
+
+
+def test_the_parts_of_a_drawing_are_those_burnt_for_the_features_alone(town):
+    report, bbox, centre = town
+    grid = grid_from_bbox(bbox, "EPSG:4326", "EPSG:3857", 2.0)
+    feats = build_features(report, load_schema(), grid.crs, centre)
+    drawn = draw_window(feats, grid)
+    positions = np.random.default_rng(0).permutation(len(drawn.idx))[: len(drawn.idx) // 3]
+    expected = burnable(feats.geometries[drawn.idx[positions]], range(1, len(positions) + 1), grid)
+    got = drawn.shapes_of(positions)
+    assert [v for _, v in got] == [v for _, v in expected] and [s for s, _ in got] == [s for s, _ in expected]
+
+
+def test_a_kept_drawing_is_only_used_for_its_own_features_and_window(town):
+    report, bbox, centre = town
+    grid = grid_from_bbox(bbox, "EPSG:4326", "EPSG:3857", 2.0)
+    feats = build_features(report, load_schema(), grid.crs, centre)
+    other = build_features(report, load_schema(), grid.crs, centre)
+    half = grid.window(0, 0, grid.height // 2, grid.width)
+    VectorClassSource(feats).classes(half)
+    assert np.array_equal(VectorClassSource(feats).object_heights(grid), object_surface(feats, grid).top_m)
+    VectorClassSource(other).classes(grid)
+    assert np.array_equal(VectorClassSource(feats).object_heights(grid), object_surface(feats, grid).top_m)
