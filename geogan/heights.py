@@ -56,6 +56,7 @@ strips agree bit for bit.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import Counter
@@ -243,6 +244,11 @@ def _roof_on_walls(shape: str, walls_top_m: float, bottom_m: float, explicit_roo
     return top_m, bottom_m, roof_m
 
 
+# the tags building_heights reads (nothing else of a feature changes its result)
+_HEIGHT_TAGS = ("height", "min_height", "building", "building:part", "building:levels", "building:min_level",
+                "roof:shape", "roof:height", "roof:levels", "roof:angle", "roof:orientation", "roof:direction")
+
+
 def building_heights(tags: Mapping[str, str], storey_height_m: float = STOREY_HEIGHT_M,
                      half_width_m: float | None = None) -> BuildingHeights:
     """Top, bottom and roof of a building (part) from its OSM tags (see the module docstring).
@@ -251,7 +257,25 @@ def building_heights(tags: Mapping[str, str], storey_height_m: float = STOREY_HE
     ground metres; it sets the default roof height for a ``roof:shape`` given without
     ``roof:height`` / ``roof:levels`` (and the height of a ``roof:angle``). None: such
     roofs are flat.
+
+    Remembered for recent combinations of the height tags (a town's buildings share a few): the half-width
+    only counts when a ``roof:shape`` is tagged.
     """
+    values = tuple(tags.get(k) for k in _HEIGHT_TAGS)
+    width = half_width_m if tags.get("roof:shape") is not None else None
+    try:
+        return _remembered_heights(values, storey_height_m, width)
+    except TypeError:  # a value that cannot be a key (not text)
+        return _building_heights(tags, storey_height_m, half_width_m)
+
+
+@functools.lru_cache(maxsize=16384)
+def _remembered_heights(values: tuple, storey_height_m: float, half_width_m: float | None) -> BuildingHeights:
+    tags = {k: v for k, v in zip(_HEIGHT_TAGS, values) if v is not None}
+    return _building_heights(tags, storey_height_m, half_width_m)
+
+
+def _building_heights(tags: Mapping[str, str], storey_height_m: float, half_width_m: float | None) -> BuildingHeights:
     notes: list[str] = []
     shape, unknown = roof_shape_of(tags)
     if unknown is not None:

@@ -254,7 +254,7 @@ def read_layer(path: Path, layer: str, bbox_lonlat: tuple[float, float, float, f
 def _raw_layer(path: Path, layer: str, geoms: np.ndarray, tags: list[dict[str, str]], ids: list[str | None],
                osm: bool, layer_crs: str | None) -> RawLayer:
     """Features in EPSG:4326, without those whose geometry is missing or empty (counted as dropped)."""
-    missing = np.array([g is None or shapely.is_empty(g) for g in geoms], dtype=bool)
+    missing = np.asarray(shapely.is_missing(geoms) | shapely.is_empty(geoms), dtype=bool)
     if layer_crs and len(geoms):
         crs = pyproj.CRS.from_user_input(layer_crs)
         if not crs.equals(pyproj.CRS.from_epsg(4326), ignore_axis_order=True):

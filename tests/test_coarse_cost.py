@@ -122,3 +122,18 @@ def test_a_kept_drawing_is_only_used_for_its_own_features_and_window(town):
     assert np.array_equal(VectorClassSource(feats).object_heights(grid), object_surface(feats, grid).top_m)
     VectorClassSource(other).classes(grid)
     assert np.array_equal(VectorClassSource(feats).object_heights(grid), object_surface(feats, grid).top_m)
+
+
+def test_remembered_building_heights_are_those_worked_out_afresh():
+    from geogan.heights import STOREY_HEIGHT_M, _building_heights, building_heights
+    cases = [({"building": "house"}, 4.0), ({"building": "house", "name": "A"}, 9.0),
+             ({"building": "yes", "roof:shape": "gabled", "building:levels": "2"}, 4.0),
+             ({"building": "yes", "roof:shape": "gabled", "building:levels": "2"}, 7.0),
+             ({"building:part": "yes", "height": "12", "min_height": "3", "roof:shape": "hipped"}, None),
+             ({"building": "yes", "roof:shape": "wobbly", "height": "x"}, 5.0)]
+    for _ in range(2):  # the second round from memory
+        for tags, half_width_m in cases:
+            assert building_heights(tags, half_width_m=half_width_m) == _building_heights(tags, STOREY_HEIGHT_M, half_width_m)
+    # the half-width sets a tagged roof's default height, and only counts then
+    gabled = cases[2][0]
+    assert building_heights(gabled, half_width_m=4.0).height_m != building_heights(gabled, half_width_m=7.0).height_m
