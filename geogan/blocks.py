@@ -222,12 +222,12 @@ def _failure(problem: BaseException | BlockFailure, block: Block, root: str) -> 
     return RenderError(f"{where} failed on a worker: {text} (no index was written)")
 
 
-def _collect(futures: dict, runtime: RuntimeSettings, root: str) -> list[BlockRecord]:
+def _collect(client, futures: dict, runtime: RuntimeSettings, root: str) -> list[BlockRecord]:
     """The blocks' records as they finish; the first failure stops the run."""
-    from dask.distributed import as_completed
+    from .distributed import completed
 
     records = []
-    for done, fut in enumerate(as_completed(list(futures)), 1):
+    for done, fut in enumerate(completed(client, list(futures)), 1):
         if runtime.cancel is not None and runtime.cancel():
             raise Cancelled("render cancelled; no index was written")
         try:
@@ -251,7 +251,7 @@ def _stop(client, futures: dict) -> None:
     """Cancel the blocks not started and wait (up to ``SETTLE_S``) for those being written to end, so that a
     failed run returns once its workers have committed or removed every block they were writing (a running
     Dask task cannot be stopped)."""
-    from dask.distributed import wait
+    from .distributed import completed
 
     busy = {key for keys in client.processing().values() for key in keys}
     running = [fut for fut in futures if fut.key in busy]
@@ -259,7 +259,8 @@ def _stop(client, futures: dict) -> None:
         if fut.key not in busy:
             fut.cancel()
     try:
-        wait(running, timeout=SETTLE_S)
+        for _ in completed(client, running, SETTLE_S):
+            pass
     except TimeoutError:
         log.warning("blocks still being written after %.0f s; they are not indexed", SETTLE_S)
 
@@ -294,7 +295,7 @@ def render_grid_blocks(job: RenderJob, runtime: RuntimeSettings, client, blocks_
             (out_dir / name).unlink(missing_ok=True)
         futures = _submit(job, client, blocks, root, overwrite, retries)
         try:
-            records = _collect(futures, runtime, root)
+            records = _collect(client, futures, runtime, root)
         except GeoganError:
             _stop(client, futures)
             raise

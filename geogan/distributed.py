@@ -87,21 +87,34 @@ def blocks(n_tile_rows: int, rows_per_block: int) -> Iterator[tuple[int, int]]:
 
 
 def get_client(scheduler: str | None, workers: int | None):
-    """A dask.distributed Client: connect to ``scheduler`` or start a LocalCluster of ``workers``."""
+    """A dask.distributed Client: connect to ``scheduler`` or start a LocalCluster of ``workers``. It is not made
+    the process's default client (nor dask's scheduler): renders in threads each keep to their own."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise InputError("Dask rendering needs dask.distributed; pip install 'geogan[dask]'") from None
     if scheduler:
         try:
-            return Client(scheduler, timeout="20s")
+            return Client(scheduler, timeout="20s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); check the address "
                              "or use --workers N for a local cluster") from None
     if workers is None or workers < 1:
         raise InputError("--workers must be 1 or more")
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster)
+    return Client(cluster, set_as_default=False)
+
+
+def completed(client, futures: list, timeout_s: float | None = None):
+    """``futures`` (of ``client``) as they finish, waited on in ``client``'s own event loop.
+
+    ``as_completed`` without a loop (and ``distributed.wait``) waits in the loop of the process's current or
+    default client: with renders in threads (QGIS tasks) another render's client, and when that one closes, the
+    futures registered with its loop are never reported: the render waits forever with idle workers
+    (dask/distributed#4317). Past ``timeout_s`` the iterator raises :class:`TimeoutError`."""
+    from dask.distributed import as_completed
+
+    return as_completed(futures, loop=client.loop, timeout=timeout_s)
 
 
 def render_grid_dask(job: RenderJob, runtime: RuntimeSettings, client, *, rows_per_block: int = 2,
@@ -119,7 +132,7 @@ def render_grid_dask(job: RenderJob, runtime: RuntimeSettings, client, *, rows_p
              len(client.scheduler_info().get("workers", {})))
     futures = _submit_blocks(job, client, block_list, retries)
     try:
-        _write_blocks(job, runtime, futures, [first for first, _ in block_list])
+        _write_blocks(job, runtime, completed(client, futures), [first for first, _ in block_list])
     finally:
         for fut in futures:
             fut.cancel()
@@ -148,15 +161,14 @@ def run_token() -> str:
     return secrets.token_hex(6)
 
 
-def _write_blocks(job: RenderJob, runtime: RuntimeSettings, futures: list, firsts: list[int]) -> None:
-    """Warp and write the blocks' strips (with their class-map and height rows) in canonical row order: a block
-    that comes back before the ones above it waits in memory."""
-    from dask.distributed import as_completed
-
+def _write_blocks(job: RenderJob, runtime: RuntimeSettings, finished, firsts: list[int]) -> None:
+    """Warp and write the blocks' strips (with their class-map and height rows) in canonical row order, the
+    futures taken as they ``finished`` (:func:`completed`): a block that comes back before the ones above it
+    waits in memory."""
     done, waiting, n_blocks, firsts = 0, {}, len(firsts), sorted(firsts)
     warper = job.warper()
     with OutputSet(job.grid, output_specs(job.paths, job.schema, job.compression, job.tags, job.coverage)) as outputs:
-        for fut in as_completed(futures):
+        for fut in finished:
             if runtime.cancel is not None and runtime.cancel():
                 raise Cancelled("render cancelled; no output was written")
             first, strips = fut.result()
@@ -176,4 +188,4 @@ def covered_rows(grid: Grid, spec: TileSpec, rows_per_block: int) -> list[tuple[
     return [block_rows(grid, spec, a, b) for a, b in blocks(n, rows_per_block)]
 
 
-__all__ = ["render_grid_dask", "get_client", "covered_rows", "blocks", "Path"]
+__all__ = ["render_grid_dask", "get_client", "completed", "covered_rows", "blocks", "Path"]

@@ -3,9 +3,15 @@ the client only the index (VRTs + a STAC ItemCollection); the mosaic equals the 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import rasterio
@@ -161,23 +167,129 @@ def test_blocks_out_needs_dask_workers(tmp_path, tiny_model):
         geogan.render(out_dir=None, workers=2, blocks_out=tmp_path / "b", **_request(tiny_model))
 
 
-@pytest.mark.skip(reason="hangs now and then in full runs (two geogan.render calls in threads of one process, each "
-                  "connecting a dask Client to one scheduler: seen 3 times on 2026-12-06, 09:00-09:15, after passing "
-                  "in every earlier run); the per-render task token it checks is in distributed.py; to be made "
-                  "deterministic (e.g. two client processes) before it runs again")
-def test_two_renders_at_once_on_one_scheduler_keep_their_own_blocks(tmp_path, tiny_model, scheduler):
-    """Task keys carry a token of the render: two clients (here two threads) rendering other seeds on one
-    scheduler at the same time each get their own pixels (keys named by tile rows alone were shared)."""
-    from concurrent.futures import ThreadPoolExecutor
+HANG_S = 240  # a wait in these tests that takes longer than this has hung (a render here takes seconds)
 
-    def one(seed: int, blocks: bool):
-        kw = {**_request(tiny_model), "seed": seed}
-        if blocks:
-            kw["blocks_out"] = tmp_path / f"blocks{seed}"
-        return geogan.render(out_dir=tmp_path / f"{seed}-{blocks}", scheduler=scheduler, **kw).aerial
+# One client process of the two-processes test: it renders once with the pixels sent to it and once with the
+# workers writing the blocks, starting when the test says go (both processes then render at the same time).
+_CLIENT_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+import geogan
+from geogan import blocks
+args = json.loads(sys.argv[1])
+blocks.BLOCK_CANONICAL_ROWS = args["block_rows"]
+Path(args["ready"]).touch()
+deadline = time.monotonic() + args["wait_s"]
+while not Path(args["go"]).exists():
+    if time.monotonic() > deadline:
+        sys.exit("no go from the test")
+    time.sleep(0.05)
+out = Path(args["out"])
+geogan.render(out_dir=out / "pixels", scheduler=args["scheduler"], **args["request"])
+geogan.render(out_dir=out / "index", scheduler=args["scheduler"], blocks_out=out / "blocks", **args["request"])
+"""
 
-    for blocks in (False, True):
-        with ThreadPoolExecutor(2) as pool:
-            a, b = pool.map(one, (1, 2), (blocks, blocks))
-        with rasterio.open(a) as da, rasterio.open(b) as db:
-            assert not np.array_equal(da.read(), db.read()), blocks
+
+def _client_process(tmp_path: Path, name: str, scheduler: str, request: dict) -> tuple:
+    args = dict(block_rows=BLOCK_ROWS, ready=str(tmp_path / f"{name}.ready"), go=str(tmp_path / "go"), wait_s=HANG_S,
+                out=str(tmp_path / name), scheduler=scheduler, request={**request, "osm": str(request["osm"])})
+    proc = subprocess.Popen([sys.executable, "-c", _CLIENT_SCRIPT, json.dumps(args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    return proc, Path(args["ready"])
+
+
+def _finish(procs: list) -> None:
+    """Wait (at most ``HANG_S`` each) for the client processes; kill them all and fail if one hangs or fails."""
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=HANG_S)
+            assert proc.returncode == 0, out[-3000:]
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a client process still renders after {HANG_S} s: hung")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+def test_two_renders_at_once_on_one_scheduler_keep_their_own_blocks(tmp_path, tiny_model, scheduler, small_blocks):
+    """Task keys carry a token of the render: two client processes rendering other seeds on one scheduler at the
+    same time each get their own blocks (keys named by tile rows alone were shared: the second got the first's
+    pixels). Each dask render, pixels to the client and worker-written, equals the local render of its seed."""
+    requests = {f"seed{seed}": {**_request(tiny_model), "seed": seed} for seed in (1, 2)}
+    procs, ready = zip(*(_client_process(tmp_path, name, scheduler, kw) for name, kw in requests.items()))
+    try:
+        deadline = time.monotonic() + HANG_S
+        while not all(path.exists() for path in ready) and all(p.poll() is None for p in procs):
+            assert time.monotonic() < deadline, f"the client processes did not start in {HANG_S} s"
+            time.sleep(0.05)
+        (tmp_path / "go").touch()  # both are connected-ready: they render at the same time
+    finally:
+        _finish(list(procs))
+    for name, kw in requests.items():
+        local = geogan.render(out_dir=tmp_path / f"local-{name}", **kw)
+        with rasterio.open(local.aerial) as expected:
+            pixels = expected.read()
+        for dask_aerial in (tmp_path / name / "pixels" / "aerial.tif", tmp_path / name / "index" / "aerial.vrt"):
+            with rasterio.open(dask_aerial) as got:
+                assert np.array_equal(got.read(), pixels), dask_aerial
+    with rasterio.open(tmp_path / "local-seed1" / "aerial.tif") as a, \
+            rasterio.open(tmp_path / "local-seed2" / "aerial.tif") as b:
+        assert not np.array_equal(a.read(), b.read())  # the seeds make other pixels
+
+
+def _in_thread(fn):
+    """``fn()`` in a daemon thread, waited on for at most ``HANG_S``: a hang fails the test instead of stopping it."""
+    box = {}
+
+    def run():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(HANG_S)
+    if thread.is_alive():
+        pytest.fail(f"still waiting after {HANG_S} s: hung")
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+@pytest.mark.parametrize("worker_written", [False, True], ids=["pixels-to-client", "worker-written"])
+def test_a_render_waits_for_its_blocks_on_its_own_client(tmp_path, tiny_model, scheduler, small_blocks,
+                                                          worker_written):
+    """The render waits for its blocks in its own client's event loop. ``as_completed`` (and ``wait``) without one
+    wait in the loop of the process's current or default client: with renders in threads (QGIS tasks) another
+    render's client, and once that one closed the blocks registered with its loop were never reported: the render
+    waited forever with idle workers (dask/distributed#4317; two renders in threads hung so). Here the other client
+    is current and already closed, so the old code hangs every time."""
+    other = distributed.Client(scheduler, set_as_default=False)
+    other.close()
+    kw = _request(tiny_model)
+    if worker_written:
+        kw["blocks_out"] = tmp_path / "blocks"
+
+    def render():
+        with other.as_current():
+            return geogan.render(out_dir=tmp_path / "out", scheduler=scheduler, **kw)
+
+    assert _in_thread(render).aerial.is_file()
+
+
+def test_the_render_client_is_nobody_elses_default(scheduler):
+    """geogan's client is not made the process's default client nor dask's scheduler: a render in one thread
+    does not redirect another thread's (or the user's) dask work to itself."""
+    from geogan.distributed import get_client
+
+    before = dask.config.get("scheduler", None)
+    client = get_client(scheduler, None)
+    try:
+        assert dask.config.get("scheduler", None) == before
+        with contextlib.suppress(ValueError):  # no client at all: none is the default
+            assert distributed.Client.current() is not client
+    finally:
+        client.close()
