@@ -8,7 +8,9 @@ Measures, in one run on this machine:
   throughput (OSM -> three COGs) on the same area, and their ratio: ``e2e_ratio`` for the first render of
   a fresh process, ``e2e_warm_ratio`` for its second; the ``_paired`` variants time the bare generator in
   each render's own process right after it and take the median of the per-process ratios (robust to this
-  VM's drifting speed);
+  VM's drifting speed). A texture bank (``--model default``) has no generator network: its "generator" is
+  the quilting of the render's own class-map strips (every ``quilt_strip`` call of the render replayed
+  alone, as many at once as the render runs), so only the ``_paired`` ratios exist for it;
 - peak RSS of a 1 km^2 and a 16 km^2 render at the same GSD (separate processes);
 - rasterizing the class map vs gdal_rasterize of the same layers on the same grid (when installed);
 - the generator's FLOP/s (torch.utils.flop_counter) vs this machine's measured fp32 matmul FLOP/s;
@@ -178,25 +180,70 @@ def render_in_subprocess(bbox, osm: Path, out: Path, model: str, extra=(), rende
     the last (what a long-lived process such as the QGIS plugin or a Dask worker sees). ``generator``: then
     also time the bare generator in the same process (:func:`generator_stats`, ``gen_seconds_per_tile``),
     so the end-to-end / generator ratio compares timings taken under the same machine load (this VM's
-    speed drifts by +-20 % within minutes)."""
+    speed drifts by +-20 % within minutes). ``cpu_seconds`` / ``warm_cpu_seconds``: the same renders' process
+    CPU time (all threads; less swayed than wall time by other work on the machine), ``load_1min``: the load
+    average when the last render ended."""
+    bank = generator and is_texture_bank(model)
     code = (  # geogan.api is imported before the timing (``import geogan`` alone no longer loads it)
-        "import json, resource, sys, time, geogan, geogan.api, torch\n"
+        "import json, os, resource, sys, time, geogan, geogan.api, torch\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
         f"torch.set_num_threads({torch.get_num_threads()})\n"
-        "secs = []\n"
+        + ("from bench import capture_quilt_calls, replay_quilt_seconds\ncalls = capture_quilt_calls()\n"
+           if bank else "")
+        + "secs, cpus = [], []\n"
         f"for _ in range({int(renders)}):\n"
-        f"    t=time.perf_counter(); r=geogan.render(osm={str(osm)!r}, bbox={tuple(bbox)!r}, out_dir={str(out)!r}, "
+        + ("    calls.clear()\n" if bank else "")
+        + "    t, c = time.perf_counter(), time.process_time()\n"
+        f"    r=geogan.render(osm={str(osm)!r}, bbox={tuple(bbox)!r}, out_dir={str(out)!r}, "
         f"model={model!r}, overwrite=True, force=True{''.join(', ' + e for e in extra)})\n"
-        "    secs.append(time.perf_counter()-t)\n"
-        "res = {'seconds': secs[0], 'warm_seconds': secs[-1], 'tiles': r.tiles, 'shape': r.grid.shape_yx, "
+        "    secs.append(time.perf_counter()-t); cpus.append(time.process_time()-c)\n"
+        "res = {'seconds': secs[0], 'warm_seconds': secs[-1], 'cpu_seconds': cpus[0], 'warm_cpu_seconds': cpus[-1], "
+        "'load_1min': os.getloadavg()[0], 'tiles': r.tiles, 'shape': r.grid.shape_yx, "
         "'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}\n"
-        + ("from bench import generator_stats\nfrom geogan.pipeline import CPU_BATCH_TILES\n"
+        + ("res['gen_seconds_per_tile'] = replay_quilt_seconds(calls) / r.tiles\n" if bank else
+           "from bench import generator_stats\nfrom geogan.pipeline import CPU_BATCH_TILES\n"
            f"res['gen_seconds_per_tile'] = generator_stats({model!r}, batch=CPU_BATCH_TILES, reps={int(gen_reps)})"
            "['seconds_per_tile']\n"
            if generator else "")
         + "print(json.dumps(res))\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def is_texture_bank(model: str) -> bool:
+    """Whether ``model`` (a name or card path) is a texture bank: quilted photo patches, no generator network."""
+    from geogan.infer import is_texture_bank as card_is_bank
+    from geogan.zoo import resolve_model
+    return card_is_bank(resolve_model(model))
+
+
+def capture_quilt_calls() -> list:
+    """From now on, record the arguments of every ``quilt_strip`` call (a texture bank's generator step: one
+    output strip quilted from its class map) in the returned list."""
+    import geogan.quilt_model as qm
+    calls: list = []
+    original = getattr(qm.quilt_strip, "__wrapped__", qm.quilt_strip)
+
+    def recording(*args, **kwargs):
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
+    recording.__wrapped__ = original
+    qm.quilt_strip = recording
+    return calls
+
+
+def replay_quilt_seconds(calls: list) -> float:
+    """Wall seconds to run the recorded ``quilt_strip`` calls again, alone, as many at once as a render runs
+    them (:func:`geogan.quilt_model.quilt_rows`): the bare quilting of that render."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import geogan.quilt_model as qm
+    strip = getattr(qm.quilt_strip, "__wrapped__", qm.quilt_strip)
+    with ThreadPoolExecutor(max(1, min(os.cpu_count() or 1, 4))) as pool:
+        t = time.perf_counter()
+        for _ in pool.map(lambda c: strip(*c[0], **c[1]), list(calls)):
+            pass
+        return time.perf_counter() - t
 
 
 def rasterize_vs_gdal(osm: Path, bbox, tmp: Path) -> dict:
@@ -256,8 +303,12 @@ def main() -> None:
         osm = sample_osm_path()
         small = 0.1 if args.quick else 1.0
         from geogan.pipeline import CPU_BATCH_TILES
-        gen = generator_stats(args.model, batch=CPU_BATCH_TILES) if args.only & {"e2e", "memory", "flops", "pix2pix",
-                                                                                  "dask"} else None
+        bank = is_texture_bank(args.model)
+        if bank and args.only & {"flops", "pix2pix"}:
+            ap.error(f"'{args.model}' is a texture bank (no generator network): the flops and pix2pix parts "
+                     "need a generator, e.g. --model fast")
+        gen = generator_stats(args.model, batch=CPU_BATCH_TILES) if not bank and args.only & {
+            "e2e", "memory", "flops", "pix2pix", "dask"} else None
         if "e2e" in args.only or "dask" in args.only:
             # end-to-end vs generator-only on the same area
             runs = [render_in_subprocess(_town_bbox(small), osm, tmp / "e2e", args.model, compress, renders=2,
@@ -271,13 +322,13 @@ def main() -> None:
                        e2e_warm_ratio_paired=float(np.median([g / r["warm_seconds"] for g, r in zip(paired, runs)])))
             h, w = e2e["shape"]
             out_mp = h * w / 1e6
-            gen_seconds = e2e["tiles"] * gen["seconds_per_tile"]  # same tiles and batch size, overlap included
-            res.update(e2e_mp_s=out_mp / e2e["seconds"], generator_mp_s=out_mp / gen_seconds,
-                       generator_one_call_tile_mp_s=gen["one_call_mp_s"], generator_streams_tile_mp_s=gen["streams_mp_s"],
-                       generator_streams=gen["streams"],
-                       e2e_ratio=gen_seconds / e2e["seconds"], e2e_seconds=e2e["seconds"], e2e_area_km2=small,
-                       e2e_warm_seconds=warm_seconds, e2e_warm_ratio=gen_seconds / warm_seconds,
-                       e2e_shape=[h, w])
+            res.update(e2e_mp_s=out_mp / e2e["seconds"], e2e_seconds=e2e["seconds"], e2e_area_km2=small,
+                       e2e_warm_seconds=warm_seconds, e2e_shape=[h, w])
+            if gen is not None:
+                gen_seconds = e2e["tiles"] * gen["seconds_per_tile"]  # same tiles and batch size, overlap included
+                res.update(generator_mp_s=out_mp / gen_seconds, generator_one_call_tile_mp_s=gen["one_call_mp_s"],
+                           generator_streams_tile_mp_s=gen["streams_mp_s"], generator_streams=gen["streams"],
+                           e2e_ratio=gen_seconds / e2e["seconds"], e2e_warm_ratio=gen_seconds / warm_seconds)
         if "memory" in args.only:
             # memory: 1 km2 vs 16 km2
             big = 1.0 if args.quick else args.big_km2
@@ -286,11 +337,12 @@ def main() -> None:
             m16 = render_in_subprocess(_town_bbox(big), big_osm, tmp / "m16", args.model, compress, generator=True)
             res.update(rss_1km2_mb=m1["maxrss_mb"], rss_16km2_mb=m16["maxrss_mb"],
                        rss_ratio=m16["maxrss_mb"] / m1["maxrss_mb"], big_area_km2=big, big_seconds=m16["seconds"])
-            if gen is not None:  # the same ratio on the large render (a town of that size: fixed costs spread)
-                big_mp = m16["shape"][0] * m16["shape"][1] / 1e6
-                res.update(big_e2e_mp_s=big_mp / m16["seconds"],
-                           big_e2e_ratio=m16["tiles"] * gen["seconds_per_tile"] / m16["seconds"],
-                           big_e2e_ratio_paired=m16["tiles"] * m16["gen_seconds_per_tile"] / m16["seconds"])
+            # the same ratio on the large render (a town of that size: fixed costs spread)
+            big_mp = m16["shape"][0] * m16["shape"][1] / 1e6
+            res.update(big_e2e_mp_s=big_mp / m16["seconds"],
+                       big_e2e_ratio_paired=m16["tiles"] * m16["gen_seconds_per_tile"] / m16["seconds"])
+            if gen is not None:
+                res["big_e2e_ratio"] = m16["tiles"] * gen["seconds_per_tile"] / m16["seconds"]
         if "rasterize" in args.only:
             res.update(rasterize_vs_gdal(osm, _town_bbox(small), tmp))
         if "flops" in args.only:

@@ -62,16 +62,21 @@ def cost_rows(tmp: Path, model: str = "default", out_mp: float = 1.0, check_km2:
             res[f"cost_s_per_out_mp_{key}"] = r["warm_seconds"] / mp
             res[f"cost_cold_s_per_out_mp_{key}"] = r["seconds"] / mp
             res[f"cost_tiles_per_out_mp_{key}"] = r["tiles"] / mp
+            res[f"cost_cpu_s_per_out_mp_{key}"] = r["warm_cpu_seconds"] / mp  # process CPU: less load-swayed
+            res[f"cost_load_1min_{key}"] = r["load_1min"]
             res[f"cost_area_km2_{key}"] = km2
         for key in ("2m", "10m"):
             per = {k: res[f"cost_{k}_per_out_mp_{data}_{key}"] / res[f"cost_{k}_per_out_mp_{data}_0_5m"]
-                   for k in ("s", "tiles")}
+                   for k in ("s", "tiles", "cpu_s")}
             res[f"cost_ratio_{data}_{key}_vs_0_5m"] = per["s"]
+            res[f"cost_cpu_ratio_{data}_{key}_vs_0_5m"] = per["cpu_s"]
             res[f"cost_tiles_ratio_{data}_{key}_vs_0_5m"] = per["tiles"]
         osm = _synthetic_town(check_km2, tmp / "town_check.osm") if data == "town" else sample_osm_path()
         r = _cost_render(_town_bbox(check_km2), osm, tmp / f"check_{data}", model, 10.0)
         res.update({f"render_10m_{data}_seconds": r["seconds"], f"render_10m_{data}_warm_seconds": r["warm_seconds"],
-                    f"render_10m_{data}_tiles": r["tiles"], f"render_10m_{data}_shape": r["shape"]})
+                    f"render_10m_{data}_tiles": r["tiles"], f"render_10m_{data}_shape": r["shape"],
+                    f"render_10m_{data}_warm_cpu_seconds": r["warm_cpu_seconds"],
+                    f"render_10m_{data}_load_1min": r["load_1min"]})
     res["render_10m_km2"] = check_km2
     return res
 

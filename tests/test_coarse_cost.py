@@ -133,7 +133,8 @@ def test_remembered_building_heights_are_those_worked_out_afresh():
              ({"building": "yes", "roof:shape": "wobbly", "height": "x"}, 5.0)]
     for _ in range(2):  # the second round from memory
         for tags, half_width_m in cases:
-            assert building_heights(tags, half_width_m=half_width_m) == _building_heights(tags, STOREY_HEIGHT_M, half_width_m)
+            fresh = _building_heights(tags, STOREY_HEIGHT_M, half_width_m)
+            assert building_heights(tags, half_width_m=half_width_m) == fresh
     # the half-width sets a tagged roof's default height, and only counts then
     gabled = cases[2][0]
     assert building_heights(gabled, half_width_m=4.0).height_m != building_heights(gabled, half_width_m=7.0).height_m
