@@ -21,6 +21,7 @@ from rich.logging import RichHandler
 
 from . import __version__
 from .errors import GeoganError, InputError
+from .optional import is_missing_torch, require_torch, torch_missing_message
 from .outdir import committed_paths, forget_committed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -99,10 +100,20 @@ def run_guarded(fn: Callable[[], object]) -> object:
     except Exception as exc:  # a bug or an environment failure: still one line unless --verbose
         if _state["verbose"]:
             traceback.print_exc()
+        if is_missing_torch(exc):  # PyTorch is optional (the 'torch' extra): name the fix, not the import
+            err.print(f"error: {torch_missing_message('this command')}", markup=False, highlight=False,
+                      soft_wrap=True)
+            raise typer.Exit(InputError.exit_code) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         err.print(f"error: {type(exc).__name__}: {first} (rerun with --verbose for details)", markup=False,
                   highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def needs_torch(command: str) -> None:
+    """For a command that always runs PyTorch (training, evaluation): without it, stop here with one line
+    naming the fix (exit 2), before the command imports anything of PyTorch's."""
+    run_guarded(lambda: require_torch(f"geogan {command}"))
 
 
 def parse_bbox(text: Optional[str]) -> Optional[tuple[float, float, float, float]]:

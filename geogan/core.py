@@ -58,6 +58,9 @@ def load_render_model(settings: ModelSettings, schema: Schema, preloaded: Loaded
         if not settings.style_colours:
             raise InputError(f"model '{loaded.name}' is a texture bank (real photo patches): a reference photo "
                              "changes it only through its colours; add --style-colours, or use --model style")
+        from .optional import require_torch
+
+        require_torch("--style-ref")  # geogan.style_reference reads the photo with torch
         from .style_reference import read_style_reference
 
         return dataclasses.replace(loaded, reference_colours=read_style_reference(loaded, settings.style_ref))

@@ -45,7 +45,9 @@ def dream(
     force: bool = typer.Option(False, help="Render even if the estimate is over a day."),
 ) -> None:
     """Dream a fake town (streets, blocks, separate buildings) and render it to aerial imagery and heights."""
-    from .cli import parse_bbox, run_guarded
+    from .cli import needs_torch, parse_bbox, run_guarded
+
+    needs_torch("dream")
     from .dream import dream as run_dream
 
     rm = None if render_model.lower() == "none" else render_model
@@ -112,7 +114,9 @@ def dream_train(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Train a dream model (DCGAN on class tiles rasterized from real OSM data); resumable."""
-    from .cli import parse_bbox, run_guarded
+    from .cli import needs_torch, parse_bbox, run_guarded
+
+    needs_torch("dream-train")
     from .dream import OSM_ATTRIBUTION, DreamTrainSettings, class_tiles_from_osm, train_dream_with
     from .infer import resolve_device
 

@@ -94,7 +94,9 @@ def evaluate(
 ) -> None:
     """Evaluate a model on held-out pairs: FCN-score, L1, PSNR, SSIM, KID/FID (segmenter features), and with
     --realism the classifier test and periodic amplitudes."""
-    from .cli import run_guarded
+    from .cli import needs_torch, run_guarded
+
+    needs_torch("evaluate")
     from .evaluate import evaluate_model
     from .realism import C2stSettings, torch_threads
 
@@ -138,7 +140,9 @@ def train_segmenter_cmd(
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
 ) -> None:
     """Train the FCN-score segmenter on the real aerial images of the training split (resumable)."""
-    from .cli import run_guarded
+    from .cli import needs_torch, run_guarded
+
+    needs_torch("train-segmenter")
     from .training.segmenter_fit import FitConfig, fit_segmenter, parse_class_probs
 
     if threads:

@@ -29,11 +29,9 @@ def register(app: typer.Typer) -> None:
 
         def go():
             from .errors import InputError
-            from .onnx_infer import has_module
+            from .optional import require_torch
 
-            if not has_module("torch"):
-                raise InputError("export-onnx needs PyTorch (it reads the model's weights with it); pip install torch "
-                                 "or export on a machine that has it and copy the files")
+            require_torch("geogan export-onnx", ", or export on a machine that has it and copy the files")
             from .infer import is_texture_bank
             from .zoo import resolve_model
 

@@ -16,7 +16,6 @@ This module imports neither torch nor anything that does; onnxruntime is importe
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 
 from .classes import Schema
 from .errors import InputError, ModelError, RenderError
+from .optional import ONNX_ALTERNATIVE, has_module, torch_missing_message  # has_module: also imported from here
 
 ONNX_CARD_KEY = "onnx"  # the model card's entry naming its ONNX file
 RUNTIMES = ("auto", "torch", "onnx")
@@ -89,14 +89,6 @@ class OnnxModel(CardModel):
 
 
 
-def has_module(name: str) -> bool:
-    """Whether ``name`` can be imported (without importing it)."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def read_card(card_path: Path) -> dict:
     """The model card at ``card_path`` as a dict (one-line ModelError when unreadable)."""
     try:
@@ -108,6 +100,12 @@ def read_card(card_path: Path) -> dict:
     return card
 
 
+def model_name(card_path: Path, card: dict | None = None) -> str:
+    """The card's model name (the file's stem where the card has none)."""
+    card = read_card(card_path) if card is None else card
+    return str(card.get("name", Path(card_path).stem))
+
+
 def choose_runtime(runtime: str, card_path: Path) -> str:
     """'torch' or 'onnx' for ``runtime`` (auto, torch, onnx): auto is torch when it is installed, else onnx
     when the card names an ONNX file and onnxruntime is installed; anything that cannot run is one line."""
@@ -117,16 +115,16 @@ def choose_runtime(runtime: str, card_path: Path) -> str:
     torch_ok = has_module("torch")
     if runtime == "torch" or (runtime == "auto" and torch_ok):
         if not torch_ok:
-            raise InputError("--runtime torch needs PyTorch, which is not installed; pip install torch "
-                             "(CPU: --index-url https://download.pytorch.org/whl/cpu) or use --runtime onnx")
+            raise InputError(torch_missing_message(f"model '{model_name(card_path)}' (--runtime torch)",
+                                                   ONNX_ALTERNATIVE))
         return "torch"
     card = read_card(card_path)
-    name = card.get("name", Path(card_path).stem)
+    name = model_name(card_path, card)
     if ONNX_CARD_KEY not in card:
-        lead = "PyTorch is not installed and " if runtime == "auto" else ""
-        raise ModelError(f"{lead}model '{name}' ({card_path}) has no ONNX file; export one with 'geogan export-onnx "
-                         f"--model {name} --out DIR/{name}.onnx' and give --model DIR/{name}.json"
-                         + (", or install PyTorch" if runtime == "auto" else ""))
+        if runtime == "auto":  # no PyTorch: a model without an ONNX file cannot run here
+            raise ModelError(torch_missing_message(f"model '{name}'", ONNX_ALTERNATIVE))
+        raise ModelError(f"model '{name}' ({card_path}) has no ONNX file; export one with 'geogan export-onnx "
+                         f"--model {name} --out DIR/{name}.onnx' and give --model DIR/{name}.json")
     if not has_module("onnxruntime"):
         raise InputError(f"the onnx runtime needs the package onnxruntime, which is not installed; {INSTALL_HINT}")
     return "onnx"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Set up geogan in ./.venv (idempotent).
-#   bash scripts/setup.sh         runtime: geogan + its dependencies
+#   bash scripts/setup.sh         runtime: geogan + its dependencies, and PyTorch
 #   bash scripts/setup.sh --dev   plus test tools, and QGIS from Debian when run as root (plugin tests)
 # Torch: installs torch==2.13.0 (CPU build on this project's machines) first when no torch is importable,
 # because a bare "torch" requirement pulls a multi-GB CUDA build. Override with GEOGAN_TORCH_SPEC.
+# PyTorch is optional for geogan itself (the 'torch' extra; pip install geogan renders the default texture bank
+# without it); the neural models and the tests need it, so both setups install it (the torch install below;
+# the dev extra lists torch too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=0

@@ -304,7 +304,7 @@ print("torch" in sys.modules and sys.modules["torch"] is not None)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "refused: PyTorch is not installed and model 'tiny'" in proc.stdout
+    assert "refused: model 'tiny' needs PyTorch, which is not installed; pip install 'geogan[torch]'" in proc.stdout
     assert proc.stdout.strip().endswith("False")
     expected = run_batch(load_model(str(card_path), schema, "cpu"), maps, z, 48, [3, 0])
     assert max_grey_difference(np.load(tmp_path / "out.npy"), expected) <= 1.0
@@ -394,7 +394,7 @@ def test_render_runtime_option_runs_the_exported_model_without_torch(tiny_export
     assert ran.returncode == 0, ran.stderr
     assert "onnxruntime" in ran.stderr + ran.stdout  # the log names the runtime
     one_line_error(geogan_process("render", *common, "--out", tmp_path / "t", "--model", card, "--runtime", "torch",
-                                  env_extra=env), 2, "--runtime torch needs PyTorch, which is not installed")
+                                  env_extra=env), 2, "(--runtime torch) needs PyTorch, which is not installed")
     assert geogan("render", *common, "--out", tmp_path / "torch", "--model", card, "--runtime", "torch").returncode == 0
     outs = {}
     for runtime in ("onnx", "torch"):

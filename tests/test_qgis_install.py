@@ -17,6 +17,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -117,8 +118,12 @@ def _local_pages() -> dict[str, list[str]]:
     return pages
 
 
-def _dummy_geogan(tmp: Path, requires: str = "Requires-Dist: torch>=2.2\n") -> Path:
-    """A wheel named geogan that needs torch (the real one's other dependencies are not on local disk)."""
+TORCH_EXTRA_REQUIRES = "Provides-Extra: torch\nRequires-Dist: torch>=2.2; extra == \"torch\"\n"
+
+
+def _dummy_geogan(tmp: Path, requires: str = TORCH_EXTRA_REQUIRES) -> Path:
+    """A wheel named geogan whose torch extra needs torch, as the real one's (whose other dependencies are not on
+    local disk)."""
     dist = "geogan-0.0.1.dist-info"
     meta = "Metadata-Version: 2.1\nName: geogan\nVersion: 0.0.1\n" + requires
     wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
@@ -166,6 +171,7 @@ def test_installer_plans_cpu_torch_without_a_gpu(tmp_path, indexes):
     assert plan["torch_version"].endswith("+cpu") and names["torch"].endswith("+cpu")
     assert plan["cuda_packages"] == [] and not any(CUDA_ONLY.match(n) and n != "torch" for n in names)
     assert "no NVIDIA GPU found: CPU-only PyTorch" in plan["reason"]
+    assert f"resolving {indexes[2]}[torch] with torch=={plan['torch_version']}" in proc.stdout  # geogan[torch]
     assert 0 < plan["total_bytes"] < 1_000_000_000
     assert f"download: about {plan['total_bytes'] / 1e6:,.0f} MB" in proc.stdout  # shown before any download
     assert not list((tmp_path / "env").glob("lib/python*/site-packages/torch"))  # a plan installs nothing
@@ -182,14 +188,14 @@ def test_installer_plan_with_cuda_takes_pypis_cuda_torch(tmp_path, indexes):
 
 
 # ---------------------------------------------------------------- the light install (no PyTorch)
-LIGHT_REQUIRES = ("Requires-Dist: numpy>=1.24\nRequires-Dist: torch>=2.2\nProvides-Extra: onnx\n"
+LIGHT_REQUIRES = ("Requires-Dist: numpy>=1.24\n" + TORCH_EXTRA_REQUIRES + "Provides-Extra: onnx\n"
                   "Requires-Dist: onnxruntime>=1.18; extra == \"onnx\"\nProvides-Extra: dask\n"
                   "Requires-Dist: dask[distributed]>=2024.1; extra == \"dask\"\n")
 
 
 def test_light_plan_takes_onnxruntime_and_no_torch(tmp_path, indexes):
-    """installer.py --runtime onnx: geogan without its dependencies, its other requirements and the onnx extra's
-    onnxruntime, no torch and nothing of CUDA; the size is shown before anything is downloaded."""
+    """installer.py --runtime onnx: plain geogan (PyTorch is its torch extra) and the onnx extra's onnxruntime, no
+    torch and nothing of CUDA; the size is shown before anything is downloaded."""
     pypi, cpu, _ = indexes
     (tmp_path / "wheel").mkdir()
     light = _dummy_geogan(tmp_path / "wheel", LIGHT_REQUIRES)
@@ -199,7 +205,7 @@ def test_light_plan_takes_onnxruntime_and_no_torch(tmp_path, indexes):
     assert plan["runtime"] == "onnx" and plan["torch_version"] is None and "light install" in plan["reason"]
     assert {"geogan", "numpy", "onnxruntime"} <= names and not any(CUDA_ONLY.match(n) for n in names)
     assert "dask" not in names
-    assert plan["requirements"] == ["numpy>=1.24", "onnxruntime>=1.18"]
+    assert plan["requirements"] == [str(light), "onnxruntime>=1.18"]
     assert 0 < plan["total_bytes"] < 150_000_000
     assert f"download: about {plan['total_bytes'] / 1e6:,.0f} MB" in proc.stdout
     assert not list((tmp_path / "env").glob("lib/python*/site-packages/onnxruntime"))  # a plan installs nothing
@@ -216,14 +222,42 @@ def _plugin_module(name: str):
     return module
 
 
-def test_light_requirements_from_geogan_metadata():
+def test_the_light_install_reads_onnxruntime_and_torch_from_geogan_metadata():
     plan = _plugin_module("plan")
-    lines = ["numpy>=1.24", "torch>=2.2", "Torch_Extra>=1; extra == 'onnx'", "rasterio>=1.3",
-             "onnxruntime>=1.18; extra == 'onnx'", "onnx>=1.16; extra == 'onnx'", "waitress>=3; extra == \"serve\"",
-             "pywin32; sys_platform == 'win32'"]
-    assert plan.light_requirements(lines) == ["numpy>=1.24", "rasterio>=1.3", "onnxruntime>=1.18",
-                                              "pywin32; sys_platform == 'win32'"]
-    assert plan.light_requirements(["numpy"]) == ["numpy", "onnxruntime"]  # a geogan without the onnx extra
+    lines = ["numpy>=1.24", "torch>=2.2; extra == 'torch'", "Torch_Extra>=1; extra == 'onnx'", "rasterio>=1.3",
+             "onnxruntime>=1.18; extra == 'onnx'", "onnx>=1.16; extra == 'onnx'", "waitress>=3; extra == \"serve\""]
+    assert plan.runtime_requirement(lines) == "onnxruntime>=1.18"
+    assert plan.runtime_requirement(["numpy"]) == "onnxruntime"  # a geogan without the onnx extra
+    assert not plan.requires_torch(lines) and plan.requires_torch(["numpy", "torch>=2.2"])  # an older geogan
+
+
+@pytest.mark.parametrize("spec,wanted", [
+    ("geogan", "geogan[torch]"), ("geogan==0.2.0", "geogan[torch]==0.2.0"),
+    ("geogan[onnx]>=0.2", "geogan[onnx,torch]>=0.2"), ("geogan[torch]", "geogan[torch]"),
+    ("/tmp/dist/geogan-0.2-py3-none-any.whl", "/tmp/dist/geogan-0.2-py3-none-any.whl[torch]"),
+    ("geogan-0.2-py3-none-any.whl", "geogan-0.2-py3-none-any.whl[torch]"), (".", ".[torch]"),
+    ("/src/geogan[dev]", "/src/geogan[dev,torch]"), ("https://h/geogan-0.2.whl", "geogan[torch] @ https://h/geogan-0.2.whl"),
+    ("geogan @ https://h/g.whl", "geogan[torch] @ https://h/g.whl"),
+])
+def test_the_full_install_asks_for_the_torch_extra(spec, wanted):
+    assert _plugin_module("plan").with_extra(spec, "torch") == wanted
+
+
+def test_the_light_install_is_one_pip_call_of_plain_geogan_and_onnxruntime(monkeypatch):
+    """No --no-deps and no second call (which made pip warn that geogan requires torch): geogan's own metadata
+    no longer asks for PyTorch."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # run as a script, installer.py puts its folder first
+    loaded = set(sys.modules)
+    try:
+        installer = _plugin_module("installer")
+    finally:
+        for name in set(sys.modules) - loaded - {"_geogan_qgis_installer"}:
+            del sys.modules[name]  # its plan and runner, imported by those plain names
+    calls = []
+    monkeypatch.setattr(installer, "_run", lambda cmd, log: calls.append(list(cmd)) or 0)
+    made = SimpleNamespace(requirements=("geogan==0.2", "onnxruntime>=1.18"))
+    installer._install_light(["pip"], made, ["-q"], False, log=lambda s: None)
+    assert calls == [["pip", "install", "-q", "geogan==0.2", "onnxruntime>=1.18"]]
 
 
 def test_worker_check_accepts_onnxruntime_without_torch(tmp_path, monkeypatch):
@@ -254,15 +288,21 @@ def test_worker_check_accepts_onnxruntime_without_torch(tmp_path, monkeypatch):
 
 
 def test_light_plan_that_would_bring_torch_is_refused(monkeypatch):
-    """A requirement of geogan that pulls torch in would make the light install a PyTorch one: refused in one
-    line, nothing installed."""
+    """A requirement of geogan that pulls torch in would make the light install a PyTorch one, and so would an
+    older geogan that requires torch itself: refused in one line naming what pulls it, nothing installed."""
     plan = _plugin_module("plan")
-    geogan = plan.Package("geogan", "0.0.1", "", requires=("numpy", "torch>=2.2", "needs-torch"))
-    resolved = {True: [geogan], False: [plan.Package("numpy", "2.0", ""), plan.Package("needs-torch", "1.0", ""),
+    geogan = plan.Package("geogan", "0.0.1", "", requires=("numpy", "needs-torch", "torch>=2.2; extra == 'torch'"))
+    resolved = {True: [geogan], False: [plan.Package("numpy", "2.0", ""),
+                                        plan.Package("needs-torch", "1.0", "", requires=("torch",)),
                                         plan.Package("torch", "2.13.0", ""), plan.Package("onnxruntime", "1.32", "")]}
     monkeypatch.setattr(plan, "dry_run", lambda pip, args, env=None: resolved["--no-deps" in args])
-    with pytest.raises(plan.PlanError, match=r"the light install would still download torch \(required by one of "
-                                             r"numpy, needs-torch, onnxruntime\); install with PyTorch instead"):
+    with pytest.raises(plan.PlanError, match=r"the light install would still download torch \(required by "
+                                             r"needs-torch\); install with PyTorch instead \(--runtime torch\)"):
+        plan.make_light_plan(["pip"], "geogan", log=lambda s: None)
+    resolved[True] = [plan.Package("geogan", "0.0.1", "", requires=("numpy", "torch>=2.2"))]
+    with pytest.raises(plan.PlanError, match=r"geogan 0.0.1 requires PyTorch \(later versions have it as the 'torch' "
+                                             r"extra\): install with PyTorch instead \(--runtime torch\), or give "
+                                             r"--geogan a newer geogan"):
         plan.make_light_plan(["pip"], "geogan", log=lambda s: None)
 
 
@@ -270,7 +310,7 @@ def test_light_plan_where_geogan_is_installed_already(monkeypatch):
     """A second light install (or an upgrade) into the same venv: pip's dry run reports nothing to install for an
     installed geogan unless told to ignore it, and the plan still needs geogan's requirements from its metadata."""
     plan = _plugin_module("plan")
-    geogan = plan.Package("geogan", "0.0.1", "", requires=("numpy", "torch>=2.2"))
+    geogan = plan.Package("geogan", "0.0.1", "", requires=("numpy", "torch>=2.2; extra == 'torch'"))
 
     def dry_run(pip, args, env=None):
         if "--no-deps" in args:
@@ -278,4 +318,4 @@ def test_light_plan_where_geogan_is_installed_already(monkeypatch):
         return []  # its requirements are installed too
     monkeypatch.setattr(plan, "dry_run", dry_run)
     made = plan.make_light_plan(["pip"], "geogan", log=lambda s: None)
-    assert made.requirements == ("numpy", "onnxruntime") and made.runtime == "onnx"
+    assert made.requirements == ("geogan", "onnxruntime") and made.runtime == "onnx"

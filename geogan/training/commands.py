@@ -92,7 +92,9 @@ def register_train(app: typer.Typer) -> None:
                                                   "nothing is painted at the same spot of every tile."),
     ) -> None:
         """Train a generator (pix2pix / compact U-Net / SPADE) on paired data; resumable, Ctrl-C safe."""
-        from ..cli import run_guarded
+        from ..cli import needs_torch, run_guarded
+
+        needs_torch("train")
         from .config import ArchConfig, LossConfig, OptimConfig, RuntimeConfig, ScheduleConfig, TrainConfig
         from .trainer import train_with
 
@@ -152,7 +154,9 @@ def register_chips(app: typer.Typer) -> None:
         rules: Optional[Path] = typer.Option(None, help="Class rules TOML for OSM-tagged vectors (default: built-in)."),
     ) -> None:
         """Cut aligned training chips (image | classes [| heights]) from an orthophoto and a class source."""
-        from ..cli import run_guarded
+        from ..cli import needs_torch, run_guarded
+
+        needs_torch("chips")
         from .chips import make_chips
 
         index = run_guarded(lambda: make_chips(ortho, out, vectors=vector or (), class_raster=class_raster,

@@ -23,13 +23,12 @@ What it does, and why:
   about 3 GB of CUDA libraries;
 * resolves everything with pip's dry run and prints the download size before
   downloading anything (``--plan`` stops there);
-* installs that exact torch first, then geogan (``geogan==`` the plugin's
-  version unless ``--geogan`` names another wheel, source folder or version)
-  with torch pinned, so pip cannot swap it;
+* installs that exact torch first, then geogan with its ``torch`` extra
+  (``geogan[torch]==`` the plugin's version unless ``--geogan`` names another
+  wheel, source folder or version) with torch pinned, so pip cannot swap it;
 * or, with ``--runtime onnx``, the light install: no PyTorch; it renders the
   default texture bank (numpy) and models exported with ``geogan export-onnx``
-  (onnxruntime): geogan
-  without its dependencies, then its other requirements and onnxruntime;
+  (onnxruntime): plain geogan (PyTorch is an extra) and onnxruntime;
 * checks that everything really imports.
 
 QGIS never imports these packages: the plugin runs geogan in a separate
@@ -182,6 +181,7 @@ def _install_torch(pip: list[str], plan, pip_args: Sequence[str], log) -> None:
 
 def _install_geogan(pip: list[str], py: Path, geogan_spec: str, pip_args: Sequence[str], upgrade: bool,
                     log) -> None:
+    """``geogan_spec`` (with the torch extra) with the installed torch pinned."""
     torch_version = _installed_version(py, "torch")
     if torch_version is None:
         raise InstallError("PyTorch did not install; see the log above")
@@ -194,15 +194,12 @@ def _install_geogan(pip: list[str], py: Path, geogan_spec: str, pip_args: Sequen
                                "(give --geogan a geogan wheel or source folder)")
 
 
-def _install_light(pip: list[str], plan, geogan_spec: str, pip_args: Sequence[str], upgrade: bool, log) -> None:
-    """The light install's plan: geogan without its dependencies (its metadata asks for torch), then the rest."""
+def _install_light(pip: list[str], plan, pip_args: Sequence[str], upgrade: bool, log) -> None:
+    """The light install's plan: plain geogan (no torch extra) and onnxruntime, in one pip call."""
     up = ["--upgrade"] if upgrade else []
-    if _run(pip + ["install", *pip_args, *up, "--no-deps", geogan_spec], log) != 0:
-        raise InstallError(f"pip could not install '{geogan_spec}'; see the log above "
-                           "(give --geogan a geogan wheel or source folder)")
     if _run(pip + ["install", *pip_args, *up, *plan.requirements], log) != 0:
-        raise InstallError("pip could not install geogan's dependencies and onnxruntime; see the log above")
-    log("(pip's note that geogan requires torch is expected: the light install leaves PyTorch out)")
+        raise InstallError(f"pip could not install {' and '.join(plan.requirements)}; see the log above "
+                           "(give --geogan a geogan wheel or source folder)")
 
 
 def _make_plan(pip: list[str], py: Path, runtime: str, geogan_spec: str, torch_spec: str,
@@ -223,6 +220,7 @@ def _make_plan(pip: list[str], py: Path, runtime: str, geogan_spec: str, torch_s
 
 
 RUNTIMES = ("torch", "onnx")
+TORCH_EXTRA = "torch"  # geogan's extra that requires PyTorch (geogan itself does not)
 
 
 def install(env_dir: str | Path | None = None, base: str | None = None, *,
@@ -243,6 +241,8 @@ def install(env_dir: str | Path | None = None, base: str | None = None, *,
     env_dir = Path(env_dir) if env_dir else default_env_dir()
     base = base or runner.base_python()
     geogan_spec = geogan_spec or default_geogan_spec()
+    if runtime != "onnx":  # the full install: geogan[torch], its torch installed first and pinned
+        geogan_spec = planning.with_extra(geogan_spec, TORCH_EXTRA)
     if recreate:
         _remove_venv(env_dir, log)
     pip = _make_venv(env_dir, base, log)
@@ -253,7 +253,7 @@ def install(env_dir: str | Path | None = None, base: str | None = None, *,
     if plan_only:
         return {"plan": plan.as_dict()}
     if plan.runtime == "onnx":
-        _install_light(pip, plan, geogan_spec, pip_args, upgrade, log)
+        _install_light(pip, plan, pip_args, upgrade, log)
     else:
         if plan.torch_version is not None:
             _install_torch(pip, plan, pip_args, log)

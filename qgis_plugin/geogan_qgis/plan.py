@@ -8,12 +8,13 @@
   (a HEAD request, or the file's size for a local wheel).
 * A CPU plan that still holds CUDA packages (another index in the user's pip
   configuration offering a newer CUDA torch, say) is refused, not downloaded.
+* PyTorch is geogan's ``torch`` extra: the full install asks for ``geogan[torch]``
+  (:func:`with_extra`) with the chosen torch pinned.
 * The light install (:func:`make_light_plan`): no PyTorch at all, onnxruntime runs the
   generator. It renders texture banks (numpy only; the default model) and models
-  exported to ONNX (``geogan export-onnx``), not the other neural models. geogan
-  itself is installed without its dependencies, then its other requirements and the
-  ``onnx`` extra's onnxruntime (read from geogan's own metadata), since geogan's
-  metadata requires torch.
+  exported to ONNX (``geogan export-onnx``), not the other neural models. It installs
+  plain geogan and the ``onnx`` extra's onnxruntime (its version bound read from
+  geogan's own metadata; not the whole extra, whose onnx and onnxscript only export).
 
 Stdlib only: the headless installer runs this with QGIS's Python, before any venv exists.
 """
@@ -220,37 +221,67 @@ def requirement_name(requirement: str) -> str:
     return name.group(1).lower().replace("_", "-") if name else ""
 
 
-def light_requirements(requires_dist: Sequence[str]) -> list[str]:
-    """geogan's requirements for the light install: its own (no extras) less torch, and the ``onnx`` extra's
-    onnxruntime (with its version bound, its marker dropped)."""
-    out = []
+def with_extra(spec: str, extra: str) -> str:
+    """The pip spec ``spec`` asking for geogan's ``extra`` too: "geogan==0.2" -> "geogan[torch]==0.2", a wheel or
+    source folder "dist/geogan-0.2-py3-none-any.whl" -> "dist/geogan-0.2-py3-none-any.whl[torch]", a URL ->
+    "geogan[torch] @ URL"; a spec that already asks for it is returned as it is."""
+    spec = spec.strip()
+    named = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\s*\[([^\]]*)\])?(.*)", spec, re.S)
+    after_name = named.group(4).strip()[:1] if named else None
+    looks_like_path = (os.sep in spec or "/" in spec or spec.startswith(".")
+                       or spec.lower().endswith((".whl", ".zip", ".tar.gz")))
+    if named and (after_name == "@" or (not looks_like_path and after_name in ("", *"<>=!~;"))):
+        head, extras_text, rest = named.group(1), named.group(3), named.group(4)  # a requirement: name[extras]rest
+    elif "://" in spec:
+        head, extras_text, rest = "geogan", None, f" @ {spec}"
+    else:  # a wheel or source folder, maybe with extras already
+        path_extras = re.search(r"\[([^\]]*)\]$", spec)
+        head = spec[:path_extras.start()] if path_extras else spec
+        extras_text, rest = (path_extras.group(1) if path_extras else None), ""
+    extras = [e.strip() for e in (extras_text or "").split(",") if e.strip()]
+    return spec if extra in extras else f"{head}[{','.join([*extras, extra])}]{rest}"
+
+
+def _extra_marker(marker: str, extra: str) -> bool:
+    return re.search(rf"extra\s*==\s*[\"']{extra}[\"']", marker) is not None
+
+
+def runtime_requirement(requires_dist: Sequence[str]) -> str:
+    """The ``onnx`` extra's onnxruntime requirement in geogan's metadata (its version bound, its marker dropped);
+    any onnxruntime for a geogan without one."""
     for line in requires_dist:
         req, _, marker = line.partition(";")
-        name = requirement_name(req)
-        if "extra" not in marker and name != "torch":
-            out.append(line.strip())
-        elif name == LIGHT_RUNTIME and re.search(rf"extra\s*==\s*[\"']{LIGHT_RUNTIME_EXTRA}[\"']", marker):
-            out.append(req.strip())
-    if not any(requirement_name(r) == LIGHT_RUNTIME for r in out):
-        out.append(LIGHT_RUNTIME)  # a geogan without the extra: any onnxruntime
-    return out
+        if requirement_name(req) == LIGHT_RUNTIME and _extra_marker(marker, LIGHT_RUNTIME_EXTRA):
+            return req.strip()
+    return LIGHT_RUNTIME
+
+
+def requires_torch(requires_dist: Sequence[str]) -> bool:
+    """Whether a distribution's own requirements (not an extra's) hold torch; for geogan: one from before PyTorch
+    became its ``torch`` extra."""
+    return any(requirement_name(req) == "torch" and "extra" not in marker
+               for req, _, marker in (line.partition(";") for line in requires_dist))
 
 
 def make_light_plan(pip: Sequence[str], geogan_spec: str, pip_args: Sequence[str] = (), env: dict | None = None,
                     log: Callable[[str], None] = print) -> Plan:
-    """The light install: geogan without its dependencies, then :func:`light_requirements`; sizes of
-    everything. Refused when anything would still bring torch."""
+    """The light install: plain geogan and :func:`runtime_requirement`; sizes of everything. Refused when
+    anything would still bring torch (a geogan that requires it, or another requirement)."""
     log(f"resolving {geogan_spec} without PyTorch (light install: {LIGHT_RUNTIME})")
     # --ignore-installed: geogan's metadata even where it is installed already (a second run, an upgrade)
     query = [*pip_args, "--no-deps", "--ignore-installed", geogan_spec]
     found = [p for p in dry_run(pip, query, env) if p.name == "geogan"]
     if not found:
         raise PlanError(f"pip would not install geogan for '{geogan_spec}'; give --geogan a geogan wheel or version")
-    requirements = tuple(light_requirements(found[0].requires))
+    if requires_torch(found[0].requires):
+        raise PlanError(f"geogan {found[0].version} requires PyTorch (later versions have it as the 'torch' extra): "
+                        "install with PyTorch instead (--runtime torch), or give --geogan a newer geogan")
+    requirements = (geogan_spec, runtime_requirement(found[0].requires))
     packages = {found[0].name: found[0]}
     for p in dry_run(pip, [*pip_args, *requirements], env):
         packages.setdefault(p.name, p)
     if "torch" in packages:
-        raise PlanError(f"the light install would still download torch (required by one of {', '.join(requirements)})"
-                        "; install with PyTorch instead (--runtime torch)")
+        pulling = sorted(p.name for p in packages.values() if requires_torch(p.requires)) or ["a dependency"]
+        raise PlanError(f"the light install would still download torch (required by {', '.join(pulling)}); "
+                        "install with PyTorch instead (--runtime torch)")
     return Plan(None, None, tuple(with_sizes(list(packages.values()))), requirements)
