@@ -81,13 +81,13 @@ class DrawnWindow:
 
     ``idx``: the FeatureSet indices of the features on the window, in drawing order; ``shapes``: what was
     burnt, their clipped polygon parts (:func:`burnable`) valued 1 + their position in ``idx``; ``rank``
-    (int32 ``grid.shape_yx``): 1 + the position in ``idx`` of the feature drawn on top of each pixel, 0
-    where none. Read-only.
+    (``grid.shape_yx``): 1 + the position in ``idx`` of the feature drawn on top of each pixel, 0 where
+    none. Read-only.
     """
 
     idx: np.ndarray
     shapes: list
-    rank: np.ndarray
+    rank: np.ndarray  # the smallest unsigned type holding len(idx) (_burn_ranks): uint8 for up to 255 features
 
     def classes(self, class_ids: np.ndarray, fill: int = 0) -> np.ndarray:
         """uint8 class ids of the features on top (``fill`` where none)."""
@@ -109,10 +109,17 @@ def draw_window(feats: FeatureSet, grid: Grid) -> DrawnWindow:
     """The features over ``grid`` drawn in priority order (:class:`DrawnWindow`)."""
     idx = feats.query(grid.bounds)
     shapes = burnable(feats.geometries[idx], range(1, len(idx) + 1), grid) if len(idx) else []
-    rank = np.zeros(grid.shape_yx, dtype=np.int32)
+    return DrawnWindow(idx, shapes, _burn_ranks(shapes, len(idx), grid))
+
+
+def _burn_ranks(shapes: list[tuple[dict, int]], n: int, grid: Grid) -> np.ndarray:
+    """``grid.shape_yx`` of the smallest unsigned type holding ``n``, with ``shapes`` (valued 1 + their
+    feature's place among ``n``) burnt in order (0: none)."""
+    dtype = np.uint8 if n < 2 ** 8 else np.uint16 if n < 2 ** 16 else np.uint32
+    rank = np.zeros(grid.shape_yx, dtype=dtype)
     if shapes:
         rio_features.rasterize(shapes, out=rank, transform=grid.transform)
-    return DrawnWindow(idx, shapes, rank)
+    return rank
 
 
 def rasterize_classes(feats: FeatureSet, grid: Grid, fill: int = 0) -> np.ndarray:
@@ -291,14 +298,6 @@ def _height_features(feats: FeatureSet, idx: np.ndarray) -> _HeightFeatures:
                            tb.roof_shapes.astype(int), tb.roof_heights_m.astype(np.float64), tb.is_part, tb)
 
 
-def _burn_ranks(shapes: list[tuple[dict, int]], grid: Grid) -> np.ndarray:
-    """int32 ``grid.shape_yx`` with ``shapes`` (valued 1 + their feature's place) burnt in order (0: none)."""
-    rank = np.zeros(grid.shape_yx, dtype=np.int32)
-    if shapes:
-        rio_features.rasterize(shapes, out=rank, transform=grid.transform)
-    return rank
-
-
 def _paint_layer(hf: _HeightFeatures, members: np.ndarray, grid: Grid,
                  drawn: DrawnWindow) -> tuple[np.ndarray, np.ndarray]:
     """(surface, owner) of the ``members`` alone: the highest roof over each pixel (-inf where none) and
@@ -309,7 +308,7 @@ def _paint_layer(hf: _HeightFeatures, members: np.ndarray, grid: Grid,
     flat = np.flatnonzero(members & ~hf.shaped)
     if len(flat):  # draw in ascending height: the last drawn, the tallest, wins
         flat = flat[np.argsort(hf.tops_m[flat], kind="stable")]
-        pick = _burn_ranks(drawn.shapes_of(flat), grid)
+        pick = _burn_ranks(drawn.shapes_of(flat), len(flat), grid)
         hit = pick > 0
         owner[hit] = flat[pick[hit] - 1]
         surface[hit] = hf.tops_m[owner[hit]]

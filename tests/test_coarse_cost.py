@@ -90,7 +90,9 @@ def test_one_drawing_gives_the_class_map_and_the_object_heights(town, gsd_m):
     grid = grid_from_bbox(bbox, "EPSG:4326", "EPSG:3857", gsd_m)
     feats = build_features(report, load_schema(), grid.crs, centre)
     src = VectorClassSource(feats)
-    for window in (grid, grid.window(grid.height // 3, grid.width // 4, grid.height // 3, grid.width // 2)):
+    windows = (grid, grid.window(grid.height // 3, grid.width // 4, grid.height // 5, grid.width // 5))
+    assert [draw_window(feats, w).rank.dtype for w in windows] == [np.uint16, np.uint8]  # over / under 255 features
+    for window in windows:
         classes = src.classes(window)  # keeps its drawing for the object heights asked next
         assert np.array_equal(classes, _classes_burnt_directly(feats, window))
         assert np.array_equal(rasterize_classes(feats, window), classes)
