@@ -120,7 +120,7 @@ class ModelGenerator:
 
 class BankGenerator:
     """A texture-bank model (:mod:`geogan.quilt`): each tile is drawn as its own render with seed ``seed + i``
-    (so the tiles take the bank's looks in turn, as renders of different places with different seeds do)."""
+    (so the tiles take the bank's looks as renders of different places with different seeds do)."""
 
     def __init__(self, card_path: Path) -> None:
         from .classes import load_schema

@@ -82,8 +82,13 @@ def load_quilt_model(card_path: str | Path, schema: Schema) -> QuiltModel:
 
 
 def look_of(model: QuiltModel, seed: int) -> int:
-    """The bank look a render with ``seed`` uses: the card's ``look`` for seed 0, then the next ones."""
-    return int(model.card.get("look", 0)) + seed
+    """The bank look a render with ``seed`` uses: the card's ``look`` for seed 0; any other seed draws a look
+    with the share of the bank's photos it holds, so renders with many seeds take each look as often as the
+    photos show it (a rare flight's colours are not as common as the usual ones)."""
+    if seed == 0:
+        return int(model.card.get("look", 0))
+    photos = np.bincount(model.bank.looks, minlength=model.bank.n_looks)
+    return int(np.random.default_rng(seed).choice(len(photos), p=photos / photos.sum()))
 
 
 def strip_inputs(model: QuiltModel, feats, grid, rows: tuple[int, int], scale: float, offset_rc: tuple[int, int]

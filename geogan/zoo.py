@@ -37,7 +37,8 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     beside it, as ``geogan export-onnx`` writes it)."""
     text = str(name_or_path)
     p = Path(text).expanduser()
-    looks_like_path = os.sep in text or p.suffix in (".json", ".safetensors", ".onnx") or p.exists()
+    # a bare name is a zoo model even when the current folder holds a folder of that name (an --out default)
+    looks_like_path = os.sep in text or p.suffix in (".json", ".safetensors", ".onnx") or p.is_file()
     if looks_like_path:
         card = p.with_suffix(".json") if p.suffix in (".safetensors", ".onnx", "") else p
         if not card.is_file():

@@ -931,3 +931,13 @@ def test_training_state_round_trip_property(tree):
         loaded, meta = load_training_state(Path(tmp) / "state")
     assert_same_tree(tree, loaded)
     assert_same_tree({"tree": tree}, meta)
+
+
+def test_a_folder_named_like_a_zoo_model_does_not_hide_it(tmp_path, monkeypatch):
+    from geogan.zoo import resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()  # e.g. the outputs of an earlier `geogan render --out default`
+    assert resolve_model("default").parent.name == "models"
+    (tmp_path / "mine.json").write_text("{}")
+    assert resolve_model("mine.json") == Path("mine.json")

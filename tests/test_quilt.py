@@ -160,3 +160,18 @@ def test_dask_render_with_a_texture_bank_equals_the_local_render(bank_model, tmp
     assert local.grid.height > 3 * 96  # several blocks
     with rasterio.open(local.aerial) as a, rasterio.open(dask.aerial) as b:
         assert np.array_equal(a.read(), b.read())
+
+
+def test_seeds_take_the_looks_as_often_as_the_photos_show_them():
+    from geogan.quilt_model import QuiltModel, look_of
+
+    rng = np.random.default_rng(1)
+    labels = np.zeros((10, 48, 48), np.uint8)
+    images = np.stack([textured(lab, rng) for lab in labels])
+    looks = np.array([0] * 7 + [1] * 2 + [2])  # look 0 holds 70 % of the photos
+    model = QuiltModel(TextureBank(images, labels, looks, CLASSES), {"look": 2, "classes": list(CLASSES)},
+                       np.arange(5), 5)
+    assert look_of(model, 0) == 2  # seed 0: the card's look
+    drawn = np.bincount([look_of(model, s) for s in range(1, 3001)], minlength=3) / 3000
+    assert np.allclose(drawn, [0.7, 0.2, 0.1], atol=0.04)
+    assert look_of(model, 17) == look_of(model, 17)
