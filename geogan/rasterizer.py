@@ -43,12 +43,34 @@ def burnable(geoms: np.ndarray, values, grid: Grid) -> list[tuple[dict, int | fl
     GDAL fills a polygon scanline by scanline, visiting all of its edges on every line: a long
     buffered road costs its whole vertex count on each row of a strip. Clipped to the window it
     costs only its edges there. Inside the window the clipped and the whole shape have the same
-    edges, so the same pixels burn.
+    edges, so the same pixels burn. Shapes whose box holds no pixel centre are left out first
+    (:func:`reach_pixel_centres`): they burn nothing.
     """
+    values = list(values)
+    reach = reach_pixel_centres(geoms, grid)
+    if not reach.all():
+        geoms, values = geoms[reach], [v for v, r in zip(values, reach.tolist()) if r]
     left, bottom, right, top = grid.bounds
     mx, my = CLIP_MARGIN_PX * abs(grid.transform.a), CLIP_MARGIN_PX * abs(grid.transform.e)
     clipped = shapely.clip_by_rect(geoms, left - mx, bottom - my, right + mx, top + my)
     return polygon_mappings(clipped, values)
+
+
+CENTRE_SLACK_PX = 1e-3  # kept: shapes whose box misses a pixel centre by less (rounding in GDAL's transform)
+
+
+def reach_pixel_centres(geoms: np.ndarray, grid: Grid) -> np.ndarray:
+    """bool per shape: whether its bounding box holds a pixel centre of ``grid``'s lattice (to
+    ``CENTRE_SLACK_PX``). GDAL burns the pixels whose centres lie inside a polygon (``all_touched``
+    off), so a shape whose box holds none burns no pixel and can be left out: at coarse GSDs, shapes far
+    below a pixel (sheds, tree crowns) are mostly such and cost nothing to draw; at fine ones none are."""
+    b = shapely.bounds(geoms).reshape(-1, 4)
+    t = grid.transform  # north-up (Grid checks it)
+    c0, c1 = (b[:, 0] - t.c) / t.a - 0.5, (b[:, 2] - t.c) / t.a - 0.5
+    r0, r1 = (b[:, 3] - t.f) / t.e - 0.5, (b[:, 1] - t.f) / t.e - 0.5
+    with np.errstate(invalid="ignore"):  # empty shapes have NaN bounds: left out
+        return ((np.floor(c1 + CENTRE_SLACK_PX) >= np.ceil(c0 - CENTRE_SLACK_PX))
+                & (np.floor(r1 + CENTRE_SLACK_PX) >= np.ceil(r0 - CENTRE_SLACK_PX)))
 
 
 def polygon_mappings(geoms: np.ndarray, values) -> list[tuple[dict, int | float]]:

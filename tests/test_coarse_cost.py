@@ -140,3 +140,41 @@ def test_remembered_building_heights_are_those_worked_out_afresh():
     # the half-width sets a tagged roof's default height, and only counts then
     gabled = cases[2][0]
     assert building_heights(gabled, half_width_m=4.0).height_m != building_heights(gabled, half_width_m=7.0).height_m
+
+
+def _burn(shapes, grid) -> np.ndarray:
+    out = np.zeros(grid.shape_yx, dtype=np.uint16)
+    if shapes:
+        rio_features.rasterize(shapes, out=out, transform=grid.transform)
+    return out
+
+
+@pytest.mark.parametrize("gsd_m", [0.5, 10.0])
+def test_shapes_without_a_pixel_centre_are_left_out_and_burn_nothing(gsd_m):
+    """Boxes, triangles and slivers from a tenth of a pixel to three pixels, anywhere (on pixel-centre lines
+    too): the pixels burnt without the shapes whose box holds no centre are those burnt with all of them."""
+    from affine import Affine
+
+    from geogan.grid import Grid
+    from geogan.rasterizer import polygon_mappings, reach_pixel_centres
+    rng = np.random.default_rng(int(gsd_m * 10))
+    grid = Grid(UTM, Affine(gsd_m, 0, 500_000.3 * gsd_m, 0, -gsd_m, 6_650_000.7 * gsd_m), (40, 50))
+    left, top = grid.transform.c, grid.transform.f
+    shapes = []
+    for _ in range(3000):
+        w, h = rng.uniform(0.1, 3.0, 2) * gsd_m
+        x, y = left + rng.uniform(-2, 52) * gsd_m, top - rng.uniform(-2, 42) * gsd_m
+        if rng.random() < 0.3:  # an edge exactly on a pixel-centre line
+            x = left + (np.floor(rng.uniform(0, 50)) + 0.5) * gsd_m
+        kind = rng.integers(3)
+        shapes.append(shapely.box(x, y - h, x + w, y) if kind == 0 else
+                      shapely.Polygon([(x, y), (x + w, y - h / 3), (x + w / 4, y - h)]) if kind == 1 else
+                      shapely.box(x, y - h, x + w / 20, y))
+    geoms = np.array(shapes, dtype=object)
+    values = list(range(1, len(geoms) + 1))
+    reach = reach_pixel_centres(geoms, grid)
+    assert 0 < reach.sum() < len(geoms)  # some are left out
+    every_shape = polygon_mappings(geoms, values)
+    assert np.array_equal(_burn(burnable(geoms, values, grid), grid), _burn(every_shape, grid))
+    for i in np.flatnonzero(~reach):  # each left out burns no pixel alone either
+        assert not _burn(polygon_mappings(geoms[i:i + 1], [1]), grid).any()
