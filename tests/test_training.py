@@ -363,19 +363,24 @@ def test_texture_height_with_shadow_trains_end_to_end(data, tmp_path):
 
 # ---------------------------------------------------------------- command line
 def test_cli_train_resume_and_tensorboard(tmp_path):
-    """`geogan train` from the command line: a short run, a refusal, a resume, TensorBoard files, samples."""
+    """`geogan train` from the command line: a short run, a refusal, a resume, TensorBoard files, samples.
+    The run and the resume are real processes; the refusals run in-process (test_cli.geogan: same exit code
+    and stderr, no interpreter start-up each)."""
     import subprocess
     import sys
+
+    from test_cli import geogan
     pairs_dir = make_pairs(tmp_path / "pairs", n=6, size=128, seed=2)
     run = tmp_path / "run"
-    base = [sys.executable, "-m", "geogan.cli", "train", "--arch", "unet", "--pairs", str(pairs_dir), "--out",
+    args = ["train", "--arch", "unet", "--pairs", str(pairs_dir), "--out",
             str(run), "--ngf", "4", "--batch-size", "1", "--checkpoint-every", "2", "--sample-every", "2",
             "--tensorboard", "--name", "tiny", "--no-position-cue", "--threads", "1"]
+    base = [sys.executable, "-m", "geogan.cli", *args]
     p = subprocess.run(base + ["--steps", "2"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert list((run / "samples").glob("*.png"))
-    again = subprocess.run(base + ["--steps", "3"], capture_output=True, text=True, timeout=600)
+    again = geogan(*args, "--steps", "3")
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
     p = subprocess.run(base + ["--steps", "3", "--resume"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
@@ -384,18 +389,15 @@ def test_cli_train_resume_and_tensorboard(tmp_path):
     assert card["training"]["steps"] == 3
     assert {k: card["arch_params"][k] for k in ("padding_mode", "upsample", "resize_levels")} == \
         {"padding_mode": "reflect", "upsample": "resize", "resize_levels": 4}
-    bad = subprocess.run(base[:-2] + ["--steps", "1", "--label-map", "nowhere.toml", "--out", str(tmp_path / "x")],
-                         capture_output=True, text=True, timeout=600)
+    bad = geogan(*args[:-2], "--steps", "1", "--label-map", "nowhere.toml", "--out", tmp_path / "x")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "label map" in bad.stderr
-    spade = [("spade" if a == "unet" else a) for a in base[:-2]]
-    bad = subprocess.run(spade + ["--steps", "1", "--out", str(tmp_path / "z")], capture_output=True, text=True,
-                         timeout=600)
+    spade = [("spade" if a == "unet" else a) for a in args[:-2]]
+    bad = geogan(*spade, "--steps", "1", "--out", tmp_path / "z")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--no-position-cue needs --arch unet" in bad.stderr
     assert not (tmp_path / "z").exists()
     small = make_pairs(tmp_path / "small", n=4, size=64)
-    only_small = [str(small) if a == str(pairs_dir) else a for a in base[:-2]]  # --pairs repeats: replace it
-    p = subprocess.run(only_small + ["--steps", "1", "--out", str(tmp_path / "y")],
-                       capture_output=True, text=True, timeout=600)
+    only_small = [str(small) if a == str(pairs_dir) else a for a in args[:-2]]  # --pairs repeats: replace it
+    p = geogan(*only_small, "--steps", "1", "--out", tmp_path / "y")
     assert p.returncode == 2 and "multiples of 128" in p.stderr and p.stderr.count("\n") == 1
 
 
