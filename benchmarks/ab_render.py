@@ -49,15 +49,18 @@ for _ in range({warm}):
     t, c = time.perf_counter(), time.process_time()
     geogan.render(**kw)
     warm.append(time.perf_counter() - t); cpu.append(time.process_time() - c)
-gen = r.tiles * generator_stats(MODEL, batch=CPU_BATCH_TILES)["seconds_per_tile"]
+gen = r.tiles * generator_stats(MODEL, batch=CPU_BATCH_TILES, reps={gen_reps})["seconds_per_tile"]
 print(json.dumps(dict(tree=geogan.__file__, cold_s=cold, warm_s=statistics.median(warm),
                       warm_cpu_s=statistics.median(cpu), generator_s=gen)))
 """
 
 
-def run_tree(pythonpath: str | None, km2: float, warm: int, out: Path, extra: dict | None = None) -> dict:
-    """One fresh process of the tree at ``pythonpath`` (None: this checkout); ``extra``: more render() keywords."""
-    code = CHILD.format(bench=str(REPO / "benchmarks"), km2=km2, out=str(out), warm=warm, extra=repr(extra or {}))
+def run_tree(pythonpath: str | None, km2: float, warm: int, out: Path, extra: dict | None = None,
+             gen_reps: int = 30) -> dict:
+    """One fresh process of the tree at ``pythonpath`` (None: this checkout); ``extra``: more render() keywords;
+    ``gen_reps``: timed calls of the bare generator (bench.generator_stats)."""
+    code = CHILD.format(bench=str(REPO / "benchmarks"), km2=km2, out=str(out), warm=warm, extra=repr(extra or {}),
+                        gen_reps=int(gen_reps))
     env = None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
                        cwd=tempfile.gettempdir())  # not the repo: its geogan/ would shadow PYTHONPATH
@@ -89,14 +92,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--km2", type=float, default=1.0)
     ap.add_argument("--warm", type=int, default=5, help="warm renders per process (their median counts; >= 1)")
+    ap.add_argument("--gen-reps", type=int, default=30, help="timed bare-generator calls per process (>= 1)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--base-kw", type=_render_kw, default={}, metavar="K=V,...",
                     help="render() keywords for the base tree only, e.g. compression=zstd (settings A/B: --base HEAD)")
     ap.add_argument("--new-kw", type=_render_kw, default={}, metavar="K=V,...",
                     help="render() keywords for the working tree only")
     args = ap.parse_args()
-    if args.warm < 1 or args.rounds < 1:
-        ap.error("--warm and --rounds must be at least 1")
+    if args.warm < 1 or args.rounds < 1 or args.gen_reps < 1:
+        ap.error("--warm, --rounds and --gen-reps must be at least 1")
     keys = ("cold_ratio", "warm_ratio", "cold_s", "warm_s", "warm_cpu_s", "generator_s")
     rounds: dict[str, list[dict]] = {"base": [], "new": []}
     with tempfile.TemporaryDirectory(prefix="geogan-ab-") as tmp:
@@ -106,7 +110,7 @@ def main() -> None:
         try:
             for i in range(args.rounds):
                 for name, path, extra in (("base", str(tree), args.base_kw), ("new", None, args.new_kw)):
-                    res = run_tree(path, args.km2, args.warm, Path(tmp) / "out", extra)
+                    res = run_tree(path, args.km2, args.warm, Path(tmp) / "out", extra, args.gen_reps)
                     rounds[name].append(res)
                     print(f"round {i + 1} {name:4s} " + "  ".join(f"{k} {res[k]:.3f}" for k in keys), flush=True)
         finally:

@@ -121,7 +121,7 @@ def generator_stats(model_name: str, tile_px: int = 256, batch: int = 1, reps: i
                 m.module(x, noise=z)
                 times.append(time.perf_counter() - t)
 
-    timed_calls(3, [])
+    timed_calls(min(3, reps), [])  # warm-up
     one_call: list = []
     timed_calls(reps, one_call)
     per_tile = {"one_call": float(np.median(one_call)) / batch}
@@ -129,7 +129,8 @@ def generator_stats(model_name: str, tile_px: int = 256, batch: int = 1, reps: i
     if streams > 1:
         with torch_threads(threads):
             lists = [[] for _ in range(streams)]
-            workers = [threading.Thread(target=timed_calls, args=(max(3, reps // streams), lst)) for lst in lists]
+            n = max(min(3, reps), reps // streams)
+            workers = [threading.Thread(target=timed_calls, args=(n, lst)) for lst in lists]
             [w.start() for w in workers]
             [w.join() for w in workers]
         # time per tile with every stream busy: the median call, with `streams` calls in flight at once

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ab_render_smoke(tmp_path):
     out = tmp_path / "ab.json"
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ab_render.py"), "--base", "HEAD", "--rounds", "1",
-                        "--warm", "1", "--km2", "0.05", "--json", str(out), "--new-kw", "compression=zstd,seed=5"],
+                        "--warm", "1", "--km2", "0.05", "--gen-reps", "1", "--json", str(out),
+                        "--new-kw", "compression=zstd,seed=5"],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(out.read_text())
