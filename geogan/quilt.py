@@ -17,7 +17,8 @@ without a seam):
   between two of them also by their overlap with both, and the (odd, odd) blocks by their overlap with all
   four neighbours, so a pixel depends only on the class map within ``margin_px(settings)`` pixels of it;
 * the bank's patches are restricted to one *look* (a cluster of photos of similar colour: one flight, one
-  season), chosen by the seed, so a render has the consistent radiometry of one survey.
+  season; :mod:`geogan.quilt_looks`), chosen by the seed, so a render has the consistent radiometry of one
+  survey.
 
 Pure functions over numpy arrays (no torch); no file I/O except
 :func:`save_bank` / :func:`load_bank`.
@@ -47,11 +48,9 @@ class QuiltSettings:
     near_best: float = 1.1  # a block picks at random (hashed) among candidates within this factor of the best
     region_blocks: int = 8  # blocks of one region prefer patches of one photo (hashed per region) ...
     photo_weight: float = 0.05  # ... by this much class-layout distance (sum of squared cell-share differences)
-    min_pure_patches: int = 64  # a region's photo with fewer single-class patches of a class than this defers:
-    # for uniform_classes to the pool's photo with the most of them (class_photo_patches: one lake texture),
-    # for the others to the class-layout search over the whole pool (a photo with the most road would be a
-    # railway yard)
-    uniform_classes: tuple[str, ...] = ("water",)
+    min_pure_patches: int = 64  # a region's photo with fewer single-class patches of a class than this defers
+    # to the class-layout search over the whole pool (a photo with the most road would be a railway yard)
+    uniform_classes: tuple[str, ...] = ("water",)  # drawn from one photo per render (class_photo_patches)
     feather_px: int = 1  # seams are blended over 2 x this + 1 pixels
     search_stride_px: int = 16  # mixed blocks search the bank's patches on this grid (pure blocks: all patches)
 
@@ -78,7 +77,7 @@ class TextureBank:
 
     images: np.ndarray  # uint8 (N, H, W, 3)
     labels: np.ndarray  # uint8 (N, H, W) model class ids
-    looks: np.ndarray  # int (N,) look cluster of each photo, 0 = the most common
+    looks: np.ndarray  # int (N,) look of each photo, 0 = the most common, -1: in every look (quilt_looks)
     classes: tuple[str, ...]
     settings: QuiltSettings = QuiltSettings()
     index: np.ndarray = field(init=False, repr=False)  # int32 (M, 3): photo, row, col of each patch
@@ -107,7 +106,7 @@ class TextureBank:
 
     @property
     def n_looks(self) -> int:
-        return int(self.looks.max()) + 1
+        return max(int(self.looks.max()) + 1, 1)
 
 
 def cell_fractions(labels: np.ndarray, n_classes: int, cell_px: int) -> np.ndarray:
@@ -239,9 +238,10 @@ def candidates(bank: TextureBank, query: np.ndarray, pool: np.ndarray, seed: int
         key = (c, ph)
         if key not in groups:
             mine = pool[(pool_pure == c) & (bank.index[pool, 0] == ph)]
-            uniform = bank.classes[c] in s.uniform_classes
-            groups[key] = mine if len(mine) >= s.min_pure_patches else \
-                class_photo_patches(bank, pool, c) if uniform else mine[:0]  # none: searched as mixed blocks are
+            if bank.classes[c] in s.uniform_classes:  # one photo's texture for the whole render
+                groups[key] = class_photo_patches(bank, pool, c, seed)
+            else:  # too few: searched as mixed blocks are
+                groups[key] = mine if len(mine) >= s.min_pure_patches else mine[:0]
         choices = groups[key]
         if len(choices):
             u = hash_uniform(seed, keys[0][b], keys[1][b], np.arange(s.candidates), 3)
@@ -252,14 +252,17 @@ def candidates(bank: TextureBank, query: np.ndarray, pool: np.ndarray, seed: int
     return out
 
 
-def class_photo_patches(bank: TextureBank, pool: np.ndarray, c: int) -> np.ndarray:
-    """The single-class ``c`` patches of the pool's photo with the most of them: areas of a class the region's
-    photo hardly shows (a lake in a photo of fields) take one consistent texture, not a patchwork."""
+def class_photo_patches(bank: TextureBank, pool: np.ndarray, c: int, seed: int) -> np.ndarray:
+    """The single-class ``c`` patches of one photo of the pool for the whole render (a pure function of the seed):
+    one of the photos with at least ``min_pure_patches`` of them, else the one with the most. Water is one
+    lake's texture, not a patchwork of calm and rippled lakes from region to region."""
     mine = pool[bank.pure[pool] == c]
     if not len(mine):
         return mine
     photos, counts = np.unique(bank.index[mine, 0], return_counts=True)
-    return mine[bank.index[mine, 0] == photos[counts.argmax()]]
+    enough = photos[counts >= bank.settings.min_pure_patches]
+    photo = enough[int(hash_uniform(seed, c, 7) * len(enough))] if len(enough) else photos[counts.argmax()]
+    return mine[bank.index[mine, 0] == photo]
 
 
 def search(bank: TextureBank, qd: np.ndarray, pool: np.ndarray, preferred: np.ndarray, seed: int) -> np.ndarray:
@@ -315,8 +318,8 @@ def min_cut_masks(err: np.ndarray) -> np.ndarray:
 
 
 def look_pool(bank: TextureBank, look: int) -> np.ndarray:
-    """Bank patch numbers of one look (``look`` modulo the bank's looks)."""
-    photos = np.flatnonzero(bank.looks == look % bank.n_looks)
+    """Bank patch numbers of one look (``look`` modulo the bank's looks) and of the photos in every look."""
+    photos = np.flatnonzero((bank.looks == look % bank.n_looks) | (bank.looks < 0))
     return np.flatnonzero(np.isin(bank.index[:, 0], photos))
 
 
@@ -516,21 +519,6 @@ def synthesize_tile(bank: TextureBank, labels: np.ndarray, *, seed: int = 0, loo
 
 
 # ------------------------------------------------------------------------------------------------ the bank
-
-
-def look_clusters(images: np.ndarray, labels: np.ndarray, n_looks: int, seed: int = 0) -> np.ndarray:
-    """int (N,): k-means (``n_looks`` clusters) of the photos' mean colour and contrast, 0 = the largest cluster."""
-    feats = np.concatenate([images.reshape(len(images), -1, 3).mean(1),
-                            images.reshape(len(images), -1, 3).std(1)], 1).astype(np.float64)
-    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
-    rng = np.random.default_rng(seed)
-    centres = feats[rng.choice(len(feats), n_looks, replace=False)]
-    for _ in range(50):
-        assign = ((feats[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
-        centres = np.stack([feats[assign == k].mean(0) if (assign == k).any() else centres[k]
-                            for k in range(n_looks)])
-    order = np.argsort(-np.bincount(assign, minlength=n_looks), kind="stable")
-    return np.argsort(order)[assign]
 
 
 def save_bank(path: Path, bank: TextureBank, quality: int = 92) -> None:

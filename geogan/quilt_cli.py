@@ -14,7 +14,8 @@ def build_bank(pairs: Path, out: Path, *, label_map: str = "landcoverai", val_fr
     validation split); returns the card."""
     from .errors import InputError
     from .evaluate import split_number
-    from .quilt import QuiltSettings, TextureBank, look_clusters, save_bank, select_photos
+    from .quilt import QuiltSettings, TextureBank, save_bank, select_photos
+    from .quilt_looks import look_clusters
     from .training.pairs import PairSet, load_label_map
 
     if out.suffix != ".json":
@@ -25,14 +26,17 @@ def build_bank(pairs: Path, out: Path, *, label_map: str = "landcoverai", val_fr
     water = lm.classes.index("water") if "water" in lm.classes else None
     keep = select_photos(data.labels, water, max_water_photos)
     images, labels = data.images[keep], data.labels[keep]
-    bank = TextureBank(images, labels, look_clusters(images, labels, looks), tuple(lm.classes), QuiltSettings())
+    settings = QuiltSettings()
+    shared = [lm.classes.index(c) for c in settings.uniform_classes if c in lm.classes]
+    bank = TextureBank(images, labels, look_clusters(images, labels, looks, shared=shared), tuple(lm.classes), settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_bank(out.with_suffix(".npz"), bank, quality)
     card = {"name": out.stem, "arch": "quilt", "bank": out.with_suffix(".npz").name, "classes": list(lm.classes),
             "schema_to_model": dict(lm.schema_to_model), "gsd_m": lm.gsd_m, "outputs": ["rgb"], "train_tile_px": 512,
             "rotate_tiles": False,
             "training": {"data": lm.data or str(pairs), "pairs_dir": str(pairs), "label_map": lm.name, "photos": int(len(keep)),
-                         "pairs_below": val_from, "data_description": lm.data, "data_license": lm.license, "looks": looks, "max_water_photos": max_water_photos,
+                         "pairs_below": val_from, "data_description": lm.data, "data_license": lm.license, "looks": looks, "looks_made": bank.n_looks,
+                         "shared_photos": int((bank.looks < 0).sum()), "max_water_photos": max_water_photos,
                          "jpeg_quality": quality,
                          "command": f"geogan build-bank --pairs {pairs} --label-map {lm.name} --out {out} "
                                     f"--looks {looks} --max-water-photos {max_water_photos}"}}
@@ -58,4 +62,5 @@ def build_bank_command(
 
     card = run_guarded(lambda: build_bank(pairs, out, label_map=label_map, val_from=val_from, looks=looks,
                                           max_water_photos=max_water_photos))
-    typer.echo(f"wrote {out} and {out.with_suffix('.npz')} ({card['training']['photos']} photos, {looks} looks)")
+    typer.echo(f"wrote {out} and {out.with_suffix('.npz')} ({card['training']['photos']} photos, "
+                f"{card['training']['looks_made']} looks)")

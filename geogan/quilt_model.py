@@ -87,7 +87,8 @@ def look_of(model: QuiltModel, seed: int) -> int:
     photos show it (a rare flight's colours are not as common as the usual ones)."""
     if seed == 0:
         return int(model.card.get("look", 0))
-    photos = np.bincount(model.bank.looks, minlength=model.bank.n_looks)
+    looks = model.bank.looks
+    photos = np.bincount(looks[looks >= 0], minlength=model.bank.n_looks)
     return int(np.random.default_rng(seed).choice(len(photos), p=photos / photos.sum()))
 
 
