@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .errors import InputError
 from .metrics import confusion, fid, kid, l1, miou, psnr, ssim
 from .options import with_options
-from .models.segmenter import default_segmenter_path, load_segmenter  # noqa: F401 (also re-exported)
+from .models.segmenter import default_segmenter_path, load_segmenter, predict_classes  # noqa: F401 (also re-exported)
 from .realism import C2stSettings, realism_metrics, torch_threads
 from .training.pairs import PairSet, list_pairs, load_label_map
 
@@ -69,7 +69,7 @@ def _segment(net, images: torch.Tensor, batch: int = 16) -> tuple[np.ndarray, np
     with torch.inference_mode():
         for i in range(0, len(images), batch):
             logits, f = net(images[i:i + batch], return_features=True)
-            preds.append(logits.argmax(1).numpy())
+            preds.append(predict_classes(net, images[i:i + batch], logits).numpy())
             feats.append(f.numpy())
     return np.concatenate(preds), np.concatenate(feats)
 

@@ -210,3 +210,19 @@ def test_calibration_undoes_a_shifted_class_prior():
             return super().forward(x) + torch.from_numpy(bias)[None, :, None, None]
 
     assert segmenter_iou(Fixed(), images, labels, 5)[0] == 1.0
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (16, 24)])
+def test_flipped_predictions_are_mapped_back_to_their_pixels(shape):
+    """Test-time flips (and the transpose of square tiles) are undone before averaging: a segmenter that reads
+    the class id written in each pixel predicts every pixel right on a layout with no symmetry."""
+    from geogan.models.segmenter import predict_classes
+
+    class Reader(torch.nn.Module):
+        def forward(self, x):
+            ids = torch.round((x[:, 0] + 1) * 127.5).long()
+            return torch.nn.functional.one_hot(ids, 5).permute(0, 3, 1, 2).float() * 3
+
+    labels = np.random.default_rng(1).integers(0, 5, (2,) + shape).astype(np.uint8)
+    x = torch.from_numpy(np.repeat(labels[..., None], 3, -1)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert np.array_equal(predict_classes(Reader(), x).numpy(), labels)

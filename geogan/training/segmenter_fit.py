@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError, OutputError
 from ..metrics import confusion, miou
+from ..models.segmenter import predict_classes
 
 log = logging.getLogger("geogan")
 
@@ -204,14 +205,15 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.
 
 def segmenter_iou(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray, n_classes: int,
                   batch: int = 16) -> tuple[float, list[float]]:
-    """(mIoU, per-class IoU) of the segmenter on whole uint8 tiles (N, H, W, 3) against class ids (N, H, W)."""
+    """(mIoU, per-class IoU) of the segmenter's predictions (``predict_classes``: with test-time flips) on
+    whole uint8 tiles (N, H, W, 3) against class ids (N, H, W)."""
     conf = np.zeros((n_classes, n_classes), dtype=np.int64)
     was_training = net.training
     net.eval()
     with torch.inference_mode():
         for i in range(0, len(images), batch):
             x = torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
-            conf += confusion(net(x).argmax(1).numpy(), labels[i:i + batch], n_classes)
+            conf += confusion(predict_classes(net, x).numpy(), labels[i:i + batch], n_classes)
     net.train(was_training)
     return miou(conf)
 
