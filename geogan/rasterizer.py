@@ -200,28 +200,32 @@ class VectorClassSource:
 
 
 class _LastDrawn:
-    """Each thread's last class map drawing (:func:`draw_window`, one window), kept until the same window's
-    object heights take it: a render asks a window's class map and then its object heights
+    """Each thread's last class map drawing (:func:`draw_window`, one window) of a FeatureSet, kept until the
+    same window's object heights take it: a render asks a window's class map and then its object heights
     (:func:`geogan.pipeline.write_surface`), which follow from the same drawing, so the features are
-    clipped, converted and burnt once for both. Keyed by the FeatureSet's identity (held weakly) and the
-    grid (equal grids draw equal windows)."""
+    clipped, converted and burnt once for both. Kept per FeatureSet (by identity) and thread, and let go
+    with the FeatureSet: nothing outlives the render that drew it."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self._kept: dict[int, dict[int, tuple[Grid, DrawnWindow]]] = {}  # id(FeatureSet) -> thread -> drawing
+        self._lock = threading.Lock()
 
     def keep(self, feats: FeatureSet, grid: Grid) -> DrawnWindow:
-        """``feats`` drawn on ``grid``, kept for :meth:`take`."""
+        """``feats`` drawn on ``grid``, kept for :meth:`take` in this thread."""
         drawn = draw_window(feats, grid)
-        self._local.last = (weakref.ref(feats), grid, drawn)
+        with self._lock:
+            by_thread = self._kept.get(id(feats))
+            if by_thread is None:
+                by_thread = self._kept[id(feats)] = {}
+                weakref.finalize(feats, self._kept.pop, id(feats), None)
+            by_thread[threading.get_ident()] = (grid, drawn)
         return drawn
 
     def take(self, feats: FeatureSet, grid: Grid) -> DrawnWindow | None:
-        """The kept drawing of ``feats`` on ``grid`` (no longer kept), or None."""
-        last = getattr(self._local, "last", None)
-        if last is None or last[0]() is not feats or last[1] != grid:
-            return None
-        self._local.last = None
-        return last[2]
+        """The drawing of ``feats`` on ``grid`` this thread kept (no longer kept), or None."""
+        with self._lock:
+            kept = self._kept.get(id(feats), {}).pop(threading.get_ident(), None)
+        return kept[1] if kept is not None and kept[0] == grid else None
 
 
 _LAST_DRAWN = _LastDrawn()

@@ -178,3 +178,18 @@ def test_shapes_without_a_pixel_centre_are_left_out_and_burn_nothing(gsd_m):
     assert np.array_equal(_burn(burnable(geoms, values, grid), grid), _burn(every_shape, grid))
     for i in np.flatnonzero(~reach):  # each left out burns no pixel alone either
         assert not _burn(polygon_mappings(geoms[i:i + 1], [1]), grid).any()
+
+
+def test_a_kept_drawing_goes_with_its_feature_set(town):
+    import gc
+
+    from geogan.rasterizer import _LAST_DRAWN
+    report, bbox, centre = town
+    grid = grid_from_bbox(bbox, "EPSG:4326", "EPSG:3857", 10.0)
+    feats = build_features(report, load_schema(), grid.crs, centre)
+    VectorClassSource(feats).classes(grid)
+    key = id(feats)
+    assert key in _LAST_DRAWN._kept
+    del feats
+    gc.collect()
+    assert key not in _LAST_DRAWN._kept
