@@ -393,9 +393,12 @@ def test_installer_makes_a_venv_qgis_uses(qgis_home, geojson, tmp_path):
     # torch's own dependencies from the machine's local index (its CPU index is not reachable here)
     from test_qgis_install import checkout_wheel
 
+    # --no-compile (passed to every pip install): no bytecode for the thousands of torch modules nothing here
+    # imports (a third of the install's CPU time); what the checks import compiles on first use
     geogan_wheel = checkout_wheel(tmp_path / "wheels")
     proc = subprocess.run([SYSTEM_PYTHON, str(installer), "--env", str(env_dir), "--torch", str(wheel),
-                           "--torch-index-url", "file:///opt/pypi/simple", "--geogan", str(geogan_wheel)],
+                           "--torch-index-url", "file:///opt/pypi/simple", "--geogan", str(geogan_wheel),
+                           "--pip-arg=--no-compile"],
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "OK: geogan" in proc.stdout and geogan_wheel.name in proc.stdout
