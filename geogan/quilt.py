@@ -53,6 +53,7 @@ class QuiltSettings:
     uniform_classes: tuple[str, ...] = ("water",)  # drawn from one photo per render (class_photo_patches)
     feather_px: int = 1  # seams are blended over 2 x this + 1 pixels
     search_stride_px: int = 16  # mixed blocks search the bank's patches on this grid (pure blocks: all patches)
+    search_max_patches: int = 24000  # at most about this many of a look's patches are searched (a hashed sample)
 
     def __post_init__(self) -> None:
         if not (0 < 2 * self.overlap_px < self.patch_px) or self.patch_px % self.cell_px:
@@ -270,7 +271,12 @@ def search(bank: TextureBank, qd: np.ndarray, pool: np.ndarray, preferred: np.nd
     block's ``preferred`` photo by ``photo_weight`` and breaking ties by a hash per patch (numpy: a BLAS matrix
     product and a partial sort)."""
     s = bank.settings
-    rows = np.flatnonzero(np.isin(bank.searched, pool))  # rows of bank.descriptors
+    # rows of bank.descriptors: the pool's patches, less those all of one uniform class (open water: drawn by
+    # class_photo_patches; they would only pad the search of a mixed block, and lake photos are in every look)
+    uniform = [c for c, name in enumerate(bank.classes) if name in s.uniform_classes]
+    rows = np.flatnonzero(np.isin(bank.searched, pool) & ~np.isin(bank.pure[bank.searched], uniform))
+    if len(rows) > s.search_max_patches:  # a large look: a fixed, hashed sample bounds the cost per block
+        rows = rows[hash_uniform(0, bank.searched[rows], 8) < s.search_max_patches / len(rows)]
     if not len(rows):
         raise ModelError("texture bank look holds no patch on its search grid; rebuild the bank with more photos")
     grid = bank.searched[rows]
