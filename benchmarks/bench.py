@@ -219,15 +219,19 @@ def is_texture_bank(model: str) -> bool:
 
 
 def capture_quilt_calls() -> list:
-    """From now on, record the arguments of every ``quilt_strip`` call (a texture bank's generator step: one
-    output strip quilted from its class map) in the returned list."""
+    """From now on, record every ``quilt_strip`` call (a texture bank's generator step: one output strip quilted
+    from its class map) in the returned list. The class maps are spooled to .npy files in a temporary folder,
+    so recording a large render does not hold them all in memory (its peak RSS stays the render's)."""
     import geogan.quilt_model as qm
     calls: list = []
+    spool = Path(tempfile.mkdtemp(prefix="geogan-quilt-calls-"))
     original = getattr(qm.quilt_strip, "__wrapped__", qm.quilt_strip)
 
-    def recording(*args, **kwargs):
-        calls.append((args, kwargs))
-        return original(*args, **kwargs)
+    def recording(model, classes, *args, **kwargs):
+        path = spool / f"{len(calls)}.npy"
+        np.save(path, classes)
+        calls.append((model, path, args, kwargs))
+        return original(model, classes, *args, **kwargs)
     recording.__wrapped__ = original
     qm.quilt_strip = recording
     return calls
@@ -235,16 +239,20 @@ def capture_quilt_calls() -> list:
 
 def replay_quilt_seconds(calls: list) -> float:
     """Wall seconds to run the recorded ``quilt_strip`` calls again, alone, as many at once as a render runs
-    them (:func:`geogan.quilt_model.quilt_rows`): the bare quilting of that render."""
+    them (:func:`geogan.quilt_model.quilt_rows`): the bare quilting of that render. Reading each strip's
+    class map back from its spool file (a few ms) is counted; the spool folder is removed afterwards."""
     from concurrent.futures import ThreadPoolExecutor
 
     import geogan.quilt_model as qm
     strip = getattr(qm.quilt_strip, "__wrapped__", qm.quilt_strip)
     with ThreadPoolExecutor(max(1, min(os.cpu_count() or 1, 4))) as pool:
         t = time.perf_counter()
-        for _ in pool.map(lambda c: strip(*c[0], **c[1]), list(calls)):
+        for _ in pool.map(lambda c: strip(c[0], np.load(c[1]), *c[2], **c[3]), list(calls)):
             pass
-        return time.perf_counter() - t
+        seconds = time.perf_counter() - t
+    for folder in {c[1].parent for c in calls}:
+        shutil.rmtree(folder, ignore_errors=True)
+    return seconds
 
 
 def rasterize_vs_gdal(osm: Path, bbox, tmp: Path) -> dict:

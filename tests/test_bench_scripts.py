@@ -80,3 +80,26 @@ def test_pix2pix_reference_model_renders(tmp_path):
     res = geogan.render(osm=sample_osm_path(), bbox=_town_bbox(0.01), out_dir=tmp_path / "out", model=str(card))
     with rasterio.open(res.aerial) as ds:
         assert ds.count == 3 and ds.read().std() > 0
+
+
+def test_recorded_quilt_calls_are_spooled_to_disk_and_replay(tmp_path):
+    """bench.py's paired ratio for a texture bank replays the render's quilt_strip calls: their class maps are
+    kept in files, not in the list (recording a 16 km2 render held them all and doubled its peak RSS)."""
+    import numpy as np
+
+    import geogan
+    import geogan.quilt_model as qm
+    from test_anchor import SAMPLE, _centre_box
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench import capture_quilt_calls, replay_quilt_seconds
+    original = qm.quilt_strip
+    try:
+        calls = capture_quilt_calls()
+        geogan.render(osm=SAMPLE, bbox=_centre_box(120, 90), out_dir=tmp_path / "r", model="default")
+    finally:
+        qm.quilt_strip = original
+    assert calls and all(isinstance(c[1], Path) and c[1].is_file() for c in calls)
+    assert not any(isinstance(a, np.ndarray) for c in calls for a in (*c[2], *c[3].values()))
+    assert replay_quilt_seconds(calls) > 0
+    assert not calls[0][1].parent.exists()  # the spool is removed after the replay
