@@ -114,11 +114,28 @@ def quilt_strip(model: QuiltModel, classes: np.ndarray, origin: tuple[int, int],
                 rows: tuple[int, int], width: int, seed: int) -> np.ndarray:
     """float32 (3, rows, width) in [-1, 1]: the output rows ``rows`` quilted from :func:`strip_inputs`. At scale 1
     exact; otherwise quilted on the model-resolution pixels covering the rows and resampled (antialiased)."""
-    rgb = synthesize(model.bank, classes, origin, seed=seed, look=look_of(model, seed))
+    rgb = synthesize_columns(model.bank, classes, origin, seed=seed, look=look_of(model, seed))
     out = rgb.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1
     if out.shape[1:] != (rows[1] - rows[0], width):
         out = _resample(out, span, rows[0], rows[1], width)
     return out
+
+
+QUILT_CHUNK_PX = 1024  # output columns quilted at once: a strip's working memory follows this, not the area's width
+
+
+def synthesize_columns(bank: TextureBank, classes: np.ndarray, origin: tuple[int, int], *, seed: int, look: int,
+                       chunk_px: int = QUILT_CHUNK_PX) -> np.ndarray:
+    """:func:`geogan.quilt.synthesize` of a strip, ``chunk_px`` output columns at a time (each with its margin):
+    the same pixels, since every pixel depends only on the class map within the margin and its world position,
+    with a working memory bounded by the chunk, not by the strip's width."""
+    m = margin_px(bank.settings)
+    width = classes.shape[1] - 2 * m
+    if width <= chunk_px:
+        return synthesize(bank, classes, origin, seed=seed, look=look)
+    parts = [synthesize(bank, classes[:, c:min(c + chunk_px, width) + 2 * m], (origin[0], origin[1] + c),
+                        seed=seed, look=look) for c in range(0, width, chunk_px)]
+    return np.concatenate(parts, axis=1)
 
 
 def _resample(strip: np.ndarray, span: tuple[float, float], a: int, b: int, width: int) -> np.ndarray:

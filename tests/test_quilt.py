@@ -175,3 +175,17 @@ def test_seeds_take_the_looks_as_often_as_the_photos_show_them():
     drawn = np.bincount([look_of(model, s) for s in range(1, 3001)], minlength=3) / 3000
     assert np.allclose(drawn, [0.7, 0.2, 0.1], atol=0.04)
     assert look_of(model, 17) == look_of(model, 17)
+
+
+def test_a_wide_strip_quilted_in_column_chunks_is_the_same_picture(bank):
+    """quilt_strip quilts wide strips a chunk of columns at a time (bounded memory): the same pixels."""
+    from geogan.quilt_model import synthesize_columns
+
+    rng = np.random.default_rng(5)
+    world = np.zeros((200, 600), np.uint8)
+    world[:, 350:460] = WOOD
+    world[40:160, 230:300] = WATER
+    world[rng.random(world.shape) < 0.01] = WATER
+    whole = synthesize(bank, world, (46, -300), seed=4, look=1)
+    for chunk in (37, 100, 1000):
+        assert np.array_equal(synthesize_columns(bank, world, (46, -300), seed=4, look=1, chunk_px=chunk), whole)
