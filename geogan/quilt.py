@@ -238,10 +238,10 @@ def candidates(bank: TextureBank, query: np.ndarray, pool: np.ndarray, seed: int
         c, ph = int(q_pure[b]), int(preferred[b])
         key = (c, ph)
         if key not in groups:
-            mine = pool[(pool_pure == c) & (bank.index[pool, 0] == ph)]
             if bank.classes[c] in s.uniform_classes:  # one photo's texture for the whole render
                 groups[key] = class_photo_patches(bank, pool, c, seed)
-            else:  # too few: searched as mixed blocks are
+            else:  # the region's photo's patches of the class; too few: searched as mixed blocks are
+                mine = pool[(pool_pure == c) & (bank.index[pool, 0] == ph)]
                 groups[key] = mine if len(mine) >= s.min_pure_patches else mine[:0]
         choices = groups[key]
         if len(choices):

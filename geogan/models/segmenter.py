@@ -61,10 +61,6 @@ class Segmenter(nn.Module):
             return logits, feats
         return logits
 
-    def predict(self, x: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
-        """Class ids (N, H, W) with test-time flips: :func:`predict_classes`."""
-        return predict_classes(self, x, logits)
-
 
 def predict_classes(net: nn.Module, x: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
     """Class ids (N, H, W) of a segmenter ``net``: the mean softmax over the input, its horizontal, vertical and
