@@ -31,10 +31,10 @@ def torch_missing_message(what: str, alternative: str = "") -> str:
     return f"{what} needs PyTorch, which is not installed; {TORCH_INSTALL_HINT}{alternative}"
 
 
-def require_torch(what: str, alternative: str = "", error: type[InputError] = InputError) -> None:
-    """Raise ``error`` with :func:`torch_missing_message` unless PyTorch can be imported."""
+def require_torch(what: str, alternative: str = "") -> None:
+    """Raise an InputError with :func:`torch_missing_message` unless PyTorch can be imported."""
     if not has_module("torch"):
-        raise error(torch_missing_message(what, alternative))
+        raise InputError(torch_missing_message(what, alternative))
 
 
 def is_missing_torch(exc: BaseException) -> bool:

@@ -76,14 +76,6 @@ class PbfLayout:
     header: Block | None
     data: tuple[Block, ...]  # the OSMData blocks, in file order
 
-    @property
-    def data_blocks(self) -> int:
-        return len(self.data)
-
-    @property
-    def last_data(self) -> Block | None:
-        return self.data[-1] if self.data else None
-
 
 @dataclass(frozen=True)
 class BlockContent:
