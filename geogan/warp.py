@@ -159,23 +159,44 @@ class StripWarper:
             r, c = s.row0 + self.shift[0] - s.src_lo, self.shift[1]
             cut = (slice(r, r + s.rows), slice(c, c + self.dst.width))
             return s.row0, rgb[(slice(None),) + cut].copy(), None if terrain is None else terrain[cut].copy()
-        u, v = source_px(self.src, self.dst.window(s.row0, 0, s.rows, self.dst.width), self._to_src, self.samples)
-        v -= s.src_lo
-        c0, c1 = max(0, int(math.floor(u.min() - 0.5))), min(self.src.width, int(math.ceil(u.max() + 0.5)))
-        u -= c0
-        if min(u.min(), v.min()) < 0.5 - 1e-6 or v.max() > b - a - 0.5 + 1e-6 or u.max() > c1 - c0 - 0.5 + 1e-6:
+        uv = source_px_columns(self.src, self.dst.window(s.row0, 0, s.rows, self.dst.width), self._to_src,
+                               self.samples, WARP_CHUNK_PX)
+        for _, v in uv:
+            v -= s.src_lo
+        u_lo, u_hi = min(float(u.min()) for u, _ in uv), max(float(u.max()) for u, _ in uv)
+        c0, c1 = max(0, int(math.floor(u_lo - 0.5))), min(self.src.width, int(math.ceil(u_hi + 0.5)))
+        for u, _ in uv:
+            u -= c0
+        lo = min(min(float(u.min()), float(v.min())) for u, v in uv)
+        if lo < 0.5 - 1e-6 or max(float(v.max()) for _, v in uv) > b - a - 0.5 + 1e-6 or \
+                max(float(u.max()) for u, _ in uv) > c1 - c0 - 0.5 + 1e-6:
             raise RenderError(f"internal error: output rows {s.row0}..{s.row0 + s.rows} reach past the generator "
                               "pixels planned for them; please report this render's options")
-        return s.row0, sample(rgb[:, :, c0:c1], u, v, self.samples), \
-            None if terrain is None else sample(terrain[:, c0:c1], u, v, self.samples)
+        return s.row0, sample_columns(rgb[:, :, c0:c1], uv, self.samples), \
+            None if terrain is None else sample_columns(terrain[:, c0:c1], uv, self.samples)
 
 
-def source_px(src: Grid, dst: Grid, to_src: pyproj.Transformer | None, samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates in ``src`` (pixel (i, j) spans i..i+1, j..j+1) of ``samples`` x ``samples`` points per
-    pixel of ``dst`` (at the centres of its sub-pixels): float64 arrays (rows * samples, cols * samples).
+WARP_CHUNK_PX = 1024  # output columns sampled at once: a strip's warp temporaries follow this, not the grid's width
 
-    PROJ places the points every ``NODE_PX`` samples (and the last); the others are bilinear between them.
-    """
+
+def source_px_columns(src: Grid, dst: Grid, to_src: pyproj.Transformer | None, samples: int,
+                      chunk_px: int = WARP_CHUNK_PX) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pixel coordinates ``(u, v)`` in ``src`` (pixel (i, j) spans i..i+1, j..j+1) of ``samples`` x ``samples``
+    points per pixel of ``dst`` (at the centres of its sub-pixels), in pieces of ``chunk_px`` output columns, left
+    to right: float64 arrays (rows * samples, piece cols * samples).
+
+    PROJ places the points every ``NODE_PX`` samples (and the last); the others are bilinear between them: along
+    the node rows for the whole width, then between the node rows piece by piece (per column: the pieces hold the
+    values the whole strip would), so the temporaries follow ``chunk_px``, not the width."""
+    h, nodes = _node_rows(src, dst, to_src, samples)
+    step = chunk_px * samples
+    pieces = (_between_nodes(nodes[:, :, c:c + step], h, axis=1) for c in range(0, nodes.shape[2], step))
+    return [(p[0], p[1]) for p in pieces]
+
+
+def _node_rows(src: Grid, dst: Grid, to_src: pyproj.Transformer | None, samples: int) -> tuple[int, np.ndarray]:
+    """(rows of samples, float64 (2, node rows, cols * samples)): :func:`source_px_columns`' (u, v) on the rows of
+    its nodes, interpolated between the nodes along each row."""
     h, w = dst.height * samples, dst.width * samples
     nodes_r = np.linspace(0.0, h - 1.0, max(2, math.ceil((h - 1) / NODE_PX) + 1)) if h > 1 else np.zeros(1)
     nodes_c = np.linspace(0.0, w - 1.0, max(2, math.ceil((w - 1) / NODE_PX) + 1)) if w > 1 else np.zeros(1)
@@ -184,8 +205,7 @@ def source_px(src: Grid, dst: Grid, to_src: pyproj.Transformer | None, samples: 
     if to_src is not None:
         xs, ys = to_src.transform(xs, ys)
     u, v = ~src.transform * (np.asarray(xs, float), np.asarray(ys, float))
-    full = _between_nodes(_between_nodes(np.stack([u, v]), w, axis=2), h, axis=1)
-    return full[0], full[1]
+    return h, _between_nodes(np.stack([u, v]), w, axis=2)
 
 
 def _between_nodes(nodes: np.ndarray, n: int, axis: int) -> np.ndarray:
@@ -210,28 +230,41 @@ def sample(values: np.ndarray, u: np.ndarray, v: np.ndarray, samples: int) -> np
     204,800 pixels, by 1, on a synthetic rotation). numpy takes about twice torch's time for this step (8 vs
     4 ms for 3 bands of 256 x 800 px on one thread; 3.4 vs 1.8 s in a sample-town render on the busy 2-core
     VM), which is why torch keeps it when it is there."""
+    return sample_columns(values, [(u, v)], samples)
+
+
+def sample_columns(values: np.ndarray, uv: list[tuple[np.ndarray, np.ndarray]], samples: int) -> np.ndarray:
+    """:func:`sample` at the coordinates ``uv``, pieces of consecutive columns (each a multiple of ``samples``
+    wide, :func:`source_px_columns`), joined left to right: every output pixel is computed as :func:`sample`
+    computes it, with float64 temporaries the size of one piece (``values`` is widened once)."""
     bands = values[None] if values.ndim == 2 else values
+    rows = uv[0][0].shape[0] // samples
+    result = np.empty((len(bands), rows, sum(u.shape[1] for u, _ in uv) // samples),
+                      np.uint8 if values.dtype == np.uint8 else np.float32)
     torch = sys.modules.get("torch")
-    if torch is not None:
-        out = _samples_torch(torch, bands, u, v, samples)
-    else:
-        out = _bilinear(bands, u, v)
-        if samples > 1:
-            rows, cols = u.shape[0] // samples, u.shape[1] // samples
-            out = out.reshape(len(bands), rows, samples, cols, samples).mean(axis=(2, 4))
-    if values.dtype == np.uint8:
-        result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    else:
-        result = out.astype(np.float32)
+    x = None if torch is None else torch.from_numpy(np.ascontiguousarray(bands)).to(torch.float64)[None]
+    c = 0
+    for u, v in uv:
+        if x is not None:
+            out = _samples_torch(torch, x, u, v, samples)
+        else:
+            out = _bilinear(bands, u, v)
+            if samples > 1:
+                out = out.reshape(len(bands), rows, samples, u.shape[1] // samples, samples).mean(axis=(2, 4))
+        part = result[:, :, c:c + out.shape[2]]
+        if values.dtype == np.uint8:
+            np.rint(out, out=out)
+            np.clip(out, 0, 255, out=out)
+        part[...] = out  # exact: whole numbers in 0..255 to uint8, float64 to float32 rounded as astype
+        c += out.shape[2]
     return result[0] if values.ndim == 2 else result
 
 
-def _samples_torch(torch, bands: np.ndarray, u: np.ndarray, v: np.ndarray, samples: int) -> np.ndarray:
-    """float64 (bands, rows, cols): :func:`_bilinear` by torch's ``grid_sample``, averaged over ``samples`` x
-    ``samples`` blocks."""
-    h, w = bands.shape[-2:]
+def _samples_torch(torch, x, u: np.ndarray, v: np.ndarray, samples: int) -> np.ndarray:
+    """float64 (bands, rows, cols): :func:`_bilinear` by torch's ``grid_sample`` of ``x`` (float64 (1, bands,
+    rows, cols) tensor), averaged over ``samples`` x ``samples`` blocks."""
+    h, w = x.shape[-2:]
     grid = torch.from_numpy(np.stack([u * (2.0 / w) - 1.0, v * (2.0 / h) - 1.0], axis=-1)[None])
-    x = torch.from_numpy(np.ascontiguousarray(bands)).to(torch.float64)[None]
     out = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if samples > 1:
         out = torch.nn.functional.avg_pool2d(out, samples)
