@@ -56,14 +56,14 @@ def format_realism(res: dict) -> str:
 
 def _command_line(ctx: typer.Context) -> str:
     """The running command with the options given on its command line (for a model card)."""
-    from click.core import ParameterSource
-
     parts = [ctx.command_path]
     for name, value in ctx.params.items():
-        if ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE:
+        # by name: typer vendors its own click, whose ParameterSource is not click.core's
+        if getattr(ctx.get_parameter_source(name), "name", None) != "COMMANDLINE":
             continue
         flag = "--" + name.replace("_", "-")
-        parts.append(flag if value is True else f"{flag} {value}")
+        values = value if isinstance(value, (list, tuple)) else [value]  # a repeated option: each occurrence
+        parts.extend(flag if v is True else f"{flag} {v}" for v in values)
     return " ".join(parts)
 
 
@@ -119,13 +119,27 @@ def evaluate(
         typer.echo(format_realism(res))
 
 
+def pair_sets(pairs: list[Path], label_maps: list[str]) -> list[tuple[Path, str]]:
+    """(pairs folder, label map) of each ``--pairs``: one ``--label-map`` for all, or one per ``--pairs``."""
+    if len(label_maps) == 1:
+        return [(p, label_maps[0]) for p in pairs]
+    if len(label_maps) != len(pairs):
+        from .errors import InputError
+
+        raise InputError(f"{len(pairs)} --pairs but {len(label_maps)} --label-map; give one --label-map for all the "
+                         "pairs or one per --pairs, in the same order")
+    return list(zip(pairs, label_maps))
+
+
 def train_segmenter_cmd(
     ctx: typer.Context,
-    pairs: Path = typer.Option(..., help="Folder of side-by-side pairs; trains on the training split only."),
+    pairs: list[Path] = typer.Option(..., help="Folder of side-by-side pairs; trains on the training split only. "
+                                     "Repeat to train on several sets together (each keeps its own split)."),
     out: Path = typer.Option(..., help="Output stem (writes STEM.safetensors + STEM.json)."),
     steps: int = typer.Option(4000, help="Optimiser steps (of this run, after --init)."),
     batch: int = typer.Option(8, help="Batch size."),
-    label_map: str = typer.Option("landcoverai", help="Label map of the pairs: landcoverai, recife or a TOML."),
+    label_map: list[str] = typer.Option(["landcoverai"], help="Label map of the pairs: landcoverai, recife or a "
+                                        "TOML; one for all --pairs, or one per --pairs in the same order."),
     init: Optional[Path] = typer.Option(None, help="Continue from this segmenter (stem of .json + .safetensors)."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine decay)."),
     run_dir: Optional[Path] = typer.Option(None, help="Run folder: checkpoints, log, best.* (default: STEM_run)."),
@@ -137,6 +151,8 @@ def train_segmenter_cmd(
     class_probs: Optional[str] = typer.Option(None, help="Comma-separated share of crops centred on each "
                                               "class (default: equal)."),
     select_pairs: int = typer.Option(64, help="Last pairs of the training split held out to select the model."),
+    select_blocks: int = typer.Option(1, help="Hold the --select-pairs out as this many blocks spread over each "
+                                      "set's training range (1: its last pairs)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
 ) -> None:
     """Train the FCN-score segmenter on the real aerial images of the training split (resumable)."""
@@ -150,9 +166,10 @@ def train_segmenter_cmd(
         torch.set_num_threads(threads)
     cfg = FitConfig(steps=steps, batch=batch, crop_px=crop_px, lr=lr, width=width, depth=depth,
                     class_probs=run_guarded(lambda: parse_class_probs(class_probs)),
-                    max_seconds=minutes * 60 if minutes else None)
+                    max_seconds=minutes * 60 if minutes else None, select_blocks=select_blocks)
     command = _command_line(ctx)
-    path = run_guarded(lambda: fit_segmenter(pairs, out, run_dir or Path(f"{out}_run"), cfg, resume=resume,
-                                             init=init, label_map=label_map, select_pairs=select_pairs,
-                                             command=command))
+    sets = run_guarded(lambda: pair_sets(pairs, label_map))
+    path = run_guarded(lambda: fit_segmenter(sets[0][0], out, run_dir or Path(f"{out}_run"), cfg, resume=resume,
+                                             init=init, label_map=sets[0][1], select_pairs=select_pairs,
+                                             command=command, also=tuple(sets[1:])))
     typer.echo(f"wrote {Path(path).with_suffix('.safetensors')}")

@@ -66,6 +66,9 @@ class FitConfig:
     checkpoint_s: float = 180.0
     log_every: int = 50
     calibrate: bool = True  # per-class logit offsets tuned on the selection slice (calibrate_bias)
+    select_blocks: int = 1  # the selection slice as this many blocks spread over each set's training range
+    # (select_slices); 1: its last pairs. Sets numbered by scene (Recife: its last training pairs are open sea)
+    # need several to show every class.
 
 
 # ---------------------------------------------------------------- sampling and augmentation
@@ -456,10 +459,39 @@ class SegmenterRun:
         return self.run_dir / "best"
 
 
+SELECT_GUARD_PAIRS = 4  # pairs left out of training on each side of an inner selection block (its neighbours)
+
+
+def select_slices(n_pairs: int, select_pairs: int, blocks: int = 1,
+                  guard: int = SELECT_GUARD_PAIRS) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, selection indices) of ``n_pairs`` training pairs in number order: ``select_pairs`` pairs
+    in ``blocks`` contiguous blocks, each centred in one of ``blocks`` equal parts of the range (1: the last
+    pairs), with ``guard`` pairs on each side of a block in neither (neighbouring tiles of one scene)."""
+    size = select_pairs // blocks
+    if blocks < 1 or size < 1 or select_pairs + 2 * guard * (blocks > 1) * blocks >= n_pairs:
+        raise InputError(f"cannot hold out {select_pairs} of {n_pairs} training pairs in {blocks} selection block(s)"
+                         f" with {guard} pairs beside each; give fewer --select-pairs or --select-blocks")
+    if blocks == 1:
+        return np.arange(n_pairs - select_pairs), np.arange(n_pairs - select_pairs, n_pairs)
+    starts = [round((j + 0.5) * n_pairs / blocks - size / 2) for j in range(blocks)]
+    select = np.concatenate([np.arange(a, a + size) for a in starts])
+    out = np.zeros(n_pairs, bool)
+    for a in starts:
+        out[max(0, a - guard):a + size + guard] = True
+    return np.flatnonzero(~out), select
+
+
+def _number_ranges(numbers: list[int], idx: np.ndarray) -> str:
+    """'a..b, c..d' of the pair numbers at the indices ``idx`` (runs of consecutive indices)."""
+    runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+    return ", ".join(f"{numbers[r[0]]}..{numbers[r[-1]]}" for r in runs)
+
+
 def load_fit_data(pairs_dir: Path, label_map: str = "landcoverai", val_fraction: float = 0.125,
-                  select_pairs: int | None = 64) -> FitData:
-    """The training range of the pairs, less its last ``select_pairs`` pairs (the selection slice; None: a
-    fourteenth of the training pairs, at least one -- 64 of LandCover.ai's 896).
+                  select_pairs: int | None = 64, select_blocks: int = 1) -> FitData:
+    """The training range of the pairs, less its selection slice: ``select_pairs`` pairs (None: a fourteenth
+    of the training pairs, at least one -- 64 of LandCover.ai's 896) in ``select_blocks`` blocks
+    (:func:`select_slices`; 1: the last pairs).
 
     The evaluation split (the highest ``val_fraction`` of the numbers) is neither trained nor selected on.
     """
@@ -477,16 +509,18 @@ def load_fit_data(pairs_dir: Path, label_map: str = "landcoverai", val_fraction:
     if not 0 < select_pairs < len(data):
         raise InputError(f"select_pairs must be between 1 and {len(data) - 1} (the training split has {len(data)} "
                          f"pairs); got {select_pairs}")
-    cut = len(data) - select_pairs
-    sel_from = data.numbers[cut]
+    train, select = select_slices(len(data), select_pairs, select_blocks)
     lm_path = Path(str(label_map)) if Path(str(label_map)).suffix else \
         Path(str(resources.files("geogan").joinpath(f"data/label_maps/{label_map}.toml")))
-    card = {"data": Path(pairs_dir).name, "split": f"trained on pairs numbered < {sel_from}",
-            "select": f"pairs numbered {sel_from}..{data.numbers[-1]} (held out of training, used to select the "
-                      "checkpoint)",
+    left_out = "" if select_blocks == 1 else f"; the {SELECT_GUARD_PAIRS} pairs on each side of a block in neither"
+    card = {"data": Path(pairs_dir).name, "split": f"trained on pairs numbered {_number_ranges(data.numbers, train)}"
+            if select_blocks > 1 else f"trained on pairs numbered < {data.numbers[select[0]]}",
+            "select": f"pairs numbered {_number_ranges(data.numbers, select)} (held out of training, used to select "
+                      f"the checkpoint{left_out})",
             "evaluation_split": f"pairs numbered >= {val_from} (never trained or selected on)",
             "license": lm.license, "attribution": _attribution(lm_path)}
-    return FitData(data.images[:cut], data.labels[:cut], data.images[cut:], data.labels[cut:], lm.classes, card)
+    return FitData(data.images[train], data.labels[train], data.images[select], data.labels[select], lm.classes,
+                   card)
 
 
 def combine_fit_data(parts: list[FitData]) -> FitData:
@@ -525,8 +559,8 @@ def fit_segmenter(pairs_dir: Path, out: Path, run_dir: Path, cfg: FitConfig, *, 
         cfg = saved_config(run_dir, steps=cfg.steps, max_seconds=cfg.max_seconds)
     elif init is not None:
         cfg = replace(cfg, **_init_shape(init))
-    data = combine_fit_data([load_fit_data(pairs_dir, label_map, val_fraction, select_pairs)] +
-                            [load_fit_data(Path(d), lm, val_fraction, select_pairs) for d, lm in also])
+    data = combine_fit_data([load_fit_data(d, lm, val_fraction, select_pairs, cfg.select_blocks)
+                             for d, lm in ((Path(pairs_dir), label_map), *also)])
     if command:
         data.card["command"] = command
     run = SegmenterRun(data, run_dir, cfg, init=None if resuming else init)
