@@ -35,7 +35,7 @@ from .noise import noise_window, orient, tile_orientation
 from .coverage import NODATA_CLASS
 from .provenance import ClassNameFiles
 from .rasterizer import object_layers
-from .runtime import frozen_gc
+from .runtime import frozen_gc, return_free_heap
 from .settings import COMPRESSIONS, CancelFn, ProgressFn, RuntimeSettings, check_compression, codecs_of  # noqa: F401
 from .terrain import CanopyParams, DemSource, compose_heights, hillshade
 from .tiles import Tile, TileSpec, tile_rows
@@ -231,6 +231,9 @@ def output_specs(paths: OutputPaths, schema: Schema, compression: str = "deflate
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB of generator values in [-1, 1] (a texture bank's exact strips come as uint8 already)."""
+    if rgb.dtype == np.uint8:
+        return rgb
     x = np.add(rgb, 1.0, dtype=np.float32)  # one float temporary, worked on in place
     x *= 127.5
     np.rint(x, out=x)
@@ -284,7 +287,8 @@ def blend_tile_rows(feats: ClassSource, grid: Grid, model: LoadedModel, spec: Ti
                     ) -> Iterator[tuple[int, np.ndarray]]:
     """Render tile rows ``first_row .. stop_row-1`` and yield finished, blended output strips.
 
-    Yields ``(grid_row0, float32 (3, rows, width) in [-1, 1])`` (4 bands for height models: RGB, height). Rows above
+    Yields ``(grid_row0, float32 (3, rows, width) in [-1, 1])`` (4 bands for height models: RGB, height; a texture
+    bank at its native scale: uint8 RGB, :func:`geogan.quilt_model.quilt_strip`). Rows above
     ``first_row``'s stride start are only final when ``first_row`` is 0: a
     block of tile rows that starts lower must begin one tile row earlier and
     drop what that extra row alone finishes (see :func:`render_block`).
@@ -478,6 +482,7 @@ def _write_generated(outputs: OutputSet, job: "RenderJob", warper: StripWarper, 
     the aerial rows, and for height models the surface rows too (see :func:`write_warped`)."""
     terrain_m = None if height_scale_m is None else strip[3] * height_scale_m
     write_warped(outputs, job, warper.push(row0, _to_uint8(strip[:3]), terrain_m), surfaces=height_scale_m is not None)
+    return_free_heap()  # the warp's temporaries, before the next strip's
 
 
 def write_warped(outputs: OutputSet, job: "RenderJob", strips: list[tuple[int, np.ndarray, np.ndarray | None]],
@@ -626,6 +631,8 @@ def render_grid(job: RenderJob, runtime: RuntimeSettings = RuntimeSettings()) ->
                                                stop_row=len(plan.model_px_by_row), seed=seed,
                                                batch_tiles=batch_tiles, on_batch=on_batch, offset_rc=gen.offset_rc):
                 writes.append(strip_pool.submit(_write_generated, outputs, job, warper, row0, strip, height_scale_m))
+                del strip
+                return_free_heap()  # what the last strip's threads freed (see geogan.runtime)
                 while writes and (len(writes) > MAX_QUEUED_STRIPS or writes[0].done()):
                     writes.popleft().result()
                 if surfaces is not None and surfaces.done():

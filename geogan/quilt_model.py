@@ -112,13 +112,14 @@ def strip_inputs(model: QuiltModel, feats, grid, rows: tuple[int, int], scale: f
 
 def quilt_strip(model: QuiltModel, classes: np.ndarray, origin: tuple[int, int], span: tuple[float, float],
                 rows: tuple[int, int], width: int, seed: int) -> np.ndarray:
-    """float32 (3, rows, width) in [-1, 1]: the output rows ``rows`` quilted from :func:`strip_inputs`. At scale 1
-    exact; otherwise quilted on the model-resolution pixels covering the rows and resampled (antialiased)."""
+    """The output rows ``rows`` quilted from :func:`strip_inputs`: at scale 1 exact, uint8 RGB (3, rows, width) as
+    quilted (a quarter of float32's memory for the strips in flight); otherwise float32 (3, rows, width) in [-1, 1],
+    quilted on the model-resolution pixels covering the rows and resampled (antialiased)."""
     rgb = synthesize_columns(model.bank, classes, origin, seed=seed, look=look_of(model, seed))
+    if rgb.shape[:2] == (rows[1] - rows[0], width):
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1))
     out = rgb.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1
-    if out.shape[1:] != (rows[1] - rows[0], width):
-        out = _resample(out, span, rows[0], rows[1], width)
-    return out
+    return _resample(out, span, rows[0], rows[1], width)
 
 
 QUILT_CHUNK_PX = 1024  # output columns quilted at once: a strip's working memory follows this, not the area's width

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import numpy as np
 import pyproj
@@ -159,28 +160,30 @@ class StripWarper:
             r, c = s.row0 + self.shift[0] - s.src_lo, self.shift[1]
             cut = (slice(r, r + s.rows), slice(c, c + self.dst.width))
             return s.row0, rgb[(slice(None),) + cut].copy(), None if terrain is None else terrain[cut].copy()
-        uv = source_px_columns(self.src, self.dst.window(s.row0, 0, s.rows, self.dst.width), self._to_src,
-                               self.samples, WARP_CHUNK_PX)
-        for _, v in uv:
-            v -= s.src_lo
-        u_lo, u_hi = min(float(u.min()) for u, _ in uv), max(float(u.max()) for u, _ in uv)
-        c0, c1 = max(0, int(math.floor(u_lo - 0.5))), min(self.src.width, int(math.ceil(u_hi + 0.5)))
-        for u, _ in uv:
-            u -= c0
-        lo = min(min(float(u.min()), float(v.min())) for u, v in uv)
-        if lo < 0.5 - 1e-6 or max(float(v.max()) for _, v in uv) > b - a - 0.5 + 1e-6 or \
-                max(float(u.max()) for u, _ in uv) > c1 - c0 - 0.5 + 1e-6:
-            raise RenderError(f"internal error: output rows {s.row0}..{s.row0 + s.rows} reach past the generator "
-                              "pixels planned for them; please report this render's options")
-        return s.row0, sample_columns(rgb[:, :, c0:c1], uv, self.samples), \
-            None if terrain is None else sample_columns(terrain[:, c0:c1], uv, self.samples)
+        window = self.dst.window(s.row0, 0, s.rows, self.dst.width)
+        u_range = [(float(u.min()), float(u.max())) for u, _ in
+                   source_px_columns(self.src, window, self._to_src, self.samples, WARP_CHUNK_PX)]
+        c0 = max(0, int(math.floor(min(lo for lo, _ in u_range) - 0.5)))
+        c1 = min(self.src.width, int(math.ceil(max(hi for _, hi in u_range) + 0.5)))
+
+        def pieces() -> Iterator[tuple[np.ndarray, np.ndarray]]:  # the same coordinates again, a piece at a time
+            for u, v in source_px_columns(self.src, window, self._to_src, self.samples, WARP_CHUNK_PX):
+                v -= s.src_lo
+                u -= c0
+                if min(u.min(), v.min()) < 0.5 - 1e-6 or v.max() > b - a - 0.5 + 1e-6 or u.max() > c1 - c0 - 0.5 + 1e-6:
+                    raise RenderError(f"internal error: output rows {s.row0}..{s.row0 + s.rows} reach past the "
+                                      "generator pixels planned for them; please report this render's options")
+                yield u, v
+        shape = (s.rows, self.dst.width)
+        return s.row0, sample_columns(rgb[:, :, c0:c1], pieces(), self.samples, shape), \
+            None if terrain is None else sample_columns(terrain[:, c0:c1], pieces(), self.samples, shape)
 
 
 WARP_CHUNK_PX = 1024  # output columns sampled at once: a strip's warp temporaries follow this, not the grid's width
 
 
 def source_px_columns(src: Grid, dst: Grid, to_src: pyproj.Transformer | None, samples: int,
-                      chunk_px: int = WARP_CHUNK_PX) -> list[tuple[np.ndarray, np.ndarray]]:
+                      chunk_px: int = WARP_CHUNK_PX) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Pixel coordinates ``(u, v)`` in ``src`` (pixel (i, j) spans i..i+1, j..j+1) of ``samples`` x ``samples``
     points per pixel of ``dst`` (at the centres of its sub-pixels), in pieces of ``chunk_px`` output columns, left
     to right: float64 arrays (rows * samples, piece cols * samples).
@@ -190,8 +193,9 @@ def source_px_columns(src: Grid, dst: Grid, to_src: pyproj.Transformer | None, s
     values the whole strip would), so the temporaries follow ``chunk_px``, not the width."""
     h, nodes = _node_rows(src, dst, to_src, samples)
     step = chunk_px * samples
-    pieces = (_between_nodes(nodes[:, :, c:c + step], h, axis=1) for c in range(0, nodes.shape[2], step))
-    return [(p[0], p[1]) for p in pieces]
+    for c in range(0, nodes.shape[2], step):
+        piece = _between_nodes(nodes[:, :, c:c + step], h, axis=1)
+        yield piece[0], piece[1]
 
 
 def _node_rows(src: Grid, dst: Grid, to_src: pyproj.Transformer | None, samples: int) -> tuple[int, np.ndarray]:
@@ -230,34 +234,65 @@ def sample(values: np.ndarray, u: np.ndarray, v: np.ndarray, samples: int) -> np
     204,800 pixels, by 1, on a synthetic rotation). numpy takes about twice torch's time for this step (8 vs
     4 ms for 3 bands of 256 x 800 px on one thread; 3.4 vs 1.8 s in a sample-town render on the busy 2-core
     VM), which is why torch keeps it when it is there."""
-    return sample_columns(values, [(u, v)], samples)
+    return sample_columns(values, [(u, v)], samples, (u.shape[0] // samples, u.shape[1] // samples))
 
 
-def sample_columns(values: np.ndarray, uv: list[tuple[np.ndarray, np.ndarray]], samples: int) -> np.ndarray:
-    """:func:`sample` at the coordinates ``uv``, pieces of consecutive columns (each a multiple of ``samples``
-    wide, :func:`source_px_columns`), joined left to right: every output pixel is computed as :func:`sample`
-    computes it, with float64 temporaries the size of one piece (``values`` is widened once)."""
+def sample_columns(values: np.ndarray, uv: Iterable[tuple[np.ndarray, np.ndarray]], samples: int,
+                   shape: tuple[int, int]) -> np.ndarray:
+    """:func:`sample` of ``shape`` (rows, cols) output pixels at the coordinates ``uv``: pieces of
+    consecutive columns (each a multiple of ``samples`` wide, :func:`source_px_columns`), left to right. Every
+    output pixel is computed as :func:`sample` computes it, with float64 temporaries the size of a piece: torch's
+    ``grid_sample`` reads ``values`` widened to float64 only in the columns the piece's points fall in
+    (:func:`_widened_columns`)."""
     bands = values[None] if values.ndim == 2 else values
-    rows = uv[0][0].shape[0] // samples
-    result = np.empty((len(bands), rows, sum(u.shape[1] for u, _ in uv) // samples),
-                      np.uint8 if values.dtype == np.uint8 else np.float32)
+    result = np.empty((len(bands),) + tuple(shape), np.uint8 if values.dtype == np.uint8 else np.float32)
     torch = sys.modules.get("torch")
-    x = None if torch is None else torch.from_numpy(np.ascontiguousarray(bands)).to(torch.float64)[None]
+    if torch is None:
+        _fill_columns(result, uv, lambda u, v: _bilinear_mean(bands, u, v, samples))
+    else:
+        _fill_columns(result, uv, lambda u, v: _samples_torch(torch, _widened_columns(torch, bands, u), u, v,
+                                                                 samples))
+    return result[0] if values.ndim == 2 else result
+
+
+def _widened_columns(torch, bands: np.ndarray, u: np.ndarray):
+    """float64 (1, bands, rows, cols) tensor of ``bands`` as ``grid_sample`` reads it at column coordinates ``u``:
+    the whole width in its shape and strides (``grid_sample`` places the points by it), in memory only the
+    columns around ``u`` (two more each side than bilinear sampling reads), laid out so that their rows follow
+    one another (the view's rows overlap in the columns outside, which are never read; the buffer's first and
+    last elements, reachable only there, are zeros)."""
+    n, h, w = bands.shape
+    lo = max(0, int(math.floor(float(u.min()))) - 3)
+    hi = min(w, int(math.ceil(float(u.max()))) + 3)
+    span = hi - lo
+    buf = torch.empty((n * h - 1) * span + w, dtype=torch.float64)  # what the view's last element needs
+    buf[:lo] = 0
+    buf[n * h * span + lo:] = 0
+    view = buf.as_strided((1, n, h, w), (n * h * span, h * span, span, 1))
+    view[0, :, :, lo:hi] = torch.from_numpy(np.ascontiguousarray(bands[:, :, lo:hi]))
+    return view
+
+
+def _fill_columns(result: np.ndarray, uv: Iterable[tuple[np.ndarray, np.ndarray]], sampled) -> None:
+    """Write ``sampled(u, v)`` (float64 (bands, rows, piece cols)) of each piece into ``result``'s columns, left to
+    right: uint8 rounded to nearest, float32 as they are."""
     c = 0
     for u, v in uv:
-        if x is not None:
-            out = _samples_torch(torch, x, u, v, samples)
-        else:
-            out = _bilinear(bands, u, v)
-            if samples > 1:
-                out = out.reshape(len(bands), rows, samples, u.shape[1] // samples, samples).mean(axis=(2, 4))
-        part = result[:, :, c:c + out.shape[2]]
-        if values.dtype == np.uint8:
+        out = sampled(u, v)
+        if result.dtype == np.uint8:
             np.rint(out, out=out)
             np.clip(out, 0, 255, out=out)
-        part[...] = out  # exact: whole numbers in 0..255 to uint8, float64 to float32 rounded as astype
+        result[:, :, c:c + out.shape[2]] = out  # exact: whole numbers 0..255 to uint8, float64 to float32 as astype
         c += out.shape[2]
-    return result[0] if values.ndim == 2 else result
+
+
+def _bilinear_mean(bands: np.ndarray, u: np.ndarray, v: np.ndarray, samples: int) -> np.ndarray:
+    """:func:`_bilinear` averaged over ``samples`` x ``samples`` blocks."""
+    out = _bilinear(bands, u, v)
+    if samples > 1:
+        rows, cols = u.shape[0] // samples, u.shape[1] // samples
+        out = out.reshape(len(bands), rows, samples, cols, samples).mean(axis=(2, 4))
+    return out
 
 
 def _samples_torch(torch, x, u: np.ndarray, v: np.ndarray, samples: int) -> np.ndarray:
