@@ -345,7 +345,9 @@ def main() -> None:
             m1 = render_in_subprocess(_town_bbox(small), osm, tmp / "m1", args.model, compress)
             m16 = render_in_subprocess(_town_bbox(big), big_osm, tmp / "m16", args.model, compress, generator=True)
             res.update(rss_1km2_mb=m1["maxrss_mb"], rss_16km2_mb=m16["maxrss_mb"],
-                       rss_ratio=m16["maxrss_mb"] / m1["maxrss_mb"], big_area_km2=big, big_seconds=m16["seconds"])
+                       rss_ratio=m16["maxrss_mb"] / m1["maxrss_mb"], big_area_km2=big, big_seconds=m16["seconds"],
+                       big_cpu_seconds=m16["cpu_seconds"], load_1min_1km2=m1["load_1min"],
+                       load_1min_16km2=m16["load_1min"])
             # the same ratio on the large render (a town of that size: fixed costs spread)
             big_mp = m16["shape"][0] * m16["shape"][1] / 1e6
             res.update(big_e2e_mp_s=big_mp / m16["seconds"],
