@@ -344,7 +344,8 @@ def per_class_report(res: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--refs-per-set", type=int, default=12)
-    ap.add_argument("--segmenter", default="segmenter_landcoverai")
+    ap.add_argument("--segmenter", default=None, help="zoo name or stem of the segmenter that reads the references "
+                    "(default: geogan.style_reference.STYLE_SEGMENTER, as render --style-ref)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--grid", type=Path, help="a JPEG: own look | reference | styled, for some references")
@@ -356,6 +357,9 @@ def main() -> None:
     ap.add_argument("--gain-max", type=float, default=1.0, help="largest scaling of a class's colour spread "
                     "(default 1: means only, as geogan.style_reference.GAIN_RANGE)")
     args = ap.parse_args()
+    if args.segmenter is None:
+        from geogan.style_reference import STYLE_SEGMENTER
+        args.segmenter = STYLE_SEGMENTER
     global GAIN
     GAIN = (1 / args.gain_max, args.gain_max)
     res = run(args)

@@ -3,8 +3,10 @@
 Two values, each computed once per render:
 
 * :func:`read_style_reference`: the reference photo's per-class colour statistics. The photo is read at the
-  model's GSD (as the style encoder reads it) and labelled by a segmenter trained on real photos (zoo name
-  :data:`STYLE_SEGMENTER`, loaded by name); each pixel weighs its class probability.
+  model's GSD (as the style encoder reads it) and labelled by a segmenter trained on the real photos of both
+  looks the ``style`` model knows, LandCover.ai and Recife (zoo name :data:`STYLE_SEGMENTER`, loaded by name;
+  not the FCN-score judge ``segmenter_landcoverai``, which misread Recife's water and roads); each pixel
+  weighs its class probability.
 * :func:`colour_transfer_for`: the frozen :class:`~geogan.colour_transfer.ColourTransfer` from the model's own
   look (with the style code it renders with) to those colours. The own look is measured by rendering a few
   tiles of the render's own area (:func:`area_layouts`): the generator paints a class differently in
@@ -31,7 +33,7 @@ __all__ = ["STYLE_SEGMENTER", "area_layouts", "array_layouts", "calibration_layo
            "model_colours", "read_style_reference", "reference_colour_transfer", "reference_colours",
            "segmenter_names"]
 
-STYLE_SEGMENTER = "segmenter_landcoverai"  # the segmenter (zoo name) that labels reference photos
+STYLE_SEGMENTER = "segmenter_styles"  # the segmenter (zoo name) that labels reference photos
 SEGMENT_CROP_PX = 256  # reference crops the segmenter sees (its training crops are of this scale)
 MAX_SEGMENT_CROPS = 16
 PROB_POWER = 1.0  # class weight = probability ** power; on LandCover.ai pairs 832..895 and Recife pairs 1000..1599

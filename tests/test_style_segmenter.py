@@ -74,3 +74,44 @@ def test_selection_blocks_in_the_card(tmp_path):
     assert data.card["split"] == "trained on pairs numbered 0..3, 15..23, 35..39"
     with pytest.raises(InputError, match="selection block"):
         load_fit_data(pairs, val_fraction=0.5, select_pairs=20, select_blocks=4)
+
+
+def test_style_references_are_read_by_the_segmenter_of_both_sets():
+    from geogan.style_reference import STYLE_SEGMENTER, load_style_segmenter
+    from geogan.zoo import builtin_model_dir
+
+    assert STYLE_SEGMENTER == "segmenter_styles"
+    net, card = load_style_segmenter()
+    assert card["classes"] == ["background", "building", "woodland", "water", "road"]
+    assert "landcoverai-pairs" in card["training"]["data"] and "recife-pairs" in card["training"]["data"]
+    assert "CC BY-NC-SA 4.0" in card["license"] and "no licence stated" in card["license"]
+    assert (builtin_model_dir() / "segmenter_styles.safetensors").stat().st_size < 5_000_000
+    # the FCN-score judge is another model, unchanged by this one
+    judge = json.loads((builtin_model_dir() / "segmenter_landcoverai.json").read_text())
+    assert judge["training"]["data"] == "landcoverai-pairs"
+
+
+def test_read_style_reference_uses_the_style_segmenter(tmp_path):
+    """A reference read with the default segmenter reads as with segmenter_styles given by name, not as with
+    the FCN-score judge (segmenter_landcoverai)."""
+    from PIL import Image
+
+    from geogan.classes import load_schema
+    from geogan.infer import load_model
+    from geogan.style_reference import load_style_segmenter, read_style_reference
+
+    rng = np.random.default_rng(0)
+    photo = np.zeros((256, 256, 3), np.uint8)
+    photo[:] = (90, 110, 70)  # vegetation-like ground
+    photo[:, 128:] = (40, 70, 60)  # dark water-like half
+    photo[100:150, 30:90] = (170, 90, 70)  # a red roof
+    photo = np.clip(photo + rng.normal(0, 8, photo.shape), 0, 255).astype(np.uint8)
+    ref = tmp_path / "ref.png"
+    Image.fromarray(photo).save(ref)
+    model = load_model("style", load_schema(), "cpu")
+    default = read_style_reference(model, ref)
+    named = read_style_reference(model, ref, load_style_segmenter("segmenter_styles"))
+    judge = read_style_reference(model, ref, load_style_segmenter("segmenter_landcoverai"))
+    np.testing.assert_allclose(default.share, named.share, atol=1e-6)
+    np.testing.assert_allclose(default.mean_lab, named.mean_lab, atol=1e-4)
+    assert np.abs(default.share - judge.share).max() > 1e-3
