@@ -266,6 +266,9 @@ def class_photo_patches(bank: TextureBank, pool: np.ndarray, c: int, seed: int) 
     return mine[bank.index[mine, 0] == photo]
 
 
+SEARCH_ROWS = 64  # blocks searched at once: 64 x 24,000 patches hold ~18 MB per quilting thread
+
+
 def search(bank: TextureBank, qd: np.ndarray, pool: np.ndarray, preferred: np.ndarray, seed: int) -> np.ndarray:
     """int (B, K): the pool patches on the search grid nearest to descriptors ``qd`` (B, D), preferring each
     block's ``preferred`` photo by ``photo_weight`` and breaking ties by a hash per patch (numpy: a BLAS matrix
@@ -285,11 +288,11 @@ def search(bank: TextureBank, qd: np.ndarray, pool: np.ndarray, preferred: np.nd
     base = (desc * desc).sum(1) + hash_uniform(seed, grid, 4).astype(np.float32) * 1e-3
     photo = bank.index[grid, 0]
     out = np.empty((len(qd), s.candidates), np.int64)
-    for a in range(0, len(qd), 256):
-        dist = base[None] - 2 * (qd[a:a + 256] @ desc.T)
-        dist += (photo[None] != preferred[a:a + 256, None]) * np.float32(s.photo_weight)
+    for a in range(0, len(qd), SEARCH_ROWS):  # (rows x patches) float32 distances and int64 partition per batch
+        dist = base[None] - 2 * (qd[a:a + SEARCH_ROWS] @ desc.T)
+        dist += (photo[None] != preferred[a:a + SEARCH_ROWS, None]) * np.float32(s.photo_weight)
         top = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < len(grid) else np.tile(np.arange(k), (len(dist), 1))
-        out[a:a + 256] = np.pad(grid[top], ((0, 0), (0, s.candidates - k)), mode="edge")
+        out[a:a + SEARCH_ROWS] = np.pad(grid[top], ((0, 0), (0, s.candidates - k)), mode="edge")
     return out
 
 
