@@ -161,13 +161,13 @@ class StripWarper:
             cut = (slice(r, r + s.rows), slice(c, c + self.dst.width))
             return s.row0, rgb[(slice(None),) + cut].copy(), None if terrain is None else terrain[cut].copy()
         window = self.dst.window(s.row0, 0, s.rows, self.dst.width)
-        u_range = [(float(u.min()), float(u.max())) for u, _ in
-                   source_px_columns(self.src, window, self._to_src, self.samples, WARP_CHUNK_PX)]
+        node_rows = _node_rows(self.src, window, self._to_src, self.samples)  # PROJ once per strip
+        u_range = [(float(u.min()), float(u.max())) for u, _ in between_node_rows(*node_rows, self.samples)]
         c0 = max(0, int(math.floor(min(lo for lo, _ in u_range) - 0.5)))
         c1 = min(self.src.width, int(math.ceil(max(hi for _, hi in u_range) + 0.5)))
 
         def pieces() -> Iterator[tuple[np.ndarray, np.ndarray]]:  # the same coordinates again, a piece at a time
-            for u, v in source_px_columns(self.src, window, self._to_src, self.samples, WARP_CHUNK_PX):
+            for u, v in between_node_rows(*node_rows, self.samples):
                 v -= s.src_lo
                 u -= c0
                 if min(u.min(), v.min()) < 0.5 - 1e-6 or v.max() > b - a - 0.5 + 1e-6 or u.max() > c1 - c0 - 0.5 + 1e-6:
@@ -191,7 +191,12 @@ def source_px_columns(src: Grid, dst: Grid, to_src: pyproj.Transformer | None, s
     PROJ places the points every ``NODE_PX`` samples (and the last); the others are bilinear between them: along
     the node rows for the whole width, then between the node rows piece by piece (per column: the pieces hold the
     values the whole strip would), so the temporaries follow ``chunk_px``, not the width."""
-    h, nodes = _node_rows(src, dst, to_src, samples)
+    yield from between_node_rows(*_node_rows(src, dst, to_src, samples), samples, chunk_px)
+
+
+def between_node_rows(h: int, nodes: np.ndarray, samples: int, chunk_px: int = WARP_CHUNK_PX
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`source_px_columns` from its node rows (:func:`_node_rows`), ``chunk_px`` output columns at a time."""
     step = chunk_px * samples
     for c in range(0, nodes.shape[2], step):
         piece = _between_nodes(nodes[:, :, c:c + step], h, axis=1)
