@@ -189,7 +189,8 @@ def laplacian_energy(rgb: np.ndarray) -> float:
 
 
 def score_town(model, models, schema, ref: Ref, town, tmp: Path, args, scores) -> dict:
-    """Score every method on the sample-town window; returns {method: (fraction, styled aerial)}."""
+    """Score every method on the sample-town window; returns {method: (this reference's Score result, styled
+    aerial)}."""
     from geogan.style_reference import array_layouts
 
     d_rgb, town_c, d, w = town
@@ -203,9 +204,9 @@ def score_town(model, models, schema, ref: Ref, town, tmp: Path, args, scores) -
         ok = ref.in_ref & (w / w.sum() >= TARGET_MIN_SHARE)
         for sc in scores(method):
             sc.add(d, s, ref.r, w, ok)
-        single = Score([str(i) for i in range(len(d))])
+        single = Score(list(model.card["classes"]))
         single.add(d, s, ref.r, w, ok)
-        out[method] = (single.result()["fraction"], rgb)
+        out[method] = (single.result(), rgb)
     return out
 
 
@@ -265,10 +266,13 @@ def run(args) -> dict:
     segmenter = load_style_segmenter(args.segmenter)
     sets = {name: held_out(folder, lm, classes) for name, folder, lm in SETS}
     refs = [(name, p) for name, pairs in sets.items() for p in showing(pairs, args.refs_per_set)]
+    if args.refs:
+        refs = [(s, p) for s, p in refs if f"{s}/{p[0]}" in args.refs]
     pool = [p for pairs in sets.values() for p in showing(pairs, 8, min_classes=3)]
     scores = {(t, m): Score(classes) for t in ("pairs", "town") for m in METHODS}
     by_set = {(s, t, m): Score(classes) for s in sets for t in ("pairs", "town") for m in METHODS}
-    grid_rows, per_ref, texture = [], [], {m: [] for m in ("own", *METHODS)}
+    grid_rows, per_ref, per_ref_pairs, per_ref_town = [], [], [], []
+    texture = {m: [] for m in ("own", *METHODS)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         town_rgb, town_c = render_town(model, tmp / "default")
@@ -286,9 +290,12 @@ def run(args) -> dict:
             models["code+colour"] = models["code"]
             town_res = score_town(model, models, schema, ref, town, tmp, args,
                                   lambda m: (scores["town", m], by_set[set_name, "town", m]))
+            own = {m: Score(classes) for m in METHODS}
             score_pairs(model, models, schema, ids, ref, pool, pool_d, args,
-                        lambda m: (scores["pairs", m], by_set[set_name, "pairs", m]), texture)
-            per_ref.append({"set": set_name, "pair": name, **{m: town_res[m][0] for m in METHODS}})
+                        lambda m: (scores["pairs", m], by_set[set_name, "pairs", m], own[m]), texture)
+            per_ref.append({"set": set_name, "pair": name, **{m: town_res[m][0]["fraction"] for m in METHODS}})
+            per_ref_pairs.append({"set": set_name, "pair": name, **{m: own[m].result() for m in METHODS}})
+            per_ref_town.append({"set": set_name, "pair": name, **{m: town_res[m][0] for m in METHODS}})
             grid_rows.append((photo, town_res[args.grid_method][1]))
             print(f"{set_name:11s} {name}  town fraction " + "  ".join(f"{m} {per_ref[-1][m]}" for m in METHODS),
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -304,9 +311,28 @@ def run(args) -> dict:
                         "town": f"sample town window +-{TOWN_HALF_DEG} deg around its centre, gsd 0.5 m, seed 3"},
             "results": {f"{t}/{m}": sc.result() for (t, m), sc in scores.items()},
             "by_reference_set": {f"{s}/{t}/{m}": sc.result() for (s, t, m), sc in by_set.items()},
+            "median_over_references": {**median_over_references(per_ref_pairs, "pairs", classes),
+                                       **median_over_references(per_ref_town, "town", classes)},
             "per_reference_town_fraction": per_ref,
+            "per_reference_pairs": per_ref_pairs,
+            "per_reference_town": per_ref_town,
             "texture_ratio_pairs": {m: round(float(np.mean(v)), 3) for m, v in texture.items()},
             "command": "benchmarks/style_transfer.py " + " ".join(sys.argv[1:])}
+
+
+def median_over_references(records: list[dict], target: str, classes: list[str]) -> dict:
+    """{target/method: {class: {median, references}}}: per class, the median over the references showing it of
+    each reference's own fraction (pooled over its targets). Every reference counts once, whatever its colour
+    distance; the pooled sums weigh a reference by its squared distance from the own look, so one reference
+    whose labelled class looks unlike the class (Recife pair_1810: breaking surf labelled sea) can decide them."""
+    out = {}
+    for m in METHODS:
+        per_class = {}
+        for c in classes:
+            vals = [r[m]["per_class"][c]["fraction"] for r in records if r[m]["per_class"][c]["fraction"] is not None]
+            per_class[c] = {"median": round(float(np.median(vals)), 3) if vals else None, "references": len(vals)}
+        out[f"{target}/{m}"] = per_class
+    return out
 
 
 def write_grid(path: Path, default: np.ndarray, rows: list[tuple[np.ndarray, np.ndarray]], crop_px: int = 256,
@@ -338,6 +364,9 @@ def per_class_report(res: dict) -> str:
     for set_name, key, r in rows:
         lines.append(f"{set_name:12s} {key:18s} {cell(r['fraction'])} " +
                      " ".join(cell(r["per_class"][c]["fraction"]) for c in classes))
+    lines.append("median over references (each reference's fraction, pooled over its targets)")
+    for key, r in res["median_over_references"].items():
+        lines.append(f"{'all':12s} {key:18s} {'':7s} " + " ".join(cell(r[c]["median"]) for c in classes))
     return "\n".join(lines)
 
 
@@ -347,6 +376,8 @@ def main() -> None:
     ap.add_argument("--segmenter", default=None, help="zoo name or stem of the segmenter that reads the references "
                     "(default: geogan.style_reference.STYLE_SEGMENTER, as render --style-ref)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--refs", nargs="*", help="score only these references (SET/pair_NNNN, as listed in the JSON's "
+                    "'references'): a diagnostic, not the benchmark")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--grid", type=Path, help="a JPEG: own look | reference | styled, for some references")
     ap.add_argument("--grid-method", default="colour", choices=METHODS)
