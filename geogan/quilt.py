@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, ModelError
+from .quilt_foam import foamy_at, white_water_cells
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class QuiltSettings:
     feather_px: int = 1  # seams are blended over 2 x this + 1 pixels
     search_stride_px: int = 16  # mixed blocks search the bank's patches on this grid (pure blocks: all patches)
     search_max_patches: int = 24000  # at most about this many of a look's patches are searched (a hashed sample)
+    foam_mads: float = 2.0  # water cells brighter than the bank's water median by this many MADs ...
+    foam_min_levels: float = 32.0  # ... and at least this many grey levels are white water: never drawn (quilt_foam)
 
     def __post_init__(self) -> None:
         if not (0 < 2 * self.overlap_px < self.patch_px) or self.patch_px % self.cell_px:
@@ -85,6 +88,8 @@ class TextureBank:
     searched: np.ndarray = field(init=False, repr=False)  # patch numbers on the search grid (search_stride_px)
     descriptors: np.ndarray = field(init=False, repr=False)  # float32 (len(searched), D)
     pure: np.ndarray = field(init=False, repr=False)  # int (M,): class of single-class patches, else -1
+    foam_table: np.ndarray = field(init=False, repr=False)  # int32 (N, H/cell + 1, W/cell + 1) white-water cells
+    foamy: np.ndarray = field(init=False, repr=False)  # bool (M,): patches touching white water (never drawn)
 
     def __post_init__(self) -> None:
         n, h, w, _ = self.images.shape
@@ -104,6 +109,15 @@ class TextureBank:
         object.__setattr__(self, "descriptors",
                            bank_descriptors(self.labels, index[searched], len(self.classes), s))
         object.__setattr__(self, "pure", patch_classes(self.labels, index, s.patch_px))
+        water = self.classes.index("water") if "water" in self.classes else None
+        table = white_water_cells(self.images, self.labels, water, s.cell_px, s.foam_mads, s.foam_min_levels)
+        object.__setattr__(self, "foam_table", table)
+        object.__setattr__(self, "foamy", self.foamy_at(*index.T))
+
+    def foamy_at(self, i: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """bool: whether the patches of photos ``i`` at (``y``, ``x``) (any position inside the photo) hold white
+        water (foam, rapids, glint: :mod:`geogan.quilt_foam`), which is never drawn."""
+        return foamy_at(self.foam_table, i, y, x, self.settings.patch_px, self.settings.cell_px)
 
     @property
     def n_looks(self) -> int:
@@ -232,7 +246,7 @@ def candidates(bank: TextureBank, query: np.ndarray, pool: np.ndarray, seed: int
     region = [kk // s.region_blocks for kk in keys]
     preferred = photos[(hash_uniform(seed, *region, 6) * len(photos)).astype(np.int64)]
     out = np.full((len(query), s.candidates), -1, np.int64)
-    pool_pure = bank.pure[pool]
+    pool_pure = np.where(bank.foamy[pool], -1, bank.pure[pool])  # white water is never drawn
     groups: dict[tuple[int, int], np.ndarray] = {}
     for b in np.flatnonzero(q_pure >= 0):
         c, ph = int(q_pure[b]), int(preferred[b])
@@ -255,9 +269,9 @@ def candidates(bank: TextureBank, query: np.ndarray, pool: np.ndarray, seed: int
 
 def class_photo_patches(bank: TextureBank, pool: np.ndarray, c: int, seed: int) -> np.ndarray:
     """The single-class ``c`` patches of one photo of the pool for the whole render (a pure function of the seed):
-    one of the photos with at least ``min_pure_patches`` of them, else the one with the most. Water is one
-    lake's texture, not a patchwork of calm and rippled lakes from region to region."""
-    mine = pool[bank.pure[pool] == c]
+    one of the photos with at least ``min_pure_patches`` of them, else the one with the most (patches of white
+    water left out). Water is one lake's texture, not a patchwork of calm and rippled lakes from region to region."""
+    mine = pool[(bank.pure[pool] == c) & ~bank.foamy[pool]]
     if not len(mine):
         return mine
     photos, counts = np.unique(bank.index[mine, 0], return_counts=True)
@@ -277,7 +291,9 @@ def search(bank: TextureBank, qd: np.ndarray, pool: np.ndarray, preferred: np.nd
     # rows of bank.descriptors: the pool's patches, less those all of one uniform class (open water: drawn by
     # class_photo_patches; they would only pad the search of a mixed block, and lake photos are in every look)
     uniform = [c for c, name in enumerate(bank.classes) if name in s.uniform_classes]
-    rows = np.flatnonzero(np.isin(bank.searched, pool) & ~np.isin(bank.pure[bank.searched], uniform))
+    # and less those holding white water (never drawn)
+    rows = np.flatnonzero(np.isin(bank.searched, pool) & ~np.isin(bank.pure[bank.searched], uniform)
+                          & ~bank.foamy[bank.searched])
     if len(rows) > s.search_max_patches:  # a large look: a fixed, hashed sample bounds the cost per block
         rows = rows[hash_uniform(0, bank.searched[rows], 8) < s.search_max_patches / len(rows)]
     if not len(rows):
@@ -383,8 +399,8 @@ def synthesize(bank: TextureBank, labels: np.ndarray, origin_rc: tuple[int, int]
         flat = blocks[:, 0] * lat.nj + blocks[:, 1]
         sides = known_sides(blocks, level, p)
         at = np.concatenate([cand[flat], continuations(bank, chosen_at, blocks, sides)], 1)  # (B, K', 3)
-        valid = at[..., 0] >= 0
-        ci, cy, cx = (np.where(valid, at[..., t], 0) for t in range(3))
+        ci, cy, cx = (np.where(at[..., 0] >= 0, at[..., t], 0) for t in range(3))
+        valid = (at[..., 0] >= 0) & ~bank.foamy_at(ci, cy, cx)  # white water is never drawn
         # class-layout mismatch on every other pixel (a quarter of the gather; seams are decided on colour)
         mism = (patches(bank.labels[:, ::2, ::2], ci, cy // 2, cx // 2, s.patch_px // 2)
                 != query[flat][:, None, ::2, ::2]).mean((2, 3))
