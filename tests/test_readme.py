@@ -245,8 +245,15 @@ def table_rows(text: str) -> list[list[str]]:
 
 
 def lookup(data, dotted: str):
-    for part in dotted.split("."):
-        data = data[int(part)] if isinstance(data, list) else data[part]
+    """``data`` at a dotted path; a dict key that holds dots itself (a file name) is matched whole."""
+    parts, i = dotted.split("."), 0
+    while i < len(parts):
+        if isinstance(data, list):
+            data, i = data[int(parts[i])], i + 1
+            continue
+        j = next((j for j in range(len(parts), i, -1) if ".".join(parts[i:j]) in data), None)
+        assert j is not None, f"no key {'.'.join(parts[i:])!r} under {dotted!r}"
+        data, i = data[".".join(parts[i:j])], j
     return data
 
 
