@@ -5,6 +5,8 @@ and :mod:`geogan.terrain_eval` (measuring drainage on generated and real DEMs).
 
 - :func:`box_blur` / :func:`gaussian_blur`: edge-reflected separable box filters (three box passes
   approximate a Gaussian), cost independent of the radius;
+- :func:`cone_envelope_m`: the upper envelope of cones of a given slope standing on seed pixels (valley
+  walls around carved rivers);
 - :func:`label_components`: 8-connected component labels (a depth-first fill);
 - :func:`priority_flood`: Priority-Flood depression filling (Barnes, Lehman & Mulla 2014) from outlet
   pixels, optionally with a small ``epsilon`` so filled areas keep a gradient towards their spill point,
@@ -84,6 +86,23 @@ def dilate(mask: np.ndarray, steps: int = 1) -> np.ndarray:
         n[:, :-1] |= n[:, 1:].copy()
         m = n
     return m
+
+
+def cone_envelope_m(peaks_m: np.ndarray, fall_per_m: float, gsd_m: float) -> np.ndarray:
+    """Max over the finite ``peaks_m`` pixels p of ``peaks_m[p] - fall_per_m * distance(p)``, i.e. cones of slope
+    ``fall_per_m`` on each peak (8-neighbour chamfer distance: 1 and sqrt 2 pixels); -inf where no cone reaches.
+    NaN / -inf pixels are not peaks. Whole-array propagation, one pass per pixel of the widest cone."""
+    env = np.where(np.isfinite(peaks_m), np.asarray(peaks_m, dtype=np.float64), -np.inf)
+    h, w = env.shape
+    drops = [max(float(fall_per_m), 0.0) * d * float(gsd_m) for d in D8_DIST]
+    while True:
+        p = np.pad(env, 1, constant_values=-np.inf)
+        grown = env.copy()
+        for (dr, dc), drop in zip(D8_OFFSETS, drops):
+            np.maximum(grown, p[1 + dr:1 + dr + h, 1 + dc:1 + dc + w] - drop, out=grown)
+        if np.array_equal(grown, env):
+            return env
+        env = grown
 
 
 def erode(mask: np.ndarray, steps: int = 1) -> np.ndarray:

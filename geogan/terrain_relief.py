@@ -19,8 +19,12 @@ drained. :func:`shape_terrain` keeps the model's short-wavelength detail and reb
    exactly flat;
 5. **drainage** (:func:`condition_drainage`): rivers are cut ``river_depth_m`` into the terrain and carved
    along the Priority-Flood tree so they descend (``river_drop_m`` per pixel) to a lake, the sea or the
-   window edge; then every remaining depression on land is filled with a small gradient (Priority-Flood +
-   epsilon), so D8 flow from every land pixel reaches a river, a lake or the edge.
+   window edge; where that carves a river deeper than ``river_depth_m`` (tens to hundreds of metres where
+   the base field and detail rise along its course), the land around it is lowered into a valley whose
+   walls rise at ``valley_side_slope_deg`` with a rounded rim (:func:`widen_valleys`), not left as a
+   one-pixel trench whose walls are the sharpest bends in the terrain; then every remaining depression on
+   land is filled with a small gradient (Priority-Flood + epsilon), so D8 flow from every land pixel
+   reaches a river, a lake or the edge.
 
 All functions are pure (numpy in, numpy out). Everything is a whole-window operation: a render shapes its
 whole grid at once (at the model's 30 m a 10 km x 10 km area is 0.1 Mpx).
@@ -32,7 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .terrain_hydro import dilate, edge_mask, erode, gaussian_blur, label_components, priority_flood
+from .terrain_hydro import (cone_envelope_m, dilate, edge_mask, erode, gaussian_blur, label_components,
+                            priority_flood)
 
 #: terrain classes (order of :data:`geogan.training.terrain_chips.TERRAIN_CLASSES`)
 WATER, WOODLAND, GRASS, FARMLAND, ROCK, SNOW, SAND = range(7)
@@ -79,6 +84,8 @@ class ReliefParams:
     river_half_width_px: int = 3
     river_depth_m: float = 2.0
     river_drop_m: float = 0.02
+    valley_side_slope_deg: float = 15.0
+    valley_rim_m: float = 20.0
     fill_epsilon_m: float = 0.005
 
 
@@ -249,9 +256,37 @@ def carve_rivers(z_m: np.ndarray, lakes: np.ndarray, rivers: np.ndarray, depth_m
     return flat.reshape(z.shape)
 
 
-def condition_drainage(z_m: np.ndarray, lakes: np.ndarray, rivers: np.ndarray, params: ReliefParams) -> np.ndarray:
-    """Carve rivers, then fill land depressions with a small gradient towards lakes, rivers and the edge."""
+def valley_lowering_m(excess_m: np.ndarray, side_slope_deg: float, rim_m: float, gsd_m: float) -> np.ndarray:
+    """How far to lower the ground around carved rivers: on each river pixel (finite ``excess_m``: how much
+    deeper than the nominal cut it was carved) a cone ``excess + rim_m`` high with walls at ``side_slope_deg``;
+    the upper envelope of the cones, rounded over the last ``2 * rim_m`` of height so the valley meets the
+    ground without a kink (``u^2 / 4 rim`` below ``2 rim``, ``u - rim`` above: exactly ``excess`` at the
+    river where it exceeds ``rim_m``). 0 where no cone reaches."""
+    cone = cone_envelope_m(np.asarray(excess_m, float) + rim_m, np.tan(np.radians(side_slope_deg)), gsd_m)
+    u = np.maximum(cone, 0.0)
+    if rim_m <= 0:
+        return u
+    return np.where(u < 2 * rim_m, u * u / (4 * rim_m), u - rim_m)
+
+
+def widen_valleys(z_m: np.ndarray, carved_m: np.ndarray, lakes: np.ndarray, rivers: np.ndarray,
+                  params: ReliefParams, gsd_m: float) -> np.ndarray:
+    """``carved_m`` with the land lowered into valleys around the rivers that :func:`carve_rivers` cut deeper
+    than ``river_depth_m`` into ``z_m`` (:func:`valley_lowering_m`); water pixels as carved."""
+    carved = np.asarray(carved_m, float)
+    if not rivers.any():
+        return carved.copy()
+    excess = np.where(rivers, np.asarray(z_m, float) - carved - params.river_depth_m, np.nan)
+    low = valley_lowering_m(excess, params.valley_side_slope_deg, params.valley_rim_m, gsd_m)
+    return np.where(lakes | rivers, carved, carved - low)
+
+
+def condition_drainage(z_m: np.ndarray, lakes: np.ndarray, rivers: np.ndarray, params: ReliefParams,
+                       gsd_m: float) -> np.ndarray:
+    """Carve rivers, lower the land around them into valleys, then fill land depressions with a small
+    gradient towards lakes, rivers and the edge."""
     z = carve_rivers(z_m, lakes, rivers, params.river_depth_m, params.river_drop_m)
+    z = widen_valleys(z_m, z, lakes, rivers, params, gsd_m)
     filled, _, _ = priority_flood(z, lakes | edge_mask(z.shape), epsilon_m=params.fill_epsilon_m)
     filled[lakes] = z[lakes]
     return filled
@@ -269,7 +304,7 @@ def shape_terrain(classes: np.ndarray, model_m: np.ndarray, gsd_m: float, params
     detail = smooth_class_edges(detail, classes, params.edge_blur_px, params.edge_band_px)
     z = base + params.detail_gain * detail
     z = flatten_lakes(z, lakes, rivers)
-    return condition_drainage(z, lakes, rivers, params)
+    return condition_drainage(z, lakes, rivers, params, gsd_m)
 
 
 def settle_shores(z_m: np.ndarray, lakes: np.ndarray, rise_m: float = 0.001) -> np.ndarray:

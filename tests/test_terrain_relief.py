@@ -9,8 +9,8 @@ import numpy as np
 from geogan.terrain_eval import crease_ratio, rank_inversions, water_ranges_m
 from geogan.terrain_hydro import (depression_depth_m, drains_to, edge_mask, flow_accumulation, gaussian_blur,
                                   label_components, priority_flood)
-from geogan.terrain_relief import (FARMLAND, GRASS, ROCK, SNOW, WATER, WOODLAND, base_field_m, shape_terrain,
-                                   smooth_class_edges, split_water)
+from geogan.terrain_relief import (FARMLAND, GRASS, ROCK, SNOW, WATER, WOODLAND, ReliefParams, base_field_m,
+                                   shape_terrain, smooth_class_edges, split_water, valley_lowering_m)
 
 GSD = 30.0
 
@@ -112,6 +112,52 @@ def test_edge_smoothing_removes_a_crease_at_a_class_edge():
     before = crease_ratio(z, c, water, GSD)
     after = crease_ratio(smooth_class_edges(z, c, 2.0, 2), c, water, GSD)
     assert before > 3.0 and after < before / 3
+
+
+def _river_through_a_ridge(n: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """Woodland with a 1 px river (row n/2, edge to edge) banked by 1 px of farmland each side, and model
+    heights with a 400 m north-south ridge that the river has to be carved through."""
+    c = np.full((n, n), WOODLAND, np.uint8)
+    c[n // 2 - 1:n // 2 + 2] = FARMLAND
+    c[n // 2] = WATER
+    ridge = 400.0 * np.exp(-((np.arange(n) - n / 2) ** 2) / (2 * 6.0 ** 2))
+    noise = gaussian_blur(np.random.default_rng(0).normal(size=(n, n)), 2.0) * 5.0
+    return c, np.add.outer(np.zeros(n), ridge) + noise
+
+
+def test_river_carved_through_a_ridge_lies_in_a_valley_not_a_trench():
+    """Carving a river down through a ridge left a one-pixel trench ~100 m deep (its walls were the
+    sharpest bends of the shaped terrain, creases along every class edge that follows a river: crease ratio
+    1.10 on the held-out DEMs); the land around it is now lowered into a valley with walls at the valley side
+    slope, so the bank stands at most a wall step (8 m at 15 deg and 30 m) plus the cut and the base
+    field's dip above the river."""
+    c, raw = _river_through_a_ridge()
+    n = c.shape[0]
+    z = shape_terrain(c, raw, GSD)
+    lakes, rivers = split_water(c)
+    assert rivers[n // 2].all() and not lakes.any()
+    bank_step_m = np.maximum(z[n // 2 - 1], z[n // 2 + 1]) - z[n // 2]
+    assert bank_step_m.max() < 40.0, bank_step_m.max()
+    # the ridge is still there away from the river, and the river crosses it far below its crest
+    assert z[10, n // 2] - z[10, 5] > 150.0
+    assert z[10, n // 2] - z[n // 2, n // 2] > 150.0
+    water = lakes | rivers
+    assert drains_to(z, water | edge_mask(c.shape))[~water].all()
+    # a near-vertical valley side gives back the trench
+    steep = shape_terrain(c, raw, GSD, ReliefParams(valley_side_slope_deg=89.9))
+    assert (np.maximum(steep[n // 2 - 1], steep[n // 2 + 1]) - steep[n // 2]).max() > 60.0
+
+
+def test_valley_lowering_is_a_cone_with_a_rounded_rim():
+    excess = np.full((1, 101), np.nan)
+    excess[0, 50] = 30.0
+    low = valley_lowering_m(excess, 45.0, 5.0, 1.0)[0]
+    assert low[50] == 30.0                                # the river: exactly its excess depth
+    assert np.allclose(low[45:50], 30.0 - np.arange(5, 0, -1))  # walls at 1 m per m (45 deg)
+    assert np.allclose(low, low[::-1])
+    assert low[:15].max() == 0.0 and np.all(np.diff(low[:51]) >= 0)
+    rim = np.diff(low[:51])
+    assert rim[np.nonzero(rim)[0][0]] < 1.0               # the rim rounds in, no kink at the top
 
 
 def test_base_field_orders_classes_with_the_fitted_coefficients():
