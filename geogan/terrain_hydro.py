@@ -91,18 +91,25 @@ def dilate(mask: np.ndarray, steps: int = 1) -> np.ndarray:
 def cone_envelope_m(peaks_m: np.ndarray, fall_per_m: float, gsd_m: float) -> np.ndarray:
     """Max over the finite ``peaks_m`` pixels p of ``peaks_m[p] - fall_per_m * distance(p)``, i.e. cones of slope
     ``fall_per_m`` on each peak (8-neighbour chamfer distance: 1 and sqrt 2 pixels); -inf where no cone reaches.
-    NaN / -inf pixels are not peaks. Whole-array propagation, one pass per pixel of the widest cone."""
+    NaN / -inf pixels are not peaks. Two row sweeps (down, then up; the 3x3 chamfer needs no more), each row
+    taking the row before it and then spreading along itself by running maxima."""
     env = np.where(np.isfinite(peaks_m), np.asarray(peaks_m, dtype=np.float64), -np.inf)
     h, w = env.shape
-    drops = [max(float(fall_per_m), 0.0) * d * float(gsd_m) for d in D8_DIST]
-    while True:
-        p = np.pad(env, 1, constant_values=-np.inf)
-        grown = env.copy()
-        for (dr, dc), drop in zip(D8_OFFSETS, drops):
-            np.maximum(grown, p[1 + dr:1 + dr + h, 1 + dc:1 + dc + w] - drop, out=grown)
-        if np.array_equal(grown, env):
-            return env
-        env = grown
+    step = max(float(fall_per_m), 0.0) * float(gsd_m)
+    diag = step * math.sqrt(2.0)
+    ramp = np.arange(w) * step
+    for rows in (range(h), range(h - 1, -1, -1)):
+        prev = None
+        for r in rows:
+            row = env[r]
+            if prev is not None:
+                row = np.maximum(row, prev - step)
+                row[1:] = np.maximum(row[1:], prev[:-1] - diag)
+                row[:-1] = np.maximum(row[:-1], prev[1:] - diag)
+            right = np.maximum.accumulate(row + ramp) - ramp
+            left = np.maximum.accumulate((row - ramp)[::-1])[::-1] + ramp
+            env[r] = prev = np.maximum(right, left)
+    return env
 
 
 def erode(mask: np.ndarray, steps: int = 1) -> np.ndarray:

@@ -5,10 +5,11 @@ edges. Everything is synthesised here (no shared data)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from geogan.terrain_eval import crease_ratio, rank_inversions, water_ranges_m
-from geogan.terrain_hydro import (depression_depth_m, drains_to, edge_mask, flow_accumulation, gaussian_blur,
-                                  label_components, priority_flood)
+from geogan.terrain_hydro import (cone_envelope_m, depression_depth_m, drains_to, edge_mask, flow_accumulation,
+                                  gaussian_blur, label_components, priority_flood)
 from geogan.terrain_relief import (FARMLAND, GRASS, ROCK, SNOW, WATER, WOODLAND, ReliefParams, base_field_m,
                                    shape_terrain, smooth_class_edges, split_water, valley_lowering_m)
 
@@ -152,12 +153,26 @@ def test_valley_lowering_is_a_cone_with_a_rounded_rim():
     excess = np.full((1, 101), np.nan)
     excess[0, 50] = 30.0
     low = valley_lowering_m(excess, 45.0, 5.0, 1.0)[0]
-    assert low[50] == 30.0                                # the river: exactly its excess depth
+    assert low[50] == pytest.approx(30.0)                 # the river: exactly its excess depth
     assert np.allclose(low[45:50], 30.0 - np.arange(5, 0, -1))  # walls at 1 m per m (45 deg)
     assert np.allclose(low, low[::-1])
     assert low[:15].max() == 0.0 and np.all(np.diff(low[:51]) >= 0)
     rim = np.diff(low[:51])
     assert rim[np.nonzero(rim)[0][0]] < 1.0               # the rim rounds in, no kink at the top
+
+
+def test_cone_envelope_is_the_max_over_peaks_of_chamfer_cones():
+    rng = np.random.default_rng(3)
+    peaks = np.where(rng.random((17, 23)) < 0.04, rng.random((17, 23)) * 50.0, np.nan)
+    env = cone_envelope_m(peaks, 0.4, 2.0)
+    rr, cc = np.indices(peaks.shape)
+    want = np.full(peaks.shape, -np.inf)
+    for r, c in np.argwhere(np.isfinite(peaks)):
+        dy, dx = np.abs(rr - r), np.abs(cc - c)
+        chamfer_px = np.maximum(dx, dy) + (np.sqrt(2.0) - 1.0) * np.minimum(dx, dy)
+        want = np.maximum(want, peaks[r, c] - 0.4 * 2.0 * chamfer_px)
+    assert np.allclose(env, want)
+    assert np.all(cone_envelope_m(np.full((3, 4), np.nan), 0.4, 2.0) == -np.inf)
 
 
 def test_base_field_orders_classes_with_the_fitted_coefficients():
