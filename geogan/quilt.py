@@ -18,7 +18,9 @@ without a seam):
   four neighbours, so a pixel depends only on the class map within ``margin_px(settings)`` pixels of it;
 * the bank's patches are restricted to one *look* (a cluster of photos of similar colour: one flight, one
   season; :mod:`geogan.quilt_looks`), chosen by the seed, so a render has the consistent radiometry of one
-  survey.
+  survey;
+* patches holding *white water* (foam, rapids, weirs, sun glint: water far brighter than the bank's water
+  normally is, :mod:`geogan.quilt_foam`) are never drawn, so calm rivers and lakes get no white blobs.
 
 Pure functions over numpy arrays (no torch); no file I/O except
 :func:`save_bank` / :func:`load_bank`.

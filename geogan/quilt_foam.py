@@ -2,7 +2,7 @@
 weirs, riprap labelled as water, sun glint on wind-rippled lakes).
 
 Such patches pasted into a calm river or lake show as white blobs. The bank's own pixels say what "normal" is:
-the luminance of its water pixels has a median and a median absolute deviation (MAD); an ``cell_px`` cell of a
+the luminance of its water pixels has a median and a median absolute deviation (MAD); a ``cell_px`` cell of a
 photo is *white water* where the mean luminance of its water pixels (at least a quarter of the cell) lies more
 than ``foam_mads`` MADs (and at least ``foam_min_levels`` grey levels) above that median. A patch touching such a
 cell is never drawn (:func:`foamy_at`).
