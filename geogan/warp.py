@@ -182,21 +182,16 @@ class StripWarper:
 WARP_CHUNK_PX = 1024  # output columns sampled at once: a strip's warp temporaries follow this, not the grid's width
 
 
-def source_px_columns(src: Grid, dst: Grid, to_src: pyproj.Transformer | None, samples: int,
-                      chunk_px: int = WARP_CHUNK_PX) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Pixel coordinates ``(u, v)`` in ``src`` (pixel (i, j) spans i..i+1, j..j+1) of ``samples`` x ``samples``
-    points per pixel of ``dst`` (at the centres of its sub-pixels), in pieces of ``chunk_px`` output columns, left
-    to right: float64 arrays (rows * samples, piece cols * samples).
+def between_node_rows(h: int, nodes: np.ndarray, samples: int, chunk_px: int = WARP_CHUNK_PX
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Pixel coordinates ``(u, v)`` in the source grid (pixel (i, j) spans i..i+1, j..j+1) of ``samples`` x
+    ``samples`` points per output pixel (at the centres of its sub-pixels), from a strip's node rows
+    (:func:`_node_rows`: PROJ once per strip), in pieces of ``chunk_px`` output columns, left to right: float64
+    arrays (rows * samples, piece cols * samples).
 
     PROJ places the points every ``NODE_PX`` samples (and the last); the others are bilinear between them: along
     the node rows for the whole width, then between the node rows piece by piece (per column: the pieces hold the
     values the whole strip would), so the temporaries follow ``chunk_px``, not the width."""
-    yield from between_node_rows(*_node_rows(src, dst, to_src, samples), samples, chunk_px)
-
-
-def between_node_rows(h: int, nodes: np.ndarray, samples: int, chunk_px: int = WARP_CHUNK_PX
-                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """:func:`source_px_columns` from its node rows (:func:`_node_rows`), ``chunk_px`` output columns at a time."""
     step = chunk_px * samples
     for c in range(0, nodes.shape[2], step):
         piece = _between_nodes(nodes[:, :, c:c + step], h, axis=1)
@@ -204,8 +199,8 @@ def between_node_rows(h: int, nodes: np.ndarray, samples: int, chunk_px: int = W
 
 
 def _node_rows(src: Grid, dst: Grid, to_src: pyproj.Transformer | None, samples: int) -> tuple[int, np.ndarray]:
-    """(rows of samples, float64 (2, node rows, cols * samples)): :func:`source_px_columns`' (u, v) on the rows of
-    its nodes, interpolated between the nodes along each row."""
+    """(rows of samples, float64 (2, node rows, cols * samples)): :func:`between_node_rows`' (u, v) on the rows
+    of its nodes, interpolated between the nodes along each row."""
     h, w = dst.height * samples, dst.width * samples
     nodes_r = np.linspace(0.0, h - 1.0, max(2, math.ceil((h - 1) / NODE_PX) + 1)) if h > 1 else np.zeros(1)
     nodes_c = np.linspace(0.0, w - 1.0, max(2, math.ceil((w - 1) / NODE_PX) + 1)) if w > 1 else np.zeros(1)
@@ -245,7 +240,7 @@ def sample(values: np.ndarray, u: np.ndarray, v: np.ndarray, samples: int) -> np
 def sample_columns(values: np.ndarray, uv: Iterable[tuple[np.ndarray, np.ndarray]], samples: int,
                    shape: tuple[int, int]) -> np.ndarray:
     """:func:`sample` of ``shape`` (rows, cols) output pixels at the coordinates ``uv``: pieces of
-    consecutive columns (each a multiple of ``samples`` wide, :func:`source_px_columns`), left to right. Every
+    consecutive columns (each a multiple of ``samples`` wide, :func:`between_node_rows`), left to right. Every
     output pixel is computed as :func:`sample` computes it, with float64 temporaries the size of a piece: torch's
     ``grid_sample`` reads ``values`` widened to float64 only in the columns the piece's points fall in
     (:func:`_widened_columns`)."""
