@@ -38,12 +38,13 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[])
     ap.add_argument("--coins", type=int, default=1, help="splits (coin seeds 0..N-1) to average over")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--segmenter", type=Path, default=None, help="features' segmenter stem (default: the shipped one)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     lm = load_label_map("landcoverai")
     val_from = split_number(args.pairs)
     data = PairSet.load(args.pairs, lm, "val", val_from)
-    net, _ = load_segmenter(default_segmenter_path())
+    net, _ = load_segmenter(args.segmenter or default_segmenter_path())
     _, feats = _segment(net, to_tensor_image(data.images))
     gens = {name: load_generator(name, args.pairs, lm, val_from) for name in args.model}
     rows = [{"model": "real vs real", "fid": []}] + [{"model": name, "fid": [], "ratio_to_floor": []} for name in gens]

@@ -153,6 +153,9 @@ def train_segmenter_cmd(
     select_pairs: int = typer.Option(64, help="Last pairs of the training split held out to select the model."),
     select_blocks: int = typer.Option(1, help="Hold the --select-pairs out as this many blocks spread over each "
                                       "set's training range (1: its last pairs)."),
+    cast_std: float = typer.Option(0.0, min=0.0, help="Colour casts: std of a per-crop offset along the two chroma axes "
+                                   "(in [-1, 1] units; 0.1 is about 13 grey levels), so water and fields are told "
+                                   "by texture as well as tint."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
 ) -> None:
     """Train the FCN-score segmenter on the real aerial images of the training split (resumable)."""
@@ -166,7 +169,7 @@ def train_segmenter_cmd(
         torch.set_num_threads(threads)
     cfg = FitConfig(steps=steps, batch=batch, crop_px=crop_px, lr=lr, width=width, depth=depth,
                     class_probs=run_guarded(lambda: parse_class_probs(class_probs)),
-                    max_seconds=minutes * 60 if minutes else None, select_blocks=select_blocks)
+                    max_seconds=minutes * 60 if minutes else None, select_blocks=select_blocks, cast_std=cast_std)
     command = _command_line(ctx)
     sets = run_guarded(lambda: pair_sets(pairs, label_map))
     path = run_guarded(lambda: fit_segmenter(sets[0][0], out, run_dir or Path(f"{out}_run"), cfg, resume=resume,

@@ -11,9 +11,9 @@ import torch
 from data_factory import make_pairs
 from geogan.errors import InputError, OutputError
 from geogan.evaluate import load_segmenter
-from geogan.training.segmenter_fit import (FitConfig, SegmenterRun, balanced_weights, calibrate_bias, combine_fit_data,
-                                           fit_segmenter,
-                                           load_fit_data, lovasz_softmax, photometric_jitter, sample_crops,
+from geogan.training.segmenter_fit import (FitConfig, SegmenterRun, balanced_weights, calibrate_bias, chroma_cast,
+                                           combine_fit_data, fit_segmenter, load_fit_data, lovasz_softmax,
+                                           photometric_jitter, sample_crops,
                                            saved_config, segmenter_iou, tiles_with_class)
 
 TINY = dict(batch=4, crop_px=32, width=8, depth=3, lr=5e-3, val_every=20, log_every=10)
@@ -154,17 +154,29 @@ def test_photometric_jitter_keeps_range_and_changes_the_images():
     assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1 and not torch.allclose(x, y, atol=0.02)
 
 
+def test_chroma_cast_tints_each_image_and_keeps_its_luma():
+    x = torch.rand(64, 3, 8, 8) * 1.2 - 0.6  # no clamping at +-1 for casts within 3 std
+    y = chroma_cast(x, 0.1, torch.Generator().manual_seed(0))
+    shift = (y - x).mean((2, 3))  # (B, 3): one offset per image, the same at every pixel
+    assert torch.allclose(y - x, shift[:, :, None, None].expand_as(x), atol=1e-6)
+    assert torch.allclose(shift.sum(1), torch.zeros(64), atol=1e-5)  # R + G + B kept: a tint, not a brightness change
+    assert 0.05 < float(shift.std()) < 0.15 and float(shift.abs().max()) > 0.1  # about the asked-for std per axis
+    yellow = torch.tensor([1.0, 1.0, -2.0]) / 6 ** 0.5
+    assert float((shift @ yellow).abs().mean()) > 0.03  # casts along the yellow-blue axis (turbid vs clear water)
+    assert torch.equal(chroma_cast(x, 0.0, torch.Generator()), x)
+
+
 def test_a_run_saved_before_the_lovasz_and_photometric_terms_resumes_with_its_own_recipe(pairs, tmp_path):
     run = SegmenterRun(load_fit_data(pairs, val_fraction=0.5, select_pairs=2), tmp_path / "run",
                        FitConfig(steps=2, **TINY))
     run.save_state()
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
     old = json.loads(state["config"])
-    del old["lovasz_weight"], old["strong_aug"]  # as written by the code before these settings
+    del old["lovasz_weight"], old["strong_aug"], old["cast_std"]  # as written by the code before these settings
     state["config"] = json.dumps(old)
     torch.save(state, tmp_path / "run" / "state.pt")
     cfg = saved_config(tmp_path / "run", steps=5)
-    assert cfg.lovasz_weight == 0 and cfg.strong_aug is False and cfg.steps == 5
+    assert cfg.lovasz_weight == 0 and cfg.strong_aug is False and cfg.cast_std == 0 and cfg.steps == 5
     assert FitConfig().lovasz_weight > 0 and FitConfig().strong_aug  # new runs: the current recipe
 
 

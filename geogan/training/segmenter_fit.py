@@ -61,6 +61,7 @@ class FitConfig:
     dice_weight: float = 1.0
     lovasz_weight: float = 0.5  # Lovasz-softmax (IoU surrogate) term; 0 turns it off
     strong_aug: bool = True  # per-channel gain, gamma, blur and noise on top of colour_jitter
+    cast_std: float = 0.0  # per-image colour cast along the two chroma axes ([-1, 1] units; chroma_cast); 0: off
     max_seconds: float | None = None  # the LR anneals by whichever of steps / seconds ends first
     val_every: int = 250
     checkpoint_s: float = 180.0
@@ -159,6 +160,21 @@ def photometric_jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- loss and measurement
+def chroma_cast(x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
+    """Images in [-1, 1] with a per-image colour cast: the same random offset (normal, ``std``) added along the
+    two chroma axes (yellow-blue, red-green) of every pixel, the luma unchanged. Water, fields and roofs come
+    in more tints than a few source photos show (turbid shallow water reads yellow-green, a clear lake blue-grey);
+    the cast makes a segmenter tell them by texture and context, not by their tint alone."""
+    if std <= 0:
+        return x
+    b = x.shape[0]
+    # orthonormal chroma axes of RGB, yellow-blue and red-green (both orthogonal to grey (1, 1, 1): the mean of
+    # R, G and B is kept)
+    axes = torch.tensor([[1.0 / 6 ** 0.5, 1.0 / 6 ** 0.5, -2.0 / 6 ** 0.5], [1.0 / 2 ** 0.5, -1.0 / 2 ** 0.5, 0.0]])
+    offset = (std * torch.randn(b, 2, generator=gen)) @ axes  # (B, 3)
+    return (x + offset[:, :, None, None]).clamp(-1, 1)
+
+
 def balanced_weights(freq: np.ndarray) -> torch.Tensor:
     """Square root of the median-frequency class weights (classes never seen get the largest weight)."""
     freq = np.asarray(freq, dtype=np.float64)
@@ -393,6 +409,7 @@ class SegmenterRun:
         x = colour_jitter(x, self.gen)
         if self.cfg.strong_aug:
             x = photometric_jitter(x, self.gen)
+        x = chroma_cast(x, self.cfg.cast_std, self.gen)
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * lr_factor(self.step, self.seconds, self.cfg)
         loss = segmentation_loss(self.net(x), y, self.weight, self.cfg.dice_weight, self.cfg.lovasz_weight)
@@ -414,7 +431,8 @@ class SegmenterRun:
                                 f"{[round(float(p), 3) for p in _probs(cfg, len(self.index))]}",
                     "augmentation": f"flips, 90-degree rotations, scale x{cfg.scale_range[0]}-{cfg.scale_range[1]}, "
                                     "brightness/contrast/saturation/channel jitter"
-                                    + (", channel gain, gamma, blur, noise" if cfg.strong_aug else "")}
+                                    + (", channel gain, gamma, blur, noise" if cfg.strong_aug else "")
+                                    + (f", colour casts (chroma std {cfg.cast_std})" if cfg.cast_std > 0 else "")}
         return {"kind": "segmenter", "arch": ARCH, "classes": list(self.data.classes), "width": cfg.width,
                 "depth": cfg.depth, "training": training, "license": self.data.card.get("license", ""),
                 "selection": selection}
@@ -593,6 +611,7 @@ def saved_config(run_dir: Path, **overrides) -> FitConfig:
             saved[key] = tuple(saved[key])
     saved.setdefault("lovasz_weight", 0.0)  # runs started before these settings keep their recipe
     saved.setdefault("strong_aug", False)
+    saved.setdefault("cast_std", 0.0)
     return FitConfig(**{**saved, **overrides})
 
 
