@@ -10,7 +10,8 @@ The segmenter judges generated images, so it must find every class on *real* pho
   term (a convex surrogate of each class's IoU, the quantity the FCN-score reports);
 - augmentation: flips and 90-degree rotations, scale jitter (multi-scale: the pairs mix 25 and 50 cm/px),
   colour jitter (brightness, contrast, saturation, channel shifts) and, with ``strong_aug``, per-channel gain,
-  gamma, blur and sensor noise (held-out photos differ in exposure and haze: shallow beige water, pale roads);
+  gamma, blur and sensor noise (held-out photos differ in exposure and haze: shallow beige water, pale roads),
+  and with ``cast_std`` a per-crop colour cast along the chroma axes, luma kept (``chroma_cast``);
 - model selection: the mIoU on a slice of the training range held out of training (``select``), never on
   the evaluation split;
 - calibration (``calibrate``): per-class offsets added to the selected model's logits, chosen to maximise the
@@ -159,7 +160,6 @@ def photometric_jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (2 * u - 1).clamp(-1, 1)
 
 
-# ---------------------------------------------------------------- loss and measurement
 def chroma_cast(x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
     """Images in [-1, 1] with a per-image colour cast: the same random offset (normal, ``std``) added along the
     two chroma axes (yellow-blue, red-green) of every pixel, the luma unchanged. Water, fields and roofs come
@@ -175,6 +175,7 @@ def chroma_cast(x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tens
     return (x + offset[:, :, None, None]).clamp(-1, 1)
 
 
+# ---------------------------------------------------------------- loss and measurement
 def balanced_weights(freq: np.ndarray) -> torch.Tensor:
     """Square root of the median-frequency class weights (classes never seen get the largest weight)."""
     freq = np.asarray(freq, dtype=np.float64)
