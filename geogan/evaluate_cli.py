@@ -156,23 +156,44 @@ def train_segmenter_cmd(
     cast_std: float = typer.Option(0.0, min=0.0, help="Colour casts: std of a per-crop offset along the two chroma axes "
                                    "(in [-1, 1] units; 0.1 is about 13 grey levels), so water and fields are told "
                                    "by texture as well as tint."),
+    class_cast_std: Optional[str] = typer.Option(None, help="Comma-separated std of a further colour cast on each "
+                                                 "class's pixels only (e.g. 0,0,0,0.2,0: water in every tint)."),
+    scale_range: str = typer.Option("0.6,1.7", help="Scale jitter: smallest,largest crop window over --crop-px."),
+    dice_weight: float = typer.Option(1.0, min=0.0, help="Weight of the soft Dice term."),
+    lovasz_weight: float = typer.Option(0.5, min=0.0, help="Weight of the Lovasz-softmax (IoU surrogate) term."),
+    strong_aug: bool = typer.Option(True, help="Channel gain, gamma, blur and noise on top of the colour jitter."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (1 is fastest on a busy machine)."),
 ) -> None:
     """Train the FCN-score segmenter on the real aerial images of the training split (resumable)."""
     from .cli import needs_torch, run_guarded
 
     needs_torch("train-segmenter")
-    from .training.segmenter_fit import FitConfig, fit_segmenter, parse_class_probs
+    from .training.segmenter_fit import FitConfig, fit_segmenter, parse_per_class
 
     if threads:
         import torch
         torch.set_num_threads(threads)
     cfg = FitConfig(steps=steps, batch=batch, crop_px=crop_px, lr=lr, width=width, depth=depth,
-                    class_probs=run_guarded(lambda: parse_class_probs(class_probs)),
-                    max_seconds=minutes * 60 if minutes else None, select_blocks=select_blocks, cast_std=cast_std)
+                    class_probs=run_guarded(lambda: parse_per_class(class_probs)),
+                    max_seconds=minutes * 60 if minutes else None, select_blocks=select_blocks, cast_std=cast_std,
+                    class_cast_std=run_guarded(lambda: parse_per_class(class_cast_std, "--class-cast-std")),
+                    scale_range=run_guarded(lambda: _scale_range(scale_range)), dice_weight=dice_weight,
+                    lovasz_weight=lovasz_weight, strong_aug=strong_aug)
     command = _command_line(ctx)
     sets = run_guarded(lambda: pair_sets(pairs, label_map))
     path = run_guarded(lambda: fit_segmenter(sets[0][0], out, run_dir or Path(f"{out}_run"), cfg, resume=resume,
                                              init=init, label_map=sets[0][1], select_pairs=select_pairs,
                                              command=command, also=tuple(sets[1:])))
     typer.echo(f"wrote {Path(path).with_suffix('.safetensors')}")
+
+
+def _scale_range(text: str) -> tuple[float, float]:
+    from .errors import InputError
+
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--scale-range '{text}' is not two comma-separated numbers; e.g. 0.7,1.4") from None
+    if not 0 < lo <= hi:
+        raise InputError(f"--scale-range '{text}' must be smallest,largest with 0 < smallest <= largest; e.g. 0.7,1.4")
+    return lo, hi

@@ -12,6 +12,7 @@ from data_factory import make_pairs
 from geogan.errors import InputError, OutputError
 from geogan.evaluate import load_segmenter
 from geogan.training.segmenter_fit import (FitConfig, SegmenterRun, balanced_weights, calibrate_bias, chroma_cast,
+                                           class_cast,
                                            combine_fit_data, fit_segmenter, load_fit_data, lovasz_softmax,
                                            photometric_jitter, sample_crops,
                                            saved_config, segmenter_iou, tiles_with_class)
@@ -124,6 +125,11 @@ def test_train_segmenter_cli_refuses_a_used_run_folder_and_resumes(pairs, tmp_pa
         again = CliRunner().invoke(app, args)
         resumed = CliRunner().invoke(app, args[:6] + ["4"] + args[7:] + ["--resume"])
         bad = CliRunner().invoke(app, args + ["--class-probs", "1,x"])
+        recipe = ["--scale-range", "0.8,1.25", "--dice-weight", "0.5", "--lovasz-weight", "0", "--no-strong-aug",
+                  "--cast-std", "0.1", "--class-cast-std", "0,0,0,0.2,0"]
+        own = CliRunner().invoke(app, args[:4] + [str(tmp_path / "own")] + args[5:] + recipe)
+        bad_range = CliRunner().invoke(app, args[:4] + [str(tmp_path / "r")] + args[5:] + ["--scale-range", "1.4"])
+        bad_casts = CliRunner().invoke(app, args[:4] + [str(tmp_path / "c")] + args[5:] + ["--class-cast-std", "0,0.2"])
     finally:
         logger.handlers[:], logger.propagate = saved[0], saved[2]
         logger.setLevel(saved[1])
@@ -134,6 +140,13 @@ def test_train_segmenter_cli_refuses_a_used_run_folder_and_resumes(pairs, tmp_pa
     card = json.loads((tmp_path / "seg.json").read_text())  # the selected checkpoint (step 3 or 4)
     assert card["training"]["run_steps"] in (3, 4) and "train-segmenter" in card["training"]["command"]
     assert bad.exit_code == 2 and "--class-probs '1,x'" in bad.stderr
+    assert own.exit_code == 0, own.output  # the whole recipe is one command: it reaches the run's settings
+    cfg = saved_config(tmp_path / "own_run")
+    assert (cfg.scale_range, cfg.dice_weight, cfg.lovasz_weight, cfg.strong_aug, cfg.cast_std, cfg.class_cast_std) == \
+        ((0.8, 1.25), 0.5, 0.0, False, 0.1, (0.0, 0.0, 0.0, 0.2, 0.0))
+    assert "per-class colour casts" in json.loads((tmp_path / "own.json").read_text())["training"]["augmentation"]
+    assert bad_range.exit_code == 2 and bad_range.stderr.count("\n") == 1 and "--scale-range '1.4'" in bad_range.stderr
+    assert bad_casts.exit_code == 2 and bad_casts.stderr.count("\n") == 1 and "one per class" in bad_casts.stderr
 
 
 def test_lovasz_softmax_is_one_minus_iou_on_hard_predictions():
@@ -166,17 +179,34 @@ def test_chroma_cast_tints_each_image_and_keeps_its_luma():
     assert torch.equal(chroma_cast(x, 0.0, torch.Generator()), x)
 
 
+def test_class_cast_tints_only_that_class_and_keeps_its_luma():
+    x = torch.rand(32, 3, 24, 24) * 1.2 - 0.6
+    labels = torch.zeros(32, 24, 24, dtype=torch.long)
+    labels[:, :, 12:] = 3  # right half water, left half background
+    y = class_cast(x, labels, (0.0, 0.0, 0.0, 0.1, 0.0), torch.Generator().manual_seed(0))
+    far_left, far_right = (y - x)[..., :8], (y - x)[..., 16:]  # 4+ px from the class edge
+    assert torch.equal(far_left, torch.zeros_like(far_left))  # the other class keeps its colours
+    shift = far_right.mean((2, 3))  # one offset per image over the class's pixels
+    assert torch.allclose(far_right, shift[:, :, None, None].expand_as(far_right), atol=1e-6)
+    assert torch.allclose(shift.sum(1), torch.zeros(32), atol=1e-5) and 0.05 < float(shift.std()) < 0.15
+    edge = (y - x)[0, :, 0, 9:15].abs().sum(0)  # softened across the edge: partial casts on both sides
+    assert 0 < float(edge[2]) < float(edge[-1]) and float(edge[0]) < float(edge[-1])
+    assert torch.equal(class_cast(x, labels, None, torch.Generator()), x)
+    assert torch.equal(class_cast(x, labels, (0.0,) * 5, torch.Generator()), x)
+
+
 def test_a_run_saved_before_the_lovasz_and_photometric_terms_resumes_with_its_own_recipe(pairs, tmp_path):
     run = SegmenterRun(load_fit_data(pairs, val_fraction=0.5, select_pairs=2), tmp_path / "run",
                        FitConfig(steps=2, **TINY))
     run.save_state()
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
     old = json.loads(state["config"])
-    del old["lovasz_weight"], old["strong_aug"], old["cast_std"]  # as written by the code before these settings
+    del old["lovasz_weight"], old["strong_aug"], old["cast_std"], old["class_cast_std"]  # as written before these
     state["config"] = json.dumps(old)
     torch.save(state, tmp_path / "run" / "state.pt")
     cfg = saved_config(tmp_path / "run", steps=5)
     assert cfg.lovasz_weight == 0 and cfg.strong_aug is False and cfg.cast_std == 0 and cfg.steps == 5
+    assert cfg.class_cast_std is None
     assert FitConfig().lovasz_weight > 0 and FitConfig().strong_aug  # new runs: the current recipe
 
 

@@ -11,7 +11,9 @@ The segmenter judges generated images, so it must find every class on *real* pho
 - augmentation: flips and 90-degree rotations, scale jitter (multi-scale: the pairs mix 25 and 50 cm/px),
   colour jitter (brightness, contrast, saturation, channel shifts) and, with ``strong_aug``, per-channel gain,
   gamma, blur and sensor noise (held-out photos differ in exposure and haze: shallow beige water, pale roads),
-  and with ``cast_std`` a per-crop colour cast along the chroma axes, luma kept (``chroma_cast``);
+  and with ``cast_std`` a per-crop colour cast along the chroma axes, luma kept (``chroma_cast``), with
+  ``class_cast_std`` one more per class, on that class's pixels only (``class_cast``: water comes clear, turbid,
+  green with algae or sandy where shallow, whatever the fields around it look like);
 - model selection: the mIoU on a slice of the training range held out of training (``select``), never on
   the evaluation split;
 - calibration (``calibrate``): per-class offsets added to the selected model's logits, chosen to maximise the
@@ -63,6 +65,8 @@ class FitConfig:
     lovasz_weight: float = 0.5  # Lovasz-softmax (IoU surrogate) term; 0 turns it off
     strong_aug: bool = True  # per-channel gain, gamma, blur and noise on top of colour_jitter
     cast_std: float = 0.0  # per-image colour cast along the two chroma axes ([-1, 1] units; chroma_cast); 0: off
+    class_cast_std: tuple[float, ...] | None = None  # per class: a further cast on that class's pixels only
+    # (class_cast); None: off
     max_seconds: float | None = None  # the LR anneals by whichever of steps / seconds ends first
     val_every: int = 250
     checkpoint_s: float = 180.0
@@ -88,6 +92,13 @@ def _probs(cfg: FitConfig, n_classes: int) -> np.ndarray:
                          "one per class, not all zero")
     p = np.asarray(cfg.class_probs, dtype=np.float64)
     return p / p.sum()
+
+
+def _check_class_casts(cfg: FitConfig, n_classes: int) -> None:
+    stds = cfg.class_cast_std
+    if stds is not None and (len(stds) != n_classes or min(stds) < 0):
+        raise InputError(f"class_cast_std {list(stds)} must give {n_classes} non-negative numbers, one per class "
+                         "(0: no cast on that class)")
 
 
 def _window(labels: np.ndarray, cls: int, tiles: np.ndarray, win: int, rng: np.random.Generator) -> tuple[int, int, int]:
@@ -160,6 +171,11 @@ def photometric_jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (2 * u - 1).clamp(-1, 1)
 
 
+#: Orthonormal chroma axes of RGB, yellow-blue and red-green: both orthogonal to grey (1, 1, 1), so an offset
+#: along them keeps the mean of R, G and B.
+CHROMA_AXES = torch.tensor([[1.0 / 6 ** 0.5, 1.0 / 6 ** 0.5, -2.0 / 6 ** 0.5], [1.0 / 2 ** 0.5, -1.0 / 2 ** 0.5, 0.0]])
+
+
 def chroma_cast(x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
     """Images in [-1, 1] with a per-image colour cast: the same random offset (normal, ``std``) added along the
     two chroma axes (yellow-blue, red-green) of every pixel, the luma unchanged. Water, fields and roofs come
@@ -168,11 +184,28 @@ def chroma_cast(x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tens
     if std <= 0:
         return x
     b = x.shape[0]
-    # orthonormal chroma axes of RGB, yellow-blue and red-green (both orthogonal to grey (1, 1, 1): the mean of
-    # R, G and B is kept)
-    axes = torch.tensor([[1.0 / 6 ** 0.5, 1.0 / 6 ** 0.5, -2.0 / 6 ** 0.5], [1.0 / 2 ** 0.5, -1.0 / 2 ** 0.5, 0.0]])
-    offset = (std * torch.randn(b, 2, generator=gen)) @ axes  # (B, 3)
+    offset = (std * torch.randn(b, 2, generator=gen)) @ CHROMA_AXES  # (B, 3)
     return (x + offset[:, :, None, None]).clamp(-1, 1)
+
+
+def class_cast(x: torch.Tensor, labels: torch.Tensor, stds: tuple[float, ...] | None,
+               gen: torch.Generator) -> torch.Tensor:
+    """Images in [-1, 1] with, for each class ``c`` of ``stds`` above 0, a random chroma offset (normal, ``stds[c]``,
+    one per image and class, luma kept as in :func:`chroma_cast`) added to that class's pixels (``labels`` (B, H, W)).
+    The class mask is softened over about 3 px, so a cast's edge is no sharper than a real colour edge and the
+    segmenter cannot find a boundary by its tint step alone."""
+    if not stds or max(stds) <= 0:
+        return x
+    b = x.shape[0]
+    kernel = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    k2 = (kernel[:, None] * kernel[None, :])[None, None]
+    for c, std in enumerate(stds):
+        if std <= 0 or not bool((labels == c).any()):
+            continue
+        mask = F.conv2d(F.pad((labels == c).float()[:, None], (2, 2, 2, 2), mode="replicate"), k2)
+        offset = (std * torch.randn(b, 2, generator=gen)) @ CHROMA_AXES
+        x = x + mask * offset[:, :, None, None]
+    return x.clamp(-1, 1)
 
 
 # ---------------------------------------------------------------- loss and measurement
@@ -347,6 +380,7 @@ class SegmenterRun:
 
         self.data, self.run_dir, self.cfg = data, Path(run_dir), cfg
         self.index = tiles_with_class(data.labels, len(data.classes))
+        _check_class_casts(cfg, len(data.classes))
         self.prior = {"steps": 0, "seconds": 0.0, "from": None}
         if init is not None:
             self.net = self._load_init(init)
@@ -411,6 +445,7 @@ class SegmenterRun:
         if self.cfg.strong_aug:
             x = photometric_jitter(x, self.gen)
         x = chroma_cast(x, self.cfg.cast_std, self.gen)
+        x = class_cast(x, y, self.cfg.class_cast_std, self.gen)
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * lr_factor(self.step, self.seconds, self.cfg)
         loss = segmentation_loss(self.net(x), y, self.weight, self.cfg.dice_weight, self.cfg.lovasz_weight)
@@ -433,7 +468,9 @@ class SegmenterRun:
                     "augmentation": f"flips, 90-degree rotations, scale x{cfg.scale_range[0]}-{cfg.scale_range[1]}, "
                                     "brightness/contrast/saturation/channel jitter"
                                     + (", channel gain, gamma, blur, noise" if cfg.strong_aug else "")
-                                    + (f", colour casts (chroma std {cfg.cast_std})" if cfg.cast_std > 0 else "")}
+                                    + (f", colour casts (chroma std {cfg.cast_std})" if cfg.cast_std > 0 else "")
+                                    + (f", per-class colour casts (chroma std {list(cfg.class_cast_std)})"
+                                       if cfg.class_cast_std and max(cfg.class_cast_std) > 0 else "")}
         return {"kind": "segmenter", "arch": ARCH, "classes": list(self.data.classes), "width": cfg.width,
                 "depth": cfg.depth, "training": training, "license": self.data.card.get("license", ""),
                 "selection": selection}
@@ -607,21 +644,24 @@ def saved_config(run_dir: Path, **overrides) -> FitConfig:
     """The settings a run was started with (``overrides``: e.g. more ``steps`` for a resumed run)."""
     state = torch.load(Path(run_dir) / "state.pt", weights_only=True)
     saved = json.loads(state["config"])
-    for key in ("class_probs", "scale_range"):
+    for key in ("class_probs", "scale_range", "class_cast_std"):
         if saved.get(key) is not None:
             saved[key] = tuple(saved[key])
     saved.setdefault("lovasz_weight", 0.0)  # runs started before these settings keep their recipe
     saved.setdefault("strong_aug", False)
     saved.setdefault("cast_std", 0.0)
+    saved.setdefault("class_cast_std", None)
     return FitConfig(**{**saved, **overrides})
 
 
-def parse_class_probs(text: str | None) -> tuple[float, ...] | None:
-    """``"0.15,0.35,0.15,0.1,0.25"`` -> a tuple of floats (None stays None)."""
+def parse_per_class(text: str | None, option: str = "--class-probs") -> tuple[float, ...] | None:
+    """``"0.15,0.35,0.15,0.1,0.25"`` -> a tuple of floats, one per class (None stays None); ``option`` names the
+    setting in the error."""
     if text is None:
         return None
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise InputError(f"--class-probs '{text}' is not a comma-separated list of numbers; give one per class, "
+        raise InputError(f"{option} '{text}' is not a comma-separated list of numbers; give one per class, "
                          "e.g. 0.15,0.35,0.15,0.1,0.25") from None
+
