@@ -63,7 +63,7 @@ def _command_line(ctx: typer.Context) -> str:
             continue
         flag = "--" + name.replace("_", "-")
         values = value if isinstance(value, (list, tuple)) else [value]  # a repeated option: each occurrence
-        parts.extend(flag if v is True else f"{flag} {v}" for v in values)
+        parts.extend(flag if v is True else f"--no-{flag[2:]}" if v is False else f"{flag} {v}" for v in values)
     return " ".join(parts)
 
 

@@ -144,7 +144,8 @@ def test_train_segmenter_cli_refuses_a_used_run_folder_and_resumes(pairs, tmp_pa
     cfg = saved_config(tmp_path / "own_run")
     assert (cfg.scale_range, cfg.dice_weight, cfg.lovasz_weight, cfg.strong_aug, cfg.cast_std, cfg.class_cast_std) == \
         ((0.8, 1.25), 0.5, 0.0, False, 0.1, (0.0, 0.0, 0.0, 0.2, 0.0))
-    assert "per-class colour casts" in json.loads((tmp_path / "own.json").read_text())["training"]["augmentation"]
+    own_card = json.loads((tmp_path / "own.json").read_text())["training"]
+    assert "per-class colour casts" in own_card["augmentation"] and "--no-strong-aug" in own_card["command"]
     assert bad_range.exit_code == 2 and bad_range.stderr.count("\n") == 1 and "--scale-range '1.4'" in bad_range.stderr
     assert bad_casts.exit_code == 2 and bad_casts.stderr.count("\n") == 1 and "one per class" in bad_casts.stderr
 
