@@ -14,8 +14,9 @@ import torch
 
 import geogan
 from geogan.api import sample_osm_path
-from geogan.evaluate import load_segmenter, to_tensor_image
+from geogan.evaluate import to_tensor_image
 from geogan.sources import osm_file_bounds
+from geogan.style_reference import load_style_segmenter
 from geogan.zoo import builtin_model_dir
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -100,7 +101,7 @@ def test_class_layout_stays_across_styles(renders):
     ground, and the same renders agree with the class map turned half a turn at 0.56 / 0.42 / 0.37 (own look /
     green / sand, session 7); the next test checks the layout directly, from the colours."""
     assert np.array_equal(renders["green"]["classes"], renders["sand"]["classes"])
-    net, seg_card = load_segmenter(builtin_model_dir() / "segmenter_styles")
+    net, seg_card = load_style_segmenter()
     cm = renders["green"]["classes"]
     own = _segmenter_accuracy(net, seg_card["classes"], renders["default_look"]["styled"], cm)
     assert own > 0.5

@@ -200,9 +200,10 @@ def class_cast(x: torch.Tensor, labels: torch.Tensor, stds: tuple[float, ...] | 
     kernel = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
     k2 = (kernel[:, None] * kernel[None, :])[None, None]
     for c, std in enumerate(stds):
-        if std <= 0 or not bool((labels == c).any()):
+        hit = labels == c
+        if std <= 0 or not bool(hit.any()):
             continue
-        mask = F.conv2d(F.pad((labels == c).float()[:, None], (2, 2, 2, 2), mode="replicate"), k2)
+        mask = F.conv2d(F.pad(hit.float()[:, None], (2, 2, 2, 2), mode="replicate"), k2)
         offset = (std * torch.randn(b, 2, generator=gen)) @ CHROMA_AXES
         x = x + mask * offset[:, :, None, None]
     return x.clamp(-1, 1)
