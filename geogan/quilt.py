@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .errors import InputError, ModelError
 from .quilt_foam import foamy_at, white_water_cells
@@ -127,12 +128,16 @@ class TextureBank:
 
 
 def cell_fractions(labels: np.ndarray, n_classes: int, cell_px: int) -> np.ndarray:
-    """float32 (..., H/cell, W/cell, C): the share of each class on each ``cell_px`` cell of ``labels`` (..., H, W)."""
+    """float32 (..., H/cell, W/cell, C): the share of each class on each ``cell_px`` cell of ``labels`` (..., H, W)
+    (whole cells only)."""
     *lead, h, w = labels.shape
-    out = np.empty((*lead, h // cell_px, w // cell_px, n_classes), np.float32)
-    for c in range(n_classes):
-        hit = (labels == c).reshape(*lead, h // cell_px, cell_px, w // cell_px, cell_px)
-        out[..., c] = hit.sum((-3, -1), dtype=np.int32) / float(cell_px * cell_px)
+    hc, wc = h // cell_px, w // cell_px
+    out = np.empty((*lead, hc, wc, n_classes), np.float32)
+    rows = labels[..., :hc * cell_px, :wc * cell_px].reshape(*lead, hc, cell_px, wc * cell_px)
+    per_column = np.uint8 if cell_px < 256 else np.int32
+    for c in range(n_classes):  # counted down each cell's columns (contiguous rows), then across them
+        columns = (rows == c).sum(-2, dtype=per_column)
+        out[..., c] = columns.reshape(*lead, hc, wc, cell_px).sum(-1, dtype=np.int32) / float(cell_px * cell_px)
     return out
 
 
@@ -159,13 +164,22 @@ def bank_descriptors(labels: np.ndarray, index: np.ndarray, n_classes: int, s: Q
 
 def patches(arrays: np.ndarray, i: np.ndarray, y: np.ndarray, x: np.ndarray, size: int | tuple[int, int]
             ) -> np.ndarray:
-    """``arrays[i, y:y+h, x:x+w]`` for every (i, y, x), stacked (fancy-index gather, no Python loop);
-    ``size``: h = w, or (h, w)."""
+    """``arrays[i, y:y+h, x:x+w]`` for every (i, y, x), stacked; ``size``: h = w, or (h, w).
+
+    A gather of whole patch rows: ``arrays`` is viewed as overlapping runs of ``w`` pixels (one per start pixel,
+    no copy), so each patch is ``h`` row copies instead of ``h x w`` pixel lookups."""
     h, w = (size, size) if isinstance(size, int) else size
-    r = y.reshape(-1, 1, 1) + np.arange(h).reshape(1, -1, 1)
-    c = x.reshape(-1, 1, 1) + np.arange(w).reshape(1, 1, -1)
-    out = arrays[i.reshape(-1, 1, 1), r, c]
-    return out.reshape(*np.shape(i), h, w, *arrays.shape[3:])
+    n, rows, cols = arrays.shape[:3]
+    i, y, x = (np.asarray(v, np.intp) for v in (i, y, x))
+    if i.size and (i.min() < 0 or i.max() >= n or y.min() < 0 or y.max() + h > rows or x.min() < 0
+                   or x.max() + w > cols):
+        raise IndexError(f"patches of {h}x{w} px reach outside arrays of shape {arrays.shape}")
+    flat = np.ascontiguousarray(arrays).reshape(-1)
+    per_px = int(np.prod(arrays.shape[3:], dtype=np.int64))
+    runs = as_strided(flat, shape=(max(flat.size // per_px - w + 1, 0), w * per_px),
+                      strides=(per_px * flat.itemsize, flat.itemsize), writeable=False)
+    start = ((i * rows + y) * cols + x).reshape(-1, 1) + np.arange(h) * cols
+    return runs[start].reshape(*i.shape, h, w, *arrays.shape[3:])
 
 
 # ------------------------------------------------------------------------------------------------ hashing
@@ -216,10 +230,12 @@ def patch_classes(labels: np.ndarray, index: np.ndarray, patch_px: int) -> np.nd
 
     g = gcd(patch_px, int(np.gcd.reduce(index[:, 1:].ravel())) or patch_px)
     n, h, w = labels.shape
-    cells = labels[:, :h // g * g, :w // g * g].reshape(n, h // g, g, w // g, g)
+    rows = labels[:, :h // g * g, :w // g * g].reshape(n, h // g, g, w // g * g)
     k = patch_px // g
-    lo = sliding_window_view(cells.min((2, 4)), (k, k), axis=(1, 2)).min((-2, -1))
-    hi = sliding_window_view(cells.max((2, 4)), (k, k), axis=(1, 2)).max((-2, -1))
+    cell_lo = rows.min(2).reshape(n, h // g, w // g, g).min(-1)  # down each cell's columns, then across them
+    cell_hi = rows.max(2).reshape(n, h // g, w // g, g).max(-1)
+    lo = sliding_window_view(cell_lo, (k, k), axis=(1, 2)).min((-2, -1))
+    hi = sliding_window_view(cell_hi, (k, k), axis=(1, 2)).max((-2, -1))
     i, y, x = index[:, 0], index[:, 1] // g, index[:, 2] // g
     lo, hi = lo[i, y, x].astype(np.int64), hi[i, y, x]
     return np.where(lo == hi, lo, -1)
@@ -250,7 +266,9 @@ def candidates(bank: TextureBank, query: np.ndarray, pool: np.ndarray, seed: int
     out = np.full((len(query), s.candidates), -1, np.int64)
     pool_pure = np.where(bank.foamy[pool], -1, bank.pure[pool])  # white water is never drawn
     groups: dict[tuple[int, int], np.ndarray] = {}
-    for b in np.flatnonzero(q_pure >= 0):
+    pure_blocks = np.flatnonzero(q_pure >= 0)
+    draws = hash_uniform(seed, keys[0][pure_blocks, None], keys[1][pure_blocks, None], np.arange(s.candidates), 3)
+    for b, u in zip(pure_blocks, draws):
         c, ph = int(q_pure[b]), int(preferred[b])
         key = (c, ph)
         if key not in groups:
@@ -261,7 +279,6 @@ def candidates(bank: TextureBank, query: np.ndarray, pool: np.ndarray, seed: int
                 groups[key] = mine if len(mine) >= s.min_pure_patches else mine[:0]
         choices = groups[key]
         if len(choices):
-            u = hash_uniform(seed, keys[0][b], keys[1][b], np.arange(s.candidates), 3)
             out[b] = choices[(u * len(choices)).astype(np.int64)]
     mixed = np.flatnonzero(out[:, 0] < 0)
     if len(mixed):
@@ -304,11 +321,17 @@ def search(bank: TextureBank, qd: np.ndarray, pool: np.ndarray, preferred: np.nd
     k = min(s.candidates, len(grid))
     desc = bank.descriptors[rows]
     base = (desc * desc).sum(1) + hash_uniform(seed, grid, 4).astype(np.float32) * 1e-3
+    # the bank's patches are numbered photo by photo, so each photo's patches are one run of columns
     photo = bank.index[grid, 0]
+    first, stop = np.searchsorted(photo, preferred, "left"), np.searchsorted(photo, preferred, "right")
+    other_photo = np.float32(s.photo_weight)
     out = np.empty((len(qd), s.candidates), np.int64)
     for a in range(0, len(qd), SEARCH_ROWS):  # (rows x patches) float32 distances and int64 partition per batch
-        dist = base[None] - 2 * (qd[a:a + SEARCH_ROWS] @ desc.T)
-        dist += (photo[None] != preferred[a:a + SEARCH_ROWS, None]) * np.float32(s.photo_weight)
+        dist = (2 * qd[a:a + SEARCH_ROWS]) @ desc.T
+        np.subtract(base, dist, out=dist)
+        for row, lo, hi in zip(dist, first[a:a + SEARCH_ROWS], stop[a:a + SEARCH_ROWS]):
+            row[:lo] += other_photo  # the cost of leaving the preferred photo
+            row[hi:] += other_photo
         top = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < len(grid) else np.tile(np.arange(k), (len(dist), 1))
         out[a:a + SEARCH_ROWS] = np.pad(grid[top], ((0, 0), (0, s.candidates - k)), mode="edge")
     return out
@@ -328,19 +351,18 @@ def min_cut_masks(err: np.ndarray) -> np.ndarray:
     Dynamic programming over rows (Efros & Freeman 2001), vectorised over the B seams.
     """
     b, h, w = err.shape
-    acc = err.astype(np.float64).copy()
+    acc = np.full((b, h, w + 2), np.inf)  # one column of inf on each side: no special case at the edges
+    acc[:, :, 1:-1] = err
     for r in range(1, h):
-        prev = np.pad(acc[:, r - 1], ((0, 0), (1, 1)), constant_values=np.inf)
-        acc[:, r] += np.minimum(np.minimum(prev[:, :-2], prev[:, 1:-1]), prev[:, 2:])
-    cols = np.arange(w)
+        prev = acc[:, r - 1]
+        acc[:, r, 1:-1] += np.minimum(np.minimum(prev[:, :-2], prev[:, 1:-1]), prev[:, 2:])
+    cols, seams, step = np.arange(w), np.arange(b)[:, None], np.arange(3)
     mask = np.zeros((b, h, w), bool)
-    c = acc[:, -1].argmin(1)
+    c = acc[:, -1, 1:-1].argmin(1)
     for r in range(h - 1, -1, -1):
         mask[:, r] = cols[None] >= c[:, None]
         if r:
-            prev = np.pad(acc[:, r - 1], ((0, 0), (1, 1)), constant_values=np.inf)
-            window = np.stack([prev[np.arange(b), c + d] for d in range(3)], 1)
-            c = np.clip(c + window.argmin(1) - 1, 0, w - 1)
+            c = np.clip(c + acc[seams, r - 1, c[:, None] + step].argmin(1) - 1, 0, w - 1)
     return mask
 
 
@@ -486,9 +508,8 @@ def overlap_costs(bank: TextureBank, where: tuple[np.ndarray, np.ndarray, np.nda
             continue
         nb = _strips(chosen[blocks[b, 0] + di, blocks[b, 1] + dj], theirs, s.overlap_px, s.step_px)
         oy, ox = (v * s.step_px for v in STRIP_AT[side])
-        mine = patches(bank.images, ci[b], cy[b] + oy, cx[b] + ox, nb.shape[1:3]).astype(np.float32)
-        diff = mine - nb[:, None]
-        total[b] += (diff * diff).mean((2, 3, 4))
+        diff = patches(bank.images, ci[b], cy[b] + oy, cx[b] + ox, nb.shape[1:3]) - nb[:, None]  # float32
+        total[b] += np.square(diff, out=diff).mean((2, 3, 4))
         count[b] += 1
     return total / np.maximum(count, 1)[:, None]
 
@@ -529,12 +550,25 @@ def feathered(mask: np.ndarray, radius_px: int) -> np.ndarray:
 
 
 def paste(canvas: np.ndarray, patch: np.ndarray, blocks: np.ndarray, mask: np.ndarray, s: QuiltSettings) -> None:
-    """Blend each patch into the lattice canvas with its feathered seam mask (blocks in world raster order)."""
+    """Blend each patch into the lattice canvas with its feathered seam mask, in world raster order of the blocks.
+
+    The blocks of one pass on one block row lie at least two block steps apart and do not overlap (2 x step >
+    patch), so they are blended together through one strided view of the canvas; rows follow in order."""
     p, step = s.patch_px, s.step_px
     alpha = feathered(mask, s.feather_px)[..., None]
-    for (i, j), pt, a in zip(blocks, patch, alpha):
-        region = canvas[i * step:i * step + p, j * step:j * step + p]
-        region += a * (pt - region)
+    starts = np.flatnonzero(np.diff(blocks[:, 0], prepend=-1))  # blocks come row by row (np.argwhere order)
+    for a, b in zip(starts, [*starts[1:], len(blocks)]):
+        i, js = blocks[a, 0], blocks[a:b, 1]
+        dj = int(js[1] - js[0]) if b - a > 1 else 2
+        if (b - a > 1 and np.any(np.diff(js) != dj)) or dj * step < p:  # not evenly spaced apart: one by one
+            for (i, j), pt, al in zip(blocks[a:b], patch[a:b], alpha[a:b]):
+                region = canvas[i * step:i * step + p, j * step:j * step + p]
+                region += al * (pt - region)
+            continue
+        band = canvas[i * step:i * step + p, js[0] * step:]
+        rs, cs, ch = band.strides
+        regions = as_strided(band, shape=(b - a, p, p, band.shape[2]), strides=(dj * step * cs, rs, cs, ch))
+        regions += alpha[a:b] * (patch[a:b] - regions)
 
 
 def synthesize_tile(bank: TextureBank, labels: np.ndarray, *, seed: int = 0, look: int | None = None,
@@ -574,8 +608,13 @@ def load_bank(path: Path, settings: QuiltSettings = QuiltSettings()) -> TextureB
     except (OSError, KeyError, ValueError) as exc:
         raise ModelError(f"texture bank {path} cannot be read ({exc}); rebuild it with 'geogan build-bank'") from None
     ends = np.cumsum(sizes)
-    images = np.stack([np.asarray(Image.open(io.BytesIO(data[e - n:e].tobytes())).convert("RGB"))
-                       for e, n in zip(ends, sizes)])
+    images = np.empty((*labels.shape, 3), np.uint8)
+    for k, (e, n) in enumerate(zip(ends, sizes)):
+        photo = Image.open(io.BytesIO(data[e - n:e].tobytes()))
+        if photo.size != labels.shape[:0:-1]:
+            raise ModelError(f"texture bank {path}: photo {k} is {photo.size[0]}x{photo.size[1]} px, its class map "
+                             f"{labels.shape[2]}x{labels.shape[1]}; rebuild it with 'geogan build-bank'")
+        images[k] = np.asarray(photo if photo.mode == "RGB" else photo.convert("RGB"))
     return TextureBank(images, labels, looks, classes, settings)
 
 

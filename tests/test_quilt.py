@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 import geogan
 from geogan.errors import InputError, ModelError
-from geogan.quilt import (QuiltSettings, TextureBank, hash_uniform, load_bank, margin_px, min_cut_masks, save_bank,
-                          synthesize, synthesize_tile)
+from geogan.quilt import (QuiltSettings, TextureBank, cell_fractions, feathered, hash_uniform, load_bank, margin_px,
+                          min_cut_masks, paste, patches, save_bank, synthesize, synthesize_tile)
 from test_anchor import SAMPLE, _centre_box, _overlap
 
 CLASSES = ("background", "building", "woodland", "water", "road")
@@ -74,6 +74,51 @@ def test_min_cut_masks_follow_the_cheapest_seam():
     err[0, :, 3] = 0  # a free column
     mask = min_cut_masks(err)[0]
     assert mask[:, 3:].all() and not mask[:, :3].any()
+
+
+def test_min_cut_masks_reach_the_first_and_last_columns():
+    for free in (0, 4):
+        err = np.ones((3, 7, 5))
+        err[:, :, free] = 0
+        assert (min_cut_masks(err)[:, :, free:].all()) and not min_cut_masks(err)[:, :, :free].any()
+
+
+def test_patches_gather_the_same_pixels_as_slicing():
+    rng = np.random.default_rng(3)
+    photos = rng.integers(0, 256, (4, 40, 50, 3), dtype=np.uint8)
+    i, y, x = rng.integers(0, 4, (6, 5)), rng.integers(0, 40 - 9, (6, 5)), rng.integers(0, 50 - 13, (6, 5))
+    for arrays in (photos, photos[..., 0], photos[:, ::2, ::2]):  # RGB, one band, a strided view
+        h, w = (9, 13) if arrays.shape[1] == 40 else (4, 6)
+        yy, xx = y % (arrays.shape[1] - h + 1), x % (arrays.shape[2] - w + 1)
+        got = patches(arrays, i, yy, xx, (h, w))
+        want = np.stack([arrays[a, b:b + h, c:c + w] for a, b, c in zip(i.ravel(), yy.ravel(), xx.ravel())])
+        assert np.array_equal(got, want.reshape(got.shape))
+    with pytest.raises(IndexError):
+        patches(photos, np.array([0]), np.array([35]), np.array([0]), 9)  # runs off the photo's bottom
+    with pytest.raises(IndexError):
+        patches(photos, np.array([0]), np.array([0]), np.array([45]), 9)  # ... off its right edge
+
+
+def test_cell_fractions_are_the_class_shares_of_each_cell():
+    labels = np.random.default_rng(4).integers(0, 3, (2, 16, 24)).astype(np.uint8)
+    got = cell_fractions(labels, 3, 8)
+    for n, r, c, k in np.ndindex(*got.shape):
+        assert got[n, r, c, k] == (labels[n, r * 8:r * 8 + 8, c * 8:c * 8 + 8] == k).mean()
+
+
+def test_paste_blends_blocks_in_raster_order_whatever_their_spacing():
+    s = QuiltSettings(patch_px=16, overlap_px=4, cell_px=8)
+    rng = np.random.default_rng(5)
+    blocks = np.array([[0, 0], [0, 2], [0, 4], [1, 1], [1, 2], [1, 5], [2, 0], [2, 2]])  # even, crowded, uneven
+    patch = rng.random((len(blocks), 16, 16, 3)).astype(np.float32)
+    mask = rng.random((len(blocks), 16, 16)) > 0.3
+    got = rng.random((3 * 12 + 4, 6 * 12 + 4, 3)).astype(np.float32)
+    want = got.copy()
+    paste(got, patch, blocks, mask, s)
+    for (i, j), pt, a in zip(blocks, patch, feathered(mask, s.feather_px)[..., None]):
+        region = want[i * 12:i * 12 + 16, j * 12:j * 12 + 16]
+        region += a * (pt - region)
+    assert np.array_equal(got, want)
 
 
 def test_hash_is_a_pure_function_of_its_keys():
