@@ -269,3 +269,9 @@ def test_flipped_predictions_are_mapped_back_to_their_pixels(shape):
     labels = np.random.default_rng(1).integers(0, 5, (2,) + shape).astype(np.uint8)
     x = torch.from_numpy(np.repeat(labels[..., None], 3, -1)).permute(0, 3, 1, 2).float() / 127.5 - 1
     assert np.array_equal(predict_classes(Reader(), x).numpy(), labels)
+
+
+def test_a_reversed_scale_range_is_refused_from_python_too(pairs, tmp_path):
+    with pytest.raises(InputError, match=r"scale_range \(2\.0, 1\.0\).*--scale-range"):
+        fit_segmenter(pairs, tmp_path / "seg", tmp_path / "run", FitConfig(steps=4, scale_range=(2.0, 1.0), **TINY))
+    assert not (tmp_path / "run").exists()

@@ -611,6 +611,9 @@ def fit_segmenter(pairs_dir: Path, out: Path, run_dir: Path, cfg: FitConfig, *, 
                           "another --run-dir")
     if cfg.crop_px % 2 ** cfg.depth or cfg.crop_px < 2 ** cfg.depth:
         raise InputError(f"crop_px {cfg.crop_px} must be a multiple of {2 ** cfg.depth} (2**depth); e.g. 128")
+    if not 0 < cfg.scale_range[0] <= cfg.scale_range[1]:
+        raise InputError(f"scale_range {cfg.scale_range} must be (smallest, largest) with 0 < smallest <= largest "
+                         "(--scale-range); e.g. 0.7,1.4")
     resuming = resume and (run_dir / "state.pt").is_file()
     if resuming:
         cfg = saved_config(run_dir, steps=cfg.steps, max_seconds=cfg.max_seconds)
