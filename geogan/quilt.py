@@ -93,6 +93,7 @@ class TextureBank:
     pure: np.ndarray = field(init=False, repr=False)  # int (M,): class of single-class patches, else -1
     foam_table: np.ndarray = field(init=False, repr=False)  # int32 (N, H/cell + 1, W/cell + 1) white-water cells
     foamy: np.ndarray = field(init=False, repr=False)  # bool (M,): patches touching white water (never drawn)
+    labels_2x: np.ndarray = field(init=False, repr=False)  # uint8 (N, H/2, W/2): every other pixel of the class maps
 
     def __post_init__(self) -> None:
         n, h, w, _ = self.images.shape
@@ -116,6 +117,7 @@ class TextureBank:
         table = white_water_cells(self.images, self.labels, water, s.cell_px, s.foam_mads, s.foam_min_levels)
         object.__setattr__(self, "foam_table", table)
         object.__setattr__(self, "foamy", self.foamy_at(*index.T))
+        object.__setattr__(self, "labels_2x", np.ascontiguousarray(self.labels[:, ::2, ::2]))
 
     def foamy_at(self, i: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         """bool: whether the patches of photos ``i`` at (``y``, ``x``) (any position inside the photo) hold white
@@ -426,7 +428,7 @@ def synthesize(bank: TextureBank, labels: np.ndarray, origin_rc: tuple[int, int]
         ci, cy, cx = (np.where(at[..., 0] >= 0, at[..., t], 0) for t in range(3))
         valid = (at[..., 0] >= 0) & ~bank.foamy_at(ci, cy, cx)  # white water is never drawn
         # class-layout mismatch on every other pixel (a quarter of the gather; seams are decided on colour)
-        mism = (patches(bank.labels[:, ::2, ::2], ci, cy // 2, cx // 2, s.patch_px // 2)
+        mism = (patches(bank.labels_2x, ci, cy // 2, cx // 2, s.patch_px // 2)
                 != query[flat][:, None, ::2, ::2]).mean((2, 3))
         cost = s.label_weight * mism + overlap_costs(bank, (ci, cy, cx), chosen, blocks, sides)
         cost[~valid] = np.inf
