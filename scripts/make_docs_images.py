@@ -37,17 +37,21 @@ def _palette_image(classes: np.ndarray) -> np.ndarray:
     return lut[classes]
 
 
-def sample_town(model: str, width_px: int = 1400) -> Path:
-    with tempfile.TemporaryDirectory() as d:
-        res = geogan.render(out_dir=d, model=model, seed=0)
-        aerial = rasterio.open(res.aerial).read().transpose(1, 2, 0)
-        classes = _palette_image(rasterio.open(res.classes).read(1))
-    both = np.concatenate([classes, np.full((classes.shape[0], 16, 3), 255, np.uint8), aerial], 1)
+def _class_map_beside_render(res, name: str, width_px: int, gap_px: int) -> Path:
+    """docs/NAME: the render's class map (palette) | its aerial image, scaled to ``width_px``."""
+    aerial = rasterio.open(res.aerial).read().transpose(1, 2, 0)
+    classes = _palette_image(rasterio.open(res.classes).read(1))
+    both = np.concatenate([classes, np.full((classes.shape[0], gap_px, 3), 255, np.uint8), aerial], 1)
     im = Image.fromarray(both)
     im = im.resize((width_px, int(im.height * width_px / im.width)), Image.LANCZOS)
-    out = DOCS / "sample_town.jpg"
+    out = DOCS / name
     im.save(out, quality=85)
     return out
+
+
+def sample_town(model: str, width_px: int = 1400) -> Path:
+    with tempfile.TemporaryDirectory() as d:
+        return _class_map_beside_render(geogan.render(out_dir=d, model=model, seed=0), "sample_town.jpg", width_px, 16)
 
 
 def validation_grid(pairs: Path, model: str, n: int = 6) -> Path:
@@ -177,14 +181,7 @@ def helsinki_centre(osm: Path, model: str, width_px: int = 1100) -> Path:
     with tempfile.TemporaryDirectory() as d:
         res = geogan.render(osm, bbox=HELSINKI_BBOX, crs="EPSG:3067", res=0.5, tap=True, out_dir=d, model=model,
                             seed=0)
-        aerial = rasterio.open(res.aerial).read().transpose(1, 2, 0)
-        classes = _palette_image(rasterio.open(res.classes).read(1))
-    both = np.concatenate([classes, np.full((classes.shape[0], 8, 3), 255, np.uint8), aerial], 1)
-    im = Image.fromarray(both)
-    im = im.resize((width_px, int(im.height * width_px / im.width)), Image.LANCZOS)
-    out = DOCS / "helsinki_centre.jpg"
-    im.save(out, quality=85)
-    return out
+        return _class_map_beside_render(res, "helsinki_centre.jpg", width_px, 8)
 
 
 def main() -> None:
