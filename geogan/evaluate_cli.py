@@ -194,6 +194,4 @@ def _scale_range(text: str) -> tuple[float, float]:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
         raise InputError(f"--scale-range '{text}' is not two comma-separated numbers; e.g. 0.7,1.4") from None
-    if not 0 < lo <= hi:
-        raise InputError(f"--scale-range '{text}' must be smallest,largest with 0 < smallest <= largest; e.g. 0.7,1.4")
-    return lo, hi
+    return lo, hi  # their order is checked by fit_segmenter

@@ -560,17 +560,14 @@ def paste(canvas: np.ndarray, patch: np.ndarray, blocks: np.ndarray, mask: np.nd
     alpha = feathered(mask, s.feather_px)[..., None]
     starts = np.flatnonzero(np.diff(blocks[:, 0], prepend=-1))  # blocks come row by row (np.argwhere order)
     for a, b in zip(starts, [*starts[1:], len(blocks)]):
-        i, js = blocks[a, 0], blocks[a:b, 1]
+        js = blocks[a:b, 1]
         dj = int(js[1] - js[0]) if b - a > 1 else 2
-        if (b - a > 1 and np.any(np.diff(js) != dj)) or dj * step < p:  # not evenly spaced apart: one by one
-            for (i, j), pt, al in zip(blocks[a:b], patch[a:b], alpha[a:b]):
-                region = canvas[i * step:i * step + p, j * step:j * step + p]
-                region += al * (pt - region)
-            continue
-        band = canvas[i * step:i * step + p, js[0] * step:]
-        rs, cs, ch = band.strides
-        regions = as_strided(band, shape=(b - a, p, p, band.shape[2]), strides=(dj * step * cs, rs, cs, ch))
-        regions += alpha[a:b] * (patch[a:b] - regions)
+        apart = dj * step >= p and not np.any(np.diff(js) != dj)  # evenly spaced, not overlapping
+        for a0, b0 in ([(a, b)] if apart else [(k, k + 1) for k in range(a, b)]):
+            band = canvas[blocks[a0, 0] * step:blocks[a0, 0] * step + p, blocks[a0, 1] * step:]
+            rs, cs, ch = band.strides
+            regions = as_strided(band, shape=(b0 - a0, p, p, band.shape[2]), strides=(dj * step * cs, rs, cs, ch))
+            regions += alpha[a0:b0] * (patch[a0:b0] - regions)
 
 
 def synthesize_tile(bank: TextureBank, labels: np.ndarray, *, seed: int = 0, look: int | None = None,
